@@ -1,0 +1,34 @@
+# The README's first two commands: `make demo` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build by default (no GPU here, and a small download); on a GPU machine use e.g.
+#   make demo TORCH_SPEC='torch>=2.2,<3'
+TORCH_SPEC ?= torch==2.13.0
+CONSTRAINTS ?= requirements/ci-constraints.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '$(TORCH_SPEC)'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/orchestrator demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check orchestrator trainables tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

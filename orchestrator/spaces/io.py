@@ -1,0 +1,627 @@
+"""Load and validate space files (``search_spaces/<study>/v<N>.yaml``) and resolve lineage.
+
+Every problem names the file, the line, the key path (``params.optimizer.choice[1].momentum.uniform``)
+and what was expected; all problems of a file are collected before one ``SpaceError`` is raised.
+Only ``yaml.safe_load`` and ``yaml.compose`` (for line numbers) touch the text: nothing in
+a space file is ever executed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Problem, SpaceError
+from .model import (
+    NO_DEFAULT,
+    NUMERIC_KINDS,
+    Choice,
+    Fixed,
+    IntRange,
+    Metric,
+    Param,
+    QLogUniform,
+    QUniform,
+    Resources,
+    Schedule,
+    SearchSettings,
+    SearchSpace,
+    StudyVersion,
+)
+
+VERSION_FILE = re.compile(r"^v(\d+)\.ya?ml$")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+TOP_KEYS = (
+    "study", "version", "parent", "trainable", "metric", "schedule",
+    "resources", "search", "fixed", "params", "notes",
+)  # fmt: skip
+REQUIRED_TOP = ("study", "version", "trainable", "metric", "params")
+DIST_KEYS = ("uniform", "loguniform", "quniform", "qloguniform", "int", "choice", "fixed")
+MODIFIERS = {
+    "uniform": ("default", "limits"),
+    "loguniform": ("default", "limits"),
+    "quniform": ("default", "limits"),
+    "qloguniform": ("default", "limits"),
+    "int": ("default", "limits", "step", "log"),
+    "choice": ("default",),
+    "fixed": (),
+}
+RESERVED = set(DIST_KEYS) | {"default", "limits", "step", "log"}
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _type_name(x: Any) -> str:
+    if x is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "text", list: "list", dict: "mapping"}.get(
+        type(x), type(x).__name__
+    )
+
+
+def _show(x: Any) -> str:
+    text = repr(x) if not isinstance(x, str) else repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- line numbers
+
+
+def _line_map(text: str) -> tuple[dict[tuple[Any, ...], int], list[tuple[tuple[Any, ...], int, str]]]:
+    """Key path -> 1-based line, plus duplicate keys (which ``safe_load`` silently merges)."""
+    lines: dict[tuple[Any, ...], int] = {}
+    dups: list[tuple[tuple[Any, ...], int, str]] = []
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def visit(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+                if key in seen:
+                    dups.append((path, key_node.start_mark.line + 1, key))
+                seen.add(key)
+                lines[path + (key,)] = key_node.start_mark.line + 1
+                visit(value_node, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                visit(item, path + (i,))
+
+    if root is not None:
+        visit(root, ())
+    return lines, dups
+
+
+def format_path(path: tuple[Any, ...]) -> str:
+    out = ""
+    for seg in path:
+        if isinstance(seg, int):
+            out += f"[{seg}]"
+        else:
+            out += f".{seg}" if out else str(seg)
+    return out
+
+
+# --------------------------------------------------------------------------- parse context
+
+
+@dataclass
+class _Ctx:
+    file: str | None
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def error(self, path: tuple[Any, ...], message: str) -> None:
+        line = None
+        for n in range(len(path), -1, -1):
+            if path[:n] in self.lines:
+                line = self.lines[path[:n]]
+                break
+        self.problems.append(Problem(format_path(path), message, self.file, line))
+
+    def check_keys(
+        self, data: Mapping[str, Any], path: tuple[Any, ...], allowed: Iterable[str], what: str
+    ) -> bool:
+        allowed = list(allowed)
+        ok = True
+        for key in data:
+            if key not in allowed:
+                ok = False
+                self.error(
+                    path + (key,) if isinstance(key, str) else path,
+                    f"unknown key {_show(key)} in {what}{_suggest(key, allowed)} "
+                    f"(allowed: {', '.join(allowed)})",
+                )
+        return ok
+
+    def mapping(self, data: Any, path: tuple[Any, ...], what: str) -> Mapping[str, Any] | None:
+        if not isinstance(data, Mapping):
+            self.error(path, f"expected a mapping for {what}, got {_type_name(data)} {_show(data)}")
+            return None
+        bad = [k for k in data if not isinstance(k, str)]
+        for k in bad:
+            self.error(path, f"keys must be text, got {_type_name(k)} {_show(k)}")
+        return None if bad else data
+
+
+def _number(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str) -> float | int | None:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        hint = ""
+        if isinstance(x, str):
+            try:
+                float(x)
+                hint = " (YAML reads 1e-4 as text; write 1.0e-4)"
+            except ValueError:
+                pass
+        ctx.error(path, f"{what} must be a number, got {_type_name(x)} {_show(x)}{hint}")
+        return None
+    if not math.isfinite(x):
+        ctx.error(path, f"{what} must be finite, got {x}")
+        return None
+    return x
+
+
+def _positive_int(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str, minimum: int = 1) -> int | None:
+    if isinstance(x, bool) or not isinstance(x, int) or x < minimum:
+        ctx.error(path, f"{what} must be an integer >= {minimum}, got {_show(x)}")
+        return None
+    return x
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _parse_space(ctx: _Ctx, data: Any, path: tuple[Any, ...], what: str) -> SearchSpace | None:
+    data = ctx.mapping(data, path, what)
+    if data is None:
+        return None
+    if not data:
+        ctx.error(path, f"{what} must name at least one parameter")
+        return None
+    params: dict[str, Param] = {}
+    ok = True
+    for name, spec in data.items():
+        if not NAME.match(name) or name in RESERVED:
+            why = "is a reserved word" if name in RESERVED else "is not a valid name"
+            ctx.error(
+                path + (name,),
+                f"parameter name {name!r} {why}: use letters, digits and _ (no dots), not starting with a digit",
+            )
+            ok = False
+            continue
+        p = _parse_param(ctx, spec, path + (name,))
+        if p is None:
+            ok = False
+        else:
+            params[name] = p
+    return SearchSpace(params) if ok else None
+
+
+def _parse_param(ctx: _Ctx, spec: Any, path: tuple[Any, ...]) -> Param | None:
+    if spec is None or isinstance(spec, str | bool | int | float):
+        if isinstance(spec, float) and not math.isfinite(spec):
+            ctx.error(path, f"fixed value must be finite, got {spec}")
+            return None
+        return Fixed(spec)
+    if isinstance(spec, list):
+        ctx.error(
+            path,
+            "a plain list is ambiguous here: write {choice: [...]} to search over these values, "
+            "or {fixed: [...]} to pass the list as is",
+        )
+        return None
+    spec = ctx.mapping(spec, path, "a parameter")
+    if spec is None:
+        return None
+    kinds = [k for k in spec if k in DIST_KEYS]
+    if len(kinds) != 1:
+        if kinds:
+            ctx.error(path, f"give exactly one distribution, got {', '.join(kinds)}")
+        else:
+            unknown = [k for k in spec if k not in RESERVED]
+            hint = _suggest(unknown[0], DIST_KEYS) if unknown else ""
+            ctx.error(
+                path,
+                f"expected a distribution ({', '.join(DIST_KEYS)}), got keys {sorted(spec)}{hint}; "
+                "to pass a mapping as a value write {fixed: {...}}",
+            )
+        return None
+    kind = kinds[0]
+    if not ctx.check_keys(spec, path, (kind, *MODIFIERS[kind]), f"a {kind} parameter"):
+        return None
+    if kind == "fixed":
+        return Fixed(spec["fixed"])
+    if kind == "choice":
+        return _parse_choice(ctx, spec, path)
+    return _parse_numeric(ctx, kind, spec, path)
+
+
+def _parse_numeric(ctx: _Ctx, kind: str, spec: Mapping[str, Any], path: tuple[Any, ...]) -> Param | None:
+    bounds = spec[kind]
+    quantized = kind in ("quniform", "qloguniform")
+    want = "[low, high, q]" if quantized else "[low, high]"
+    bpath = path + (kind,)
+    if not isinstance(bounds, list) or len(bounds) != (3 if quantized else 2):
+        ctx.error(bpath, f"expected {want}, got {_show(bounds)}")
+        return None
+    nums = [_number(ctx, b, bpath + (i,), name) for i, (b, name) in enumerate(zip(bounds, ("low", "high", "q")))]
+    if any(n is None for n in nums):
+        return None
+    kwargs: dict[str, Any] = {}
+    if "default" in spec:
+        kwargs["default"] = spec["default"]
+    if "limits" in spec:
+        lim = spec["limits"]
+        if not isinstance(lim, list) or len(lim) != 2:
+            ctx.error(path + ("limits",), f"expected [low, high], got {_show(lim)}")
+            return None
+        nl = [_number(ctx, v, path + ("limits", i), "a limit") for i, v in enumerate(lim)]
+        if any(n is None for n in nl):
+            return None
+        kwargs["limits"] = tuple(nl)
+    try:
+        if kind == "int":
+            if "step" in spec:
+                kwargs["step"] = spec["step"]
+            if "log" in spec:
+                kwargs["log_scale"] = spec["log"]
+            return IntRange(nums[0], nums[1], **kwargs)
+        if quantized:
+            cls = QUniform if kind == "quniform" else QLogUniform
+            return cls(float(nums[0]), float(nums[1]), q=float(nums[2]), **kwargs)
+        return NUMERIC_KINDS[kind](float(nums[0]), float(nums[1]), **kwargs)
+    except ValueError as e:
+        ctx.error(_blame(path, kind, str(e)), str(e))
+        return None
+
+
+def _blame(path: tuple[Any, ...], kind: str, message: str) -> tuple[Any, ...]:
+    """The key a constructor's complaint is about: a modifier when the message names one."""
+    first = message.split()[0]
+    if first in ("default", "limits", "step", "log"):
+        return path + (first,)
+    if "limits" in message:
+        return path + ("limits",)
+    return path + (kind,)
+
+
+def _parse_choice(ctx: _Ctx, spec: Mapping[str, Any], path: tuple[Any, ...]) -> Param | None:
+    options = spec["choice"]
+    cpath = path + ("choice",)
+    if not isinstance(options, list) or not options:
+        ctx.error(cpath, f"expected a non-empty list of options, got {_show(options)}")
+        return None
+    parsed: list[Any] = []
+    ok = True
+    for i, opt in enumerate(options):
+        opath = cpath + (i,)
+        if isinstance(opt, Mapping):
+            looks_like = [k for k in opt if k in DIST_KEYS]
+            if looks_like:
+                ctx.error(
+                    opath,
+                    f"option {i} looks like a distribution ({looks_like[0]}); an option is a value "
+                    "or a mapping of named parameters such as {name: sgd, momentum: {uniform: [0.8, 0.99]}}",
+                )
+                ok = False
+                continue
+            sub = _parse_space(ctx, opt, opath, f"option {i}")
+            ok = ok and sub is not None
+            parsed.append(sub)
+        elif isinstance(opt, list):
+            ctx.error(opath, "an option cannot be a list; use a mapping of named parameters")
+            ok = False
+        elif isinstance(opt, float) and not math.isfinite(opt):
+            ctx.error(opath, f"option must be finite, got {opt}")
+            ok = False
+        else:
+            parsed.append(opt)
+    if not ok:
+        return None
+    kwargs = {"default": spec["default"]} if "default" in spec else {}
+    try:
+        return Choice(tuple(parsed), **kwargs)
+    except ValueError as e:
+        ctx.error(path + ("default",) if str(e).startswith("default") else cpath, str(e))
+        return None
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _parse_section(
+    ctx: _Ctx,
+    data: Mapping[str, Any],
+    key: str,
+    cls: type,
+    fields: Mapping[str, Callable[[Any, tuple[Any, ...]], Any]],
+) -> Any:
+    raw = data.get(key)
+    if raw is None:
+        return cls()
+    raw = ctx.mapping(raw, (key,), key)
+    if raw is None or not ctx.check_keys(raw, (key,), fields, key):
+        return None
+    values = {}
+    for name, value in raw.items():
+        parsed = fields[name](value, (key, name))
+        if parsed is None:
+            return None
+        values[name] = parsed
+    return cls(**values)
+
+
+def _one_of(ctx: _Ctx, options: tuple[str, ...]) -> Callable[[Any, tuple[Any, ...]], Any]:
+    def check(value: Any, path: tuple[Any, ...]) -> Any:
+        if value not in options:
+            ctx.error(path, f"expected one of {', '.join(options)}, got {_show(value)}{_suggest(value, options)}")
+            return None
+        return value
+
+    return check
+
+
+def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
+    data = ctx.mapping(data, (), "a space file")
+    if data is None:
+        return None
+    ctx.check_keys(data, (), TOP_KEYS, "a space file")
+    for key in REQUIRED_TOP:
+        if key not in data:
+            ctx.error((), f"missing required key {key!r}")
+
+    study = data.get("study")
+    if "study" in data and (not isinstance(study, str) or not STUDY_NAME.match(study)):
+        ctx.error(("study",), f"expected a study name (letters, digits, _ . -), got {_show(study)}")
+    version = data.get("version")
+    if "version" in data:
+        version = _positive_int(ctx, version, ("version",), "version")
+    parent = data.get("parent")
+    if parent is not None:
+        parent = _positive_int(ctx, parent, ("parent",), "parent")
+        if parent is not None and isinstance(version, int) and parent >= version:
+            ctx.error(("parent",), f"parent must be an earlier version than {version}, got {parent}")
+    elif isinstance(version, int) and version > 1:
+        ctx.error(("parent",) if "parent" in data else (), f"version {version} must name its parent version")
+    trainable = data.get("trainable")
+    if "trainable" in data and (not isinstance(trainable, str) or not trainable):
+        ctx.error(("trainable",), f"expected a trainable name, got {_show(trainable)}")
+
+    metric = None
+    if "metric" in data:
+        m = ctx.mapping(data["metric"], ("metric",), "metric")
+        if m is not None and ctx.check_keys(m, ("metric",), ("name", "mode"), "metric"):
+            if not isinstance(m.get("name"), str) or not m.get("name"):
+                ctx.error(("metric", "name"), f"expected the name of a reported metric, got {_show(m.get('name'))}")
+            elif m.get("mode") not in ("min", "max"):
+                ctx.error(("metric", "mode"), f"expected min or max, got {_show(m.get('mode'))}")
+            else:
+                metric = Metric(m["name"], m["mode"])
+
+    num = lambda what: lambda v, p: _positive_number(ctx, v, p, what)  # noqa: E731
+    schedule = _parse_section(ctx, data, "schedule", Schedule, {
+        "scheduler": _one_of(ctx, ("asha", "fifo")),
+        "max_epochs": lambda v, p: _positive_int(ctx, v, p, "max_epochs"),
+        "grace_period": lambda v, p: _positive_int(ctx, v, p, "grace_period"),
+        "reduction_factor": lambda v, p: _number_above(ctx, v, p, "reduction_factor", 1.0),
+    })  # fmt: skip
+    if schedule is not None and schedule.grace_period > schedule.max_epochs:
+        ctx.error(("schedule", "grace_period"),
+                  f"grace_period ({schedule.grace_period}) must not exceed max_epochs ({schedule.max_epochs})")  # fmt: skip
+    resources = _parse_section(ctx, data, "resources", Resources, {
+        "cpu": num("cpu"), "gpu": lambda v, p: _gpu(ctx, v, p),
+    })  # fmt: skip
+    search = _parse_section(ctx, data, "search", SearchSettings, {
+        "algorithm": _one_of(ctx, ("tpe", "random")),
+        "trials": lambda v, p: _positive_int(ctx, v, p, "trials"),
+        "concurrency": lambda v, p: _positive_int(ctx, v, p, "concurrency"),
+        "startup_trials": lambda v, p: _positive_int(ctx, v, p, "startup_trials"),
+        "max_failures": lambda v, p: _positive_int(ctx, v, p, "max_failures", minimum=0),
+    })  # fmt: skip
+
+    fixed: Mapping[str, Any] | None = {}
+    if data.get("fixed") is not None:
+        fixed = ctx.mapping(data["fixed"], ("fixed",), "fixed")
+        for name in fixed or {}:
+            if not NAME.match(name):
+                ctx.error(("fixed", name), f"{name!r} is not a valid name (letters, digits and _)")
+    params = _parse_space(ctx, data["params"], ("params",), "params") if "params" in data else None
+    if params is not None and fixed:
+        for name in params.params.keys() & fixed.keys():
+            ctx.error(("fixed", name), f"{name!r} is both fixed and a searched parameter; keep one")
+    notes = data.get("notes", "")
+    if notes is None:
+        notes = ""
+    if not isinstance(notes, str):
+        ctx.error(("notes",), f"expected text, got {_type_name(notes)}")
+
+    if ctx.problems:
+        return None
+    return StudyVersion(
+        study=study, version=version, parent=parent, trainable=trainable, metric=metric,
+        params=params, schedule=schedule, resources=resources, search=search,
+        fixed=dict(fixed or {}), notes=notes, source=ctx.file,
+    )  # fmt: skip
+
+
+def _positive_number(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str) -> float | None:
+    n = _number(ctx, x, path, what)
+    if n is not None and n <= 0:
+        ctx.error(path, f"{what} must be > 0, got {n}")
+        return None
+    return n
+
+
+def _number_above(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str, floor: float) -> float | None:
+    n = _number(ctx, x, path, what)
+    if n is not None and n <= floor:
+        ctx.error(path, f"{what} must be > {floor}, got {n}")
+        return None
+    return n
+
+
+def _gpu(ctx: _Ctx, x: Any, path: tuple[Any, ...]) -> float | None:
+    n = _number(ctx, x, path, "gpu")
+    if n is None:
+        return None
+    if n < 0 or (n > 1 and not float(n).is_integer()):
+        ctx.error(path, f"gpu must be 0, a fraction below 1 (shared card) or a whole number, got {n}")
+        return None
+    return n
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def parse_version(text: str, file: str | None = None) -> StudyVersion:
+    """Parse one space document from text. Raises ``SpaceError`` listing every problem."""
+    ctx = _Ctx(file)
+    try:
+        ctx.lines, dups = _line_map(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise SpaceError([Problem("", f"not valid YAML: {getattr(e, 'problem', None) or e}", file, line)]) from None
+    except RecursionError:
+        raise SpaceError([Problem("", "YAML nested too deeply", file)]) from None
+    for path, line, key in dups:
+        ctx.problems.append(Problem(format_path(path + (key,)), f"key {key!r} appears twice", file, line))
+    if data is None:
+        raise SpaceError([Problem("", "the file is empty", file)])
+    try:
+        version = _parse_document(ctx, data)
+    except RecursionError:
+        raise SpaceError([Problem("", "nested too deeply", file)]) from None
+    if ctx.problems or version is None:
+        raise SpaceError(ctx.problems or [Problem("", "invalid space", file)])
+    return version
+
+
+def load_version(path: str | Path) -> StudyVersion:
+    """Load ``<study>/v<N>.yaml``; the file name and folder must agree with its version and study."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpaceError([Problem("", "no such file", shown)]) from None
+    except IsADirectoryError:
+        raise SpaceError([Problem("", "is a folder, expected a .yaml file", shown)]) from None
+    except UnicodeDecodeError as e:
+        raise SpaceError([Problem("", f"not UTF-8 text ({e.reason} at byte {e.start})", shown)]) from None
+    except OSError as e:
+        raise SpaceError([Problem("", f"cannot read: {e.strerror}", shown)]) from None
+    version = parse_version(text, shown)
+    m = VERSION_FILE.match(path.name)
+    problems = []
+    if m and int(m.group(1)) != version.version:
+        problems.append(Problem("version", f"file is named {path.name} but says version {version.version}", shown))
+    if m and path.parent.name and path.parent.name != version.study:
+        problems.append(Problem("study", f"file is in folder {path.parent.name!r} but says study {version.study!r}", shown))
+    if problems:
+        raise SpaceError(problems)
+    return version
+
+
+@dataclass(frozen=True)
+class Study:
+    """All versions of one study found in its folder, with lineage checked."""
+
+    name: str
+    versions: Mapping[int, StudyVersion]
+
+    def lineage(self, version: int) -> list[StudyVersion]:
+        """Root first, ``version`` last."""
+        chain = [self.versions[version]]
+        while chain[-1].parent is not None:
+            chain.append(self.versions[chain[-1].parent])
+        return chain[::-1]
+
+    @property
+    def latest(self) -> StudyVersion:
+        return self.versions[max(self.versions)]
+
+
+def load_study(folder: str | Path) -> Study:
+    """Load every ``v<N>.yaml`` of a study folder and check lineage. Collects all problems."""
+    folder = Path(folder)
+    problems: list[Problem] = []
+    versions: dict[int, StudyVersion] = {}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
+    if not files:
+        raise SpaceError([Problem("", "no space files (v<N>.yaml) in this folder", str(folder))])
+    for f in files:
+        if not VERSION_FILE.match(f.name):
+            problems.append(Problem("", "space files must be named v<N>.yaml (v1.yaml, v2.yaml, ...)", str(f)))
+            continue
+        try:
+            v = load_version(f)
+        except SpaceError as e:
+            problems.extend(e.problems)
+            continue
+        if v.version in versions:
+            problems.append(Problem("version", f"version {v.version} is also defined in {versions[v.version].source}", str(f)))
+        versions[v.version] = v
+    problems.extend(_lineage_problems(versions))
+    if problems:
+        raise SpaceError(problems)
+    return Study(folder.name, versions)
+
+
+def _lineage_problems(versions: Mapping[int, StudyVersion]) -> list[Problem]:
+    problems = []
+    for v in versions.values():
+        if v.parent is not None and v.parent not in versions:
+            have = ", ".join(f"v{n}" for n in sorted(versions)) or "none"
+            problems.append(Problem("parent", f"parent v{v.parent} not found next to this file (have: {have})", v.source))
+        if v.parent in versions:
+            p = versions[v.parent]
+            if p.trainable != v.trainable:
+                problems.append(Problem("trainable", f"changes the trainable from {p.trainable!r} (v{p.version}) "
+                                        f"to {v.trainable!r}; a study keeps one trainable, start a new study", v.source))  # fmt: skip
+            if p.metric != v.metric:
+                problems.append(Problem("metric", f"changes the metric from {p.metric.name}/{p.metric.mode} (v{p.version}) "
+                                        f"to {v.metric.name}/{v.metric.mode}; a study keeps one metric", v.source))  # fmt: skip
+    return problems
+
+
+def load_with_lineage(path: str | Path) -> tuple[StudyVersion, list[StudyVersion]]:
+    """A version plus its ancestors (root first), read from the files beside it."""
+    path = Path(path)
+    version = load_version(path)
+    if not VERSION_FILE.match(path.name):
+        if version.parent is not None:
+            raise SpaceError([Problem("parent", f"names parent v{version.parent}, but the file is not "
+                                      "named v<N>.yaml inside its study folder, so the parent cannot be found", str(path))])  # fmt: skip
+        return version, [version]
+    study = load_study(path.parent)
+    return version, study.lineage(version.version)
+
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """Study folders and loose files to validate, from files, study folders or a root of studies."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            children = sorted(p.iterdir())
+            if any(c.is_file() and c.suffix in (".yaml", ".yml") for c in children):
+                out.append(p)
+            else:
+                out.extend(c for c in children if c.is_dir() and not c.name.startswith("."))
+        else:
+            out.append(p)
+    return out
