@@ -20,7 +20,6 @@ import yaml
 
 from .errors import Problem, SpaceError
 from .model import (
-    NO_DEFAULT,
     NUMERIC_KINDS,
     Choice,
     Fixed,
@@ -72,7 +71,7 @@ def _type_name(x: Any) -> str:
 
 
 def _show(x: Any) -> str:
-    text = repr(x) if not isinstance(x, str) else repr(x)
+    text = repr(x)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -132,9 +131,7 @@ class _Ctx:
                 break
         self.problems.append(Problem(format_path(path), message, self.file, line))
 
-    def check_keys(
-        self, data: Mapping[str, Any], path: tuple[Any, ...], allowed: Iterable[str], what: str
-    ) -> bool:
+    def check_keys(self, data: Mapping[str, Any], path: tuple[Any, ...], allowed: Iterable[str], what: str) -> bool:
         allowed = list(allowed)
         ok = True
         for key in data:
@@ -142,8 +139,7 @@ class _Ctx:
                 ok = False
                 self.error(
                     path + (key,) if isinstance(key, str) else path,
-                    f"unknown key {_show(key)} in {what}{_suggest(key, allowed)} "
-                    f"(allowed: {', '.join(allowed)})",
+                    f"unknown key {_show(key)} in {what}{_suggest(key, allowed)} (allowed: {', '.join(allowed)})",
                 )
         return ok
 
@@ -257,7 +253,10 @@ def _parse_numeric(ctx: _Ctx, kind: str, spec: Mapping[str, Any], path: tuple[An
     if not isinstance(bounds, list) or len(bounds) != (3 if quantized else 2):
         ctx.error(bpath, f"expected {want}, got {_show(bounds)}")
         return None
-    nums = [_number(ctx, b, bpath + (i,), name) for i, (b, name) in enumerate(zip(bounds, ("low", "high", "q")))]
+    nums = [
+        _number(ctx, b, bpath + (i,), name)
+        for i, (b, name) in enumerate(zip(bounds, ("low", "high", "q"), strict=False))
+    ]
     if any(n is None for n in nums):
         return None
     kwargs: dict[str, Any] = {}
@@ -419,8 +418,10 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
         "reduction_factor": lambda v, p: _number_above(ctx, v, p, "reduction_factor", 1.0),
     })  # fmt: skip
     if schedule is not None and schedule.grace_period > schedule.max_epochs:
-        ctx.error(("schedule", "grace_period"),
-                  f"grace_period ({schedule.grace_period}) must not exceed max_epochs ({schedule.max_epochs})")  # fmt: skip
+        ctx.error(
+            ("schedule", "grace_period"),
+            f"grace_period ({schedule.grace_period}) must not exceed max_epochs ({schedule.max_epochs})",
+        )
     resources = _parse_section(ctx, data, "resources", Resources, {
         "cpu": num("cpu"), "gpu": lambda v, p: _gpu(ctx, v, p),
     })  # fmt: skip
@@ -531,7 +532,9 @@ def load_version(path: str | Path) -> StudyVersion:
     if m and int(m.group(1)) != version.version:
         problems.append(Problem("version", f"file is named {path.name} but says version {version.version}", shown))
     if m and path.parent.name and path.parent.name != version.study:
-        problems.append(Problem("study", f"file is in folder {path.parent.name!r} but says study {version.study!r}", shown))
+        problems.append(
+            Problem("study", f"file is in folder {path.parent.name!r} but says study {version.study!r}", shown)
+        )
     if problems:
         raise SpaceError(problems)
     return version
@@ -574,7 +577,9 @@ def load_study(folder: str | Path) -> Study:
             problems.extend(e.problems)
             continue
         if v.version in versions:
-            problems.append(Problem("version", f"version {v.version} is also defined in {versions[v.version].source}", str(f)))
+            problems.append(
+                Problem("version", f"version {v.version} is also defined in {versions[v.version].source}", str(f))
+            )
         versions[v.version] = v
     problems.extend(_lineage_problems(versions))
     if problems:
@@ -587,15 +592,20 @@ def _lineage_problems(versions: Mapping[int, StudyVersion]) -> list[Problem]:
     for v in versions.values():
         if v.parent is not None and v.parent not in versions:
             have = ", ".join(f"v{n}" for n in sorted(versions)) or "none"
-            problems.append(Problem("parent", f"parent v{v.parent} not found next to this file (have: {have})", v.source))
+            problems.append(
+                Problem("parent", f"parent v{v.parent} not found next to this file (have: {have})", v.source)
+            )
         if v.parent in versions:
             p = versions[v.parent]
             if p.trainable != v.trainable:
-                problems.append(Problem("trainable", f"changes the trainable from {p.trainable!r} (v{p.version}) "
-                                        f"to {v.trainable!r}; a study keeps one trainable, start a new study", v.source))  # fmt: skip
+                why = f"changes the trainable from {p.trainable!r} (v{p.version}) to {v.trainable!r}"
+                problems.append(
+                    Problem("trainable", f"{why}; a study keeps one trainable, start a new study", v.source)
+                )
             if p.metric != v.metric:
-                problems.append(Problem("metric", f"changes the metric from {p.metric.name}/{p.metric.mode} (v{p.version}) "
-                                        f"to {v.metric.name}/{v.metric.mode}; a study keeps one metric", v.source))  # fmt: skip
+                was, now = f"{p.metric.name}/{p.metric.mode}", f"{v.metric.name}/{v.metric.mode}"
+                why = f"changes the metric from {was} (v{p.version}) to {now}"
+                problems.append(Problem("metric", f"{why}; a study keeps one metric", v.source))
     return problems
 
 
@@ -605,11 +615,11 @@ def load_with_lineage(path: str | Path) -> tuple[StudyVersion, list[StudyVersion
     version = load_version(path)
     if not VERSION_FILE.match(path.name):
         if version.parent is not None:
-            raise SpaceError([Problem("parent", f"names parent v{version.parent}, but the file is not "
-                                      "named v<N>.yaml inside its study folder, so the parent cannot be found", str(path))])  # fmt: skip
+            why = f"names parent v{version.parent}, but the file is not named v<N>.yaml inside its study folder"
+            raise SpaceError([Problem("parent", f"{why}, so the parent cannot be found", str(path))])
         return version, [version]
-    study = load_study(path.parent)
-    return version, study.lineage(version.version)
+    lineage = load_study(path.parent).lineage(version.version)
+    return lineage[-1], lineage
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:

@@ -19,9 +19,9 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 
 
 class _NoDefault:
@@ -111,9 +111,7 @@ class _Numeric:
         if not self.low < self.high:
             raise ValueError(f"`low < high` must hold, but got (low={self.low}, high={self.high})")
         if self.is_log and self.low <= 0:
-            raise ValueError(
-                f"bounds of a log scale must be positive, but got (low={self.low}, high={self.high})"
-            )
+            raise ValueError(f"bounds of a log scale must be positive, but got (low={self.low}, high={self.high})")
         if self.limits is not None:
             lo, hi = self.limits
             if not (_is_number(lo) and _is_number(hi) and lo < hi):
@@ -121,9 +119,7 @@ class _Numeric:
             if self.is_log and lo <= 0:
                 raise ValueError(f"limits of a log scale must be positive, got {list(self.limits)}")
             if not (lo <= self.low and self.high <= hi):
-                raise ValueError(
-                    f"range [{self.low}, {self.high}] must lie inside limits [{lo}, {hi}]"
-                )
+                raise ValueError(f"range [{self.low}, {self.high}] must lie inside limits [{lo}, {hi}]")
         if self.default is not NO_DEFAULT and not self.contains(self.default):
             raise ValueError(f"default {_fmt(self.default)} is not a value of {self.describe()}")
 
@@ -318,11 +314,9 @@ class Choice:
         return out
 
 
-Distribution = Union[Uniform, LogUniform, QUniform, QLogUniform, IntRange, Choice]
-Param = Union[Fixed, Distribution]
-NUMERIC_KINDS: dict[str, type[_Numeric]] = {
-    c.kind: c for c in (Uniform, LogUniform, QUniform, QLogUniform, IntRange)
-}
+Distribution = Uniform | LogUniform | QUniform | QLogUniform | IntRange | Choice
+Param = Fixed | Distribution
+NUMERIC_KINDS: dict[str, type[_Numeric]] = {c.kind: c for c in (Uniform, LogUniform, QUniform, QLogUniform, IntRange)}
 
 
 def _options_clash(a: Scalar | SearchSpace, b: Scalar | SearchSpace) -> bool:
@@ -382,7 +376,9 @@ class SearchSpace:
                 if i is None:
                     return f"{prefix}{name}: {_fmt_value(value)} is not one of {p.describe()}"
             elif not p.contains(value):
-                what = f"outside {p.describe()}" if not isinstance(p, Fixed) else f"is not the fixed value {_fmt(p.value)}"
+                what = (
+                    f"outside {p.describe()}" if not isinstance(p, Fixed) else f"is not the fixed value {_fmt(p.value)}"
+                )
                 return f"{prefix}{name}: {_fmt_value(value)} {what}"
         return None
 

@@ -1,0 +1,175 @@
+"""The ``orchestrator`` command: thin commands over the public API.
+
+Light commands (``space ...``, ``submit --help``) import neither torch, ray nor mlflow;
+heavy modules are imported inside the commands that need them. Bad usage prints a short
+message and the command's help; errors print one line each, tracebacks only with
+``--debug`` (or ``ORCHESTRATOR_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator import __version__
+
+DEFAULT_SPACES = "search_spaces"
+
+
+class LazyGroup(click.Group):
+    """A group whose heavier subcommands are imported only when used or listed."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, _, attr = self.lazy[name].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={"submit": "orchestrator.cluster.cli:submit", "jobs": "orchestrator.cluster.cli:jobs"},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="orchestrator")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Versioned search spaces, Ray Tune + HyperOpt TPE searches, every trial in MLflow."""
+
+
+# --------------------------------------------------------------------------- space
+
+
+@cli.group()
+def space() -> None:
+    """Validate, show and compare search-space files (search_spaces/<study>/vN.yaml)."""
+
+
+@space.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
+def space_validate(paths: tuple[Path, ...], quiet: bool) -> None:
+    """Check space files, study folders or a folder of studies (default: search_spaces/).
+
+    Exit status 0 when every file is valid; 1 with every problem listed.
+    """
+    from orchestrator.spaces.check import validate_paths
+
+    report = validate_paths(paths or (Path(DEFAULT_SPACES),))
+    if not quiet:
+        for v in report.valid:
+            click.echo(f"ok  {v.study} v{v.version}  {v.short_hash}  {v.source}")
+    for problem in report.problems:
+        click.echo(str(problem), err=True)
+    n_files = len(report.valid) + report.invalid_files
+    if report.problems:
+        click.echo(f"{len(report.problems)} problem(s) in {report.invalid_files} of {n_files} file(s)", err=True)
+        raise SystemExit(1)
+    if not quiet:
+        click.echo(f"{n_files} file(s) valid")
+
+
+@space.command("show")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def space_show(file: Path, fmt: str) -> None:
+    """Show a version resolved: hash, lineage, settings and every parameter."""
+    from orchestrator.spaces import load_with_lineage
+    from orchestrator.spaces.show import render_version
+
+    version, lineage = load_with_lineage(file)
+    click.echo(render_version(version, lineage, fmt))
+
+
+@space.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
+    help="markdown prints a table for pull requests.",
+)  # fmt: skip
+def space_diff(old: Path, new: Path | None, fmt: str) -> None:
+    """What changed from OLD to NEW; with one file, from its parent to it."""
+    from orchestrator.spaces import load_version, load_with_lineage
+    from orchestrator.spaces.diff import diff, render
+
+    if new is None:
+        newer, lineage = load_with_lineage(old)
+        if len(lineage) < 2:
+            raise click.UsageError(f"{old} has no parent to compare with; give two files")
+        older = lineage[-2]
+    else:
+        older, newer = load_version(old), load_version(new)
+    click.echo(render(older, newer, diff(older, newer), fmt))
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@cli.command()
+@click.option("--spaces", type=click.Path(path_type=Path), default=DEFAULT_SPACES, show_default=True)
+def demo(spaces: Path) -> None:
+    """The README's first command: validate the shipped spaces and show what they contain."""
+    from orchestrator.spaces import load_with_lineage
+    from orchestrator.spaces.check import validate_paths
+    from orchestrator.spaces.diff import diff, render
+
+    click.echo(f"== validating {spaces}/")
+    report = validate_paths((spaces,))
+    for v in report.valid:
+        click.echo(f"ok  {v.study} v{v.version}  {v.short_hash}  {v.source}")
+    for problem in report.problems:
+        click.echo(str(problem), err=True)
+    if report.problems:
+        raise SystemExit(1)
+    for v in report.valid:
+        if v.parent is not None and v.source:
+            newer, lineage = load_with_lineage(v.source)
+            click.echo(f"\n== what changed in {v.study} v{v.version}")
+            click.echo(render(lineage[-2], newer, diff(lineage[-2], newer)))
+    click.echo("\nThe search engine lands next: `orchestrator run FILE` will run these spaces on Ray.")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: usage errors with help, domain errors as one-liners."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("ORCHESTRATOR_DEBUG") == "1"
+    try:
+        code = cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
+    except click.UsageError as e:
+        click.echo(f"error: {e.format_message()}\n", err=True)
+        if e.ctx is not None:
+            click.echo(e.ctx.get_help(), err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # one readable line; the traceback only on request
+        if debug:
+            raise
+        from orchestrator.errors import describe
+
+        click.echo(describe(e), err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,80 @@
+"""The content hash ignores formatting and key order, and changes with any range or choice."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orchestrator.spaces import parse_version
+
+BASE = """\
+study: s
+version: 2
+parent: 1
+trainable: analytic
+metric: {name: loss, mode: min}
+schedule: {max_epochs: 5, grace_period: 1}
+fixed: {function: quadratic}
+params:
+  x: {uniform: [-1.0, 1.0], default: 0.0}
+  lr: {loguniform: [1.0e-4, 1.0e-1]}
+  n: {int: [1, 4]}
+  opt:
+    choice:
+      - {name: adam}
+      - {name: sgd, momentum: {uniform: [0.8, 0.99]}}
+"""
+
+REFORMATTED = """\
+# the same space, written differently
+params:
+  opt: {choice: [{name: adam}, {momentum: {uniform: [0.8, 0.99]}, name: sgd}]}
+  n:
+    int: [1, 4]
+  lr: {loguniform: [0.0001, 0.1]}
+  x:
+    default: 0
+    uniform: [-1, 1]
+fixed:
+  function: quadratic
+schedule: {grace_period: 1, max_epochs: 5}
+metric:
+  mode: min
+  name: loss
+trainable: analytic
+parent: 1
+version: 2
+study: s
+notes: formatting, comments and notes do not change the hash
+"""
+
+
+def test_hash_ignores_order_formatting_comments_and_notes() -> None:
+    assert parse_version(BASE).content_hash == parse_version(REFORMATTED).content_hash
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("[-1.0, 1.0], default", "[-1.0, 0.9], default"),
+        ("[1.0e-4, 1.0e-1]", "[1.0e-4, 2.0e-1]"),
+        ("loguniform", "uniform"),
+        ("int: [1, 4]", "int: [1, 5]"),
+        ("{name: adam}", "{name: adamw}"),
+        ("[0.8, 0.99]", "[0.8, 0.98]"),
+        ("default: 0.0", "default: 0.5"),
+        ("function: quadratic", "function: branin"),
+        ("max_epochs: 5", "max_epochs: 6"),
+        ("mode: min", "mode: max"),
+    ],
+)
+def test_hash_changes_with_any_range_or_choice(old: str, new: str) -> None:
+    assert old in BASE
+    assert parse_version(BASE).content_hash != parse_version(BASE.replace(old, new, 1)).content_hash
+
+
+def test_hash_ignores_version_numbers() -> None:
+    """Two files with the same content describe the same space, whatever they are numbered."""
+    renumbered = re.sub("version: 2\nparent: 1", "version: 3\nparent: 2", BASE)
+    assert parse_version(BASE).content_hash == parse_version(renumbered).content_hash

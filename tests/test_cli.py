@@ -1,0 +1,100 @@
+"""The command line as a user meets it: exit codes, messages, help on bad usage, fast imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MINIMAL, ROOT
+
+HEAVY = ("torch", "ray", "mlflow")
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_validate_shipped_spaces_exits_zero() -> None:
+    r = run("space", "validate")
+    assert r.returncode == 0, r.stderr
+    assert "ok  unet_dstl v1" in r.stdout and "ok  convnet_digits v1" in r.stdout
+
+
+def test_validate_reports_every_problem_and_exits_one(write_space) -> None:
+    bad = write_space(MINIMAL.replace("x: {uniform: [-1.0, 1.0]}", "lr: {loguniform: [0, 1]}"))
+    typo = write_space(MINIMAL + "schedul: {max_epochs: 2}\n", study="other")
+    typo.write_text(typo.read_text().replace("study: demo", "study: other"))
+    r = run("space", "validate", str(bad), str(typo))
+    assert r.returncode == 1
+    assert f"{bad}:6: params.lr.loguniform" in r.stderr
+    assert "did you mean 'schedule'" in r.stderr and str(typo) in r.stderr
+    assert "2 problem(s) in 2 of 2 file(s)" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_validate_folder_with_lineage_problem(write_space) -> None:
+    write_space(MINIMAL)
+    v2 = write_space(MINIMAL.replace("version: 1", "version: 2\nparent: 5"), name="v2.yaml")
+    r = run("space", "validate", str(v2.parent))
+    assert r.returncode == 1 and "earlier version than 2" in r.stderr
+
+
+def test_show_prints_hash_and_lineage() -> None:
+    r = run("space", "show", "search_spaces/unet_dstl/v2.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "lineage:    v1 (" in r.stdout and "-> v2 (" in r.stdout
+    assert "[sgd].momentum" in r.stdout
+
+
+def test_diff_against_parent_and_two_files() -> None:
+    one = run("space", "diff", "search_spaces/unet_dstl/v2.yaml")
+    two = run("space", "diff", "search_spaces/unet_dstl/v1.yaml", "search_spaces/unet_dstl/v2.yaml")
+    assert one.returncode == two.returncode == 0
+    assert one.stdout == two.stdout and "narrowed  lr" in one.stdout
+
+
+def test_bad_usage_prints_message_and_help_without_traceback() -> None:
+    r = run("space", "diff")
+    assert r.returncode == 2
+    assert "error: Missing argument 'OLD'" in r.stderr and "Usage: orchestrator space diff" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("space", "frobnicate")
+    assert r.returncode == 2 and "No such command" in r.stderr and "validate" in r.stderr
+
+
+def test_domain_error_is_one_line_and_debug_shows_traceback(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    r = run("space", "show", missing)
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {missing}: no such file"
+    r = run("--debug", "space", "show", missing)
+    assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import orchestrator.spaces",
+        "import orchestrator.spaces.diff, orchestrator.spaces.check, orchestrator.spaces.show",
+        "import orchestrator.cli",
+        "import trainables",
+    ],
+)
+def test_light_modules_import_no_heavy_frameworks(code: str) -> None:
+    probe = f"{code}; import sys; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_light_commands_import_no_heavy_frameworks() -> None:
+    probe = (
+        "import sys; from orchestrator.cli import main\n"
+        "try:\n    main(['space', 'validate', '-q'])\nexcept SystemExit as e:\n    code = e.code\n"
+        f"print(code, [m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr
