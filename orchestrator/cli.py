@@ -115,6 +115,88 @@ def space_diff(old: Path, new: Path | None, fmt: str) -> None:
     click.echo(render(older, newer, diff(older, newer), fmt))
 
 
+# --------------------------------------------------------------------------- search
+
+
+def _search_options(**kw: Any) -> Any:
+    from orchestrator.engine.runner import SearchOptions
+
+    return SearchOptions(**kw)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--trials", type=click.IntRange(min=1), help="Trials to run (default: the file's search.trials).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Trials at a time (default: what the cluster fits).")
+@click.option("--address", help="Ray cluster address (e.g. ray://head:10001 or auto); default: start a local Ray.")
+@click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or a local SQLite store.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the searcher.")
+@click.option("--storage", help="Where Ray Tune keeps experiment state: a folder or a URI (s3://, gs://, hdfs://).")
+@click.option("--ledger", type=click.Path(path_type=Path), help="A trials export to warm-start from (plus newer runs).")
+@click.option("--resume", "resume_", is_flag=True, help="Continue the latest unfinished search of this version.")
+@click.option("--no-live", is_flag=True, help="Plain log lines even on a terminal.")
+def run(file: Path, trials: int | None, concurrency: int | None, address: str | None, tracking_uri: str | None,
+        seed: int, storage: str | None, ledger: Path | None, resume_: bool, no_live: bool) -> None:  # fmt: skip
+    """Run a search for the space FILE: Ray Tune + HyperOpt TPE, every trial in MLflow.
+
+    Earlier trials of the study (any version) that fit FILE are carried into the searcher.
+    """
+    from orchestrator.engine import runner
+
+    options = _search_options(trials=trials, concurrency=concurrency, address=address, tracking_uri=tracking_uri,
+                              seed=seed, storage=storage, ledger=ledger, live=False if no_live else None)  # fmt: skip
+    if resume_:
+        from orchestrator.spaces import load_version
+
+        version = load_version(file)
+        experiment = runner.latest_unfinished(options.storage or runner.default_storage(), version.study,
+                                              version.version)  # fmt: skip
+        if experiment is None:
+            raise click.ClickException(f"no unfinished search of {version.label} to resume; run without --resume")
+        runner.resume_search(experiment, options, echo=click.echo)
+        return
+    runner.run_search(file, options, echo=click.echo)
+
+
+@cli.command()
+@click.argument("experiment")
+@click.option("--address", help="Ray cluster address; default: start a local Ray.")
+@click.option("--tracking-uri", help="Override the tracking URI recorded when the search started.")
+@click.option("--no-live", is_flag=True, help="Plain log lines even on a terminal.")
+def resume(experiment: str, address: str | None, tracking_uri: str | None, no_live: bool) -> None:
+    """Continue a search whose driver stopped, from Ray Tune's saved state (EXPERIMENT: its path)."""
+    from orchestrator.engine import runner
+
+    options = _search_options(address=address, tracking_uri=tracking_uri, live=False if no_live else None)
+    runner.resume_search(experiment, options, echo=click.echo)
+
+
+@cli.group()
+def trials() -> None:
+    """Read back the trials of a study."""
+
+
+@trials.command("export")
+@click.argument("study")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Parquet file to write.")
+@click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
+@click.option("--metric", help="Add final_<metric> and best_<metric> columns.")
+def trials_export(study: str, out: Path, tracking_uri: str | None, metric: str | None) -> None:
+    """Write one row per trial of STUDY (all versions) to a Parquet file."""
+    import time
+
+    from orchestrator.engine.runner import default_tracking_uri, open_store
+    from orchestrator.tracking import ledger
+
+    store = open_store(tracking_uri or default_tracking_uri())
+    as_of = int(time.time() * 1000)
+    rows = store.trials(study)
+    if not rows:
+        raise click.ClickException(f"no trials of study {study!r} in the tracking store")
+    n = ledger.write(rows, out, metric, as_of_ms=as_of)
+    click.echo(f"wrote {n} trials of {study} to {out}")
+
+
 # --------------------------------------------------------------------------- demo
 
 

@@ -42,7 +42,8 @@ class SpaceError(Exception):
 class ValueNotInSpace(ValueError):
     """A configuration value that a space cannot produce (used when carrying old trials)."""
 
-    def __init__(self, path: str, reason: str):
+    def __init__(self, path: str, reason: str, category: str = ""):
         self.path = path
         self.reason = reason
+        self.category = category or reason
         super().__init__(f"{path}: {reason}")

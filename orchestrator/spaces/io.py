@@ -191,11 +191,12 @@ def _parse_space(ctx: _Ctx, data: Any, path: tuple[Any, ...], what: str) -> Sear
     ok = True
     for name, spec in data.items():
         if not NAME.match(name) or name in RESERVED:
-            why = "is a reserved word" if name in RESERVED else "is not a valid name"
-            ctx.error(
-                path + (name,),
-                f"parameter name {name!r} {why}: use letters, digits and _ (no dots), not starting with a digit",
+            why = (
+                "is a reserved word (a distribution or modifier keyword); rename it"
+                if name in RESERVED
+                else "is not a valid name: use letters, digits and _ (no dots), not starting with a digit"
             )
+            ctx.error(path + (name,), f"parameter name {name!r} {why}")
             ok = False
             continue
         p = _parse_param(ctx, spec, path + (name,))

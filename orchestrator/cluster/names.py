@@ -1,0 +1,72 @@
+"""Kubernetes names and labels derived from study names (pure functions, no I/O).
+
+Study names may hold ``_`` and ``.`` and be long; Kubernetes wants DNS-1035 labels for
+RayJob names (KubeRay derives Service names from them) and at most 63 characters for
+label values. The full, unaltered values travel in annotations.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+
+LABEL_PREFIX = "orchestrator.dev"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "orchestrator"
+STUDY_LABEL = f"{LABEL_PREFIX}/study"
+VERSION_LABEL = f"{LABEL_PREFIX}/version"
+HASH_LABEL = f"{LABEL_PREFIX}/space-hash"
+RAYJOB_LABEL = f"{LABEL_PREFIX}/rayjob"
+STUDY_ANNOTATION = f"{LABEL_PREFIX}/study"
+SPACE_FILE_ANNOTATION = f"{LABEL_PREFIX}/space-file"
+CONTENT_HASH_ANNOTATION = f"{LABEL_PREFIX}/content-hash"
+
+# KubeRay appends "-xxxxx" to a RayJob name for its RayCluster and "-serve-svc" (the longest
+# suffix) to the cluster name; it rejects RayJob names longer than 47 characters.
+MAX_RAYJOB_NAME = 47
+MAX_LABEL_VALUE = 63
+SUFFIX_LENGTH = 5
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def is_label_value(value: str) -> bool:
+    """Whether ``value`` is a valid Kubernetes label value."""
+    return len(value) <= MAX_LABEL_VALUE and bool(_LABEL_VALUE.match(value))
+
+
+def is_dns1035(name: str, max_length: int = 63) -> bool:
+    """Whether ``name`` is a DNS-1035 label no longer than ``max_length``."""
+    return len(name) <= max_length and bool(_DNS1035.match(name))
+
+
+def label_value(text: str) -> str:
+    """``text`` made into a valid label value: invalid characters become ``-``, cut to 63."""
+    value = re.sub(r"[^-A-Za-z0-9_.]", "-", text)[:MAX_LABEL_VALUE]
+    return value.strip("-_.")
+
+
+def dns_label(text: str, max_length: int) -> str:
+    """``text`` as a DNS-1035 label (lower case, starts with a letter), <= ``max_length``."""
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"s-{name}".rstrip("-")
+    return name[:max_length].rstrip("-")
+
+
+def random_suffix(length: int = SUFFIX_LENGTH) -> str:
+    """Lower-case letters and digits, for names that must not collide between submissions."""
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(length))
+
+
+def rayjob_name(study: str, version: int, suffix: str) -> str:
+    """``<study>-v<version>-<suffix>``, shortened so KubeRay accepts it (<= 47 characters)."""
+    tail = f"-v{version}-{suffix}"
+    head = dns_label(study, MAX_RAYJOB_NAME - len(tail))
+    name = f"{head}{tail}"
+    if not is_dns1035(name, MAX_RAYJOB_NAME):
+        raise ValueError(f"cannot build a RayJob name from study {study!r} and suffix {suffix!r}")
+    return name

@@ -1,0 +1,182 @@
+"""A Ray Tune callback that mirrors each trial into a nested MLflow run, off the critical path.
+
+Everything goes through ``AsyncTrialLogger``: the driver only enqueues. The callback is
+pickled with the tuner (for ``Tuner.restore``), so it holds plain data until ``setup``.
+On a resumed search, ``setup`` closes child runs the dead driver left RUNNING as KILLED
+and remembers, per trial, the run and the last step logged; a trial that Ray resumes
+reopens its own run and skips steps already logged, so nothing is logged twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from orchestrator.spaces import StudyVersion, flatten
+from orchestrator.tracking.async_logger import AsyncTrialLogger
+from orchestrator.tracking.mlflow_store import (
+    CONFIG,
+    FAILURE,
+    HASH,
+    KIND,
+    PARENT,
+    STUDY,
+    TAG,
+    TRIAL_ID,
+    VERSION,
+    MlflowStore,
+)
+
+from .searcher import WarmStartSearcher, user_metrics
+
+
+class MlflowTrialCallback(Callback):
+    def __init__(
+        self,
+        version: StudyVersion,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        spill_path: str,
+        searcher: WarmStartSearcher | None = None,
+    ):
+        self.version = version
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.spill_path = spill_path
+        self.searcher = searcher
+        self.logger: AsyncTrialLogger | None = None
+        self._best: dict[str, float] = {}
+        self._last_step: dict[str, int] = {}
+        self._existing: dict[str, tuple[str, int]] = {}
+        self._killed: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["logger"] = None
+        state["searcher"] = None  # the tuner pickles its own searcher
+        return state
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def setup(self, **info: Any) -> None:
+        self._existing = self._close_orphans()
+        self.logger = AsyncTrialLogger(
+            lambda: MlflowStore(self.tracking_uri), on_error=lambda m: print(m, file=sys.stderr, flush=True)
+        )
+        self.logger.start()
+
+    def _close_orphans(self) -> dict[str, tuple[str, int]]:
+        """Child runs of this search from an earlier driver: RUNNING ones become KILLED."""
+        store = MlflowStore(self.tracking_uri)
+        existing: dict[str, tuple[str, int]] = {}
+        for row in store.trials(self.version.study, parent_run_id=self.parent_run_id):
+            if row.status == "RUNNING":
+                store.end_run(row.run_id, "KILLED")
+                self._killed.add(row.trial_id)
+            existing[row.trial_id] = (row.run_id, store.metric_steps(row.run_id, self.version.metric.name))
+        return existing
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self._tag_lost()
+        self.shutdown()
+
+    def _tag_lost(self) -> None:
+        """Runs killed with the old driver whose trial Ray did not resume: it started after the last saved state."""
+        assert self.logger is not None
+        for trial_id in self._killed & self._existing.keys():
+            run_id, _ = self._existing[trial_id]
+            self.logger.open(trial_id, self.experiment_id, "", {}, {}, reuse_run_id=run_id)
+            self.logger.close(trial_id, "KILLED", {TAG + "lost": "the driver stopped before Ray Tune saved this "
+                                                   "trial; the resumed search ran another in its place"})  # fmt: skip
+
+    def shutdown(self, timeout: float = 120.0) -> int:
+        """Flush and stop; returns how many updates had to be spilled to disk."""
+        if self.logger is None:
+            return 0
+        spilled = self.logger.stop(timeout=timeout, spill_to=Path(self.spill_path))
+        self.logger = None
+        if spilled:
+            print(f"tracking: {spilled} update(s) could not be sent; kept in {self.spill_path}, "
+                  "sent by `orchestrator resume`", file=sys.stderr)  # fmt: skip
+        return spilled
+
+    # ------------------------------------------------------------------ trials
+
+    def _values(self, trial: Any) -> dict[str, Any]:
+        return {k: trial.config[k] for k in self.version.params.params if k in trial.config}
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        assert self.logger is not None
+        key = trial.trial_id
+        values = self._values(trial)
+        v = self.version
+        tags = {
+            PARENT: self.parent_run_id, KIND: "trial", STUDY: v.study, VERSION: str(v.version),
+            HASH: v.content_hash, TRIAL_ID: key, CONFIG: json.dumps(values, sort_keys=True),
+            TAG + "trainable": v.trainable, TAG + "seed": str(trial.config.get("seed", "")),
+        }  # fmt: skip
+        if self.searcher is not None and key in self.searcher.suggested_by:
+            tags[TAG + "suggested_by"] = self.searcher.suggested_by[key]
+        params = flatten(values)
+        reuse, done_upto = self._existing.pop(key, ("", -1))
+        self.logger.open(
+            key, self.experiment_id, f"{v.study}-v{v.version}-{key}", tags, params,
+            reuse_run_id=reuse, skip_steps_upto=done_upto,
+        )  # fmt: skip
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
+        assert self.logger is not None
+        metrics = user_metrics(result)
+        step = int(metrics.pop("epoch", result.get("training_iteration", 0)))
+        name = self.version.metric.name
+        if name in metrics:
+            best = self._best.get(trial.trial_id)
+            if best is None or self.version.metric.better(metrics[name], best):
+                self._best[trial.trial_id] = metrics[name]
+        tags = {}
+        if trial.trial_id not in self._last_step and "node_id" in result:
+            tags = {TAG + "node_id": str(result["node_id"]), TAG + "gpu_ids": str(result.get("gpu_ids", ""))}
+        self._last_step[trial.trial_id] = step
+        self.logger.log(trial.trial_id, metrics, step, tags=tags)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._close(trial, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._close(trial, "FAILED", failure_reason(trial))
+
+    def _close(self, trial: Any, status: str, reason: str = "") -> None:
+        assert self.logger is not None
+        key = trial.trial_id
+        name = self.version.metric.name
+        tags = {TAG + "status": status}
+        if reason:
+            tags[FAILURE] = reason
+        last = self._last_step.get(key, 0)
+        if status == "FINISHED" and last < self.version.schedule.max_epochs:
+            tags[TAG + "stopped_early"] = f"at epoch {last} of {self.version.schedule.max_epochs}"
+        if key in self._best:
+            self.logger.log(key, {f"best_{name}": self._best[key]}, step=max(last, 0))
+        self.logger.close(key, status, tags)
+
+
+def failure_reason(trial: Any) -> str:
+    """The last line of the trial's error (for example ``TrialFailed: loss became NaN at epoch 3``)."""
+    try:
+        text = str(trial.get_error() or "")
+    except Exception:
+        text = ""
+    if not text and getattr(trial, "error_file", None):
+        try:
+            text = Path(trial.error_file).read_text()
+        except OSError:
+            text = ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "\t"))]
+    reason = lines[-1] if lines else "failed without an error message"
+    return reason[:4000]

@@ -1,0 +1,140 @@
+"""Carry trials of earlier versions into a new version, so no finished trial is wasted.
+
+A trial is carried when every value it used can come from the new space: inside the new
+bounds, among the new choices, equal to fixed values. A parameter added since takes its
+declared ``default`` (no default: the trial is dropped); a parameter removed since is
+dropped from the trial's configuration. Each dropped trial is counted by reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ValueNotInSpace
+from .model import NO_DEFAULT, Choice, Fixed, SearchSpace, StudyVersion, same_value
+
+OUTSIDE = "outside the new range"
+NOT_A_CHOICE = "not among the new choices"
+NO_DEFAULT_FOR_NEW = "added without a default"
+FIXED_DIFFERS = "differs from the fixed value"
+
+
+@dataclass(frozen=True)
+class PriorTrial:
+    """A trial read back from the tracking store."""
+
+    config: Mapping[str, Any]
+    value: float | None
+    status: str = "FINISHED"
+    version: int | None = None
+    run_id: str = ""
+
+
+@dataclass
+class CarryReport:
+    """What happened to each earlier trial: carried (some with defaults) or dropped by reason."""
+
+    carried: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    carried_from: Counter[int | None] = field(default_factory=Counter)
+    defaulted: Counter[str] = field(default_factory=Counter)
+    removed: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return len(self.carried) + sum(self.dropped.values())
+
+    def summary(self) -> str:
+        lines = [f"carried {len(self.carried)} of {self.total} earlier trials, dropped {sum(self.dropped.values())}"]
+        if self.carried_from:
+            lines.append(
+                "  carried from: " + ", ".join(f"v{v}: {n}" for v, n in sorted(self.carried_from.items(), key=str))
+            )
+        lines += [f"  defaulted {path}: {n}" for path, n in sorted(self.defaulted.items())]
+        lines += [f"  ignored removed parameter {path}: {n}" for path, n in sorted(self.removed.items())]
+        lines += [f"  dropped, {reason}: {n}" for reason, n in self.dropped.most_common()]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "carried": len(self.carried),
+            "dropped": sum(self.dropped.values()),
+            "total": self.total,
+            "dropped_by_reason": dict(self.dropped),
+            "defaulted": dict(self.defaulted),
+            "removed": dict(self.removed),
+        }
+
+
+def fit(space: SearchSpace, config: Mapping[str, Any], report: CarryReport | None = None, prefix: str = "") -> dict:
+    """``config`` made to fit ``space`` (defaults added, removed keys dropped) or ``ValueNotInSpace``."""
+    if not isinstance(config, Mapping):
+        raise ValueNotInSpace(prefix.rstrip(".") or "<config>", f"expected a mapping, got {config!r}", OUTSIDE)
+    out: dict[str, Any] = {}
+    defaulted: list[str] = []
+    for name, p in space.params.items():
+        path = f"{prefix}{name}"
+        if name not in config:
+            default = p.value if isinstance(p, Fixed) else p.default
+            if default is NO_DEFAULT:
+                raise ValueNotInSpace(path, "missing and no default declared", NO_DEFAULT_FOR_NEW)
+            out[name] = default
+            defaulted.append(path)
+            continue
+        value = config[name]
+        if isinstance(p, Fixed):
+            if not same_value(value, p.value):
+                raise ValueNotInSpace(path, f"{value!r} differs from fixed {p.value!r}", FIXED_DIFFERS)
+            out[name] = value
+        elif isinstance(p, Choice):
+            out[name] = _fit_choice(p, value, path, report)
+        elif p.contains(value):
+            out[name] = value
+        else:
+            raise ValueNotInSpace(path, f"{value!r} is outside {p.describe()}", OUTSIDE)
+    if report is not None:
+        report.defaulted.update(defaulted)
+        report.removed.update(f"{prefix}{k}" for k in config if k not in space.params)
+    return out
+
+
+def _fit_choice(p: Choice, value: Any, path: str, report: CarryReport | None) -> Any:
+    for opt in p.options:
+        if not isinstance(opt, SearchSpace):
+            if same_value(opt, value):
+                return opt
+            continue
+        if not isinstance(value, Mapping):
+            continue
+        fixed = {k: q.value for k, q in opt.params.items() if isinstance(q, Fixed)}
+        if all(k in value and same_value(value[k], v) for k, v in fixed.items()):
+            return fit(opt, value, report, f"{path}.")
+    raise ValueNotInSpace(path, f"{value!r} is not one of {p.describe()}", NOT_A_CHOICE)
+
+
+def carry(trials: Iterable[PriorTrial], version: StudyVersion) -> CarryReport:
+    """Sort earlier trials into carried (fitted to ``version``) and dropped (by reason)."""
+    report = CarryReport()
+    metric = version.metric
+    for trial in trials:
+        if trial.status != "FINISHED":
+            report.dropped[f"not finished ({trial.status})"] += 1
+            continue
+        if trial.value is None or not math.isfinite(trial.value):
+            report.dropped[f"no finite {metric.name} reported"] += 1
+            continue
+        scratch = CarryReport()
+        try:
+            fitted = fit(version.params, trial.config, scratch)
+        except ValueNotInSpace as e:
+            report.dropped[f"{e.path} {e.category}"] += 1
+            continue
+        report.defaulted.update(scratch.defaulted)
+        report.removed.update(scratch.removed)
+        report.carried.append((fitted, metric.loss(trial.value)))
+        report.carried_from[trial.version] += 1
+    return report

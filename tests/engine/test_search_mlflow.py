@@ -1,0 +1,89 @@
+"""A real search against a real `mlflow server` on loopback and a real local Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.errors import OrchestratorError
+from tests.engine.conftest import MlflowServer, write_space
+
+pytestmark = pytest.mark.slow
+
+PARAMS = """\
+  x: {uniform: [-1.0, 1.0]}
+  y: {int: [-2, 2]}
+  optimizer:
+    choice:
+      - {name: adam}
+      - {name: sgd, momentum: {uniform: [0.5, 0.99]}}
+"""
+
+
+def test_search_logs_parent_and_nested_child_runs(tmp_path: Path, mlflow_server: MlflowServer, local_ray) -> None:
+    space = write_space(tmp_path, "logged", PARAMS, trials=4, epochs=3)
+    lines: list[str] = []
+    result = run_search(
+        space, SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray"), live=False), lines.append
+    )
+    assert result.finished == 4 and result.failed == 0
+
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.get_experiment_by_name("logged")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("orchestrator.kind") == "search"]
+    children = [r for r in runs if r.data.tags.get("orchestrator.kind") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["finished_trials"] == 4
+    assert json.loads(parent.data.tags["orchestrator.best_config"]) == result.best_config
+
+    for child in children:
+        tags, params = child.data.tags, child.data.params
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["orchestrator.study"] == "logged" and tags["orchestrator.version"] == "1"
+        assert tags["orchestrator.space_hash"] == parent.data.tags["orchestrator.space_hash"]
+        assert tags["orchestrator.trial_id"] and child.info.status == "FINISHED"
+        config = json.loads(tags["orchestrator.config"])
+        # Params are values under flattened paths, never hyperopt indices.
+        assert params["optimizer.name"] == config["optimizer"]["name"] in ("adam", "sgd")
+        assert float(params["x"]) == config["x"] and -1 <= config["x"] <= 1
+        assert int(params["y"]) == config["y"] and isinstance(config["y"], int)
+        if config["optimizer"]["name"] == "sgd":
+            assert float(params["optimizer.momentum"]) == config["optimizer"]["momentum"]
+        history = client.get_metric_history(child.info.run_id, "loss")
+        assert sorted(m.step for m in history) == [1, 2, 3]
+        losses = [m.value for m in sorted(history, key=lambda m: m.step)]
+        assert losses[0] > losses[1] > losses[2]  # the analytic curve: f + 1/epoch
+        assert tags["orchestrator.node_id"]
+
+
+def test_unreachable_tracking_server_is_named(tmp_path: Path) -> None:
+    space = write_space(tmp_path, "nowhere", PARAMS)
+    with pytest.raises(OrchestratorError, match=r"tracking server http://127\.0\.0\.1:9 is not reachable"):
+        run_search(space, SearchOptions(tracking_uri="http://127.0.0.1:9", storage=str(tmp_path / "ray")))
+
+
+def test_metric_never_reported_is_named_before_start(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    space = write_space(tmp_path, "badmetric", PARAMS)
+    space.write_text(space.read_text().replace("{name: loss, mode: min}", "{name: accuracy, mode: max}"))
+    with pytest.raises(OrchestratorError, match="metric 'accuracy' is never reported by trainable 'analytic'"):
+        run_search(space, SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray")))
+
+
+def test_unknown_trainable_and_key_are_named(tmp_path: Path) -> None:
+    import trainables
+
+    space = write_space(tmp_path, "unknown", PARAMS)
+    space.write_text(space.read_text().replace("trainable: analytic", "trainable: analytc"))
+    with pytest.raises(trainables.UnknownTrainable, match="did you mean 'analytic'"):
+        run_search(space, SearchOptions(storage=str(tmp_path / "ray")))
+    space.write_text(
+        space.read_text().replace("trainable: analytc", "trainable: analytic") + "  lr: {uniform: [0, 1]}\n"
+    )
+    with pytest.raises(trainables.TrainableConfigError, match="'analytic': lr"):
+        run_search(space, SearchOptions(storage=str(tmp_path / "ray")))

@@ -1,0 +1,100 @@
+"""The catalog: names, lazy imports, config validation with readable errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import trainables
+from trainables import TrainableConfigError, validate_config
+from trainables.config import resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_family_and_tiny_variant_is_registered():
+    assert {"analytic", "convnet", "convnet_tiny", "unet", "unet_tiny"} <= set(trainables.names())
+    for name in trainables.names():
+        spec = trainables.get(name)
+        assert "epoch" in spec.metrics
+        assert callable(spec.load())
+
+
+def test_catalog_and_registry_do_not_import_torch():
+    code = (
+        "import sys, trainables, trainables.catalog, trainables.analytic\n"
+        "from trainables import names, get, validate_config\n"
+        "for n in names(): get(n)\n"
+        "validate_config('unet', {'depth': 3})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_unknown_key_names_key_trainable_and_suggestion():
+    with pytest.raises(TrainableConfigError) as info:
+        validate_config("convnet", {"filtres": 20})
+    message = str(info.value)
+    assert "'convnet'" in message and "filtres" in message and "'filters'" in message
+    assert info.value.key == "filtres"
+
+
+def test_reserved_keys_are_accepted_everywhere():
+    for name in trainables.names():
+        validate_config(name, {"max_epochs": 3, "seed": 1, **_required(name)})
+
+
+def _required(name: str) -> dict:
+    return {"function": "quadratic"} if name == "analytic" else {}
+
+
+def test_missing_required_key():
+    with pytest.raises(TrainableConfigError, match="function: required"):
+        validate_config("analytic", {"x": 1.0})
+
+
+def test_defaults_are_filled_from_the_spec():
+    cfg = resolve("unet_tiny", {"depth": 3})
+    assert cfg["depth"] == 3 and cfg["base_filters"] == 4 and cfg["max_epochs"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "key"),
+    [
+        ("convnet_tiny", {"activation": "gelu"}, "activation"),
+        ("convnet_tiny", {"optimizer": {"name": "adam", "beta": 0.9}}, "optimizer.beta"),
+        ("convnet_tiny", {"optimizer": {"name": "rmsprop"}}, "optimizer.name"),
+        ("convnet_tiny", {"fc_width": 12.5}, "fc_width"),
+        ("convnet_tiny", {"expand_shifts": "yes"}, "expand_shifts"),
+        ("convnet_tiny", {"conv_layers": 4}, "conv_layers"),
+        ("convnet_tiny", {"data": "cifar"}, "data"),
+        ("unet_tiny", {"classes": ["buildings", "boats"]}, "classes"),
+        ("unet_tiny", {"per_class": "roads"}, "per_class"),
+        ("unet_tiny", {"patch": 30}, "patch"),
+        ("unet_tiny", {"loss": "focal"}, "loss"),
+        ("analytic", {"function": "rosenbrock"}, "function"),
+    ],
+)
+def test_bad_values_are_rejected_before_training(name, config, key, reporter):
+    base = {"function": "quadratic"} if name == "analytic" else {}
+    with pytest.raises(TrainableConfigError) as info:
+        trainables.create(name)({**base, **config, "max_epochs": 1}, reporter)
+    assert info.value.key == key
+    assert f"'{name}'" in str(info.value)
+    assert reporter.reports == []
+
+
+def test_patch_error_tells_the_fix(reporter):
+    with pytest.raises(TrainableConfigError, match=r"patch 60 is not divisible by 2\*\*depth=16; use 64"):
+        trainables.create("unet")({"patch": 60, "depth": 4}, reporter)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*/v*.yaml")))
+def test_every_space_file_uses_keys_its_trainable_accepts(path):
+    doc = yaml.safe_load(path.read_text())
+    keys = {**doc.get("fixed", {}), **{k: None for k in doc.get("params", {})}}
+    validate_config(doc["trainable"], keys)

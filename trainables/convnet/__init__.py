@@ -1,0 +1,1 @@
+"""network3-style ConvNet: conv-pool stacks, fully connected layers, dropout, softmax."""

@@ -1,0 +1,177 @@
+"""Image classification data: scikit-learn's bundled digits, MNIST-format IDX files,
+network3's 1-pixel-shift expansion, a seeded train/validation split, standardization.
+
+Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/ file format): code -> big-endian dtype
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IDX_CODES = {np.dtype(v).newbyteorder("=").str[1:]: k for k, v in IDX_DTYPES.items()}
+
+
+class DataError(ValueError):
+    """A data file or folder that cannot be read, with the path and what is wrong."""
+
+
+@dataclass
+class Split:
+    """Standardized float32 images (N, C, H, W) and int64 labels for training and validation."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- IDX files
+
+
+def _open(path: Path):
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (gzip or not): a 4-byte magic (0, 0, type code, ndim), ndim
+    big-endian uint32 sizes, then the data in big-endian order."""
+    path = Path(path)
+    with _open(path) as f:
+        header = f.read(4)
+        if len(header) < 4 or header[:2] != b"\x00\x00":
+            raise DataError(f"{path}: not an IDX file (magic {header.hex() or 'missing'})")
+        code, ndim = header[2], header[3]
+        if code not in IDX_DTYPES:
+            raise DataError(f"{path}: unknown IDX type code 0x{code:02x}")
+        raw = f.read(4 * ndim)
+        if len(raw) < 4 * ndim:
+            raise DataError(f"{path}: truncated header")
+        shape = struct.unpack(f">{ndim}I", raw)
+        dtype = np.dtype(IDX_DTYPES[code])
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        data = f.read(expected)
+    if len(data) != expected:
+        raise DataError(f"{path}: expected {expected} bytes of data for shape {shape}, "
+                        f"found {len(data)}")  # fmt: skip
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | Path, array: np.ndarray, *, compress: bool | None = None) -> Path:
+    """Write ``array`` as an IDX file (gzip when ``compress`` or the name ends in .gz)."""
+    path = Path(path)
+    array = np.asarray(array)
+    key = array.dtype.newbyteorder("=").str[1:]
+    if key not in IDX_CODES:
+        raise DataError(f"IDX cannot hold dtype {array.dtype}")
+    code = IDX_CODES[key]
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    body = array.astype(IDX_DTYPES[code]).tobytes()
+    compress = path.suffix == ".gz" if compress is None else compress
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(header + body)
+    return path
+
+
+def _find(folder: Path, stem: str) -> Path:
+    """``train-images-idx3-ubyte`` also matches ``train-images.idx3-ubyte`` and ``.gz``."""
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, dotted):
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    raise DataError(f"{folder}: no {stem} (or {dotted}, optionally .gz) in the IDX folder")
+
+
+def load_idx_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The training images (N, 1, H, W) and labels of an MNIST-format folder."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"IDX folder {folder} does not exist")
+    images = read_idx(_find(folder, "train-images-idx3-ubyte"))
+    labels = read_idx(_find(folder, "train-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{folder}: images {images.shape} and labels {labels.shape} do not match")
+    return images[:, None].astype(np.float32), labels.astype(np.int64)
+
+
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (values 0..16) as (N, 1, 8, 8) float32 + labels."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images[:, None].astype(np.float32), bunch.target.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def shift_expand(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """network3's expansion: each image plus copies shifted one pixel up, down, left and
+    right (vacated pixels filled with 0, the raw background): five times the data."""
+    copies = [x]
+    for axis, step in ((-2, -1), (-2, 1), (-1, -1), (-1, 1)):
+        shifted = np.roll(x, step, axis=axis)
+        index = [slice(None)] * x.ndim
+        index[axis] = 0 if step == 1 else -1
+        shifted[tuple(index)] = 0
+        copies.append(shifted)
+    return np.concatenate(copies), np.concatenate([y] * len(copies))
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded permutation cut into (train, validation); both non-empty."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(n * validation_fraction)), n - 1)
+    return order[n_val:], order[:n_val]
+
+
+def load(
+    data: Any,
+    *,
+    validation_fraction: float,
+    seed: int,
+    expand_shifts: bool = False,
+    subset: int | None = None,
+) -> Split:
+    """Load ``data`` ("digits" or ``{"idx": folder}``), split, expand, standardize.
+
+    The split uses ``seed``; ``subset`` keeps that many samples first (for tiny tests).
+    The mean and standard deviation come from the training part only.
+    """
+    if data == "digits":
+        x, y = load_digits_arrays()
+    elif isinstance(data, dict) and set(data) == {"idx"}:
+        x, y = load_idx_folder(data["idx"])
+    else:
+        raise DataError(f"data must be 'digits' or {{idx: /path/to/folder}}, got {data!r}")
+    if subset is not None and subset < len(x):
+        keep = np.random.default_rng(seed + 1).permutation(len(x))[:subset]
+        x, y = x[keep], y[keep]
+    train, val = split_indices(len(x), validation_fraction, seed)
+    train_x, train_y, val_x, val_y = x[train], y[train], x[val], y[val]
+    if expand_shifts:
+        train_x, train_y = shift_expand(train_x, train_y)
+    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
+    return Split(
+        train_x=((train_x - mean) / std).astype(np.float32),
+        train_y=train_y,
+        val_x=((val_x - mean) / std).astype(np.float32),
+        val_y=val_y,
+        classes=int(max(y.max() + 1, 2)),
+    )

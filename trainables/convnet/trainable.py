@@ -1,0 +1,132 @@
+"""Training functions ``convnet`` and ``convnet_tiny`` (see ``trainables.catalog``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..api import Reporter
+from ..config import Config, optimizer_settings, resolve
+from ..loop import Runtime, Task, TensorBatches, fit, make_optimizer, seed_everything
+from . import data as data_mod
+from .model import ACTIVATIONS, POOLS, ConvNetShape, build
+
+
+def ensemble_loss(out: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy; for an ensemble (N, B, C) the sum over members, so each member
+    trains as if alone."""
+    if out.dim() == 2:
+        return F.cross_entropy(out, y)
+    members = out.shape[0]
+    return F.cross_entropy(out.flatten(0, 1), y.repeat(members)) * members
+
+
+class ClassificationEvaluator:
+    """Accuracy and mean negative log-likelihood over the validation set, on the device.
+
+    An ensemble's prediction is the mean of its members' softmax (``vote="softmax"``) or
+    the majority of their arg-maxes, ties broken by the mean softmax (``vote="majority"``).
+    """
+
+    def __init__(self, vote: str = "softmax"):
+        self.vote = vote
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: Tensor | None = None
+
+    def update(self, out: Tensor, y: Tensor) -> None:
+        if out.dim() == 2:
+            logp = F.log_softmax(out, dim=-1)
+            pred = logp.argmax(-1)
+        else:
+            probs = F.softmax(out, dim=-1).mean(0)
+            logp = probs.clamp_min(1e-12).log()
+            pred = probs.argmax(-1)
+            if self.vote == "majority":
+                votes = F.one_hot(out.argmax(-1), out.shape[-1]).sum(0)
+                pred = (votes + 0.5 * probs).argmax(-1)
+        batch = torch.stack([
+            F.nll_loss(logp, y, reduction="sum"),
+            (pred == y).sum().float(),
+            torch.tensor(float(len(y)), device=y.device),
+        ])  # fmt: skip
+        self.sums = batch if self.sums is None else self.sums + batch
+
+    def compute(self) -> dict[str, float]:
+        assert self.sums is not None, "update() was never called"
+        nll, correct, n = self.sums.tolist()
+        return {"val_accuracy": correct / n, "val_loss": nll / n}
+
+
+def model_shape(cfg: Config, in_channels: int, image_size: int, classes: int) -> ConvNetShape:
+    return ConvNetShape(
+        in_channels=in_channels,
+        image_size=image_size,
+        classes=classes,
+        conv_layers=cfg.integer("conv_layers", low=0),
+        filters=cfg.integer("filters", low=1),
+        filter_growth=cfg.number("filter_growth", low=0.1),
+        kernel=cfg.integer("kernel", low=1),
+        activation=cfg.choice("activation", ACTIVATIONS),
+        pooling=cfg.choice("pooling", POOLS),
+        fc_layers=cfg.integer("fc_layers", low=0),
+        fc_width=cfg.integer("fc_width", low=1),
+        dropout=cfg.number("dropout", low=0.0, high=0.99),
+    )
+
+
+def build_task(cfg: Config, runtime: Runtime) -> Task:
+    """Data on the device, model, optimizer, loss and evaluator for one trial."""
+    opt = optimizer_settings(cfg)
+    vote = cfg.choice("vote", ("softmax", "majority"))
+    subset = cfg["subset"]
+    try:
+        split = data_mod.load(
+            cfg["data"],
+            validation_fraction=cfg.number("validation_fraction", low=0.01, high=0.9),
+            seed=cfg.seed,
+            expand_shifts=cfg.flag("expand_shifts"),
+            subset=None if subset is None else cfg.integer("subset", low=10),
+        )
+    except data_mod.DataError as error:
+        raise cfg.error("data", str(error)) from None
+    channels, height, width = split.image_shape
+    shape = model_shape(cfg, channels, min(height, width), split.classes)
+    try:
+        shape.check()
+    except ValueError as error:
+        raise cfg.error("conv_layers", str(error)) from None
+    model = runtime.prepare(build(shape, cfg.integer("ensemble", low=1)))
+    optimizer = make_optimizer(model.parameters(), opt, weight_decay=cfg.number("l2", low=0.0),
+                               device=runtime.device)  # fmt: skip
+    batch_size = cfg.integer("batch_size", low=1)
+    train = TensorBatches(runtime.tensor(split.train_x), runtime.tensor(split.train_y),
+                          batch_size, shuffle=True)  # fmt: skip
+    val = TensorBatches(runtime.tensor(split.val_x), runtime.tensor(split.val_y),
+                        max(batch_size, 512))  # fmt: skip
+    return Task(model, optimizer, ensemble_loss, train, val, ClassificationEvaluator(vote),
+                name=cfg.trainable)  # fmt: skip
+
+
+def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
+    cfg = resolve(name, config)
+    seed_everything(cfg.seed)
+    runtime = Runtime.create(cfg)
+    task = build_task(cfg, runtime)
+    return fit(task, runtime, reporter, max_epochs=cfg.max_epochs, seed=cfg.seed,
+               hint="lower the learning rate (optimizer.lr) or raise l2")  # fmt: skip
+
+
+def train(config: dict[str, Any], reporter: Reporter) -> None:
+    """network3-style ConvNet on digits or MNIST-format IDX data."""
+    run("convnet", config, reporter)
+
+
+def train_tiny(config: dict[str, Any], reporter: Reporter) -> None:
+    """A few hundred digits and a tiny net: for tests of the engine."""
+    run("convnet_tiny", config, reporter)
+

@@ -1,0 +1,129 @@
+"""Scenes -> device tensors: scene split, per-channel standardization, random training
+crops (with D4) and a fixed grid of validation tiles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .augment import D4, d4
+from .dstl import DSTLDataset, Scene, check_names
+from .synthetic import synthetic_root
+
+
+@dataclass
+class SceneSplit:
+    train: list[Scene]
+    val: list[Scene]
+    mean: np.ndarray  # per channel, from the training scenes
+    std: np.ndarray
+    channels: tuple[str, ...] = field(default=())
+
+
+def dataset_root(data: str, *, scenes: int, scene_size: int) -> Path:
+    """``"synthetic"`` -> a generated folder (shared between trials); else the folder."""
+    if data == "synthetic":
+        return synthetic_root(scenes=scenes, size=scene_size, seed=0)
+    return Path(data).expanduser()
+
+
+def load_scenes(
+    root: str | Path,
+    *,
+    bands: Sequence[str],
+    indices: Sequence[str],
+    classes: Sequence[str],
+    validation_fraction: float,
+    split_seed: int,
+) -> SceneSplit:
+    """Decode (or take from the cache) every labelled scene and split them by image."""
+    check_names(bands, indices, classes)
+    dataset = DSTLDataset(root)
+    ids = dataset.image_ids()
+    if len(ids) < 2:
+        raise ValueError(f"{root}: need at least 2 labelled images to split, found {len(ids)}")
+    order = np.random.default_rng(split_seed).permutation(len(ids))
+    n_val = min(max(1, round(len(ids) * validation_fraction)), len(ids) - 1)
+    scenes = [dataset.scene(ids[i], bands, indices, classes) for i in order]
+    val, train = scenes[:n_val], scenes[n_val:]
+    stacked = np.concatenate([s.image.reshape(len(s.image), -1) for s in train], axis=1)
+    mean = stacked.mean(axis=1).astype(np.float32)
+    std = stacked.std(axis=1).astype(np.float32)
+    std[std < 1e-6] = 1.0
+    return SceneSplit(train, val, mean, std, train[0].channels)
+
+
+def standardized(scenes: Sequence[Scene], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return np.stack([(s.image - mean[:, None, None]) / std[:, None, None] for s in scenes])
+
+
+def grid_tiles(images: np.ndarray, masks: np.ndarray, patch: int):
+    """Tiles of ``patch`` x ``patch`` covering every scene (the last row/column snapped to
+    the edge, so they may overlap)."""
+    _, _, h, w = images.shape
+    if h < patch or w < patch:
+        raise ValueError(f"scenes of {h}x{w} are smaller than the patch {patch}")
+    ys = sorted({*range(0, h - patch + 1, patch), h - patch})
+    xs = sorted({*range(0, w - patch + 1, patch), w - patch})
+    x_tiles = [images[:, :, y : y + patch, x : x + patch] for y in ys for x in xs]
+    m_tiles = [masks[:, :, y : y + patch, x : x + patch] for y in ys for x in xs]
+    return np.concatenate(x_tiles), np.concatenate(m_tiles)
+
+
+class RandomCrops:
+    """An epoch of ``samples`` random ``patch`` crops from scenes held on the device.
+
+    With ``augment`` each crop also gets one of the 8 D4 transforms. Crop and transform are
+    one gather: the transform of a crop is a permutation of its pixel positions, so the
+    D4-transformed coordinate grids (precomputed for the 8 transforms) index the scene
+    directly; image and mask use the same index maps, hence the same transform.
+    """
+
+    def __init__(self, images: Tensor, masks: Tensor, patch: int, batch_size: int,
+                 samples: int, augment: bool):  # fmt: skip
+        n, _, h, w = images.shape
+        if h < patch or w < patch:
+            raise ValueError(f"scenes of {h}x{w} are smaller than the patch {patch}")
+        self.channels_last_out = images.is_contiguous(memory_format=torch.channels_last)
+        # (N, H, W, C) storage: a gather then reads whole pixel vectors
+        self.images = images.permute(0, 2, 3, 1).contiguous()
+        self.masks = masks.permute(0, 2, 3, 1).contiguous()
+        self.patch, self.batch_size, self.samples = patch, batch_size, samples
+        self.augment = augment
+        span = torch.arange(patch, device=images.device)
+        grid = torch.stack(torch.meshgrid(span, span, indexing="ij"))  # (2, p, p): row, col
+        ks = D4 if augment else (0,)
+        maps = torch.stack([d4(grid, k) for k in ks])  # (K, 2, p, p) source positions
+        self._rows, self._cols = maps[:, 0].contiguous(), maps[:, 1].contiguous()
+
+    def epoch(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        n, h, w, _ = self.images.shape
+        p = self.patch
+        which = torch.randint(0, n, (self.samples,), generator=generator)
+        ys = torch.randint(0, h - p + 1, (self.samples,), generator=generator)
+        xs = torch.randint(0, w - p + 1, (self.samples,), generator=generator)
+        ks = torch.randint(0, len(self._rows), (self.samples,), generator=generator)
+        device = self.images.device
+        which, ys, xs, ks = (t.to(device) for t in (which, ys, xs, ks))
+        for start in range(0, self.samples, self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            yield self._crop(which[sl], ys[sl], xs[sl], ks[sl])
+
+    def _crop(self, which: Tensor, ys: Tensor, xs: Tensor, ks: Tensor) -> tuple[Tensor, Tensor]:
+        _, h, w, c = self.images.shape
+        b, p = len(which), self.patch
+        rows = ys[:, None, None] + self._rows[ks]  # (B, p, p)
+        cols = xs[:, None, None] + self._cols[ks]
+        flat = ((which[:, None, None] * h + rows) * w + cols).reshape(-1)
+        # index_select on (N*H*W, C) rows: the fast path for gathering pixel vectors
+        x = self.images.view(-1, c).index_select(0, flat).view(b, p, p, c).permute(0, 3, 1, 2)
+        y = self.masks.view(-1, self.masks.shape[-1]).index_select(0, flat)
+        y = y.view(b, p, p, -1).permute(0, 3, 1, 2)  # (B, classes, p, p)
+        if not self.channels_last_out:
+            x = x.contiguous()
+        return x, y.contiguous()

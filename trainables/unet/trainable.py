@@ -1,0 +1,113 @@
+"""Training functions ``unet`` and ``unet_tiny`` (see ``trainables.catalog``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..api import Reporter
+from ..config import Config, optimizer_settings, resolve
+from ..loop import Runtime, Task, TensorBatches, fit, make_optimizer, seed_everything
+from .dstl import BANDS, CLASS_TYPES, DSTLError
+from .indices import INDICES
+from .losses import LOSSES, JaccardEvaluator
+from .model import ACTIVATIONS, UPSAMPLING, UNet, UNetShape, size_error
+from .data import RandomCrops, dataset_root, grid_tiles, load_scenes, standardized
+
+
+def model_shape(cfg: Config, in_channels: int, classes: int) -> UNetShape:
+    return UNetShape(
+        in_channels=in_channels,
+        classes=classes,
+        depth=cfg.integer("depth", low=1, high=8),
+        base_filters=cfg.integer("base_filters", low=1),
+        growth=cfg.number("growth", low=0.5, high=4.0),
+        kernel=cfg.integer("kernel", low=1),
+        convs_per_block=cfg.integer("convs_per_block", low=1),
+        batch_norm=cfg.flag("batch_norm"),
+        activation=cfg.choice("activation", ACTIVATIONS),
+        dropout=cfg.number("dropout", low=0.0, high=0.99),
+        upsampling=cfg.choice("upsampling", UPSAMPLING),
+    )
+
+
+def chosen_classes(cfg: Config) -> list[str]:
+    classes = cfg.string_list("classes", CLASS_TYPES)
+    if not classes:
+        raise cfg.error("classes", "needs at least one class")
+    per_class = cfg["per_class"]
+    if per_class is None:
+        return classes
+    if per_class not in classes:
+        raise cfg.error("per_class", f"{per_class!r} is not one of classes {classes}")
+    return [per_class]
+
+
+def build_task(cfg: Config, runtime: Runtime) -> Task:
+    """Scenes on the device, U-Net, optimizer, loss and Jaccard evaluator for one trial."""
+    patch = cfg.integer("patch", low=2)
+    depth = cfg.integer("depth", low=1, high=8)
+    message = size_error(patch, depth)
+    if message:
+        raise cfg.error("patch", message)
+    bands = cfg.string_list("bands", BANDS)
+    indices = cfg.string_list("indices", INDICES)
+    classes = chosen_classes(cfg)
+    augment = cfg.choice("augment", ("d4", "none")) == "d4"
+    loss = LOSSES[cfg.choice("loss", LOSSES)]
+    opt = optimizer_settings(cfg)
+    data = cfg["data"]
+    if not isinstance(data, str):
+        raise cfg.error("data", f"expected 'synthetic' or a folder path, got {data!r}")
+    split_seed = cfg.seed if cfg["split_seed"] is None else cfg.integer("split_seed")
+    try:
+        root = dataset_root(data, scenes=cfg.integer("scenes", low=2),
+                            scene_size=cfg.integer("scene_size", low=16))  # fmt: skip
+        split = load_scenes(root, bands=bands, indices=indices, classes=classes,
+                            validation_fraction=cfg.number("validation_fraction", 0.01, 0.9),
+                            split_seed=split_seed)  # fmt: skip
+    except (DSTLError, OSError) as error:
+        raise cfg.error("data", str(error)) from None
+    train_x = standardized(split.train, split.mean, split.std)
+    val_x = standardized(split.val, split.mean, split.std)
+    train_y = np.stack([s.mask for s in split.train])
+    val_y = np.stack([s.mask for s in split.val])
+    if min(train_x.shape[-2:]) < patch:
+        raise cfg.error("patch", f"patch {patch} is larger than the scenes "
+                                 f"({train_x.shape[-2]}x{train_x.shape[-1]})")  # fmt: skip
+    val_tiles, val_masks = grid_tiles(val_x, val_y, patch)
+    batch_size = cfg.integer("batch_size", low=1)
+    train = RandomCrops(runtime.tensor(train_x), runtime.tensor(train_y), patch, batch_size,
+                        cfg.integer("samples_per_epoch", low=1), augment)  # fmt: skip
+    val = TensorBatches(runtime.tensor(val_tiles), runtime.tensor(val_masks), batch_size)
+    shape = model_shape(cfg, train_x.shape[1], len(classes))
+    model = runtime.prepare(UNet(shape))
+    optimizer = make_optimizer(model.parameters(), opt, lr=cfg.number("lr", low=0.0),
+                               weight_decay=cfg.number("weight_decay", low=0.0),
+                               device=runtime.device)  # fmt: skip
+    meta = {"channels": list(split.channels), "classes": classes,
+            "mean": split.mean.tolist(), "std": split.std.tolist(), "patch": patch,
+            "train_images": [s.image_id for s in split.train],
+            "val_images": [s.image_id for s in split.val]}  # fmt: skip
+    return Task(model, optimizer, loss, train, val, JaccardEvaluator(classes, loss),
+                name=cfg.trainable, meta=meta)  # fmt: skip
+
+
+def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
+    cfg = resolve(name, config)
+    seed_everything(cfg.seed)
+    runtime = Runtime.create(cfg)
+    task = build_task(cfg, runtime)
+    return fit(task, runtime, reporter, max_epochs=cfg.max_epochs, seed=cfg.seed,
+               hint="lower the learning rate (lr) or use batch_norm")  # fmt: skip
+
+
+def train(config: dict[str, Any], reporter: Reporter) -> None:
+    """U-Net on DSTL-layout data (or generated synthetic scenes)."""
+    run("unet", config, reporter)
+
+
+def train_tiny(config: dict[str, Any], reporter: Reporter) -> None:
+    """A 2-level U-Net on four 64-pixel synthetic scenes: for tests of the engine."""
+    run("unet_tiny", config, reporter)
