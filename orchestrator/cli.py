@@ -65,9 +65,16 @@ def space_validate(paths: tuple[Path, ...], quiet: bool) -> None:
 
     Exit status 0 when every file is valid; 1 with every problem listed.
     """
+    from orchestrator.checks import trainable_problems
     from orchestrator.spaces.check import validate_paths
 
     report = validate_paths(paths or (Path(DEFAULT_SPACES),))
+    for version in list(report.valid):
+        problems = trainable_problems(version)
+        if problems:
+            report.valid.remove(version)
+            report.problems.extend(problems)
+            report.invalid_files += 1
     if not quiet:
         for v in report.valid:
             click.echo(f"ok  {v.study} v{v.version}  {v.short_hash}  {v.source}")
@@ -200,10 +207,20 @@ def trials_export(study: str, out: Path, tracking_uri: str | None, metric: str |
 # --------------------------------------------------------------------------- demo
 
 
+DEMO_SPACE = "convnet_digits/v1.yaml"
+
+
 @cli.command()
 @click.option("--spaces", type=click.Path(path_type=Path), default=DEFAULT_SPACES, show_default=True)
-def demo(spaces: Path) -> None:
-    """The README's first command: validate the shipped spaces and show what they contain."""
+@click.option("--trials", type=click.IntRange(min=1), help="Trials of the demo search (default: the file's).")
+@click.option("--no-search", is_flag=True, help="Only validate and diff the spaces.")
+def demo(spaces: Path, trials: int | None, no_search: bool) -> None:
+    """The README's first command: check the shipped spaces, then run a real small search.
+
+    The search is convnet_digits/v1.yaml (a ConvNet on scikit-learn's bundled digits) on an
+    embedded local Ray, every trial logged to the local MLflow store in .orchestrator/.
+    """
+    from orchestrator.checks import trainable_problems
     from orchestrator.spaces import load_with_lineage
     from orchestrator.spaces.check import validate_paths
     from orchestrator.spaces.diff import diff, render
@@ -211,6 +228,7 @@ def demo(spaces: Path) -> None:
     click.echo(f"== validating {spaces}/")
     report = validate_paths((spaces,))
     for v in report.valid:
+        report.problems.extend(trainable_problems(v))
         click.echo(f"ok  {v.study} v{v.version}  {v.short_hash}  {v.source}")
     for problem in report.problems:
         click.echo(str(problem), err=True)
@@ -221,7 +239,16 @@ def demo(spaces: Path) -> None:
             newer, lineage = load_with_lineage(v.source)
             click.echo(f"\n== what changed in {v.study} v{v.version}")
             click.echo(render(lineage[-2], newer, diff(lineage[-2], newer)))
-    click.echo("\nThe search engine lands next: `orchestrator run FILE` will run these spaces on Ray.")
+    if no_search:
+        return
+    from orchestrator.engine.runner import SearchOptions, default_tracking_uri, run_search
+
+    click.echo(f"\n== searching {spaces / DEMO_SPACE}")
+    result = run_search(spaces / DEMO_SPACE, SearchOptions(trials=trials), echo=click.echo)
+    click.echo(f"\nbest {result.best_value} after {result.finished} trials in {result.wall_s:.0f}s")
+    uri = default_tracking_uri()
+    if uri.startswith("sqlite:"):
+        click.echo(f"look at every trial: .venv/bin/mlflow ui --backend-store-uri {uri}")
 
 
 # --------------------------------------------------------------------------- entry point

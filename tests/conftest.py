@@ -16,6 +16,7 @@ trainable: analytic
 metric: {name: loss, mode: min}
 params:
   x: {uniform: [-1.0, 1.0]}
+fixed: {function: quadratic}
 """
 
 

@@ -98,3 +98,14 @@ def test_light_commands_import_no_heavy_frameworks() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr
+
+
+def test_validate_checks_the_trainable(write_space) -> None:
+    unknown_key = write_space(MINIMAL.replace("x: {uniform", "lr: {uniform"))
+    r = run("space", "validate", str(unknown_key))
+    assert r.returncode == 1
+    assert "params.lr: trainable 'analytic': lr: not a key this trainable accepts" in r.stderr
+    unknown = write_space(MINIMAL.replace("trainable: analytic", "trainable: unet2"), study="other")
+    unknown.write_text(unknown.read_text().replace("study: demo", "study: other"))
+    r = run("space", "validate", str(unknown))
+    assert r.returncode == 1 and "unknown trainable 'unet2'; did you mean 'unet'?" in r.stderr

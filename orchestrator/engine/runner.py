@@ -9,7 +9,6 @@ run from a background thread; finish the parent run with the leaderboard.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import math
@@ -23,6 +22,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 import trainables
+from orchestrator.checks import check_trainable
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import StudyVersion, load_with_lineage, parse_version
 from orchestrator.spaces.carry import CarryReport, carry
@@ -70,21 +70,10 @@ class SearchResult:
     best_config: dict[str, Any] = field(default_factory=dict)
     carry: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
+    interrupted: bool = False
 
 
 # --------------------------------------------------------------------------- early checks
-
-
-def check_trainable(version: StudyVersion) -> trainables.TrainableSpec:
-    spec = trainables.get(version.trainable)
-    keys = {**version.fixed, **dict.fromkeys(version.params.params)}
-    trainables.validate_config(version.trainable, keys)
-    if spec.metrics and not any(fnmatch.fnmatchcase(version.metric.name, m) for m in spec.metrics):
-        raise OrchestratorError(
-            f"{version.source}: metric {version.metric.name!r} is never reported by trainable "
-            f"{version.trainable!r}; it reports: {', '.join(spec.metrics)}"
-        )
-    return spec
 
 
 def open_store(uri: str) -> MlflowStore:
@@ -105,6 +94,8 @@ def start_ray(address: str | None) -> bool:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    # Unfinished trials of an interrupted search have no results yet: expected, not a warning.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # Trial output stays in the trial's folder unless asked for: the live view is ours.
     worker_logs = os.environ.get("ORCHESTRATOR_WORKER_LOGS") == "1"
     kwargs: dict[str, Any] = {
@@ -359,6 +350,12 @@ def _fit(
         if status != "FINISHED":
             store.end_run(meta["parent_run_id"], status)
     result = _summarize(grid, version, result)
+    if result.finished + result.failed < meta["planned"]:
+        store.end_run(meta["parent_run_id"], "KILLED")
+        echo(f"interrupted after {result.finished + result.failed} of {meta['planned']} trials; "
+             f"continue with: orchestrator resume {experiment}")  # fmt: skip
+        result.interrupted = True
+        return result
     _finish_parent(store, version, result)
     meta["finished"] = True
     _write_meta(experiment, meta)
@@ -380,11 +377,8 @@ def _tune_error(e: BaseException) -> str:
 
 def _summarize(grid: Any, version: StudyVersion, result: SearchResult) -> SearchResult:
     name = version.metric.name
-    for r in grid:
-        if r.error is not None:
-            result.failed += 1
-        else:
-            result.finished += 1
+    statuses = [t.status for t in grid._experiment_analysis.trials]
+    result.finished, result.failed = statuses.count("TERMINATED"), statuses.count("ERROR")
     try:
         best = grid.get_best_result(metric=name, mode=version.metric.mode, scope="all")
         result.best_value = best.metrics.get(f"best_{name}", None)

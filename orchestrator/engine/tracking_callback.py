@@ -55,6 +55,7 @@ class MlflowTrialCallback(Callback):
         self._last_step: dict[str, int] = {}
         self._existing: dict[str, tuple[str, int]] = {}
         self._killed: set[str] = set()
+        self._open: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -83,6 +84,10 @@ class MlflowTrialCallback(Callback):
         return existing
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        assert self.logger is not None
+        for key in sorted(self._open):  # interrupted (Ctrl-C): `orchestrator resume` reopens them
+            self.logger.close(key, "KILLED", {TAG + "status": "KILLED"})
+        self._open.clear()
         self._tag_lost()
         self.shutdown()
 
@@ -125,6 +130,7 @@ class MlflowTrialCallback(Callback):
             tags[TAG + "suggested_by"] = self.searcher.suggested_by[key]
         params = flatten(values)
         reuse, done_upto = self._existing.pop(key, ("", -1))
+        self._open.add(key)
         self.logger.open(
             key, self.experiment_id, f"{v.study}-v{v.version}-{key}", tags, params,
             reuse_run_id=reuse, skip_steps_upto=done_upto,
@@ -164,6 +170,7 @@ class MlflowTrialCallback(Callback):
         if key in self._best:
             self.logger.log(key, {f"best_{name}": self._best[key]}, step=max(last, 0))
         self.logger.close(key, status, tags)
+        self._open.discard(key)
 
 
 def failure_reason(trial: Any) -> str:

@@ -75,9 +75,11 @@ def _expr(label: str, p: Param) -> Any:
     if isinstance(p, LogUniform):
         return hp.loguniform(label, math.log(p.low), math.log(p.high))
     if isinstance(p, QUniform):
-        return hp.quniform(label, -0.5, p.steps + 0.5, 1) * p.q + p.low
+        index = hp.quniform(label, -0.5, p.steps + 0.5, 1)
+        return scope.int(index) * round(p.q) + round(p.low) if p.integer else index * p.q + p.low
     if isinstance(p, QLogUniform):
-        return hp.qloguniform(label, math.log(p.low), math.log(p.high), p.q)
+        value = hp.qloguniform(label, math.log(p.low), math.log(p.high), p.q)
+        return scope.int(value) if p.integer else value
     if isinstance(p, IntRange):
         if p.log_scale:
             return scope.int(hp.qloguniform(label, math.log(p.low), math.log(p.high), 1))
@@ -123,10 +125,12 @@ def _decode_number(p: Param, v: float) -> Any:
         return min(max(v, p.low), p.high)
     if isinstance(p, QUniform):
         k = _clamp(round(v), 0, p.steps)
-        return p.low if k == 0 else p.high if k == p.steps else _within(p, clean_float(p.low + k * p.q))
+        value = p.low if k == 0 else p.high if k == p.steps else _within(p, clean_float(p.low + k * p.q))
+        return round(value) if p.integer else value
     if isinstance(p, QLogUniform):
         k = _clamp(round(v / p.q), round(p.low / p.q), round(p.high / p.q))
-        return _within(p, clean_float(k * p.q))
+        value = _within(p, clean_float(k * p.q))
+        return round(value) if p.integer else value
     if isinstance(p, IntRange):
         if p.log_scale:
             return _clamp(round(v), p.low, p.high)

@@ -281,7 +281,9 @@ def _parse_numeric(ctx: _Ctx, kind: str, spec: Mapping[str, Any], path: tuple[An
             return IntRange(nums[0], nums[1], **kwargs)
         if quantized:
             cls = QUniform if kind == "quniform" else QLogUniform
-            return cls(float(nums[0]), float(nums[1]), q=float(nums[2]), **kwargs)
+            # Whole-number bounds and step give whole-number values (ints, not 64.0).
+            integer = all(isinstance(n, int) for n in nums)
+            return cls(float(nums[0]), float(nums[1]), q=float(nums[2]), integer=integer, **kwargs)
         return NUMERIC_KINDS[kind](float(nums[0]), float(nums[1]), **kwargs)
     except ValueError as e:
         ctx.error(_blame(path, kind, str(e)), str(e))

@@ -164,6 +164,7 @@ class QUniform(_Numeric):
     """Values ``low, low + q, ..., high``; ``high - low`` must be a multiple of ``q``."""
 
     q: float = field(default=1.0, kw_only=True)
+    integer: bool = field(default=False, kw_only=True)
     kind: ClassVar[str] = "quniform"
 
     def __post_init__(self) -> None:
@@ -185,12 +186,16 @@ class QUniform(_Numeric):
     def bounds(self) -> list[Any]:
         return [self.low, self.high, self.q]
 
+    def canonical(self) -> dict[str, Any]:
+        return {**super().canonical(), **({"integer": True} if self.integer else {})}
+
 
 @dataclass(frozen=True)
 class QLogUniform(_Numeric):
     """Log-scaled multiples of ``q`` in ``[low, high]``; both bounds must be multiples of ``q``."""
 
     q: float = field(default=1.0, kw_only=True)
+    integer: bool = field(default=False, kw_only=True)
     kind: ClassVar[str] = "qloguniform"
     log: ClassVar[bool] = True
 
@@ -208,6 +213,9 @@ class QLogUniform(_Numeric):
 
     def bounds(self) -> list[Any]:
         return [self.low, self.high, self.q]
+
+    def canonical(self) -> dict[str, Any]:
+        return {**super().canonical(), **({"integer": True} if self.integer else {})}
 
 
 @dataclass(frozen=True)

@@ -72,15 +72,21 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 
 
 @pytest.fixture(scope="session")
-def local_ray() -> Iterator[None]:
-    """One local Ray for the session (runs reuse it instead of starting their own)."""
+def _ray_session() -> Iterator[None]:
+    yield
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+
+
+@pytest.fixture
+def local_ray(_ray_session: None) -> None:
+    """A local Ray shared by the tests that use it (runs reuse it instead of starting their own)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
 SPACE_HEAD = """\

@@ -151,3 +151,19 @@ def test_scored_trials_feed_tpe_directly() -> None:
     # Random sampling would put ~90% of x outside [0, 4]; TPE informed by the prior does not.
     assert np.mean((xs > 0) & (xs < 4)) > 0.6
     assert np.mean(ys >= 10) > 0.6
+
+
+def test_whole_number_quantized_ranges_give_ints() -> None:
+    space = parse_version(
+        "study: s\nversion: 1\ntrainable: t\nmetric: {name: m, mode: min}\n"
+        "params:\n  width: {qloguniform: [64, 1024, 16]}\n  units: {quniform: [10, 50, 5]}\n"
+        "  frac: {quniform: [0.0, 1.0, 0.25]}\n"
+    ).params
+    for doc in sample_docs(space, 50):
+        c = decode(space, doc["misc"]["vals"])
+        assert type(c["width"]) is int and c["width"] % 16 == 0
+        assert type(c["units"]) is int and c["units"] % 5 == 0
+        assert type(c["frac"]) is float
+        assert decode(space, encode(space, c)) == c
+        expr_value = hyperopt.space_eval(to_hyperopt(space), {k: v[0] for k, v in doc["misc"]["vals"].items()})
+        assert expr_value["width"] == c["width"] and expr_value["units"] == c["units"]
