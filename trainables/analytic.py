@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .api import Reporter
+from .api import Reporter, TrialFailed
 from .config import Config, resolve
 
 STATE_FILE = "analytic.json"
@@ -65,6 +65,8 @@ def _check(cfg: Config) -> None:
     cfg.number("sleep", low=0.0)
     if cfg.get("bonus") is not None:
         cfg.number("bonus")
+    if cfg.get("fail_at_epoch") is not None:
+        cfg.number("fail_at_epoch", low=1)
 
 
 def train(config: dict[str, Any], reporter: Reporter) -> None:
@@ -82,6 +84,8 @@ def train(config: dict[str, Any], reporter: Reporter) -> None:
                 time.sleep(float(cfg["sleep"]))
             rng = random.Random(cfg.seed * 1_000_003 + epoch)  # noise replays on resume
             loss = target + 1.0 / epoch + float(cfg["noise"]) * rng.gauss(0.0, 1.0)
+            if cfg.get("fail_at_epoch") is not None and epoch >= int(cfg["fail_at_epoch"]):
+                raise TrialFailed(f"loss became NaN at epoch {epoch} (fail_at_epoch={cfg['fail_at_epoch']})")
             folder = scratch / f"epoch_{epoch:04d}"
             folder.mkdir()
             (folder / STATE_FILE).write_text(json.dumps({"epoch": epoch, "loss": loss}))

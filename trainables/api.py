@@ -21,7 +21,11 @@ RESERVED_KEYS = ("max_epochs", "seed")
 
 class Reporter(Protocol):
     def report(self, metrics: Mapping[str, float], checkpoint_dir: str | None = None) -> None:
-        """Send one epoch's metrics (and optionally a checkpoint folder) to the searcher."""
+        """Send one epoch's metrics (and optionally a checkpoint folder) to the searcher.
+
+        As with ``ray.tune.report``, the reporter persists (copies) the folder before it
+        returns: the trainable deletes it afterwards.
+        """
 
     def restore_dir(self) -> str | None:
         """The latest checkpoint folder to resume from, or ``None`` for a fresh start."""

@@ -66,9 +66,7 @@ class Config(dict):
         allowed = tuple(options) if options is not None else None
         for item in value:
             if allowed is not None and item not in allowed:
-                raise self.error(
-                    key, f"unknown entry {item!r}; expected some of {', '.join(allowed)}"
-                )
+                raise self.error(key, f"unknown entry {item!r}; expected some of {', '.join(allowed)}")
         if len(set(value)) != len(value):
             raise self.error(key, f"entries repeat in {list(value)!r}")
         return list(value)
@@ -106,8 +104,7 @@ def optimizer_settings(cfg: Config, key: str = "optimizer") -> dict[str, Any]:
         value = {"name": value}
     if not isinstance(value, Mapping) or "name" not in value:
         raise cfg.error(key, f"expected a mapping like {{name: adam, lr: 0.001}}, got {value!r}")
-    allowed = {"adam": {"name", "lr"}, "adamw": {"name", "lr"},
-               "sgd": {"name", "lr", "momentum", "nesterov"}}  # fmt: skip
+    allowed = {"adam": {"name", "lr"}, "adamw": {"name", "lr"}, "sgd": {"name", "lr", "momentum", "nesterov"}}
     name = value["name"]
     if name not in allowed:
         raise cfg.error(f"{key}.name", f"expected one of {', '.join(allowed)}, got {name!r}")

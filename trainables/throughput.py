@@ -50,11 +50,13 @@ class ThroughputResult:
     eval_and_checkpoint_s: float  # per epoch, median
 
     def summary(self) -> str:
-        return (f"{self.trainable} on {self.device} ({self.threads} threads, {self.precision}, "
-                f"batch {self.batch_size}): loop {self.loop_samples_per_s:,.0f} samples/s, "
-                f"bare {self.bare_samples_per_s:,.0f} samples/s, ratio {self.ratio:.3f} "
-                f"(medians: {self.ratio_median:.3f}); "
-                f"validation + checkpoint {self.eval_and_checkpoint_s:.3f} s/epoch")  # fmt: skip
+        return (
+            f"{self.trainable} on {self.device} ({self.threads} threads, {self.precision}, "
+            f"batch {self.batch_size}): loop {self.loop_samples_per_s:,.0f} samples/s, "
+            f"bare {self.bare_samples_per_s:,.0f} samples/s, ratio {self.ratio:.3f} "
+            f"(medians: {self.ratio_median:.3f}); "
+            f"validation + checkpoint {self.eval_and_checkpoint_s:.3f} s/epoch"
+        )
 
 
 def build(name: str, config: dict[str, Any]) -> tuple[Task, Runtime]:
@@ -129,12 +131,19 @@ def measure_throughput(
     median = statistics.median(loop_rates) / statistics.median(bare_rates)
     precision = str(runtime.amp_dtype).replace("torch.", "") if runtime.amp_dtype else "fp32"
     return ThroughputResult(
-        trainable=name, device=str(runtime.device), threads=runtime.threads,
-        precision=precision, batch_size=len(batches[0][0]), samples_per_round=samples,
-        rounds=rounds, loop_samples_per_s=loop, bare_samples_per_s=bare, ratio=loop / bare,
+        trainable=name,
+        device=str(runtime.device),
+        threads=runtime.threads,
+        precision=precision,
+        batch_size=len(batches[0][0]),
+        samples_per_round=samples,
+        rounds=rounds,
+        loop_samples_per_s=loop,
+        bare_samples_per_s=bare,
+        ratio=loop / bare,
         ratio_median=median,
         eval_and_checkpoint_s=statistics.median(overhead),
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,8 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    result = measure_throughput(args.trainable, json.loads(args.config), rounds=args.rounds,
-                                warmup=args.warmup)  # fmt: skip
+    result = measure_throughput(args.trainable, json.loads(args.config), rounds=args.rounds, warmup=args.warmup)
     print(json.dumps(asdict(result)) if args.json else result.summary())
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-import trainables
 from orchestrator.checks import check_trainable
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import StudyVersion, load_with_lineage, parse_version

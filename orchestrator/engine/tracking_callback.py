@@ -119,6 +119,8 @@ class MlflowTrialCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         assert self.logger is not None
         key = trial.trial_id
+        if key in self._open:
+            return  # a retry after a failure (FailureConfig): same trial, same run
         values = self._values(trial)
         v = self.version
         tags = {
@@ -153,6 +155,10 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._close(trial, "FINISHED")
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        assert self.logger is not None
+        self.logger.log(trial.trial_id, tags={TAG + "retried_after": failure_reason(trial)})
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._close(trial, "FAILED", failure_reason(trial))

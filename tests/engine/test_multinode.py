@@ -59,11 +59,8 @@ def test_trials_spread_over_nodes_with_fractional_gpus(cluster, tmp_path: Path, 
     import ray
 
     space = write_space(tmp_path, "multinode", PARAMS, trials=8, epochs=2, sleep=1.5, cpu=0.5, gpu=0.5, startup=8)
-    result = run_search(
-        space,
-        SearchOptions(address=cluster.address, tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray"), live=False),
-        lambda _: None,
-    )
+    options = SearchOptions(address=cluster.address, tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray"))
+    result = run_search(space, options, lambda _: None)
     ray.shutdown()
     assert result.finished == 8
     runs = children(MlflowClient(mlflow_server.uri), "multinode")

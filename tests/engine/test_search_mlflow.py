@@ -76,14 +76,36 @@ def test_metric_never_reported_is_named_before_start(tmp_path: Path, mlflow_serv
 
 
 def test_unknown_trainable_and_key_are_named(tmp_path: Path) -> None:
-    import trainables
-
     space = write_space(tmp_path, "unknown", PARAMS)
     space.write_text(space.read_text().replace("trainable: analytic", "trainable: analytc"))
-    with pytest.raises(trainables.UnknownTrainable, match="did you mean 'analytic'"):
+    with pytest.raises(OrchestratorError, match="did you mean 'analytic'"):
         run_search(space, SearchOptions(storage=str(tmp_path / "ray")))
-    space.write_text(
-        space.read_text().replace("trainable: analytc", "trainable: analytic") + "  lr: {uniform: [0, 1]}\n"
-    )
-    with pytest.raises(trainables.TrainableConfigError, match="'analytic': lr"):
+    fixed_name = space.read_text().replace("trainable: analytc", "trainable: analytic")
+    space.write_text(fixed_name + "  lr: {uniform: [0, 1]}\n")
+    with pytest.raises(OrchestratorError, match=r"params\.lr: trainable 'analytic': lr: not a key"):
         run_search(space, SearchOptions(storage=str(tmp_path / "ray")))
+
+
+def test_failed_trials_are_retried_then_failed_with_reason(
+    tmp_path: Path, mlflow_server: MlflowServer, local_ray
+) -> None:
+    params = "  x: {uniform: [-1.0, 1.0]}\n  fail_at_epoch: {choice: [null, 2]}\n"
+    space = write_space(tmp_path, "failing", params, trials=4, epochs=3, startup=4)
+    space.write_text(space.read_text().replace("startup_trials: 4}", "startup_trials: 4, max_failures: 1}"))
+    result = run_search(space, SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray")), print)
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.get_experiment_by_name("failing")
+    runs = client.search_runs([exp.experiment_id], "tags.`orchestrator.kind` = 'trial'")
+    assert len(runs) == 4, "a retried trial keeps its one run"
+    failing = [r for r in runs if json.loads(r.data.tags["orchestrator.config"])["fail_at_epoch"] == 2]
+    assert 0 < len(failing) < 4, "seed 0 draws both kinds of trial"
+    assert result.failed == len(failing) and result.finished == 4 - len(failing)
+    for run in runs:
+        if run in failing:
+            assert run.info.status == "FAILED"
+            assert "TrialFailed: loss became NaN at epoch 2" in run.data.tags["orchestrator.failure"]
+            assert "loss became NaN" in run.data.tags["orchestrator.retried_after"]
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+            assert steps == [1], "the retry resumed from the epoch-1 checkpoint and logged nothing twice"
+        else:
+            assert run.info.status == "FINISHED" and "orchestrator.failure" not in run.data.tags

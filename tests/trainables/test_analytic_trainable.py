@@ -35,8 +35,7 @@ def test_noise_is_seeded(make_reporter):
     runs = []
     for seed in (1, 1, 2):
         rep = make_reporter()
-        create("analytic")({"function": "quadratic", "noise": 0.5, "seed": seed,
-                            "max_epochs": 3}, rep)  # fmt: skip
+        create("analytic")({"function": "quadratic", "noise": 0.5, "seed": seed, "max_epochs": 3}, rep)
         runs.append([r["loss"] for r in rep.reports])
     assert runs[0] == runs[1] != runs[2]
 

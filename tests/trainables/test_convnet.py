@@ -26,9 +26,20 @@ from trainables.convnet.trainable import ClassificationEvaluator, ensemble_loss
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 @pytest.mark.parametrize("ensemble", [1, 3])
 def test_shapes_and_gradients(activation, pooling, ensemble):
-    shape = ConvNetShape(in_channels=1, image_size=8, classes=10, conv_layers=2, filters=4,
-                         filter_growth=2, kernel=3, activation=activation, pooling=pooling,
-                         fc_layers=2, fc_width=8, dropout=0.2)  # fmt: skip
+    shape = ConvNetShape(
+        in_channels=1,
+        image_size=8,
+        classes=10,
+        conv_layers=2,
+        filters=4,
+        filter_growth=2,
+        kernel=3,
+        activation=activation,
+        pooling=pooling,
+        fc_layers=2,
+        fc_width=8,
+        dropout=0.2,
+    )
     model = build(shape, ensemble)
     x, y = torch.randn(5, 1, 8, 8), torch.randint(0, 10, (5,))
     out = model(x)
@@ -61,9 +72,7 @@ def test_ensemble_loss_trains_each_member_as_if_alone():
 
 def test_votes():
     # three members, two samples, two classes
-    logits = torch.tensor([[[5.0, 0.0], [0.0, 1.0]],
-                           [[0.0, 0.1], [0.0, 1.0]],
-                           [[0.0, 0.1], [9.0, 0.0]]])  # fmt: skip
+    logits = torch.tensor([[[5.0, 0.0], [0.0, 1.0]], [[0.0, 0.1], [0.0, 1.0]], [[0.0, 0.1], [9.0, 0.0]]])
     y = torch.tensor([1, 1])
     soft, major = ClassificationEvaluator("softmax"), ClassificationEvaluator("majority")
     soft.update(logits, y)
@@ -124,7 +133,7 @@ def _write_mnist_like(folder, n=120, size=12, gz=True):
 
 
 def test_idx_folder_with_gzip_and_dotted_names(tmp_path):
-    images, labels = _write_mnist_like(tmp_path)
+    _, labels = _write_mnist_like(tmp_path)
     with gzip.open(tmp_path / "train-images.idx3-ubyte.gz") as f:
         assert f.read(4) == b"\x00\x00\x08\x03"
     x, y = load_idx_folder(tmp_path)
@@ -161,3 +170,13 @@ def test_digits_split_is_seeded_standardized_and_expanded():
     assert np.array_equal(a.val_y, b.val_y) and not np.array_equal(a.val_y, c.val_y)
     assert abs(float(a.train_x.mean())) < 1e-4 and abs(float(a.train_x.std()) - 1) < 1e-3
     assert len(c.train_x) == 5 * len(a.train_x) and a.classes == 10
+
+
+def test_digits_match_scikit_learn():
+    from sklearn.datasets import load_digits
+
+    from trainables.convnet.data import load_digits_arrays
+
+    x, y = load_digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(x[:, 0], bunch.images) and np.array_equal(y, bunch.target)

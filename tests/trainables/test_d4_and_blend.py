@@ -45,14 +45,16 @@ def test_random_crops_apply_the_same_transform_to_image_and_mask():
     scenes = torch.randn(2, 3, 20, 20)
     masks = (torch.rand(2, 2, 20, 20) > 0.5).to(torch.uint8)
     crops = RandomCrops(scenes, masks, patch=8, batch_size=16, samples=64, augment=True)
+    # every possible (scene, row, column, transform) crop, to look each output up
+    keys = [(n, r, c, k) for n in range(2) for r in range(13) for c in range(13) for k in D4]
+    images = torch.stack([d4(scenes[n, :, r : r + 8, c : c + 8], k) for n, r, c, k in keys])
     found, seen = 0, set()
     for x, y in crops.epoch(g):
         assert x.shape == (len(x), 3, 8, 8) and y.shape == (len(x), 2, 8, 8)
         for image, mask in zip(x, y, strict=True):
-            matches = [(n, r, c, k) for n in range(2) for r in range(13) for c in range(13)
-                       for k in D4 if torch.equal(d4(scenes[n, :, r:r + 8, c:c + 8], k), image)]  # fmt: skip
-            assert len(matches) == 1
-            n, r, c, k = matches[0]
+            hits = (images == image).flatten(1).all(1).nonzero().flatten().tolist()
+            assert len(hits) == 1
+            n, r, c, k = keys[hits[0]]
             assert torch.equal(d4(masks[n, :, r : r + 8, c : c + 8], k), mask)
             found += 1
             seen.add(k)
@@ -73,8 +75,7 @@ def test_spline_window_is_positive_symmetric_with_mean_one():
 def test_identity_predictor_reconstructs_the_image(overlap, d4_average):
     rng = np.random.default_rng(0)
     image = rng.normal(size=(3, 37, 50)).astype(np.float32)
-    out = predict_blended(image, lambda tiles: tiles, 16, overlap=overlap,
-                          d4_average=d4_average, batch_size=7)  # fmt: skip
+    out = predict_blended(image, lambda tiles: tiles, 16, overlap=overlap, d4_average=d4_average, batch_size=7)
     assert out.shape == image.shape
     np.testing.assert_allclose(out, image, atol=1e-5)
 
@@ -82,8 +83,7 @@ def test_identity_predictor_reconstructs_the_image(overlap, d4_average):
 @pytest.mark.parametrize("overlap", [0.0, 0.5, 0.75])
 def test_constant_predictor_gives_the_constant_everywhere(overlap):
     image = np.zeros((2, 23, 31), np.float32)
-    out = predict_blended(image, lambda t: np.full((len(t), 4, *t.shape[-2:]), 0.7), 8,
-                          overlap=overlap)  # fmt: skip
+    out = predict_blended(image, lambda t: np.full((len(t), 4, *t.shape[-2:]), 0.7), 8, overlap=overlap)
     assert out.shape == (4, 23, 31)
     np.testing.assert_allclose(out, 0.7, atol=1e-6)
 

@@ -98,3 +98,32 @@ def test_every_space_file_uses_keys_its_trainable_accepts(path):
     doc = yaml.safe_load(path.read_text())
     keys = {**doc.get("fixed", {}), **{k: None for k in doc.get("params", {})}}
     validate_config(doc["trainable"], keys)
+
+
+# One contract for every registered trainable, at tiny sizes.
+TINY_OVERRIDES = {
+    "analytic": {"function": "branin", "x": 1.0, "y": 2.0},
+    "convnet": {"subset": 150, "filters": 4, "fc_width": 8, "conv_layers": 1, "cpus": 1},
+    "unet": {"scenes": 3, "scene_size": 64, "patch": 32, "depth": 2, "base_filters": 4,
+             "samples_per_epoch": 8, "batch_size": 8, "convs_per_block": 1, "cpus": 1},
+}  # fmt: skip
+
+
+def _tiny(name: str) -> dict:
+    return dict(TINY_OVERRIDES.get(name, TINY_OVERRIDES.get(name.removesuffix("_tiny"), {})))
+
+
+@pytest.mark.parametrize("name", trainables.names())
+def test_contract_reports_each_epoch_and_resumes(name, make_reporter):
+    spec = trainables.get(name)
+    train = spec.load()
+    first = make_reporter()
+    train({**_tiny(name), "max_epochs": 2, "seed": 0}, first)
+    assert first.epochs == [1, 2]
+    for report in first.reports:
+        assert set(spec.metrics) <= set(report), set(spec.metrics) - set(report)
+        assert all(isinstance(v, int | float) for v in report.values())
+    assert len(first.checkpoints) == 2
+    resumed = make_reporter(restore=first.checkpoints[0])
+    train({**_tiny(name), "max_epochs": 3, "seed": 0}, resumed)
+    assert resumed.epochs == [2, 3]

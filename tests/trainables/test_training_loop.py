@@ -82,8 +82,14 @@ class Accuracy:
 
 def _task(model: nn.Module) -> Task:
     x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
-    return Task(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.functional.cross_entropy,
-                TensorBatches(x, y, 8, shuffle=True), TensorBatches(x, y, 16), Accuracy())  # fmt: skip
+    return Task(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        nn.functional.cross_entropy,
+        TensorBatches(x, y, 8, shuffle=True),
+        TensorBatches(x, y, 16),
+        Accuracy(),
+    )
 
 
 def test_nan_loss_raises_trial_failed_naming_the_epoch(reporter):
@@ -101,14 +107,18 @@ def test_nan_from_a_huge_learning_rate_is_a_trial_failure(reporter):
 def test_out_of_memory_becomes_trial_failed(reporter):
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     with pytest.raises(TrialFailed, match=r"out of memory at epoch 1 .*batch_size=8.*reduce"):
-        fit(_task(Boom(after=0, error=oom)), Runtime(torch.device("cpu")), reporter,
-            max_epochs=2, seed=0)  # fmt: skip
+        fit(_task(Boom(after=0, error=oom)), Runtime(torch.device("cpu")), reporter, max_epochs=2, seed=0)
 
 
 def test_other_errors_are_not_hidden(reporter):
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        fit(_task(Boom(after=0, error=RuntimeError("shape mismatch"))),
-            Runtime(torch.device("cpu")), reporter, max_epochs=1, seed=0)  # fmt: skip
+        fit(
+            _task(Boom(after=0, error=RuntimeError("shape mismatch"))),
+            Runtime(torch.device("cpu")),
+            reporter,
+            max_epochs=1,
+            seed=0,
+        )
 
 
 def test_threads_follow_the_cpus_hint_then_the_environment(monkeypatch):

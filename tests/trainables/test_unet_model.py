@@ -14,9 +14,19 @@ from trainables.unet.model import UNet, UNetShape, size_error
 @pytest.mark.parametrize("upsampling", ["transpose", "bilinear"])
 @pytest.mark.parametrize(("batch_norm", "activation"), [(True, "relu"), (False, "elu")])
 def test_shapes_and_gradients(depth, upsampling, batch_norm, activation):
-    shape = UNetShape(in_channels=5, classes=3, depth=depth, base_filters=4, growth=1.5,
-                      kernel=3, convs_per_block=2, batch_norm=batch_norm,
-                      activation=activation, dropout=0.1, upsampling=upsampling)  # fmt: skip
+    shape = UNetShape(
+        in_channels=5,
+        classes=3,
+        depth=depth,
+        base_filters=4,
+        growth=1.5,
+        kernel=3,
+        convs_per_block=2,
+        batch_norm=batch_norm,
+        activation=activation,
+        dropout=0.1,
+        upsampling=upsampling,
+    )
     model = UNet(shape)
     x = torch.randn(2, 5, 16, 16)
     out = model(x)
@@ -81,15 +91,31 @@ def test_unet_tiny_trains_and_reports_per_class_jaccard(reporter):
     create("unet_tiny")({"max_epochs": 2}, reporter)
     assert reporter.epochs == [1, 2]
     last = reporter.reports[-1]
-    assert {"val_jaccard", "val_jaccard_buildings", "val_jaccard_water", "val_loss",
-            "train_loss"} <= set(last)  # fmt: skip
+    assert {"val_jaccard", "val_jaccard_buildings", "val_jaccard_water", "val_loss", "train_loss"} <= set(last)
     assert 0 <= last["val_jaccard"] <= 1
 
 
 def test_per_class_trains_one_output(reporter):
-    create("unet_tiny")({"max_epochs": 1, "per_class": "water", "augment": "none",
-                         "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
-                         "loss": "dice", "upsampling": "bilinear"}, reporter)  # fmt: skip
+    create("unet_tiny")(
+        {
+            "max_epochs": 1,
+            "per_class": "water",
+            "augment": "none",
+            "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
+            "loss": "dice",
+            "upsampling": "bilinear",
+        },
+        reporter,
+    )
     report = reporter.reports[0]
     assert "val_jaccard_water" in report and "val_jaccard_buildings" not in report
     assert report["val_jaccard"] == report["val_jaccard_water"]
+
+
+def test_background_baseline_scores_zero_on_present_classes():
+    from trainables.unet.trainable import background_baseline
+
+    result = background_baseline({"classes": ["buildings", "water"]}, name="unet_tiny")
+    for name in ("buildings", "water"):
+        assert result[f"val_jaccard_{name}"] in (0.0, 1.0)  # 1.0 only if absent from validation
+    assert result["val_loss"] > 0

@@ -51,8 +51,10 @@ def test_triangle_counts_pixel_centres():
 
 
 def test_multipolygon_parts_clipping_and_orientation():
-    text = ("MULTIPOLYGON (((0 0, 3 0, 3 3, 0 3, 0 0)), ((10 10, 10 6, 6 6, 6 10, 10 10)), "
-            "((-5 -5, 2 -5, 2 1, -5 1, -5 -5)))")  # fmt: skip
+    text = (
+        "MULTIPOLYGON (((0 0, 3 0, 3 3, 0 3, 0 0)), ((10 10, 10 6, 6 6, 6 10, 10 10)), "
+        "((-5 -5, 2 -5, 2 1, -5 1, -5 -5)))"
+    )
     mask = rasterize_polygons(parse_wkt(text), (8, 8))
     # 9 + the clockwise square clipped to 2x2; the part reaching outside is clipped to
     # rows 0 and columns 0-1 and overlaps the first square: parts are unioned, not XORed

@@ -6,7 +6,9 @@ Nothing here downloads anything.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import importlib.util
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +68,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         data = f.read(expected)
     if len(data) != expected:
-        raise DataError(f"{path}: expected {expected} bytes of data for shape {shape}, "
-                        f"found {len(data)}")  # fmt: skip
+        raise DataError(f"{path}: expected {expected} bytes of data for shape {shape}, found {len(data)}")
     return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -110,12 +111,26 @@ def load_idx_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return images[:, None].astype(np.float32), labels.astype(np.int64)
 
 
+@functools.cache
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    # read scikit-learn's bundled file directly: importing sklearn.datasets takes seconds
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is not None and path.is_file():
+        table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+        images, labels = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    else:  # pragma: no cover - another packaging of scikit-learn
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images, labels = bunch.images, bunch.target
+    return images[:, None].astype(np.float32), labels.astype(np.int64)
+
+
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled 8x8 digits (values 0..16) as (N, 1, 8, 8) float32 + labels."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return bunch.images[:, None].astype(np.float32), bunch.target.astype(np.int64)
+    images, labels = _digits()
+    return images.copy(), labels.copy()
 
 
 # ----------------------------------------------------------------------------- transforms

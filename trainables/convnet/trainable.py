@@ -49,11 +49,13 @@ class ClassificationEvaluator:
             if self.vote == "majority":
                 votes = F.one_hot(out.argmax(-1), out.shape[-1]).sum(0)
                 pred = (votes + 0.5 * probs).argmax(-1)
-        batch = torch.stack([
-            F.nll_loss(logp, y, reduction="sum"),
-            (pred == y).sum().float(),
-            torch.tensor(float(len(y)), device=y.device),
-        ])  # fmt: skip
+        batch = torch.stack(
+            [
+                F.nll_loss(logp, y, reduction="sum"),
+                (pred == y).sum().float(),
+                torch.tensor(float(len(y)), device=y.device),
+            ]
+        )
         self.sums = batch if self.sums is None else self.sums + batch
 
     def compute(self) -> dict[str, float]:
@@ -101,15 +103,11 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
     except ValueError as error:
         raise cfg.error("conv_layers", str(error)) from None
     model = runtime.prepare(build(shape, cfg.integer("ensemble", low=1)))
-    optimizer = make_optimizer(model.parameters(), opt, weight_decay=cfg.number("l2", low=0.0),
-                               device=runtime.device)  # fmt: skip
+    optimizer = make_optimizer(model.parameters(), opt, weight_decay=cfg.number("l2", low=0.0), device=runtime.device)
     batch_size = cfg.integer("batch_size", low=1)
-    train = TensorBatches(runtime.tensor(split.train_x), runtime.tensor(split.train_y),
-                          batch_size, shuffle=True)  # fmt: skip
-    val = TensorBatches(runtime.tensor(split.val_x), runtime.tensor(split.val_y),
-                        max(batch_size, 512))  # fmt: skip
-    return Task(model, optimizer, ensemble_loss, train, val, ClassificationEvaluator(vote),
-                name=cfg.trainable)  # fmt: skip
+    train = TensorBatches(runtime.tensor(split.train_x), runtime.tensor(split.train_y), batch_size, shuffle=True)
+    val = TensorBatches(runtime.tensor(split.val_x), runtime.tensor(split.val_y), max(batch_size, 512))
+    return Task(model, optimizer, ensemble_loss, train, val, ClassificationEvaluator(vote), name=cfg.trainable)
 
 
 def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
@@ -117,8 +115,14 @@ def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, floa
     seed_everything(cfg.seed)
     runtime = Runtime.create(cfg)
     task = build_task(cfg, runtime)
-    return fit(task, runtime, reporter, max_epochs=cfg.max_epochs, seed=cfg.seed,
-               hint="lower the learning rate (optimizer.lr) or raise l2")  # fmt: skip
+    return fit(
+        task,
+        runtime,
+        reporter,
+        max_epochs=cfg.max_epochs,
+        seed=cfg.seed,
+        hint="lower the learning rate (optimizer.lr) or raise l2",
+    )
 
 
 def train(config: dict[str, Any], reporter: Reporter) -> None:
@@ -129,4 +133,3 @@ def train(config: dict[str, Any], reporter: Reporter) -> None:
 def train_tiny(config: dict[str, Any], reporter: Reporter) -> None:
     """A few hundred digits and a tiny net: for tests of the engine."""
     run("convnet_tiny", config, reporter)
-

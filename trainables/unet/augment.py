@@ -54,7 +54,6 @@ def random_d4(image: Tensor, mask: Tensor, generator: torch.Generator) -> tuple[
 
 
 def _format(x: Tensor) -> torch.memory_format:
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-            and not x.is_contiguous():  # fmt: skip
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format

@@ -84,9 +84,10 @@ class RandomCrops:
     directly; image and mask use the same index maps, hence the same transform.
     """
 
-    def __init__(self, images: Tensor, masks: Tensor, patch: int, batch_size: int,
-                 samples: int, augment: bool):  # fmt: skip
-        n, _, h, w = images.shape
+    CHUNK = 8  # batches gathered together
+
+    def __init__(self, images: Tensor, masks: Tensor, patch: int, batch_size: int, samples: int, augment: bool):
+        h, w = images.shape[-2:]
         if h < patch or w < patch:
             raise ValueError(f"scenes of {h}x{w} are smaller than the patch {patch}")
         self.channels_last_out = images.is_contiguous(memory_format=torch.channels_last)
@@ -108,11 +109,13 @@ class RandomCrops:
         ys = torch.randint(0, h - p + 1, (self.samples,), generator=generator)
         xs = torch.randint(0, w - p + 1, (self.samples,), generator=generator)
         ks = torch.randint(0, len(self._rows), (self.samples,), generator=generator)
-        device = self.images.device
-        which, ys, xs, ks = (t.to(device) for t in (which, ys, xs, ks))
-        for start in range(0, self.samples, self.batch_size):
-            sl = slice(start, start + self.batch_size)
-            yield self._crop(which[sl], ys[sl], xs[sl], ks[sl])
+        # one H2D copy per epoch; one gather per CHUNK batches, so a step adds no kernels
+        draws = torch.stack([which, ys, xs, ks]).to(self.images.device)
+        step = self.batch_size * self.CHUNK
+        for first in range(0, self.samples, step):
+            x, y = self._crop(*draws[:, first : first + step])
+            for start in range(0, len(x), self.batch_size):
+                yield x[start : start + self.batch_size], y[start : start + self.batch_size]
 
     def _crop(self, which: Tensor, ys: Tensor, xs: Tensor, ks: Tensor) -> tuple[Tensor, Tensor]:
         _, h, w, c = self.images.shape

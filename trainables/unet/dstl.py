@@ -36,9 +36,17 @@ from .tiff import read_tiff
 from .wkt import wkt_to_mask
 
 CLASS_TYPES = {
-    "buildings": 1, "structures": 2, "roads": 3, "tracks": 4, "trees": 5, "crops": 6,
-    "waterway": 7, "water": 8, "vehicles_large": 9, "vehicles_small": 10,
-}  # fmt: skip
+    "buildings": 1,
+    "structures": 2,
+    "roads": 3,
+    "tracks": 4,
+    "trees": 5,
+    "crops": 6,
+    "waterway": 7,
+    "water": 8,
+    "vehicles_large": 9,
+    "vehicles_small": 10,
+}
 BANDS = {"rgb": 3, "m": 8, "a": 8, "p": 1}
 CACHE_VERSION = 1
 M_DN_MAX = 2047.0  # WorldView-3 M bands are 11-bit: indices are computed on M / 2047
@@ -98,8 +106,7 @@ class DSTLDataset:
         with open(self.root / "train_wkt_v4.csv", newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            if header is None or [h.strip() for h in header[1:3]] != ["ClassType",
-                                                                      "MultipolygonWKT"]:
+            if header is None or [h.strip() for h in header[1:3]] != ["ClassType", "MultipolygonWKT"]:
                 raise DSTLError(f"{self.root}/train_wkt_v4.csv: unexpected header {header}")
             for row in reader:
                 if row:
@@ -148,13 +155,11 @@ class DSTLDataset:
     def mask(self, image_id: str, classes: Sequence[str], shape: tuple[int, int]) -> np.ndarray:
         """(classes, H, W) uint8 masks on a grid of ``shape``."""
         xmax, ymin = self.grid_size(image_id)
-        return np.stack(
-            [wkt_to_mask(self.wkt(image_id, CLASS_TYPES[c]), xmax, ymin, shape) for c in classes]
-        ).astype(np.uint8)
+        return np.stack([wkt_to_mask(self.wkt(image_id, CLASS_TYPES[c]), xmax, ymin, shape) for c in classes]).astype(
+            np.uint8
+        )
 
-    def decode(
-        self, image_id: str, bands: Sequence[str], indices: Sequence[str], classes: Sequence[str]
-    ) -> Scene:
+    def decode(self, image_id: str, bands: Sequence[str], indices: Sequence[str], classes: Sequence[str]) -> Scene:
         """Decode one scene from the TIFFs and the WKT (no cache)."""
         rgb = self.rgb(image_id).astype(np.float32)
         shape = rgb.shape[1:]
@@ -176,12 +181,9 @@ class DSTLDataset:
             parts.append(index_channels(m / M_DN_MAX, indices))  # on reflectance-like values
             names += list(indices)
         image = np.concatenate(parts).astype(np.float32)
-        return Scene(image_id, image, self.mask(image_id, classes, shape), tuple(names),
-                     tuple(classes))  # fmt: skip
+        return Scene(image_id, image, self.mask(image_id, classes, shape), tuple(names), tuple(classes))
 
-    def scene(
-        self, image_id: str, bands: Sequence[str], indices: Sequence[str], classes: Sequence[str]
-    ) -> Scene:
+    def scene(self, image_id: str, bands: Sequence[str], indices: Sequence[str], classes: Sequence[str]) -> Scene:
         """A scene, from the in-process or on-disk cache when possible."""
         key = (str(self.root.resolve()), image_id, tuple(bands), tuple(indices), tuple(classes))
         if key in _MEMORY:
@@ -221,16 +223,16 @@ def _read_cache(path: Path, image_id: str) -> Scene | None:
         return None
     try:
         with np.load(path) as z:
-            return Scene(image_id, z["image"], z["mask"], tuple(z["channels"].tolist()),
-                         tuple(z["classes"].tolist()))  # fmt: skip
+            return Scene(image_id, z["image"], z["mask"], tuple(z["channels"].tolist()), tuple(z["classes"].tolist()))
     except (OSError, KeyError, ValueError):
         return None  # a partial or stale file: decode again
 
 
 def _write_cache(path: Path, scene: Scene) -> None:
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, image=scene.image, mask=scene.mask, channels=np.array(scene.channels),
-             classes=np.array(scene.classes))  # fmt: skip
+    np.savez(
+        tmp, image=scene.image, mask=scene.mask, channels=np.array(scene.channels), classes=np.array(scene.classes)
+    )
     os.replace(tmp, path)  # atomic: concurrent trials never see a half-written cache
 
 

@@ -11,8 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-M_BANDS = {"coastal": 0, "blue": 1, "green": 2, "yellow": 3, "red": 4, "rededge": 5,
-           "nir1": 6, "nir2": 7}  # fmt: skip
+M_BANDS = {"coastal": 0, "blue": 1, "green": 2, "yellow": 3, "red": 4, "rededge": 5, "nir1": 6, "nir2": 7}
 CLIP = 10.0
 
 
@@ -54,8 +53,12 @@ def ccci(m: np.ndarray) -> np.ndarray:
 
 
 INDICES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "ndwi": ndwi, "evi": evi, "savi": savi, "ndvi": ndvi, "ccci": ccci,
-}  # fmt: skip
+    "ndwi": ndwi,
+    "evi": evi,
+    "savi": savi,
+    "ndvi": ndvi,
+    "ccci": ccci,
+}
 
 
 def index_channels(m: np.ndarray, names: Sequence[str]) -> np.ndarray:

@@ -49,8 +49,9 @@ class Block(nn.Sequential):
     def __init__(self, cin: int, cout: int, shape: UNetShape, dropout: float = 0.0):
         layers: list[nn.Module] = []
         for i in range(shape.convs_per_block):
-            layers.append(nn.Conv2d(cin if i == 0 else cout, cout, shape.kernel, padding="same",
-                                    bias=not shape.batch_norm))  # fmt: skip
+            layers.append(
+                nn.Conv2d(cin if i == 0 else cout, cout, shape.kernel, padding="same", bias=not shape.batch_norm)
+            )
             if shape.batch_norm:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(ACTIVATIONS[shape.activation](inplace=True))

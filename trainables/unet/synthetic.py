@@ -69,10 +69,10 @@ def scene_polygons(size: int, rng: np.random.Generator) -> dict[str, MultiPolygo
         if rng.random() < 0.5:  # a hole (e.g. a farmyard) in the field
             field.append(_rect(x0 + w / 3, y0 + h / 3, x0 + w / 2, y0 + h / 2))
         crops.append(field)
-    trees = [[_blob(*rng.uniform(0, s, 2), rng.uniform(2.5, 6), rng)]
-             for _ in range(rng.integers(4, 14))]  # fmt: skip
-    water = [[_blob(*rng.uniform(0.15 * s, 0.85 * s, 2), rng.uniform(6, 0.15 * s), rng)]
-             for _ in range(rng.integers(0, 3))]  # fmt: skip
+    trees = [[_blob(*rng.uniform(0, s, 2), rng.uniform(2.5, 6), rng)] for _ in range(rng.integers(4, 14))]
+    water = [
+        [_blob(*rng.uniform(0.15 * s, 0.85 * s, 2), rng.uniform(6, 0.15 * s), rng)] for _ in range(rng.integers(0, 3))
+    ]
     tracks = [[_band(s, rng.uniform(1.5, 2.5), rng)] for _ in range(rng.integers(0, 2))]
     roads = [[_band(s, rng.uniform(3, 5), rng)] for _ in range(rng.integers(1, 3))]
     buildings = []
@@ -80,8 +80,7 @@ def scene_polygons(size: int, rng: np.random.Generator) -> dict[str, MultiPolygo
         x0, y0 = rng.integers(0, s - 12, 2)
         w, h = rng.integers(4, 12, 2)
         buildings.append([_rect(x0, y0, x0 + w, y0 + h)])
-    return {"crops": crops, "trees": trees, "water": water, "tracks": tracks, "roads": roads,
-            "buildings": buildings}  # fmt: skip
+    return {"crops": crops, "trees": trees, "water": water, "tracks": tracks, "roads": roads, "buildings": buildings}
 
 
 def render(polygons: dict[str, MultiPolygon], size: int, rng: np.random.Generator):
@@ -113,8 +112,9 @@ def _to_uint(array: np.ndarray, scale: int, noise: float, rng: np.random.Generat
     return np.clip(np.round(noisy * scale), 0, scale).astype(np.uint16)
 
 
-def write_synthetic_dstl(root: str | Path, *, scenes: int = 8, size: int = 128, seed: int = 0,
-                         noise: float = 0.03) -> Path:  # fmt: skip
+def write_synthetic_dstl(
+    root: str | Path, *, scenes: int = 8, size: int = 128, seed: int = 0, noise: float = 0.03
+) -> Path:
     """Write ``scenes`` scenes of ``size`` x ``size`` pixels into ``root`` (DSTL layout)."""
     if size % A_FACTOR:
         raise ValueError(f"scene size {size} must be a multiple of {A_FACTOR}")
@@ -129,14 +129,11 @@ def write_synthetic_dstl(root: str | Path, *, scenes: int = 8, size: int = 128, 
         m, swir = render(polygons, size, rng)
         rgb = m[[4, 2, 1]]
         write_tiff(root / "three_band" / f"{image_id}.tif", _to_uint(rgb, MAX_11BIT, noise, rng))
-        write_tiff(root / "sixteen_band" / f"{image_id}_P.tif",
-                   _to_uint(rgb.mean(0), MAX_11BIT, noise, rng))  # fmt: skip
-        write_tiff(root / "sixteen_band" / f"{image_id}_M.tif",
-                   _to_uint(_pool(m, M_FACTOR), MAX_11BIT, noise, rng))  # fmt: skip
+        write_tiff(root / "sixteen_band" / f"{image_id}_P.tif", _to_uint(rgb.mean(0), MAX_11BIT, noise, rng))
+        write_tiff(root / "sixteen_band" / f"{image_id}_M.tif", _to_uint(_pool(m, M_FACTOR), MAX_11BIT, noise, rng))
         a = _pool(np.repeat(swir[None], 8, axis=0), A_FACTOR)
         a *= np.linspace(0.9, 1.1, 8, dtype=np.float32)[:, None, None]  # a gentle SWIR slope
-        write_tiff(root / "sixteen_band" / f"{image_id}_A.tif",
-                   _to_uint(a, MAX_14BIT, noise, rng))  # fmt: skip
+        write_tiff(root / "sixteen_band" / f"{image_id}_A.tif", _to_uint(a, MAX_14BIT, noise, rng))
         xmax, ymin = rng.uniform(0.0090, 0.0094), -rng.uniform(0.0088, 0.0092)
         grid.append((image_id, f"{xmax:.6f}", f"{ymin:.6f}"))
         xmax, ymin = float(grid[-1][1]), float(grid[-1][2])  # what the reader will see

@@ -20,9 +20,7 @@ except ImportError:  # pragma: no cover
 
 # tag ids
 WIDTH, HEIGHT, BITS, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
-STRIP_OFFSETS, SAMPLES, ROWS_PER_STRIP, STRIP_COUNTS, PLANAR, SAMPLE_FORMAT = (
-    273, 277, 278, 279, 284, 339
-)  # fmt: skip
+STRIP_OFFSETS, SAMPLES, ROWS_PER_STRIP, STRIP_COUNTS, PLANAR, SAMPLE_FORMAT = (273, 277, 278, 279, 284, 339)
 _TYPES = {1: "B", 2: "s", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f", 12: "d", 16: "Q"}
 _SIZES = {"B": 1, "s": 1, "H": 2, "I": 4, "b": 1, "h": 2, "i": 4, "f": 4, "d": 8, "Q": 8}
 
@@ -63,8 +61,16 @@ def write_tiff(path: str | Path, array: np.ndarray, *, builtin: bool = False) ->
 
 # ----------------------------------------------------------------------------- built-in codec
 
-_DTYPES = {(1, 8): "u1", (1, 16): "u2", (1, 32): "u4", (2, 8): "i1", (2, 16): "i2",
-           (2, 32): "i4", (3, 32): "f4", (3, 64): "f8"}  # fmt: skip
+_DTYPES = {
+    (1, 8): "u1",
+    (1, 16): "u2",
+    (1, 32): "u4",
+    (2, 8): "i1",
+    (2, 16): "i2",
+    (2, 32): "i4",
+    (3, 32): "f4",
+    (3, 64): "f8",
+}
 _FORMATS = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 
@@ -88,9 +94,7 @@ def _read_builtin(path: Path) -> np.ndarray:
         if code is None:
             continue
         size = _SIZES[code] * n
-        raw = entry[8 : 8 + size] if size <= 4 else data[
-            struct.unpack(end + "I", entry[8:12])[0] :
-        ][:size]  # fmt: skip
+        raw = entry[8 : 8 + size] if size <= 4 else data[struct.unpack(end + "I", entry[8:12])[0] :][:size]
         tags[tag] = struct.unpack(f"{end}{n}{code}", raw) if code != "s" else (raw,)
     if tags.get(COMPRESSION, (1,))[0] != 1:
         raise TiffError(f"{path}: compressed TIFF; install tifffile to read it")
@@ -100,9 +104,7 @@ def _read_builtin(path: Path) -> np.ndarray:
     fmt = tags.get(SAMPLE_FORMAT, (1,))[0]
     planar = tags.get(PLANAR, (1,))[0]
     dtype = np.dtype(_DTYPES[(fmt, bits)]).newbyteorder(end)
-    body = b"".join(
-        data[o : o + c] for o, c in zip(tags[STRIP_OFFSETS], tags[STRIP_COUNTS], strict=True)
-    )
+    body = b"".join(data[o : o + c] for o, c in zip(tags[STRIP_OFFSETS], tags[STRIP_COUNTS], strict=True))
     flat = np.frombuffer(body, dtype=dtype, count=width * height * samples)
     if samples == 1:
         return flat.reshape(height, width).astype(dtype.newbyteorder("="))
@@ -119,8 +121,7 @@ def _write_builtin(path: Path, array: np.ndarray) -> None:
     fmt, bits = _FORMATS[array.dtype]
     planes = array[None] if array.ndim == 2 else array
     samples, height, width = planes.shape
-    plane_bytes = [np.ascontiguousarray(p).astype("<" + array.dtype.str[1:]).tobytes()
-                   for p in planes]  # fmt: skip
+    plane_bytes = [np.ascontiguousarray(p).astype("<" + array.dtype.str[1:]).tobytes() for p in planes]
     n_tags = 11
     ifd_offset = 8
     ifd_size = 2 + 12 * n_tags + 4
@@ -144,11 +145,18 @@ def _write_builtin(path: Path, array: np.ndarray) -> None:
         counts.append(len(raw))
         pos += len(raw)
     entries = [
-        (WIDTH, 4, [width]), (HEIGHT, 4, [height]), (BITS, 3, [bits] * samples),
-        (COMPRESSION, 3, [1]), (PHOTOMETRIC, 3, [1]), (STRIP_OFFSETS, 4, offsets),
-        (SAMPLES, 3, [samples]), (ROWS_PER_STRIP, 4, [height]), (STRIP_COUNTS, 4, counts),
-        (PLANAR, 3, [2 if samples > 1 else 1]), (SAMPLE_FORMAT, 3, [fmt] * samples),
-    ]  # fmt: skip
+        (WIDTH, 4, [width]),
+        (HEIGHT, 4, [height]),
+        (BITS, 3, [bits] * samples),
+        (COMPRESSION, 3, [1]),
+        (PHOTOMETRIC, 3, [1]),
+        (STRIP_OFFSETS, 4, offsets),
+        (SAMPLES, 3, [samples]),
+        (ROWS_PER_STRIP, 4, [height]),
+        (STRIP_COUNTS, 4, counts),
+        (PLANAR, 3, [2 if samples > 1 else 1]),
+        (SAMPLE_FORMAT, 3, [fmt] * samples),
+    ]
     ifd = struct.pack("<H", n_tags)
     for tag, kind, values in entries:
         n, _, field = put(values, _TYPES[kind])

@@ -9,11 +9,11 @@ import numpy as np
 from ..api import Reporter
 from ..config import Config, optimizer_settings, resolve
 from ..loop import Runtime, Task, TensorBatches, fit, make_optimizer, seed_everything
+from .data import RandomCrops, dataset_root, grid_tiles, load_scenes, standardized
 from .dstl import BANDS, CLASS_TYPES, DSTLError
 from .indices import INDICES
 from .losses import LOSSES, JaccardEvaluator
 from .model import ACTIVATIONS, UPSAMPLING, UNet, UNetShape, size_error
-from .data import RandomCrops, dataset_root, grid_tiles, load_scenes, standardized
 
 
 def model_shape(cfg: Config, in_channels: int, classes: int) -> UNetShape:
@@ -62,11 +62,15 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
         raise cfg.error("data", f"expected 'synthetic' or a folder path, got {data!r}")
     split_seed = cfg.seed if cfg["split_seed"] is None else cfg.integer("split_seed")
     try:
-        root = dataset_root(data, scenes=cfg.integer("scenes", low=2),
-                            scene_size=cfg.integer("scene_size", low=16))  # fmt: skip
-        split = load_scenes(root, bands=bands, indices=indices, classes=classes,
-                            validation_fraction=cfg.number("validation_fraction", 0.01, 0.9),
-                            split_seed=split_seed)  # fmt: skip
+        root = dataset_root(data, scenes=cfg.integer("scenes", low=2), scene_size=cfg.integer("scene_size", low=16))
+        split = load_scenes(
+            root,
+            bands=bands,
+            indices=indices,
+            classes=classes,
+            validation_fraction=cfg.number("validation_fraction", 0.01, 0.9),
+            split_seed=split_seed,
+        )
     except (DSTLError, OSError) as error:
         raise cfg.error("data", str(error)) from None
     train_x = standardized(split.train, split.mean, split.std)
@@ -74,24 +78,37 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
     train_y = np.stack([s.mask for s in split.train])
     val_y = np.stack([s.mask for s in split.val])
     if min(train_x.shape[-2:]) < patch:
-        raise cfg.error("patch", f"patch {patch} is larger than the scenes "
-                                 f"({train_x.shape[-2]}x{train_x.shape[-1]})")  # fmt: skip
+        raise cfg.error("patch", f"patch {patch} is larger than the scenes ({train_x.shape[-2]}x{train_x.shape[-1]})")
     val_tiles, val_masks = grid_tiles(val_x, val_y, patch)
     batch_size = cfg.integer("batch_size", low=1)
-    train = RandomCrops(runtime.tensor(train_x), runtime.tensor(train_y), patch, batch_size,
-                        cfg.integer("samples_per_epoch", low=1), augment)  # fmt: skip
+    train = RandomCrops(
+        runtime.tensor(train_x),
+        runtime.tensor(train_y),
+        patch,
+        batch_size,
+        cfg.integer("samples_per_epoch", low=1),
+        augment,
+    )
     val = TensorBatches(runtime.tensor(val_tiles), runtime.tensor(val_masks), batch_size)
     shape = model_shape(cfg, train_x.shape[1], len(classes))
     model = runtime.prepare(UNet(shape))
-    optimizer = make_optimizer(model.parameters(), opt, lr=cfg.number("lr", low=0.0),
-                               weight_decay=cfg.number("weight_decay", low=0.0),
-                               device=runtime.device)  # fmt: skip
-    meta = {"channels": list(split.channels), "classes": classes,
-            "mean": split.mean.tolist(), "std": split.std.tolist(), "patch": patch,
-            "train_images": [s.image_id for s in split.train],
-            "val_images": [s.image_id for s in split.val]}  # fmt: skip
-    return Task(model, optimizer, loss, train, val, JaccardEvaluator(classes, loss),
-                name=cfg.trainable, meta=meta)  # fmt: skip
+    optimizer = make_optimizer(
+        model.parameters(),
+        opt,
+        lr=cfg.number("lr", low=0.0),
+        weight_decay=cfg.number("weight_decay", low=0.0),
+        device=runtime.device,
+    )
+    meta = {
+        "channels": list(split.channels),
+        "classes": classes,
+        "mean": split.mean.tolist(),
+        "std": split.std.tolist(),
+        "patch": patch,
+        "train_images": [s.image_id for s in split.train],
+        "val_images": [s.image_id for s in split.val],
+    }
+    return Task(model, optimizer, loss, train, val, JaccardEvaluator(classes, loss), name=cfg.trainable, meta=meta)
 
 
 def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
@@ -99,8 +116,14 @@ def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, floa
     seed_everything(cfg.seed)
     runtime = Runtime.create(cfg)
     task = build_task(cfg, runtime)
-    return fit(task, runtime, reporter, max_epochs=cfg.max_epochs, seed=cfg.seed,
-               hint="lower the learning rate (lr) or use batch_norm")  # fmt: skip
+    return fit(
+        task,
+        runtime,
+        reporter,
+        max_epochs=cfg.max_epochs,
+        seed=cfg.seed,
+        hint="lower the learning rate (lr) or use batch_norm",
+    )
 
 
 def train(config: dict[str, Any], reporter: Reporter) -> None:
@@ -111,3 +134,17 @@ def train(config: dict[str, Any], reporter: Reporter) -> None:
 def train_tiny(config: dict[str, Any], reporter: Reporter) -> None:
     """A 2-level U-Net on four 64-pixel synthetic scenes: for tests of the engine."""
     run("unet_tiny", config, reporter)
+
+
+def background_baseline(config: dict[str, Any], name: str = "unet") -> dict[str, float]:
+    """The validation metrics of predicting background everywhere (the floor to beat),
+    on the same validation tiles a trial with ``config`` would use."""
+    import torch
+
+    cfg = resolve(name, config)
+    runtime = Runtime(torch.device("cpu"))
+    task = build_task(cfg, runtime)
+    task.evaluator.reset()
+    for _, y in task.val.epoch(torch.Generator()):
+        task.evaluator.update(torch.full(y.shape, -20.0), y)
+    return task.evaluator.compute()

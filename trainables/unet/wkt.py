@@ -107,13 +107,10 @@ def to_wkt(polygons: MultiPolygon, precision: int = 8) -> str:
             pts = np.vstack([pts, pts[:1]])
         return "(" + ", ".join(f"{x:.{precision}g} {y:.{precision}g}" for x, y in pts) + ")"
 
-    return "MULTIPOLYGON (" + ", ".join(
-        "(" + ", ".join(ring(r) for r in poly) + ")" for poly in polygons
-    ) + ")"
+    return "MULTIPOLYGON (" + ", ".join("(" + ", ".join(ring(r) for r in poly) + ")" for poly in polygons) + ")"
 
 
-def rasterize(rings: Sequence[np.ndarray], shape: tuple[int, int],
-              groups: Sequence[int] | None = None) -> np.ndarray:  # fmt: skip
+def rasterize(rings: Sequence[np.ndarray], shape: tuple[int, int], groups: Sequence[int] | None = None) -> np.ndarray:
     """Fill rings (pixel coordinates x, y) into a bool mask of ``shape`` (H, W).
 
     Rings of one group (one polygon: exterior and holes) combine by the even-odd rule;

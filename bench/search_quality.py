@@ -1,0 +1,346 @@
+"""Search quality: best value after N trials, median and IQR over seeds, orchestrator TPE vs random vs Optuna.
+
+Methods, all on the same space definitions (the orchestrator's ``StudyVersion``):
+
+* ``orchestrator TPE``: ``WarmStartSearcher`` driven in-process (suggest -> evaluate -> on_trial_complete),
+  as the space file configures it (``search.startup_trials``, default 10);
+* ``random``: the same searcher with ``search.algorithm: random``;
+* ``optuna TPE``: ``optuna.samplers.TPESampler(seed=seed)`` with default settings (define-by-run view of the space);
+* ``hyperopt variants``: the orchestrator's searcher with other TPE settings (``n_startup_jobs``, ``gamma``,
+  ``n_EI_candidates``, ``prior_weight``), passed to ``hyperopt.tpe.suggest`` through ``functools.partial``;
+* ``narrow + restart``: v1 for N/2 trials, then a v2 file (written by this benchmark) whose numeric ranges
+  are narrowed to v1's top 20% trials (min/max padded by 10% of the v1 range, clipped to it), warm-started
+  with the v1 trials that fit (``orchestrator.spaces.carry``), for N/2 more; compared with one cold search of N.
+
+Problems: Branin (optimum 0.397887), Hartmann-6 (-3.32237), a conditional space (optimizer adam/sgd with a
+momentum only under sgd, log-uniform lr, int layers; optimum 0), and in full mode the ConvNet-digits space
+(``search_spaces/convnet_digits/v1.yaml``, 3 epochs, loss = 1 - best validation accuracy).
+
+    python -m bench.search_quality --quick     # 10 seeds, N=50, three analytic problems
+    python -m bench.search_quality             # 20 seeds, more variants, plus ConvNet-digits
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from bench import common
+from bench.spacetools import derive_text, make_version, narrow_params, optuna_config
+from orchestrator.spaces import Metric, StudyVersion, load_version, parse_version
+from orchestrator.spaces.carry import PriorTrial, carry
+
+Objective = Callable[[Mapping[str, Any]], float]
+ROOT = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------- problems
+
+
+def branin(c: Mapping[str, Any]) -> float:
+    b, k, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    x, y = c["x"], c["y"]
+    return (y - b * x**2 + k * x - 6) ** 2 + 10 * (1 - t) * math.cos(x) + 10
+
+
+HARTMANN_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+HARTMANN_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                       [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])  # fmt: skip
+HARTMANN_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                              [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])  # fmt: skip
+
+
+def hartmann6(c: Mapping[str, Any]) -> float:
+    x = np.array([c[f"x{i}"] for i in range(1, 7)])
+    return float(-(HARTMANN_ALPHA * np.exp(-(HARTMANN_A * (x - HARTMANN_P) ** 2).sum(axis=1))).sum())
+
+
+def conditional(c: Mapping[str, Any]) -> float:
+    """Optimum 0 at sgd, lr = 10**-1.5, momentum 0.9, layers 3; adam's best is 0.3 (at lr = 1e-3)."""
+    lr, layers, opt = math.log10(c["lr"]), c["layers"], c["optimizer"]
+    depth = 0.05 * (layers - 3) ** 2
+    if opt["name"] == "adam":
+        return 0.3 + ((lr + 3) / 2) ** 2 + depth
+    return ((lr + 1.5) / 2) ** 2 + 2 * (opt["momentum"] - 0.9) ** 2 + depth
+
+
+@dataclass
+class Problem:
+    name: str
+    version: StudyVersion
+    objective: Objective
+    optimum: float | None
+
+
+def analytic_problems() -> list[Problem]:
+    hart = {f"x{i}": {"uniform": [0.0, 1.0]} for i in range(1, 7)}
+    cond = {
+        "optimizer": {"choice": [{"name": "adam"}, {"name": "sgd", "momentum": {"uniform": [0.0, 0.99]}}]},
+        "lr": {"loguniform": [1.0e-5, 1.0]},
+        "layers": {"int": [1, 8]},
+    }
+    branin_space = {"x": {"uniform": [-5.0, 10.0]}, "y": {"uniform": [0.0, 15.0]}}
+    return [
+        Problem("branin", make_version("q_branin", branin_space), branin, 0.397887),
+        Problem("hartmann6", make_version("q_hartmann6", hart), hartmann6, -3.32237),
+        Problem("conditional", make_version("q_conditional", cond), conditional, 0.0),
+    ]
+
+
+class ListReporter:
+    """A ``trainables.Reporter`` that keeps the reported metrics in memory (no checkpoints, no resume)."""
+
+    def __init__(self) -> None:
+        self.metrics: list[dict[str, float]] = []
+
+    def report(self, metrics: Mapping[str, float], checkpoint_dir: str | None = None) -> None:
+        self.metrics.append(dict(metrics))
+
+    def restore_dir(self) -> str | None:
+        return None
+
+
+def convnet_problem(epochs: int = 3) -> Problem:
+    """The shipped ConvNet-digits space, ``epochs`` epochs per trial, loss = 1 - best validation accuracy."""
+    v = load_version(ROOT / "search_spaces" / "convnet_digits" / "v1.yaml")
+    schedule = dataclasses.replace(v.schedule, max_epochs=epochs)
+    v = dataclasses.replace(v, metric=Metric("loss", "min"), schedule=schedule)
+
+    def objective(config: Mapping[str, Any]) -> float:
+        from trainables.convnet.trainable import train
+
+        reporter = ListReporter()
+        train({**v.fixed, **config, "max_epochs": epochs, "cpus": common.cpu_count()}, reporter)
+        return 1.0 - max(m["val_accuracy"] for m in reporter.metrics)
+
+    return Problem("convnet_digits", v, objective, None)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@dataclass
+class Trace:
+    """One search: the configs tried and their losses, in order."""
+
+    configs: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> float:
+        return min(self.losses)
+
+
+@contextmanager
+def tpe_settings(**settings: Any) -> Iterator[None]:
+    """Make the orchestrator's searcher call ``tpe.suggest`` with extra keyword settings (gamma, ...)."""
+    from orchestrator.engine import searcher as module
+
+    original = module.tpe
+    if settings:
+        module.tpe = SimpleNamespace(suggest=functools.partial(original.suggest, **settings))  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        module.tpe = original
+
+
+def with_search(version: StudyVersion, **search: Any) -> StudyVersion:
+    return dataclasses.replace(version, search=dataclasses.replace(version.search, **search))
+
+
+def run_searcher(version: StudyVersion, objective: Objective, n: int, seed: int,
+                 prior: Sequence[tuple[dict[str, Any], float]] = ()) -> Trace:  # fmt: skip
+    """Drive ``WarmStartSearcher`` in-process for ``n`` trials."""
+    from orchestrator.engine.searcher import WarmStartSearcher
+
+    searcher = WarmStartSearcher(version, list(prior), seed=seed)
+    trace = Trace()
+    for i in range(n):
+        config = searcher.suggest(f"t{i}")
+        values = {k: config[k] for k in version.params.params}
+        loss = objective(values)
+        searcher.on_trial_complete(f"t{i}", {version.metric.name: loss})
+        trace.configs.append(values)
+        trace.losses.append(loss)
+    return trace
+
+
+def run_optuna(version: StudyVersion, objective: Objective, n: int, seed: int, **sampler: Any) -> Trace:
+    """Optuna's TPE, default settings unless ``sampler`` says otherwise (Optuna 5 defaults to multivariate)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed, **sampler))
+    trace = Trace()
+
+    def evaluate(trial: Any) -> float:
+        values = optuna_config(trial, version.params)
+        loss = objective(values)
+        trace.configs.append(values)
+        trace.losses.append(loss)
+        return loss
+
+    study.optimize(evaluate, n_trials=n)
+    return trace
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[[Problem, int, int], Trace]
+
+
+def searcher_method(name: str, startup: int | None = None, algorithm: str = "tpe", **tpe: Any) -> Method:
+    def run(problem: Problem, n: int, seed: int) -> Trace:
+        version = with_search(problem.version, algorithm=algorithm)
+        if startup is not None:
+            version = with_search(version, startup_trials=startup)
+        with tpe_settings(**tpe):
+            return run_searcher(version, problem.objective, n, seed)
+
+    return Method(name, run)
+
+
+def narrow_restart(problem: Problem, n: int, seed: int, top_fraction: float = 0.2) -> Trace:
+    """v1 for n/2 trials, v2 narrowed around v1's top trials and warm-started with those that fit, n/2 more."""
+    first = n // 2
+    v1 = problem.version
+    t1 = run_searcher(v1, problem.objective, first, seed)
+    v2 = narrowed_version(v1, t1, top_fraction)
+    report = carry((PriorTrial(c, loss, "FINISHED", 1) for c, loss in zip(t1.configs, t1.losses, strict=True)), v2)
+    t2 = run_searcher(v2, problem.objective, n - first, seed + 7919, prior=report.carried)
+    return Trace(t1.configs + t2.configs, t1.losses + t2.losses)
+
+
+def narrowed_version(v1: StudyVersion, trace: Trace, top_fraction: float = 0.2) -> StudyVersion:
+    k = max(2, math.ceil(top_fraction * len(trace.losses)))
+    order = sorted(range(len(trace.losses)), key=trace.losses.__getitem__)[:k]
+    params = narrow_params(v1.params, [trace.configs[i] for i in order])
+    text = derive_text(v1, params, version=2, notes=f"v2: ranges narrowed to the top {k} trials of v1")
+    return parse_version(text, f"<bench {v1.study} v2>")
+
+
+BASE_METHODS = [
+    searcher_method("orchestrator TPE"),
+    searcher_method("random", algorithm="random"),
+    Method("optuna TPE", lambda p, n, s: run_optuna(p.version, p.objective, n, s)),
+    Method("narrow + restart", narrow_restart),
+]
+QUICK_VARIANTS = [
+    Method("optuna TPE univariate", lambda p, n, s: run_optuna(p.version, p.objective, n, s, multivariate=False)),
+    searcher_method("hyperopt startup=20", startup=20),
+    searcher_method("hyperopt startup=3", startup=3),
+    searcher_method("hyperopt startup=5 EI=100", startup=5, n_EI_candidates=100),
+]
+FULL_VARIANTS = [
+    *QUICK_VARIANTS,
+    searcher_method("hyperopt startup=5", startup=5),
+    searcher_method("hyperopt EI=100", n_EI_candidates=100),
+    searcher_method("hyperopt gamma=0.1", gamma=0.1),
+    searcher_method("hyperopt prior_weight=0.5", prior_weight=0.5),
+    searcher_method("hyperopt startup=3 EI=100", startup=3, n_EI_candidates=100),
+]
+
+
+# --------------------------------------------------------------------------- statistics and driver
+
+
+def summarize(bests: Sequence[float]) -> dict[str, float]:
+    q1, med, q3 = np.percentile(bests, [25, 50, 75])
+    return {"median": float(med), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
+            "mean": statistics.fmean(bests), "seeds": len(bests)}  # fmt: skip
+
+
+def evaluate_method(method: Method, problem: Problem, n: int, seeds: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    bests = [method.run(problem, n, seed).best for seed in range(seeds)]
+    return {**summarize(bests), "bests": bests, "seconds": time.perf_counter() - t0}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = common.parser(__doc__)
+    p.add_argument("--seeds", type=int, help="seeds per method and problem (default 10 quick, 20 full)")
+    p.add_argument("--trials", type=int, default=50, help="N, trials per search (default 50)")
+    p.add_argument("--convnet-trials", type=int, default=20, help="N for ConvNet-digits (full mode)")
+    p.add_argument("--convnet-seeds", type=int, default=5, help="seeds for ConvNet-digits (full mode)")
+    p.add_argument("--no-variants", action="store_true", help="skip the hyperopt setting variants")
+    args = p.parse_args(argv)
+    common.quiet_libraries()
+    seeds = args.seeds or (10 if args.quick else 20)
+    variants = [] if args.no_variants else QUICK_VARIANTS if args.quick else FULL_VARIANTS
+    out: dict[str, Any] = {"trials": args.trials, "seeds": seeds, "problems": {}}
+    for problem in analytic_problems():
+        print(f"{problem.name}: {len(BASE_METHODS) + len(variants)} methods x {seeds} seeds x {args.trials} trials ...",
+              flush=True)  # fmt: skip
+        out["problems"][problem.name] = run_problem(problem, [*BASE_METHODS, *variants], args.trials, seeds)
+    if not args.quick:
+        problem = convnet_problem()
+        print(f"{problem.name}: {args.convnet_seeds} seeds x {args.convnet_trials} trials ...", flush=True)
+        out["problems"][problem.name] = run_problem(problem, BASE_METHODS, args.convnet_trials, args.convnet_seeds)
+    out["example_v2"] = example_v2(analytic_problems()[2], args.trials)
+    out["goal"] = goal(out)
+    report(out)
+    return common.finish("search_quality", args.quick, out, args.out)
+
+
+def run_problem(problem: Problem, methods: Sequence[Method], n: int, seeds: int) -> dict[str, Any]:
+    res: dict[str, Any] = {"optimum": problem.optimum, "trials": n, "methods": {}}
+    for method in methods:
+        res["methods"][method.name] = evaluate_method(method, problem, n, seeds)
+    return res
+
+
+def example_v2(problem: Problem, n: int) -> str:
+    """The v2 file the narrow-and-restart method wrote for seed 0 (for the record)."""
+    return derive_text(problem.version, narrowed_params_for(problem, n), version=2, notes="example (seed 0)")
+
+
+def narrowed_params_for(problem: Problem, n: int) -> dict[str, Any]:
+    trace = run_searcher(problem.version, problem.objective, n // 2, 0)
+    k = max(2, math.ceil(0.2 * len(trace.losses)))
+    order = sorted(range(len(trace.losses)), key=trace.losses.__getitem__)[:k]
+    return narrow_params(problem.version.params, [trace.configs[i] for i in order])
+
+
+def goal(out: dict[str, Any]) -> dict[str, Any]:
+    """Orchestrator TPE at least as good as Optuna TPE (median best value), per problem."""
+    result = {}
+    for name, res in out["problems"].items():
+        m = res["methods"]
+        ours, optuna = m["orchestrator TPE"]["median"], m["optuna TPE"]["median"]
+        best_variant = min((k for k in m if k.startswith(("orchestrator", "hyperopt"))), key=lambda k: m[k]["median"])
+        result[name] = {"orchestrator": ours, "optuna": optuna, "met": ours <= optuna,
+                        "best_hyperopt_setting": best_variant, "best_hyperopt_median": m[best_variant]["median"],
+                        "best_hyperopt_met": m[best_variant]["median"] <= optuna}  # fmt: skip
+    return result
+
+
+def report(out: dict[str, Any]) -> None:
+    for name, res in out["problems"].items():
+        rows = []
+        for method, s in res["methods"].items():
+            gap = None if res["optimum"] is None else s["median"] - res["optimum"]
+            rows.append([method, s["median"], gap, s["q1"], s["q3"], s["iqr"], s["seconds"]])
+        title = (f"{name}: best value after {res['trials']} trials over {next(iter(res['methods'].values()))['seeds']} "
+                 f"seeds (optimum {res['optimum']})")  # fmt: skip
+        common.print_table(["method", "median best", "median - optimum", "q1", "q3", "IQR", "seconds"], rows, title)
+    print()
+    for name, g in out["goal"].items():
+        print(f"goal on {name}: orchestrator TPE {g['orchestrator']:.4g} vs Optuna TPE {g['optuna']:.4g}: "
+              f"{'met' if g['met'] else 'NOT met'}; best hyperopt setting tried: {g['best_hyperopt_setting']} "
+              f"{g['best_hyperopt_median']:.4g} ({'met' if g['best_hyperopt_met'] else 'NOT met'})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

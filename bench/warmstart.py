@@ -1,0 +1,479 @@
+"""Warm start: time until the searcher's first suggestion with 1,000 / 5,000 / 10,000 finished trials.
+
+A study with n finished trials is put into a real ``mlflow server`` (SQLite store), laid out as the
+orchestrator writes them (child runs tagged ``orchestrator.kind=trial`` with study, version, space hash,
+trial id and config tags, flattened params, ``loss`` / ``best_loss`` metrics). Then, timed stage by stage:
+
+* from MLflow: ``MlflowStore.trials`` (over HTTP) -> ``carry`` -> ``WarmStartSearcher(...)`` -> first ``suggest``;
+* from a Parquet ledger: ``ledger.trials_with_ledger`` (ledger + newer runs from the server) -> same;
+* the hyperopt way: ``generate_trials_to_calculate`` + ``fmin`` replaying the stored losses, then one TPE
+  suggestion (measured directly at every size);
+* TPE suggestion latency (median of 20 ``suggest`` + ``on_trial_complete``) at 1k / 5k / 10k prior trials.
+
+Filling MLflow: the first trials of each study go through ``MlflowStore`` exactly as the orchestrator's
+logger calls it (create_run + log_batch + end_run), both in-process on the SQLite file and over HTTP, and
+their cost per run is reported; the rest are cloned from the first such run with one SQL transaction
+(same tables, same columns, new ids and values), because the API path costs 20-170 ms per run here.
+
+    python -m bench.warmstart --quick     # 1k and 5k from MLflow, 10k from the ledger only
+    python -m bench.warmstart             # 1k / 5k / 10k everywhere
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import common
+from bench.spacetools import make_version, sample_config
+from orchestrator.spaces import StudyVersion, flatten
+from orchestrator.spaces.hyperopt import encode, labels, to_hyperopt
+from orchestrator.tracking.mlflow_store import (
+    CONFIG,
+    HASH,
+    KIND,
+    PARENT,
+    STUDY,
+    TAG,
+    TRIAL_ID,
+    VERSION,
+    MlflowStore,
+    TrialRow,
+    _param_text,
+)
+
+# 8 searched parameters, two choices, one conditional (the shape of design.md section 6)
+PARAMS: dict[str, Any] = {
+    "x": {"uniform": [-5.0, 10.0]},
+    "y": {"uniform": [0.0, 15.0]},
+    "dropout": {"uniform": [0.0, 0.5]},
+    "lr": {"loguniform": [1.0e-4, 1.0]},
+    "depth": {"int": [2, 8]},
+    "width": {"qloguniform": [16, 256, 16]},
+    "activation": {"choice": ["relu", "tanh", "gelu"]},
+    "optimizer": {"choice": [{"name": "adam"}, {"name": "sgd", "momentum": {"uniform": [0.5, 0.99]}}]},
+}
+GOAL_S = 10.0  # 10,000 carried trials ready in under 10 s
+LATENCY_SUGGESTIONS = 20
+
+
+def loss_of(config: dict[str, Any]) -> float:
+    """Branin in (x, y) plus smooth terms in the others: any deterministic function will do here."""
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    x, y = config["x"], config["y"]
+    branin = (y - b * x**2 + c * x - 6) ** 2 + 10 * (1 - t) * math.cos(x) + 10
+    return branin + (math.log10(config["lr"]) + 2) ** 2 + 0.1 * config["depth"] + config["dropout"]
+
+
+def study_version(n: int) -> StudyVersion:
+    return make_version(f"warmstart_{n}", PARAMS, search={"trials": 20, "startup_trials": 10})
+
+
+# --------------------------------------------------------------------------- filling MLflow
+
+
+def trial_tags(version: StudyVersion, parent: str, i: int, config: dict[str, Any]) -> dict[str, str]:
+    """The tags ``MlflowTrialCallback`` writes on a child run (creation + first result + close)."""
+    tid = f"bench_{i:05d}"
+    return {
+        PARENT: parent, KIND: "trial", STUDY: version.study, VERSION: str(version.version),
+        HASH: version.content_hash, TRIAL_ID: tid, CONFIG: json.dumps(config, sort_keys=True),
+        TAG + "trainable": version.trainable, TAG + "seed": str(i), TAG + "suggested_by": "tpe",
+        TAG + "node_id": "0" * 56, TAG + "gpu_ids": "", TAG + "status": "FINISHED",
+    }  # fmt: skip
+
+
+def run_name(version: StudyVersion, i: int) -> str:
+    return f"{version.study}-v{version.version}-bench_{i:05d}"
+
+
+def log_like_orchestrator(store: MlflowStore, exp: str, parent: str, version: StudyVersion, i: int,
+                          config: dict[str, Any]) -> str:  # fmt: skip
+    """One trial through the same ``MlflowStore`` calls the async logger makes: open, log, close."""
+    tags = trial_tags(version, parent, i, config)
+    close_tags = {TAG + "status": tags.pop(TAG + "status")}
+    run = store.create_run(exp, run_name(version, i), tags, flatten(config))
+    now = int(time.time() * 1000)
+    loss = loss_of(config)
+    store.log_batch(run, metrics=[("loss", loss, now, 1), ("best_loss", loss, now, 1)])
+    store.log_batch(run, tags=close_tags)
+    store.end_run(run, "FINISHED")
+    return run
+
+
+def per_run_ms(fill: Callable[[int], Any], indices: Sequence[int]) -> float:
+    t0 = time.perf_counter()
+    for i in indices:
+        fill(i)
+    return (time.perf_counter() - t0) / max(1, len(indices)) * 1000
+
+
+@dataclass
+class Template:
+    """The rows MLflow wrote for one trial run, per table, with their column names."""
+
+    run_id: str
+    rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
+
+    @classmethod
+    def read(cls, con: sqlite3.Connection, run_id: str) -> Template:
+        rows = {}
+        for table in ("runs", "tags", "params", "metrics", "latest_metrics"):
+            cur = con.execute(f"SELECT * FROM {table} WHERE run_uuid = ?", (run_id,))
+            rows[table] = ([d[0] for d in cur.description], cur.fetchall())
+        return cls(run_id, rows)
+
+    def first(self, table: str) -> dict[str, Any]:
+        columns, rows = self.rows[table]
+        return dict(zip(columns, rows[0], strict=True))
+
+
+def bulk_clone(db: Path, template_run: str, version: StudyVersion, parent: str,
+               configs: Sequence[dict[str, Any]], first_index: int, end_ms: int) -> float:  # fmt: skip
+    """Insert one finished trial run per config by cloning ``template_run``'s rows; returns seconds."""
+    t0 = time.perf_counter()
+    con = sqlite3.connect(db)
+    try:
+        tpl = Template.read(con, template_run)
+        batches: dict[str, list[dict[str, Any]]] = {t: [] for t in tpl.rows}
+        run_row, tag_row, param_row = tpl.first("runs"), tpl.first("tags"), tpl.first("params")
+        metric_row, latest_row = tpl.first("metrics"), tpl.first("latest_metrics")
+        system_tags = {k: v for k, v in _pairs(tpl, "tags") if k.startswith("mlflow.") and k != PARENT}
+        for j, config in enumerate(configs):
+            i = first_index + j
+            rid, name, end = uuid.uuid4().hex, run_name(version, i), end_ms - (len(configs) - j) * 10
+            batches["runs"].append(run_row | {
+                "run_uuid": rid, "name": name, "start_time": end - 1000, "end_time": end,
+                "artifact_uri": str(run_row["artifact_uri"]).replace(template_run, rid),
+            })  # fmt: skip
+            tags = system_tags | {"mlflow.runName": name} | trial_tags(version, parent, i, config)
+            batches["tags"] += [tag_row | {"key": k, "value": v, "run_uuid": rid} for k, v in tags.items()]
+            batches["params"] += [
+                param_row | {"key": k, "value": _param_text(v), "run_uuid": rid} for k, v in flatten(config).items()
+            ]
+            loss = loss_of(config)
+            for key in ("loss", "best_loss"):
+                metric = {"key": key, "value": loss, "timestamp": end, "step": 1, "is_nan": False, "run_uuid": rid}
+                batches["metrics"].append(metric_row | metric)
+                batches["latest_metrics"].append(latest_row | metric)
+        with con:
+            for table, rows in batches.items():
+                columns = tpl.rows[table][0]
+                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                con.executemany(sql, [tuple(r[c] for c in columns) for r in rows])
+    finally:
+        con.close()
+    return time.perf_counter() - t0
+
+
+def _pairs(tpl: Template, table: str) -> list[tuple[str, str]]:
+    columns, rows = tpl.rows[table]
+    k, v = columns.index("key"), columns.index("value")
+    return [(r[k], r[v]) for r in rows]
+
+
+@dataclass
+class Study:
+    version: StudyVersion
+    configs: list[dict[str, Any]]
+    fill: dict[str, float]
+
+
+def fill_study(server: common.MlflowServer, n: int, rng: np.random.Generator, api_runs: int, http_runs: int) -> Study:
+    """A study of ``n`` finished trials in the server's store; the fill's timings in ``Study.fill``."""
+    version = study_version(n)
+    configs = [sample_config(version.params, rng) for _ in range(n)]
+    sql_store, http_store = MlflowStore(server.sqlite_uri), MlflowStore(server.uri)
+    exp = sql_store.experiment_id(version.study)
+    assert exp is not None
+    parent = sql_store.create_run(exp, f"{version.label} bench", {KIND: "search", STUDY: version.study}, {})
+    api = range(min(api_runs, n))
+    http = range(len(api), min(len(api) + http_runs, n))
+
+    def fill_with(store: MlflowStore) -> Callable[[int], str]:
+        return lambda i: log_like_orchestrator(store, exp, parent, version, i, configs[i])
+
+    with common.swallow_stdout():
+        api_ms = per_run_ms(fill_with(sql_store), api)
+        http_ms = per_run_ms(fill_with(http_store), http)
+    template = sql_store.trials(version.study)[0].run_id
+    start = len(api) + len(http)
+    bulk_s = bulk_clone(server.db, template, version, parent, configs[start:], start, int(time.time() * 1000) - 5000)
+    fill = {"api_sqlite_ms_per_run": api_ms, "api_http_ms_per_run": http_ms if len(http) else None,
+            "bulk_s": bulk_s, "bulk_runs": n - start, "api_runs": len(api), "http_runs": len(http)}  # fmt: skip
+    return Study(version, configs, fill)
+
+
+def expected_rows(study: Study) -> list[TrialRow]:
+    """The rows ``MlflowStore.trials`` gives for the study (checked against the store where it is read)."""
+    v, now = study.version, int(time.time() * 1000)
+    return [
+        TrialRow(
+            run_id=uuid.uuid4().hex,
+            study=v.study,
+            version=v.version,
+            space_hash=v.content_hash,
+            trial_id=f"bench_{i:05d}",
+            status="FINISHED",
+            config=c,
+            metrics={"loss": loss_of(c), "best_loss": loss_of(c)},
+            start_time=now - 1000,
+            end_time=now,
+            parent_run_id="",
+        )
+        for i, c in enumerate(study.configs)
+    ]
+
+
+def check_rows(rows: Sequence[TrialRow], study: Study) -> None:
+    """The store gave back every trial, finished, with the config and loss written (cloned rows included)."""
+    if len(rows) != len(study.configs):
+        raise RuntimeError(f"{study.version.study}: expected {len(study.configs)} trials, the store has {len(rows)}")
+    by_id = {r.trial_id: r for r in rows}
+    expected = expected_rows(study)
+    for i in (0, len(rows) // 2, len(rows) - 1):
+        got, want = by_id[f"bench_{i:05d}"], expected[i]
+        same = (got.status, got.version, got.config, got.space_hash) == (
+            want.status, want.version, want.config, want.space_hash)  # fmt: skip
+        if not same or not all(math.isclose(got.metrics[k], v) for k, v in want.metrics.items()):
+            raise RuntimeError(f"trial {i} reads back wrong: {got}")
+
+
+class PageTimer:
+    """Wraps ``MlflowClient`` to time each ``search_runs`` page (the server answers one page per request)."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self.pages: list[float] = []
+
+    def search_runs(self, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._client.search_runs(*args, **kwargs)
+        finally:
+            self.pages.append(time.perf_counter() - t0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+# --------------------------------------------------------------------------- the measured paths
+
+
+def searcher_stages(rows: Sequence[TrialRow], version: StudyVersion) -> dict[str, float]:
+    """carry -> WarmStartSearcher -> first suggestion, each timed (rows already read)."""
+    from orchestrator.engine.searcher import WarmStartSearcher
+    from orchestrator.spaces.carry import carry
+
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    report = carry((r.prior(version.metric.name) for r in rows), version)
+    t["carry_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    searcher = WarmStartSearcher(version, report.carried, seed=0)
+    t["build_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    config = searcher.suggest("first")
+    t["first_suggest_s"] = time.perf_counter() - t0
+    if len(report.carried) != len(rows) or searcher.suggested_by["first"] != "tpe" or "x" not in config:
+        raise RuntimeError(f"warm start went wrong: {report.summary()}")
+    t["carried"] = len(report.carried)
+    return t
+
+
+def _total(stages: dict[str, float]) -> dict[str, float]:
+    stages["total_s"] = sum(stages[k] for k in ("read_s", "carry_s", "build_s", "first_suggest_s"))
+    return stages
+
+
+def first_request_s(uri: str) -> float:
+    """The first ``search_runs`` a freshly started server answers is much slower than the next ones."""
+    store = MlflowStore(uri)
+    t0 = time.perf_counter()
+    store.trials("no_such_study_yet")  # creates nothing: experiment lookup, then an empty answer
+    store.client.search_runs(["0"], max_results=1)
+    return time.perf_counter() - t0
+
+
+def from_store(uri: str, study: Study) -> tuple[dict[str, float], list[TrialRow]]:
+    """Read the study from the server (timed per page), then warm-start from it."""
+    store = MlflowStore(uri)
+    pages = PageTimer(store.client)
+    store.client = pages
+    store.client.search_runs([str(store.experiment_id(study.version.study))], max_results=1)  # warm the server
+    pages.pages.clear()
+    t0 = time.perf_counter()
+    rows = store.trials(study.version.study)
+    read_s = time.perf_counter() - t0
+    check_rows(rows, study)
+    stages = _total({"read_s": read_s, **searcher_stages(rows, study.version)})
+    stages["pages"] = len(pages.pages)
+    stages["slowest_page_s"] = max(pages.pages)
+    return stages, rows
+
+
+def from_ledger(uri: str, version: StudyVersion, rows: Sequence[TrialRow], path: Path) -> dict[str, float]:
+    """Write the ledger (as ``orchestrator trials export`` would), then warm-start from it plus newer runs."""
+    from orchestrator.tracking import ledger
+
+    t0 = time.perf_counter()
+    ledger.write(rows, path, metric=version.metric.name)
+    write_s = time.perf_counter() - t0
+    store = MlflowStore(uri)
+    t0 = time.perf_counter()
+    merged, _ = ledger.trials_with_ledger(store, version.study, path)
+    stages = _total({"read_s": time.perf_counter() - t0, **searcher_stages(merged, version)})
+    stages["ledger_write_s"] = write_s
+    stages["ledger_mb"] = path.stat().st_size / 1e6
+    return stages
+
+
+def hyperopt_replay(version: StudyVersion, configs: Sequence[dict[str, Any]]) -> float:
+    """hyperopt's own way: ``generate_trials_to_calculate`` then ``fmin`` re-evaluating (looking up) each stored
+    loss, and one more TPE suggestion. Conditional labels need filling in by hand, or TPE raises KeyError."""
+    from hyperopt import fmin, tpe
+    from hyperopt.fmin import generate_trials_to_calculate
+
+    space = version.params
+    points = [{k: v[0] for k, v in encode(space, c).items() if v} for c in configs]
+    losses = iter([loss_of(c) for c in configs])  # losses are > 0 here: ``or`` only catches the end
+    t0 = time.perf_counter()
+    trials = generate_trials_to_calculate(points)
+    every = labels(space)
+    for doc in trials._dynamic_trials:  # inactive conditional labels must be present (as [])
+        for label in every:
+            doc["misc"]["idxs"].setdefault(label, [])
+            doc["misc"]["vals"].setdefault(label, [])
+    trials.refresh()
+    objective = lambda config: next(losses, None) or loss_of(config)  # noqa: E731
+    fmin(objective, to_hyperopt(space), algo=tpe.suggest, max_evals=len(configs) + 1, trials=trials,
+         rstate=np.random.default_rng(0), show_progressbar=False)  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    if len(trials.trials) != len(configs) + 1:
+        raise RuntimeError(f"replay made {len(trials.trials)} trials, expected {len(configs) + 1}")
+    return elapsed
+
+
+def tpe_latency_ms(version: StudyVersion, prior: list[tuple[dict[str, Any], float]], k: int) -> float:
+    """Median time of one ``suggest`` (with ``on_trial_complete`` in between) over ``k`` suggestions."""
+    from orchestrator.engine.searcher import WarmStartSearcher
+
+    searcher = WarmStartSearcher(version, prior, seed=1)
+    times = []
+    for j in range(k):
+        t0 = time.perf_counter()
+        config = searcher.suggest(f"t{j}")
+        times.append(time.perf_counter() - t0)
+        searcher.on_trial_complete(f"t{j}", {"loss": loss_of(config)})
+    return statistics.median(times) * 1000
+
+
+def latency_table(rng: np.random.Generator, k: int) -> dict[str, float]:
+    version = study_version(0)
+    result = {}
+    for n in (1000, 5000, 10000):
+        prior = [(c, loss_of(c)) for c in (sample_config(version.params, rng) for _ in range(n))]
+        result[str(n)] = tpe_latency_ms(version, prior, k)
+    return result
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def measure_size(server: common.MlflowServer, n: int, from_mlflow: bool, rng: np.random.Generator,
+                 api_runs: tuple[int, int], root: Path) -> dict[str, Any]:  # fmt: skip
+    print(f"study of {n:,} trials: filling ...", flush=True)
+    study = fill_study(server, n, rng, *api_runs)
+    res: dict[str, Any] = {"fill": study.fill}
+    rows: Sequence[TrialRow] = expected_rows(study)
+    if from_mlflow:
+        print("  reading it back from the server ...", flush=True)
+        res["mlflow"], rows = from_store(server.uri, study)
+    res["ledger"] = from_ledger(server.uri, study.version, rows, root / f"ledger_{n}.parquet")
+    res["hyperopt_replay_s"] = hyperopt_replay(study.version, study.configs)
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = common.parser(__doc__)
+    p.add_argument("--sizes", type=int, nargs="+", help="study sizes read from MLflow (default 1k 5k [10k])")
+    p.add_argument("--ledger-only", type=int, nargs="*", help="sizes warm-started from the ledger only")
+    args = p.parse_args(argv)
+    common.quiet_libraries()
+    # the orchestrator reads with a 20 s HTTP timeout unless told otherwise; a page of 5,000 runs takes longer here
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
+    from orchestrator.engine import searcher as _  # noqa: F401  (ray.tune's import time is not warm-start time)
+
+    sizes = args.sizes or ([1000, 5000] if args.quick else [1000, 5000, 10000])
+    ledger_only = args.ledger_only if args.ledger_only is not None else ([10000] if args.quick else [])
+    api_runs = (20, 5) if args.quick else (100, 20)
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"sizes": sizes, "ledger_only_sizes": ledger_only, "studies": {},
+                           "http_timeout_s": float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"])}  # fmt: skip
+    with common.scratch_dir("warmstart") as root, common.MlflowServer(root) as server:
+        out["server_startup_s"] = server.startup_s
+        out["first_search_on_fresh_server_s"] = first_request_s(server.uri)
+        for n in sorted({*sizes, *ledger_only}):
+            out["studies"][str(n)] = measure_size(server, n, n in sizes, rng, api_runs, root)
+    print("TPE suggestion latency ...", flush=True)
+    out["latency_suggestions"] = 10 if args.quick else LATENCY_SUGGESTIONS
+    out["tpe_latency_ms"] = latency_table(rng, out["latency_suggestions"])
+    out["goal"] = goal(out)
+    report(out)
+    return common.finish("warmstart", args.quick, out, args.out)
+
+
+def goal(out: dict[str, Any]) -> dict[str, Any]:
+    ten = out["studies"].get("10000", {})
+    figures = {path: ten[path]["total_s"] for path in ("mlflow", "ledger") if path in ten}
+    return {"target_s": GOAL_S, "10k_ready_s": figures, "met": {k: v < GOAL_S for k, v in figures.items()}}
+
+
+def report(out: dict[str, Any]) -> None:
+    rows = []
+    for n, res in out["studies"].items():
+        for path in ("mlflow", "ledger"):
+            if path in res:
+                s = res[path]
+                rows.append([int(n), path, s["read_s"], s["carry_s"], s["build_s"], s["first_suggest_s"], s["total_s"],
+                             res["hyperopt_replay_s"], res["hyperopt_replay_s"] / s["total_s"]])  # fmt: skip
+    common.print_table(
+        ["trials", "from", "read s", "carry s", "build s", "1st suggest s", "total s", "hyperopt replay s",
+         "replay / total"], rows, "Time to the first suggestion (warm start), real mlflow server over HTTP",
+    )  # fmt: skip
+    pages = [[int(n), r["mlflow"]["pages"], r["mlflow"]["slowest_page_s"], r["mlflow"]["slowest_page_s"] < 20]
+             for n, r in out["studies"].items() if "mlflow" in r]  # fmt: skip
+    common.print_table(["trials", "search_runs pages", "slowest page s", "fits the default 20 s timeout"], pages,
+                       "MlflowStore.trials: pages of 5,000 runs, one HTTP request each")  # fmt: skip
+    fills = [[int(n), r["fill"]["api_sqlite_ms_per_run"], r["fill"]["api_http_ms_per_run"], r["fill"]["bulk_runs"],
+              r["fill"]["bulk_s"], r["ledger"]["ledger_write_s"], r["ledger"]["ledger_mb"]]
+             for n, r in out["studies"].items()]  # fmt: skip
+    common.print_table(
+        ["trials", "API ms/run (sqlite)", "API ms/run (HTTP)", "cloned runs", "clone s", "ledger write s", "ledger MB"],
+        fills, "Making the studies (MlflowStore calls as the orchestrator logs; the rest cloned in SQL)",
+    )  # fmt: skip
+    print(
+        f"\nmlflow server: started in {out['server_startup_s']:.1f} s; its first search answered in "
+        f"{out['first_search_on_fresh_server_s']:.2f} s (timed reads above come after one warm-up request)"
+    )
+    lat = out["tpe_latency_ms"]
+    common.print_table(["prior trials", f"TPE suggest ms (median of {out['latency_suggestions']})"],
+                       [[int(n), v] for n, v in lat.items()])  # fmt: skip
+    g = out["goal"]
+    parts = [f"{k} {v:.2f} s ({'met' if g['met'][k] else 'NOT met'})" for k, v in g["10k_ready_s"].items()]
+    print(f"\ngoal: 10,000 carried trials ready in < {g['target_s']:.0f} s: " + (", ".join(parts) or "not measured"))
+
+
+if __name__ == "__main__":
+    main()
