@@ -137,7 +137,8 @@ def run_cli(space: Path, uri: str, storage: Path, concurrency: int) -> dict[str,
     """The whole ``orchestrator run`` command in a fresh process: imports, Ray start, search, shutdown."""
     cmd = [str(Path(sys.executable).parent / "orchestrator"), "run", str(space), "--tracking-uri", uri,
            "--storage", str(storage), "--concurrency", str(concurrency), "--no-live"]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # RAY_ADDRESS=local: without it, `orchestrator run` attaches to any Ray already running on the machine
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": "local"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0

@@ -126,6 +126,9 @@ def space_diff(old: Path, new: Path | None, fmt: str) -> None:
 
 
 def _search_options(**kw: Any) -> Any:
+    if not kw.get("address") and not os.environ.get("RAY_ADDRESS"):
+        # An embedded Ray serves this process alone: keep it on 127.0.0.1 (read by Ray at import).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from orchestrator.engine.runner import SearchOptions
 
     return SearchOptions(**kw)
@@ -241,10 +244,11 @@ def demo(spaces: Path, trials: int | None, no_search: bool) -> None:
             click.echo(render(lineage[-2], newer, diff(lineage[-2], newer)))
     if no_search:
         return
-    from orchestrator.engine.runner import SearchOptions, default_tracking_uri, run_search
+    options = _search_options(trials=trials)
+    from orchestrator.engine.runner import default_tracking_uri, run_search
 
     click.echo(f"\n== searching {spaces / DEMO_SPACE}")
-    result = run_search(spaces / DEMO_SPACE, SearchOptions(trials=trials), echo=click.echo)
+    result = run_search(spaces / DEMO_SPACE, options, echo=click.echo)
     click.echo(f"\nbest {result.best_value} after {result.finished} trials in {result.wall_s:.0f}s")
     uri = default_tracking_uri()
     if uri.startswith("sqlite:"):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Keep every Ray node the tests start on 127.0.0.1 (Ray otherwise advertises the machine's
+# address): tests talk to loopback only. Read by Ray at import, so it is set before any import.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import pytest
 
