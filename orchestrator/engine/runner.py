@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ def start_ray(address: str | None) -> bool:
     """Connect to ``address`` or start a local Ray; True when this call started it."""
     import ray
 
+    if address:
+        _probe(address)
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -109,6 +112,23 @@ def start_ray(address: str | None) -> bool:
         where = f"Ray cluster at {address!r}" if address else "a local Ray"
         raise OrchestratorError(f"could not connect to {where}: {str(e).strip().splitlines()[0]}") from None
     return True
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, naming the address, when nothing listens there (``ray.init`` retries for minutes)."""
+    target = address.removeprefix("ray://")
+    if target == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        raise OrchestratorError(
+            f"Ray cluster at {address!r} is not reachable ({reason}); check --address "
+            "(host:port of the head's GCS, ray://host:10001 for Ray Client, or auto on a cluster node)"
+        ) from None
 
 
 def trial_slots(version: StudyVersion) -> int:

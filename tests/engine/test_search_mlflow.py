@@ -109,3 +109,13 @@ def test_failed_trials_are_retried_then_failed_with_reason(
             assert steps == [1], "the retry resumed from the epoch-1 checkpoint and logged nothing twice"
         else:
             assert run.info.status == "FINISHED" and "orchestrator.failure" not in run.data.tags
+
+
+def test_unreachable_ray_address_is_named_quickly(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    import time
+
+    space = write_space(tmp_path, "noray", PARAMS)
+    start = time.monotonic()
+    with pytest.raises(OrchestratorError, match=r"Ray cluster at '127\.0\.0\.1:9' is not reachable"):
+        run_search(space, SearchOptions(address="127.0.0.1:9", tracking_uri=mlflow_server.uri))
+    assert time.monotonic() - start < 30
