@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .api import Reporter, TrialFailed
+from .config import resolve
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
@@ -391,3 +392,18 @@ def make_optimizer(
             params, lr=rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, **extra
         )
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def run_trainable(
+    name: str,
+    config: dict[str, Any],
+    reporter: Reporter,
+    build_task: Callable[[Any, Runtime], Task],
+    hint: str,
+) -> dict[str, float]:
+    """The common entry of the torch trainables: resolve the config, seed, build the task, fit."""
+    cfg = resolve(name, config)
+    seed_everything(cfg.seed)
+    runtime = Runtime.create(cfg)
+    task = build_task(cfg, runtime)
+    return fit(task, runtime, reporter, max_epochs=cfg.max_epochs, seed=cfg.seed, hint=hint)

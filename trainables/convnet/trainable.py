@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..api import Reporter
-from ..config import Config, optimizer_settings, resolve
-from ..loop import Runtime, Task, TensorBatches, fit, make_optimizer, seed_everything
+from ..config import Config, optimizer_settings
+from ..loop import Runtime, Task, TensorBatches, make_optimizer, run_trainable
 from . import data as data_mod
 from .model import ACTIVATIONS, POOLS, ConvNetShape, build
 
@@ -111,18 +111,7 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
 
 
 def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
-    cfg = resolve(name, config)
-    seed_everything(cfg.seed)
-    runtime = Runtime.create(cfg)
-    task = build_task(cfg, runtime)
-    return fit(
-        task,
-        runtime,
-        reporter,
-        max_epochs=cfg.max_epochs,
-        seed=cfg.seed,
-        hint="lower the learning rate (optimizer.lr) or raise l2",
-    )
+    return run_trainable(name, config, reporter, build_task, hint="lower the learning rate (optimizer.lr) or raise l2")
 
 
 def train(config: dict[str, Any], reporter: Reporter) -> None:

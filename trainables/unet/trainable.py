@@ -8,7 +8,7 @@ import numpy as np
 
 from ..api import Reporter
 from ..config import Config, optimizer_settings, resolve
-from ..loop import Runtime, Task, TensorBatches, fit, make_optimizer, seed_everything
+from ..loop import Runtime, Task, TensorBatches, make_optimizer, run_trainable
 from .data import RandomCrops, dataset_root, grid_tiles, load_scenes, standardized
 from .dstl import BANDS, CLASS_TYPES, DSTLError
 from .indices import INDICES
@@ -112,18 +112,7 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
 
 
 def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
-    cfg = resolve(name, config)
-    seed_everything(cfg.seed)
-    runtime = Runtime.create(cfg)
-    task = build_task(cfg, runtime)
-    return fit(
-        task,
-        runtime,
-        reporter,
-        max_epochs=cfg.max_epochs,
-        seed=cfg.seed,
-        hint="lower the learning rate (lr) or use batch_norm",
-    )
+    return run_trainable(name, config, reporter, build_task, hint="lower the learning rate (lr) or use batch_norm")
 
 
 def train(config: dict[str, Any], reporter: Reporter) -> None:
