@@ -312,6 +312,7 @@ def _tuner(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from .optuna_searcher import OptunaWarmStartSearcher
     from .progress import ProgressCallback
     from .searcher import WarmStartSearcher
     from .tracking_callback import MlflowTrialCallback
@@ -323,7 +324,8 @@ def _tuner(
                       reduction_factor=s.reduction_factor)
         if s.scheduler == "asha" else FIFOScheduler()
     )  # fmt: skip
-    searcher = WarmStartSearcher(version, report.carried, seed=options.seed)
+    searcher_cls = OptunaWarmStartSearcher if version.search.algorithm == "optuna_tpe" else WarmStartSearcher
+    searcher = searcher_cls(version, report.carried, seed=options.seed)
     fs, path = _fs(storage)
     spill = (
         str(Path(storage) / name / "tracking-spill.jsonl")

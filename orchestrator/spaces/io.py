@@ -429,7 +429,7 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
         "cpu": num("cpu"), "gpu": lambda v, p: _gpu(ctx, v, p),
     })  # fmt: skip
     search = _parse_section(ctx, data, "search", SearchSettings, {
-        "algorithm": _one_of(ctx, ("tpe", "random")),
+        "algorithm": _one_of(ctx, ("tpe", "random", "optuna_tpe")),
         "trials": lambda v, p: _positive_int(ctx, v, p, "trials"),
         "concurrency": lambda v, p: _positive_int(ctx, v, p, "concurrency"),
         "startup_trials": lambda v, p: _positive_int(ctx, v, p, "startup_trials"),

@@ -468,7 +468,7 @@ class Resources:
 class SearchSettings:
     """Searcher and budget defaults; the command line can override trials and concurrency."""
 
-    algorithm: Literal["tpe", "random"] = "tpe"
+    algorithm: Literal["tpe", "random", "optuna_tpe"] = "tpe"
     trials: int = 20
     concurrency: int | None = None
     startup_trials: int = 10
