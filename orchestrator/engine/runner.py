@@ -104,10 +104,8 @@ def start_ray(address: str | None) -> bool:
         "include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": worker_logs,
     }  # fmt: skip
     try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(**kwargs)
+        # "local" starts a fresh Ray for this search; a bare ray.init() would join any Ray already running here.
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **kwargs)
     except Exception as e:
         where = f"Ray cluster at {address!r}" if address else "a local Ray"
         raise OrchestratorError(f"could not connect to {where}: {str(e).strip().splitlines()[0]}") from None

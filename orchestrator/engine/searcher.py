@@ -86,9 +86,10 @@ class WarmStartSearcher(Searcher):
             docs = rand.suggest([tid], self._domain, self._trials, seed)
         else:
             docs = tpe.suggest([tid], self._domain, self._trials, seed, n_startup_jobs=search.startup_trials)
+        values = decode(self.version.params, docs[0]["misc"]["vals"])
+        docs[0]["misc"]["vals"] = encode(self.version.params, values)  # TPE learns from what actually runs
         self._trials.insert_trial_docs(docs)
         self._trials.refresh()
-        values = decode(self.version.params, docs[0]["misc"]["vals"])
         self._tids[trial_id] = tid
         self._live[trial_id] = values
         self.suggested_by[trial_id] = "random" if search.algorithm == "random" else "startup" if startup else "tpe"

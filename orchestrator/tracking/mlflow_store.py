@@ -43,6 +43,8 @@ def _quiet_http_retries() -> None:
     """Fail fast inside one call: the async logger does its own buffering and retries."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    # MLflow prints "View run ..." links on every set_terminated; the live view is ours.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def describe_uri(uri: str) -> str:
@@ -157,7 +159,7 @@ class MlflowStore:
         token = None
         while True:
             page = self.client.search_runs(
-                [experiment_id], filter_string, ViewType.ACTIVE_ONLY, max_results=5000, page_token=token
+                [experiment_id], filter_string, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
             )
             yield from page
             token = page.token
