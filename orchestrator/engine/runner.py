@@ -194,9 +194,8 @@ def latest_unfinished(storage: str, study: str, version: int) -> str | None:
 # --------------------------------------------------------------------------- carry-over
 
 
-def carried_trials(
-    store: MlflowStore, version: StudyVersion, ledger: Path | None, echo: Echo
-) -> tuple[CarryReport, float, str]:
+def carried_trials(store: MlflowStore, version: StudyVersion, ledger: Path | None) -> tuple[CarryReport, float, str]:
+    """Earlier trials of the study that fit ``version``, the seconds it took, and where they were read from."""
     start = time.perf_counter()
     rows, source = ledger_mod.trials_with_ledger(store, version.study, ledger)
     report = carry((r.prior(version.metric.name) for r in rows), version)
@@ -217,7 +216,7 @@ def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> 
 
     experiment_id = store.experiment_id(version.study)
     assert experiment_id is not None
-    report, carry_s, source = carried_trials(store, version, options.ledger, echo)
+    report, carry_s, source = carried_trials(store, version, options.ledger)
     echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
 
     started_ray = start_ray(options.address)
