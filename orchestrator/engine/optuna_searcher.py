@@ -30,7 +30,6 @@ a resumed search rebuilds the study from the carried and completed trials.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping
@@ -41,7 +40,6 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
-from ray.tune.search import Searcher
 
 from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.errors import ValueNotInSpace
@@ -58,7 +56,7 @@ from orchestrator.spaces.model import (
     clean_float,
 )
 
-from .searcher import MetricNotReported, _user_keys
+from .searcher import JsonStateSearcher, MetricNotReported, _user_keys
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -173,8 +171,10 @@ def encode(
 # --------------------------------------------------------------------------- searcher
 
 
-class OptunaWarmStartSearcher(Searcher):
+class OptunaWarmStartSearcher(JsonStateSearcher):
     """Optuna TPE over a ``StudyVersion``'s params, warm-started from ``(config, loss)`` pairs."""
+
+    _derived = ("_study", "_trials")
 
     def __init__(self, version: StudyVersion, prior: list[tuple[dict[str, Any], float]], seed: int = 0):
         super().__init__(metric=version.metric.name, mode=version.metric.mode)
@@ -267,34 +267,3 @@ class OptunaWarmStartSearcher(Searcher):
                 self._add(values, loss)
         if loss is not None:
             self._completed.append((values, loss))
-
-    # ------------------------------------------------------------------ save / restore (JSON)
-
-    def save(self, checkpoint_path: str) -> None:
-        state = {
-            "completed": self._completed,
-            "live": self._live,
-            "suggested_by": self.suggested_by,
-            "count": self._count,
-        }
-        with open(checkpoint_path, "w") as f:
-            json.dump(state, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path) as f:
-            state = json.load(f)
-        self._completed = [(c, float(loss)) for c, loss in state["completed"]]
-        self._live = state["live"]
-        self.suggested_by = state["suggested_by"]
-        self._count = state["count"]
-        self._build()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for key in ("_study", "_trials"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._build()

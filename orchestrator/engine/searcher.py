@@ -11,6 +11,7 @@ resumed search continues with the same history.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,8 +29,57 @@ class MetricNotReported(RuntimeError):
     pass
 
 
-class WarmStartSearcher(Searcher):
+class JsonStateSearcher(Searcher, ABC):
+    """Save/restore as JSON (values, never pickles) and pickling that rebuilds the derived state.
+
+    A subclass keeps ``_completed``, ``_live``, ``suggested_by`` and ``_count``, lists the
+    attributes it can rebuild in ``_derived``, and rebuilds them in ``_build()``.
+    """
+
+    _derived: tuple[str, ...] = ()
+    _completed: list[tuple[dict[str, Any], float]]
+    _live: dict[str, dict[str, Any]]
+    suggested_by: dict[str, str]
+    _count: int
+
+    @abstractmethod
+    def _build(self) -> None:
+        """Rebuild the attributes named in ``_derived`` from the saved state."""
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {
+            "completed": self._completed,
+            "live": self._live,
+            "suggested_by": self.suggested_by,
+            "count": self._count,
+        }
+        with open(checkpoint_path, "w") as f:
+            json.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self._completed = [(c, float(loss)) for c, loss in state["completed"]]
+        self._live = state["live"]
+        self.suggested_by = state["suggested_by"]
+        self._count = state["count"]
+        self._build()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in self._derived:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._build()
+
+
+class WarmStartSearcher(JsonStateSearcher):
     """TPE (or random) over a ``StudyVersion``'s params, warm-started from ``(config, loss)`` pairs."""
+
+    _derived = ("_domain", "_trials", "_tids")
 
     def __init__(self, version: StudyVersion, prior: list[tuple[dict[str, Any], float]], seed: int = 0):
         super().__init__(metric=version.metric.name, mode=version.metric.mode)
@@ -123,37 +173,6 @@ class WarmStartSearcher(Searcher):
             if values is not None:
                 self._completed.append((values, loss))
         self._trials.refresh()
-
-    # ------------------------------------------------------------------ save / restore (JSON)
-
-    def save(self, checkpoint_path: str) -> None:
-        state = {
-            "completed": self._completed,
-            "live": self._live,
-            "suggested_by": self.suggested_by,
-            "count": self._count,
-        }
-        with open(checkpoint_path, "w") as f:
-            json.dump(state, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path) as f:
-            state = json.load(f)
-        self._completed = [(c, float(loss)) for c, loss in state["completed"]]
-        self._live = state["live"]
-        self.suggested_by = state["suggested_by"]
-        self._count = state["count"]
-        self._build()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for key in ("_domain", "_trials", "_tids"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._build()
 
 
 _RAY_KEYS = {
