@@ -41,7 +41,6 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
-from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.errors import ValueNotInSpace
 from orchestrator.spaces.model import (
     Choice,
@@ -56,7 +55,7 @@ from orchestrator.spaces.model import (
     clean_float,
 )
 
-from .searcher import JsonStateSearcher, MetricNotReported, _user_keys
+from .searcher import SpaceSearcher
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -171,21 +170,10 @@ def encode(
 # --------------------------------------------------------------------------- searcher
 
 
-class OptunaWarmStartSearcher(JsonStateSearcher):
+class OptunaWarmStartSearcher(SpaceSearcher):
     """Optuna TPE over a ``StudyVersion``'s params, warm-started from ``(config, loss)`` pairs."""
 
     _derived = ("_study", "_trials")
-
-    def __init__(self, version: StudyVersion, prior: list[tuple[dict[str, Any], float]], seed: int = 0):
-        super().__init__(metric=version.metric.name, mode=version.metric.mode)
-        self.version = version
-        self.seed = seed
-        self._prior = [(dict(c), float(loss)) for c, loss in prior]
-        self._completed: list[tuple[dict[str, Any], float]] = []
-        self._live: dict[str, dict[str, Any]] = {}
-        self.suggested_by: dict[str, str] = {}
-        self._count = 0
-        self._build()
 
     # ------------------------------------------------------------------ optuna state
 
@@ -233,20 +221,7 @@ class OptunaWarmStartSearcher(JsonStateSearcher):
             trial = self._study.ask()
             values = sample(self.version.params, trial)
         self._trials[trial_id] = trial
-        self._live[trial_id] = values
-        self.suggested_by[trial_id] = "startup" if startup else "optuna_tpe"
-        self._count += 1
-        config = self.version.trial_config(values)
-        config.update(max_epochs=self.version.schedule.max_epochs, seed=seed % 100_000)
-        return config
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self.metric not in result:
-            reported = sorted(k for k, v in result.items() if isinstance(v, int | float) and k in _user_keys(result))
-            raise MetricNotReported(
-                f"the trainable {self.version.trainable!r} did not report the metric {self.metric!r} "
-                f"named in the space file; it reported: {', '.join(reported) or 'nothing'}"
-            )
+        return self._issue(trial_id, values, "startup" if startup else "optuna_tpe", seed)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         trial = self._trials.pop(trial_id, None)

@@ -29,22 +29,47 @@ class MetricNotReported(RuntimeError):
     pass
 
 
-class JsonStateSearcher(Searcher, ABC):
-    """Save/restore as JSON (values, never pickles) and pickling that rebuilds the derived state.
+class SpaceSearcher(Searcher, ABC):
+    """What every searcher over a ``StudyVersion`` shares: the prior, the bookkeeping of suggested
+    trials, the config a trial receives, the metric check, JSON save/restore (values, never
+    pickles) and pickling that rebuilds the derived state.
 
-    A subclass keeps ``_completed``, ``_live``, ``suggested_by`` and ``_count``, lists the
-    attributes it can rebuild in ``_derived``, and rebuilds them in ``_build()``.
+    A subclass lists the attributes it can rebuild in ``_derived`` and rebuilds them in ``_build()``.
     """
 
     _derived: tuple[str, ...] = ()
-    _completed: list[tuple[dict[str, Any], float]]
-    _live: dict[str, dict[str, Any]]
-    suggested_by: dict[str, str]
-    _count: int
+
+    def __init__(self, version: StudyVersion, prior: list[tuple[dict[str, Any], float]], seed: int = 0):
+        super().__init__(metric=version.metric.name, mode=version.metric.mode)
+        self.version = version
+        self.seed = seed
+        self._prior = [(dict(c), float(loss)) for c, loss in prior]
+        self._completed: list[tuple[dict[str, Any], float]] = []
+        self._live: dict[str, dict[str, Any]] = {}
+        self.suggested_by: dict[str, str] = {}
+        self._count = 0
+        self._build()
 
     @abstractmethod
     def _build(self) -> None:
         """Rebuild the attributes named in ``_derived`` from the saved state."""
+
+    def _issue(self, trial_id: str, values: dict[str, Any], suggested_by: str, seed: int) -> dict[str, Any]:
+        """Record a suggestion and return what the trainable receives: fixed + values + reserved keys."""
+        self._live[trial_id] = values
+        self.suggested_by[trial_id] = suggested_by
+        self._count += 1
+        config = self.version.trial_config(values)
+        config.update(max_epochs=self.version.schedule.max_epochs, seed=seed % 100_000)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.metric not in result:
+            reported = sorted(k for k, v in result.items() if isinstance(v, int | float) and k in _user_keys(result))
+            raise MetricNotReported(
+                f"the trainable {self.version.trainable!r} did not report the metric {self.metric!r} "
+                f"named in the space file; it reported: {', '.join(reported) or 'nothing'}"
+            )
 
     def save(self, checkpoint_path: str) -> None:
         state = {
@@ -76,21 +101,10 @@ class JsonStateSearcher(Searcher, ABC):
         self._build()
 
 
-class WarmStartSearcher(JsonStateSearcher):
+class WarmStartSearcher(SpaceSearcher):
     """TPE (or random) over a ``StudyVersion``'s params, warm-started from ``(config, loss)`` pairs."""
 
     _derived = ("_domain", "_trials", "_tids")
-
-    def __init__(self, version: StudyVersion, prior: list[tuple[dict[str, Any], float]], seed: int = 0):
-        super().__init__(metric=version.metric.name, mode=version.metric.mode)
-        self.version = version
-        self.seed = seed
-        self._prior = [(dict(c), float(loss)) for c, loss in prior]
-        self._completed: list[tuple[dict[str, Any], float]] = []
-        self._live: dict[str, dict[str, Any]] = {}
-        self.suggested_by: dict[str, str] = {}
-        self._count = 0
-        self._build()
 
     # ------------------------------------------------------------------ hyperopt state
 
@@ -141,20 +155,9 @@ class WarmStartSearcher(JsonStateSearcher):
         self._trials.insert_trial_docs(docs)
         self._trials.refresh()
         self._tids[trial_id] = tid
-        self._live[trial_id] = values
-        self.suggested_by[trial_id] = "random" if search.algorithm == "random" else "startup" if startup else "tpe"
-        self._count += 1
-        config = self.version.trial_config(values)
-        config.update(max_epochs=self.version.schedule.max_epochs, seed=seed % 100_000)
-        return config
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self.metric not in result:
-            reported = sorted(k for k, v in result.items() if isinstance(v, int | float) and k in _user_keys(result))
-            raise MetricNotReported(
-                f"the trainable {self.version.trainable!r} did not report the metric {self.metric!r} "
-                f"named in the space file; it reported: {', '.join(reported) or 'nothing'}"
-            )
+        return self._issue(
+            trial_id, values, "random" if search.algorithm == "random" else "startup" if startup else "tpe", seed
+        )
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         tid = self._tids.pop(trial_id, None)
