@@ -1,4 +1,4 @@
-"""Shared parts of the benchmarks: command line, machine facts, tables, results, a real MLflow server.
+"""Shared parts of the benchmarks: command line, machine facts, tables, results, a real MLflow server and Ray.
 
 Everything heavy (ray, mlflow, torch) is imported lazily, so ``bench.train_throughput`` runs on a
 machine that has only torch, and package versions are read from the installed metadata.
@@ -13,19 +13,17 @@ import json
 import math
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from orchestrator.tracking.server import LoopbackMlflowServer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,6 +45,21 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes: about two minutes on 2 CPU cores")
     p.add_argument("--out", type=Path, help="where to write the result JSON (default: bench/results/<name>.json)")
     return p
+
+
+def parse_args(
+    p: argparse.ArgumentParser, argv: Sequence[str] | None, sizes: Mapping[str, tuple[Any, Any]] | None = None
+) -> argparse.Namespace:
+    """Parse ``argv``, then quiet the libraries' chatter (see ``quiet_libraries``).
+
+    ``sizes`` maps an option's dest to its (quick, full) defaults: an option left unset takes the
+    one of the mode (``--quick`` or not)."""
+    args = p.parse_args(argv)
+    for dest, (quick, full) in (sizes or {}).items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, quick if args.quick else full)
+    quiet_libraries()
+    return args
 
 
 # --------------------------------------------------------------------------- machine facts
@@ -195,93 +208,7 @@ class Timer:
         self.s = time.perf_counter() - self._t0
 
 
-# --------------------------------------------------------------------------- a real MLflow server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """A real ``mlflow server`` process on a free loopback port, with a SQLite store in ``root``."""
-
-    def __init__(self, root: Path, workers: int = 1, jobs: bool = False):
-        """``jobs=False`` turns off MLflow's job runner (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``): its huey worker
-        processes poll all the time, which on a 2-core machine takes CPU from the trials being measured; a
-        team's server runs on a machine of its own. Tracking calls do not use it."""
-        self.root = root
-        self.workers = workers
-        self.jobs = jobs
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.db = root / "mlflow.db"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.startup_s = 0.0
-
-    @property
-    def sqlite_uri(self) -> str:
-        return f"sqlite:///{self.db}"
-
-    def start(self, timeout: float = 120.0) -> MlflowServer:
-        return self.launch().wait(timeout)
-
-    def launch(self) -> MlflowServer:
-        """Start the process and return at once (``wait`` for it to answer)."""
-        self._t0 = time.perf_counter()
-        log = (self.root / "server.log").open("ab")
-        cmd = [
-            str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(self.workers), "--backend-store-uri", self.sqlite_uri,
-            "--artifacts-destination", str(self.root / "artifacts"),
-        ]  # fmt: skip
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if self.jobs else "false"}
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, start_new_session=True)
-        return self
-
-    def wait(self, timeout: float = 120.0) -> MlflowServer:
-        """Until ``/health`` answers; ``startup_s`` counts from ``launch``."""
-        assert self.proc is not None, "launch() first"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.root / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        self.startup_s = time.perf_counter() - self._t0
-                        return self
-            except OSError:
-                time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer /health within {timeout:.0f}s")
-
-    def warm_up(self) -> float:
-        """A freshly started server answers its first searches slowly (seconds): send two before timing."""
-        from mlflow.tracking import MlflowClient
-
-        t0 = time.perf_counter()
-        client = MlflowClient(self.uri)
-        client.search_experiments(max_results=1)
-        client.search_runs(["0"], max_results=1)
-        return time.perf_counter() - t0
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def __enter__(self) -> MlflowServer:
-        return self.start()
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+# --------------------------------------------------------------------------- a real MLflow server and Ray
 
 
 @contextmanager
@@ -299,10 +226,25 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 
 
 @contextmanager
-def mlflow_server(prefix: str = "mlflow") -> Iterator[MlflowServer]:
-    """A started server in a temporary folder, stopped and removed afterwards."""
-    with scratch_dir(prefix) as root, MlflowServer(root) as server:
-        yield server
+def ray_and_mlflow(
+    prefix: str, out: dict[str, Any], num_cpus: int | None = None
+) -> Iterator[tuple[Path, LoopbackMlflowServer]]:
+    """A scratch folder, a local Ray and a warmed-up mlflow server in it; both shut down afterwards.
+
+    The server boots while Ray starts. Their start-up times go into ``out`` (``ray_startup_s``,
+    ``mlflow_server_startup_s``, ``mlflow_server_warm_up_s``)."""
+    with scratch_dir(prefix) as root:
+        server = LoopbackMlflowServer(root).launch()
+        try:
+            out["ray_startup_s"] = local_ray(num_cpus)
+            out["mlflow_server_startup_s"] = server.wait().startup_s
+            out["mlflow_server_warm_up_s"] = server.warm_up()
+            yield root, server
+        finally:
+            import ray
+
+            ray.shutdown()
+            server.stop()
 
 
 def local_ray(num_cpus: int | None = None) -> float:
@@ -321,6 +263,28 @@ def local_ray(num_cpus: int | None = None) -> float:
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     return time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class TimedFit:
+    """What ``timed_fit`` measured: Ray Tune's result grid, when ``fit`` started (``perf_counter``) and its seconds."""
+
+    grid: Any
+    started: float
+    seconds: float
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for r in self.grid if r.error is not None)
+
+
+def timed_fit(tuner: Any) -> TimedFit:
+    """``tuner.fit()`` timed, with library chatter kept out of the tables."""
+    with swallow_stdout():
+        started = time.perf_counter()
+        grid = tuner.fit()
+        seconds = time.perf_counter() - started
+    return TimedFit(grid, started, seconds)
 
 
 def quiet_libraries() -> None:

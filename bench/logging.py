@@ -68,7 +68,9 @@ class HookTimer:
 def orchestrator_callback(uri: str, root: Path) -> Any:
     """``MlflowTrialCallback`` under a parent run, as ``run_search`` sets it up (study ``bench_logging``)."""
     from orchestrator.engine.tracking_callback import MlflowTrialCallback
-    from orchestrator.tracking.mlflow_store import KIND, STUDY, MlflowStore
+    from orchestrator.tracking import schema
+    from orchestrator.tracking.async_logger import SpillFile
+    from orchestrator.tracking.mlflow_store import MlflowStore
 
     class TimedMlflowTrialCallback(HookTimer, MlflowTrialCallback):
         pass
@@ -77,8 +79,9 @@ def orchestrator_callback(uri: str, root: Path) -> Any:
     store = MlflowStore(uri)
     experiment = store.experiment_id(version.study)
     assert experiment is not None
-    parent = store.create_run(experiment, "bench_logging parent", {KIND: "search", STUDY: version.study}, {})
-    return TimedMlflowTrialCallback(version, uri, experiment, parent, str(root / "spill.jsonl"))
+    search_tags = {schema.KIND: schema.SEARCH_RUN, schema.STUDY: version.study}
+    parent = store.create_run(experiment, "bench_logging parent", search_tags, {})
+    return TimedMlflowTrialCallback(version, uri, experiment, parent, SpillFile.local(root / "spill.jsonl"))
 
 
 def ray_callback(uri: str) -> Any:
@@ -101,13 +104,9 @@ def run_experiment(name: str, trials: int, results: int, pause: float, storage: 
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
                                   callbacks=[callback] if callback is not None else None),
     )  # fmt: skip
-    with common.swallow_stdout():
-        t0 = time.perf_counter()
-        grid = tuner.fit()
-        wall = time.perf_counter() - t0
-    errors = sum(1 for r in grid if r.error is not None)
+    fit = common.timed_fit(tuner)
     hooks = dict(getattr(callback, "hook_s", {})) if callback is not None else {}
-    return {"wall_s": wall, "errors": errors, "hook_s": hooks}
+    return {"wall_s": fit.seconds, "errors": fit.errors, "hook_s": hooks}
 
 
 def count_values(uri: str, experiment: str, keys: tuple[str, ...]) -> dict[str, int]:
@@ -128,35 +127,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--trials", type=int, help="K (default 6 quick, 20 full)")
     p.add_argument("--results", type=int, help="M results per trial (default 10 quick, 25 full)")
     p.add_argument("--pause", type=float, default=0.05, help="seconds between results (default 0.05)")
-    args = p.parse_args(argv)
-    common.quiet_libraries()
-    k = args.trials or (6 if args.quick else 20)
-    m = args.results or (10 if args.quick else 25)
+    args = common.parse_args(p, argv, sizes={"trials": (6, 20), "results": (10, 25)})
+    k, m = args.trials, args.results
     out: dict[str, Any] = {"trials": k, "results_per_trial": m, "results": k * m, "pause_s": args.pause, "runs": {}}
-    import ray
-
-    with common.scratch_dir("logging") as root:
-        server = common.MlflowServer(root).launch()
-        try:
-            out["ray_startup_s"] = common.local_ray(common.cpu_count())
-            out["mlflow_server_startup_s"] = server.wait().startup_s
-            out["mlflow_server_warm_up_s"] = server.warm_up()
-            setups: list[tuple[str, Callable[[], Any]]] = [
-                ("none", lambda: None),
-                ("orchestrator", lambda: orchestrator_callback(server.uri, root)),
-                ("ray MLflowLoggerCallback", lambda: ray_callback(server.uri)),
-            ]
-            run_experiment("warm-up", 2, 1, 0.0, root / "ray", None)  # worker start-up and imports, untimed
-            for name, make in setups:
-                print(f"{k} trials x {m} results, logging: {name} ...", flush=True)
-                out["runs"][name] = run_experiment(name.split()[0], k, m, args.pause, root / "ray", make())
-            out["logged"] = {
-                "orchestrator": count_values(server.uri, "bench_logging", ("loss", "accuracy")),
-                "ray MLflowLoggerCallback": count_values(server.uri, "bench_logging_ray", ("loss", "accuracy")),
-            }
-        finally:
-            ray.shutdown()
-            server.stop()
+    with common.ray_and_mlflow("logging", out, common.cpu_count()) as (root, server):
+        setups: list[tuple[str, Callable[[], Any]]] = [
+            ("none", lambda: None),
+            ("orchestrator", lambda: orchestrator_callback(server.uri, root)),
+            ("ray MLflowLoggerCallback", lambda: ray_callback(server.uri)),
+        ]
+        run_experiment("warm-up", 2, 1, 0.0, root / "ray", None)  # worker start-up and imports, untimed
+        for name, make in setups:
+            print(f"{k} trials x {m} results, logging: {name} ...", flush=True)
+            out["runs"][name] = run_experiment(name.split()[0], k, m, args.pause, root / "ray", make())
+        out["logged"] = {
+            "orchestrator": count_values(server.uri, "bench_logging", ("loss", "accuracy")),
+            "ray MLflowLoggerCallback": count_values(server.uri, "bench_logging_ray", ("loss", "accuracy")),
+        }
     add_costs(out)
     report(out)
     return common.finish("logging", args.quick, out, args.out)

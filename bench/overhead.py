@@ -124,13 +124,9 @@ def run_plain_tune(trials: int, epochs: int, sleep: float, storage: Path, concur
         run_config=tune.RunConfig(name=f"plain-{reuse_actors}", storage_path=str(storage), verbose=0,
                                   callbacks=[Completions()]),
     )  # fmt: skip
-    with common.swallow_stdout():
-        t0 = time.perf_counter()
-        grid = tuner.fit()
-        fit_s = time.perf_counter() - t0
-    failed = sum(1 for r in grid if r.error is not None)
-    return {"fit_s": fit_s, "finished": len(grid) - failed, "failed": failed,
-            **phases(t0, done, fit_s, epochs * sleep, concurrency)}  # fmt: skip
+    fit = common.timed_fit(tuner)
+    return {"fit_s": fit.seconds, "finished": len(fit.grid) - fit.errors, "failed": fit.errors,
+            **phases(fit.started, done, fit.seconds, epochs * sleep, concurrency)}  # fmt: skip
 
 
 def run_cli(space: Path, uri: str, storage: Path, concurrency: int) -> dict[str, Any]:
@@ -165,39 +161,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--epochs", type=int, default=1, help="results per trial (default 1)")
     p.add_argument("--sleep", type=float, default=1.0, help="seconds per epoch (default 1.0)")
     p.add_argument("--no-cli", action="store_true", help="skip timing the whole `orchestrator run` command")
-    args = p.parse_args(argv)
-    common.quiet_libraries()
-    n = args.trials or (20 if args.quick else 200)
-    concurrency = common.cpu_count()
+    args = common.parse_args(p, argv, sizes={"trials": (20, 200)})
+    n, concurrency = args.trials, common.cpu_count()
     ideal = n * args.epochs * args.sleep / concurrency
     out: dict[str, Any] = {"trials": n, "epochs": args.epochs, "sleep_s": args.sleep, "concurrency": concurrency,
                            "ideal_s": ideal}  # fmt: skip
     import ray
 
     slot_s = args.epochs * args.sleep
-    with common.scratch_dir("overhead") as root:
-        server = common.MlflowServer(root).launch()  # boots while Ray starts
-        try:
-            out["ray_startup_s"] = common.local_ray(concurrency)
-            out["mlflow_server_startup_s"] = server.wait().startup_s
-            out["mlflow_server_warm_up_s"] = server.warm_up()
-            space = write_space(root, "bench_overhead", n, args.epochs, args.sleep)
-            print(f"orchestrator: {n} trials, logging to {server.uri} ...", flush=True)
-            out["orchestrator"] = run_orchestrator(space, server.uri, root / "ray", concurrency, slot_s)
-            out["orchestrator"]["logged"] = count_logged(server.uri, "bench_overhead")
-            print("plain Ray Tune + HyperOptSearch, default settings ...", flush=True)
-            out["ray_tune"] = run_plain_tune(n, args.epochs, args.sleep, root / "ray", concurrency)
-            print("plain Ray Tune + HyperOptSearch, reuse_actors=True ...", flush=True)
-            out["ray_tune_reuse"] = run_plain_tune(n, args.epochs, args.sleep, root / "ray", concurrency, True)
-            ray.shutdown()
-            if not args.no_cli:
-                print("the whole `orchestrator run` command ...", flush=True)
-                space = write_space(root, "bench_overhead_cli", n, args.epochs, args.sleep)
-                out["orchestrator_cli"] = run_cli(space, server.uri, root / "ray", concurrency)
-                out["orchestrator_cli"]["logged"] = count_logged(server.uri, "bench_overhead_cli")
-        finally:
-            ray.shutdown()
-            server.stop()
+    with common.ray_and_mlflow("overhead", out, concurrency) as (root, server):
+        space = write_space(root, "bench_overhead", n, args.epochs, args.sleep)
+        print(f"orchestrator: {n} trials, logging to {server.uri} ...", flush=True)
+        out["orchestrator"] = run_orchestrator(space, server.uri, root / "ray", concurrency, slot_s)
+        out["orchestrator"]["logged"] = count_logged(server.uri, "bench_overhead")
+        print("plain Ray Tune + HyperOptSearch, default settings ...", flush=True)
+        out["ray_tune"] = run_plain_tune(n, args.epochs, args.sleep, root / "ray", concurrency)
+        print("plain Ray Tune + HyperOptSearch, reuse_actors=True ...", flush=True)
+        out["ray_tune_reuse"] = run_plain_tune(n, args.epochs, args.sleep, root / "ray", concurrency, True)
+        ray.shutdown()  # the CLI starts a Ray of its own
+        if not args.no_cli:
+            print("the whole `orchestrator run` command ...", flush=True)
+            space = write_space(root, "bench_overhead_cli", n, args.epochs, args.sleep)
+            out["orchestrator_cli"] = run_cli(space, server.uri, root / "ray", concurrency)
+            out["orchestrator_cli"]["logged"] = count_logged(server.uri, "bench_overhead_cli")
     add_ratios(out)
     report(out)
     return common.finish("overhead", args.quick, out, args.out)

@@ -2,14 +2,15 @@
 
 Uses ``trainables.throughput.measure_throughput``: the shared training loop and a bare
 ``forward -> loss -> zero_grad -> backward -> step`` loop over batches made in advance, same model, same
-process, interleaved rounds, best round of each (medians reported too). Cases: ``convnet`` and ``unet`` at
-small sizes. On CUDA each case also runs in FP32 and in mixed precision (the runtime's ``auto``: bf16
-autocast where supported, else fp16 + GradScaler); without CUDA that comparison is skipped with a note.
+process, interleaved rounds of at least a second, best round of each (medians reported too). Cases: the
+``throughput`` configs each registered family declares in its spec (``small``; full runs add ``larger``). On
+CUDA each case also runs in FP32 and in mixed precision (the runtime's ``auto``: bf16 autocast where supported,
+else fp16 + GradScaler); without CUDA that comparison is skipped with a note.
 
 Needs only torch (and the project): no ray, no mlflow, so it runs on a GPU box as ``python3 -m bench.train_throughput``.
 
-    python -m bench.train_throughput --quick     # 5 timed rounds per case, small sizes
-    python -m bench.train_throughput             # 7 timed rounds, plus a larger size of each model
+    python -m bench.train_throughput --quick     # 15 timed rounds of >= 2 s per case, small sizes
+    python -m bench.train_throughput             # the same, plus a larger size of each model
 """
 
 from __future__ import annotations
@@ -20,19 +21,7 @@ from typing import Any
 from bench import common
 
 GOAL_RATIO = 0.95  # trainable loop >= 0.95 of the bare loop
-
-# Rounds are one epoch each: sizes chosen so that a round lasts about a second on 2 CPU cores (shorter rounds
-# are mostly noise there). ``expand_shifts`` adds the 1-pixel-shifted copies of the digits (5x the samples).
-SMALL: dict[str, dict[str, Any]] = {
-    "convnet": {"filters": 20, "fc_width": 128, "batch_size": 64, "expand_shifts": True},
-    "unet": {"depth": 3, "base_filters": 8, "scenes": 4, "scene_size": 128, "patch": 64, "samples_per_epoch": 256,
-             "batch_size": 16},
-}  # fmt: skip
-LARGER: dict[str, dict[str, Any]] = {
-    "convnet": {"filters": 32, "fc_width": 256, "batch_size": 128, "expand_shifts": True},
-    "unet": {"depth": 4, "base_filters": 16, "scenes": 6, "scene_size": 128, "patch": 64, "samples_per_epoch": 512,
-             "batch_size": 16},
-}  # fmt: skip
+QUICK_SIZE = "small"  # the throughput case of each family that --quick measures
 
 
 def cuda_available() -> bool:
@@ -42,31 +31,37 @@ def cuda_available() -> bool:
 
 
 def cases(quick: bool, cuda: bool) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, trainable, config) for every measurement."""
-    sizes = [("small", SMALL)] if quick else [("small", SMALL), ("larger", LARGER)]
+    """(label, trainable, config) for every measurement: the throughput cases each registered family declares
+    (``TrainableSpec.throughput``; only ``small`` when ``quick``), in FP32 and, on CUDA, in mixed precision."""
+    from trainables.throughput import benchmarked
+
     precisions = ["fp32", "auto"] if cuda else ["fp32"]
     out = []
-    for size, table in sizes:
-        for name, config in table.items():
+    for spec in benchmarked():
+        for size, config in spec.throughput.items():
+            if quick and size != QUICK_SIZE:
+                continue
             for precision in precisions:
-                out.append((f"{name} {size} {precision}", name, {**config, "precision": precision}))
+                out.append((f"{spec.name} {size} {precision}", spec.name, {**config, "precision": precision}))
     return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from trainables.throughput import measure_throughput
+    from trainables.throughput import DEFAULT_MIN_ROUND_S, DEFAULT_ROUNDS, measure_throughput
 
     p = common.parser(__doc__)
-    p.add_argument("--rounds", type=int, help="timed rounds per side (default 5 quick, 7 full)")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="timed rounds per side (default %(default)s)")
+    p.add_argument("--min-round-s", type=float, default=DEFAULT_MIN_ROUND_S, help="least seconds per round")
     args = p.parse_args(argv)
-    rounds = args.rounds or (5 if args.quick else 7)
+    rounds = args.rounds
     cuda = cuda_available()
     out: dict[str, Any] = {"rounds": rounds, "cuda": cuda, "cases": {}}
     if not cuda:
         out["note"] = "no CUDA device: mixed precision vs FP32 skipped (CPU runs FP32 only)"
     for label, name, config in cases(args.quick, cuda):
         print(f"{label} ...", flush=True)
-        out["cases"][label] = {"config": config, **asdict(measure_throughput(name, config, rounds=rounds, warmup=1))}
+        result = measure_throughput(name, config, rounds=rounds, warmup=1, min_round_s=args.min_round_s)
+        out["cases"][label] = {"config": config, **asdict(result)}
     add_amp_speedups(out)
     ratios = {k: v["ratio"] for k, v in out["cases"].items()}
     out["goal"] = {"target_ratio": GOAL_RATIO, "ratios": ratios, "met": all(r >= GOAL_RATIO for r in ratios.values())}
@@ -93,7 +88,7 @@ def report(out: dict[str, Any]) -> None:
     ]  # fmt: skip
     headers = ["case", "device", "precision", "threads", "batch", "loop samples/s", "bare samples/s",
                "loop / bare (best)", "loop / bare (median)", "eval + ckpt s/epoch"]  # fmt: skip
-    common.print_table(headers, rows, f"Training throughput, best of {out['rounds']} interleaved rounds")
+    common.print_table(headers, rows, f"Training throughput, best (and median) of {out['rounds']} interleaved rounds")
     if out["amp_speedup"]:
         common.print_table(["model", "mixed precision / FP32"], [[k, v] for k, v in out["amp_speedup"].items()])
     if "note" in out:

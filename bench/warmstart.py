@@ -4,7 +4,7 @@ A study with n finished trials is put into a real ``mlflow server`` (SQLite stor
 orchestrator writes them (child runs tagged ``orchestrator.kind=trial`` with study, version, space hash,
 trial id and config tags, flattened params, ``loss`` / ``best_loss`` metrics). Then, timed stage by stage:
 
-* from MLflow: ``MlflowStore.trials`` (over HTTP) -> ``carry`` -> ``WarmStartSearcher(...)`` -> first ``suggest``;
+* from MLflow: ``MlflowStore.trials`` (over HTTP) -> ``carry`` -> ``HyperoptSearcher(...)`` -> first ``suggest``;
 * from a Parquet ledger: ``ledger.trials_with_ledger`` (ledger + newer runs from the server) -> same;
 * the hyperopt way: ``generate_trials_to_calculate`` + ``fmin`` replaying the stored losses, then one TPE
   suggestion (measured directly at every size);
@@ -37,21 +37,11 @@ import numpy as np
 
 from bench import common
 from bench.spacetools import make_version, sample_config
+from orchestrator.engine.backends.hyperopt import encode, labels, to_hyperopt
 from orchestrator.spaces import StudyVersion, flatten
-from orchestrator.spaces.hyperopt import encode, labels, to_hyperopt
-from orchestrator.tracking.mlflow_store import (
-    CONFIG,
-    HASH,
-    KIND,
-    PARENT,
-    STUDY,
-    TAG,
-    TRIAL_ID,
-    VERSION,
-    MlflowStore,
-    TrialRow,
-    _param_text,
-)
+from orchestrator.tracking import schema
+from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, _param_text
+from orchestrator.tracking.server import LoopbackMlflowServer
 
 # 8 searched parameters, two choices, one conditional (the shape of design.md section 6)
 PARAMS: dict[str, Any] = {
@@ -87,10 +77,11 @@ def trial_tags(version: StudyVersion, parent: str, i: int, config: dict[str, Any
     """The tags ``MlflowTrialCallback`` writes on a child run (creation + first result + close)."""
     tid = f"bench_{i:05d}"
     return {
-        PARENT: parent, KIND: "trial", STUDY: version.study, VERSION: str(version.version),
-        HASH: version.content_hash, TRIAL_ID: tid, CONFIG: json.dumps(config, sort_keys=True),
-        TAG + "trainable": version.trainable, TAG + "seed": str(i), TAG + "suggested_by": "tpe",
-        TAG + "node_id": "0" * 56, TAG + "gpu_ids": "", TAG + "status": "FINISHED",
+        schema.PARENT: parent, schema.KIND: schema.TRIAL_RUN, schema.STUDY: version.study,
+        schema.VERSION: str(version.version), schema.HASH: version.content_hash, schema.TRIAL_ID: tid,
+        schema.CONFIG: json.dumps(config, sort_keys=True), schema.TRAINABLE: version.trainable,
+        schema.SEED: str(i), schema.SUGGESTED_BY: "tpe", schema.NODE_ID: "0" * 56, schema.GPU_IDS: "",
+        schema.STATUS: "FINISHED",
     }  # fmt: skip
 
 
@@ -102,7 +93,7 @@ def log_like_orchestrator(store: MlflowStore, exp: str, parent: str, version: St
                           config: dict[str, Any]) -> str:  # fmt: skip
     """One trial through the same ``MlflowStore`` calls the async logger makes: open, log, close."""
     tags = trial_tags(version, parent, i, config)
-    close_tags = {TAG + "status": tags.pop(TAG + "status")}
+    close_tags = {schema.STATUS: tags.pop(schema.STATUS)}
     run = store.create_run(exp, run_name(version, i), tags, flatten(config))
     now = int(time.time() * 1000)
     loss = loss_of(config)
@@ -149,7 +140,7 @@ def bulk_clone(db: Path, template_run: str, version: StudyVersion, parent: str,
         batches: dict[str, list[dict[str, Any]]] = {t: [] for t in tpl.rows}
         run_row, tag_row, param_row = tpl.first("runs"), tpl.first("tags"), tpl.first("params")
         metric_row, latest_row = tpl.first("metrics"), tpl.first("latest_metrics")
-        system_tags = {k: v for k, v in _pairs(tpl, "tags") if k.startswith("mlflow.") and k != PARENT}
+        system_tags = {k: v for k, v in _pairs(tpl, "tags") if k.startswith("mlflow.") and k != schema.PARENT}
         for j, config in enumerate(configs):
             i = first_index + j
             rid, name, end = uuid.uuid4().hex, run_name(version, i), end_ms - (len(configs) - j) * 10
@@ -190,14 +181,15 @@ class Study:
     fill: dict[str, float]
 
 
-def fill_study(server: common.MlflowServer, n: int, rng: np.random.Generator, api_runs: int, http_runs: int) -> Study:
+def fill_study(server: LoopbackMlflowServer, n: int, rng: np.random.Generator, api_runs: int, http_runs: int) -> Study:
     """A study of ``n`` finished trials in the server's store; the fill's timings in ``Study.fill``."""
     version = study_version(n)
     configs = [sample_config(version.params, rng) for _ in range(n)]
-    sql_store, http_store = MlflowStore(server.sqlite_uri), MlflowStore(server.uri)
+    sql_store, http_store = MlflowStore(server.backend_store_uri), MlflowStore(server.uri)
     exp = sql_store.experiment_id(version.study)
     assert exp is not None
-    parent = sql_store.create_run(exp, f"{version.label} bench", {KIND: "search", STUDY: version.study}, {})
+    search_tags = {schema.KIND: schema.SEARCH_RUN, schema.STUDY: version.study}
+    parent = sql_store.create_run(exp, f"{version.label} bench", search_tags, {})
     api = range(min(api_runs, n))
     http = range(len(api), min(len(api) + http_runs, n))
 
@@ -209,7 +201,8 @@ def fill_study(server: common.MlflowServer, n: int, rng: np.random.Generator, ap
         http_ms = per_run_ms(fill_with(http_store), http)
     template = sql_store.trials(version.study)[0].run_id
     start = len(api) + len(http)
-    bulk_s = bulk_clone(server.db, template, version, parent, configs[start:], start, int(time.time() * 1000) - 5000)
+    created_ms = int(time.time() * 1000) - 5000
+    bulk_s = bulk_clone(server.db_path, template, version, parent, configs[start:], start, created_ms)
     fill = {"api_sqlite_ms_per_run": api_ms, "api_http_ms_per_run": http_ms if len(http) else None,
             "bulk_s": bulk_s, "bulk_runs": n - start, "api_runs": len(api), "http_runs": len(http)}  # fmt: skip
     return Study(version, configs, fill)
@@ -272,8 +265,8 @@ class PageTimer:
 
 
 def searcher_stages(rows: Sequence[TrialRow], version: StudyVersion) -> dict[str, float]:
-    """carry -> WarmStartSearcher -> first suggestion, each timed (rows already read)."""
-    from orchestrator.engine.searcher import WarmStartSearcher
+    """carry -> HyperoptSearcher -> first suggestion, each timed (rows already read)."""
+    from orchestrator.engine.searchers.hyperopt import HyperoptSearcher
     from orchestrator.spaces.carry import carry
 
     t: dict[str, float] = {}
@@ -281,7 +274,7 @@ def searcher_stages(rows: Sequence[TrialRow], version: StudyVersion) -> dict[str
     report = carry((r.prior(version.metric.name) for r in rows), version)
     t["carry_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    searcher = WarmStartSearcher(version, report.carried, seed=0)
+    searcher = HyperoptSearcher(version, report.carried, seed=0)
     t["build_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     config = searcher.suggest("first")
@@ -367,9 +360,9 @@ def hyperopt_replay(version: StudyVersion, configs: Sequence[dict[str, Any]]) ->
 
 def tpe_latency_ms(version: StudyVersion, prior: list[tuple[dict[str, Any], float]], k: int) -> float:
     """Median time of one ``suggest`` (with ``on_trial_complete`` in between) over ``k`` suggestions."""
-    from orchestrator.engine.searcher import WarmStartSearcher
+    from orchestrator.engine.searchers.hyperopt import HyperoptSearcher
 
-    searcher = WarmStartSearcher(version, prior, seed=1)
+    searcher = HyperoptSearcher(version, prior, seed=1)
     times = []
     for j in range(k):
         t0 = time.perf_counter()
@@ -391,7 +384,7 @@ def latency_table(rng: np.random.Generator, k: int) -> dict[str, float]:
 # --------------------------------------------------------------------------- driver
 
 
-def measure_size(server: common.MlflowServer, n: int, from_mlflow: bool, rng: np.random.Generator,
+def measure_size(server: LoopbackMlflowServer, n: int, from_mlflow: bool, rng: np.random.Generator,
                  api_runs: tuple[int, int], root: Path) -> dict[str, Any]:  # fmt: skip
     print(f"study of {n:,} trials: filling ...", flush=True)
     study = fill_study(server, n, rng, *api_runs)
@@ -409,11 +402,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__)
     p.add_argument("--sizes", type=int, nargs="+", help="study sizes read from MLflow (default 1k 5k [10k])")
     p.add_argument("--ledger-only", type=int, nargs="*", help="sizes warm-started from the ledger only")
-    args = p.parse_args(argv)
-    common.quiet_libraries()
+    args = common.parse_args(p, argv)
     # the orchestrator reads with a 20 s HTTP timeout; pages of 1,000 runs keep each request well inside it
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
-    from orchestrator.engine import searcher as _  # noqa: F401  (ray.tune's import time is not warm-start time)
+    from orchestrator.engine.searchers import hyperopt as _  # noqa: F401  (ray.tune's import time is not warm-start time)
 
     sizes = args.sizes or ([1000, 5000] if args.quick else [1000, 5000, 10000])
     ledger_only = args.ledger_only if args.ledger_only is not None else ([10000] if args.quick else [])
@@ -421,7 +413,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"sizes": sizes, "ledger_only_sizes": ledger_only, "studies": {},
                            "http_timeout_s": float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"])}  # fmt: skip
-    with common.scratch_dir("warmstart") as root, common.MlflowServer(root) as server:
+    with common.scratch_dir("warmstart") as root, LoopbackMlflowServer(root) as server:
         out["server_startup_s"] = server.startup_s
         out["first_search_on_fresh_server_s"] = first_request_s(server.uri)
         for n in sorted({*sizes, *ledger_only}):

@@ -1,17 +1,31 @@
-"""Checks that tie a space to the code that will run it (the trainable registry); no heavy imports."""
+"""Checks that tie a space to the code that will run it (trainable and searcher registries); no heavy imports."""
 
 from __future__ import annotations
 
 import fnmatch
 
 import trainables
+from orchestrator.engine.searchers import check_available, unknown_searcher, unsupported_liar
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Problem, StudyVersion
 
 
-def trainable_problems(version: StudyVersion) -> list[Problem]:
-    """Unknown trainable, keys it does not accept, or a metric it never reports."""
-    where = str(version.source) if version.source else None
+def version_problems(version: StudyVersion) -> list[Problem]:
+    """What ``space validate`` reports beyond the file itself: trainable problems, an unknown searcher,
+    a ``search.liar`` the searcher cannot do."""
+    problems = _trainable_problems(version)
+    algorithm_problem = unknown_searcher(version.search.algorithm)
+    if algorithm_problem:
+        problems.append(Problem("search.algorithm", algorithm_problem, _where(version)))
+    liar_problem = unsupported_liar(version.search.algorithm, version.search.liar)
+    if liar_problem:
+        problems.append(Problem("search.liar", liar_problem, _where(version)))
+    return problems
+
+
+def _trainable_problems(version: StudyVersion) -> list[Problem]:
+    """Unknown trainable, keys it does not accept, or a metric it never reports (the first of these)."""
+    where = _where(version)
     try:
         spec = trainables.get(version.trainable)
         trainables.validate_config(version.trainable, {**version.fixed, **dict.fromkeys(version.params.params)})
@@ -27,13 +41,20 @@ def trainable_problems(version: StudyVersion) -> list[Problem]:
     return []
 
 
+def _where(version: StudyVersion) -> str | None:
+    return str(version.source) if version.source else None
+
+
 def _key_path(version: StudyVersion, key: str) -> str:
     return f"fixed.{key}" if key in version.fixed else f"params.{key}"
 
 
-def check_trainable(version: StudyVersion) -> trainables.TrainableSpec:
-    """Raise on the first problem (for ``orchestrator run``); return the trainable's spec."""
-    problems = trainable_problems(version)
+def check_version(version: StudyVersion) -> trainables.TrainableSpec:
+    """Raise ``OrchestratorError`` on the first problem (for ``orchestrator run``, before any run is created):
+    a trainable problem, an unknown ``search.algorithm``, or a searcher library that is not installed.
+    Return the trainable's spec."""
+    problems = version_problems(version)
     if problems:
         raise OrchestratorError(str(problems[0]))
+    check_available(version.search.algorithm)
     return trainables.get(version.trainable)

@@ -14,15 +14,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
 
-MINIMAL = """\
+# What every space file starts with; add ``params:`` (and more) to make a document.
+MINIMAL_HEAD = """\
 study: demo
 version: 1
 trainable: analytic
 metric: {name: loss, mode: min}
+"""
+MINIMAL = (
+    MINIMAL_HEAD
+    + """\
 params:
   x: {uniform: [-1.0, 1.0]}
 fixed: {function: quadratic}
 """
+)
 
 
 @pytest.fixture

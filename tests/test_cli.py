@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import MINIMAL, ROOT
 
-HEAVY = ("torch", "ray", "mlflow")
+HEAVY = ("torch", "ray", "mlflow", "hyperopt", "optuna")  # light modules import none of these
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -17,10 +17,35 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .api import Reporter, TrialFailed
+from .api import Reporter, TrainableSpec, TrialFailed
 from .config import Config, resolve
+from .registry import register
 
 STATE_FILE = "analytic.json"
+
+DEFAULTS: dict[str, Any] = {
+    "x": 0.0,
+    "y": 0.0,
+    "z": 0.0,
+    "noise": 0.0,
+    "sleep": 0.0,
+    "choice": None,
+    "optimizer": None,
+    "bonus": 0.0,
+    "fail_at_epoch": None,  # fault injection: raise TrialFailed from this epoch on
+}
+
+SPEC = register(
+    TrainableSpec(
+        name="analytic",
+        entry="trainables.analytic:train",
+        metrics=("loss", "epoch"),
+        required=("function",),
+        optional=DEFAULTS,
+        description="A noisy analytic function per epoch; no data, for tests and benchmarks.",
+        tiny={"function": "branin", "x": 1.0, "y": 2.0},
+    )
+)
 
 
 def quadratic(x: float, y: float, z: float) -> float:
@@ -47,14 +72,15 @@ def value(cfg: Mapping[str, Any]) -> float:
     ``choice == "b"`` subtracts 0.1; an ``optimizer`` dict named "sgd" adds
     ``(momentum - 0.9)**2``; ``bonus`` is added as it is.
     """
+    cfg = {**DEFAULTS, **cfg}
     f = FUNCTIONS[cfg["function"]]
-    total = f(float(cfg.get("x", 0.0)), float(cfg.get("y", 0.0)), float(cfg.get("z", 0.0)))
-    if cfg.get("choice") == "b":
+    total = f(float(cfg["x"]), float(cfg["y"]), float(cfg["z"]))
+    if cfg["choice"] == "b":
         total -= 0.1
-    optimizer = cfg.get("optimizer")
+    optimizer = cfg["optimizer"]
     if isinstance(optimizer, Mapping) and optimizer.get("name") == "sgd":
         total += (float(optimizer.get("momentum", 0.9)) - 0.9) ** 2
-    return total + float(cfg.get("bonus") or 0.0)
+    return total + float(cfg["bonus"] or 0.0)
 
 
 def _check(cfg: Config) -> None:

@@ -11,9 +11,10 @@ letting a raw error end the trial.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 RESERVED_KEYS = ("max_epochs", "seed")
@@ -60,24 +61,68 @@ class TrainableConfigError(ValueError):
         super().__init__(f"trainable {trainable!r}: {key}: {message}")
 
 
+SHARED_LOOP_ENTRY = "trainables.loop:run_trainable"  # run_trainable(name, config, reporter)
+
+
+def load_object(reference: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 @dataclass(frozen=True)
 class TrainableSpec:
-    """What the registry knows about a trainable before importing it.
+    """What the registry knows about a trainable before importing it (nothing here imports torch).
 
-    ``entry`` is ``"module:function"``; ``required`` and ``optional`` name the config keys
-    it accepts (``optional`` maps keys to their defaults); ``metrics`` names what it reports.
+    A trainable either brings its own training function, ``entry="module:function"`` naming
+    ``train(config, reporter)``, or runs the shared training loop: ``task="module:function"``
+    names its ``build_task(cfg, runtime) -> Task`` hook (data, model, optimizer, loss and
+    evaluator), and ``failure_hint`` says what to change when its loss diverges.
+
+    ``required`` and ``optional`` name the config keys it accepts (``optional`` maps keys to
+    their defaults: the one place a family states them); ``metrics`` names what it reports.
+    ``tiny`` overrides defaults to make a run of seconds (tests, the ``<name>_tiny`` variant);
+    ``throughput`` names the configs (overrides) that ``bench.train_throughput`` measures,
+    ``"small"`` in quick runs; empty when the family is not benchmarked.
     """
 
     name: str
-    entry: str
     metrics: tuple[str, ...]
+    entry: str = ""
+    task: str = ""
     required: tuple[str, ...] = ()
     optional: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    failure_hint: str = "lower the learning rate"
+    tiny: Mapping[str, Any] = field(default_factory=dict)
+    throughput: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if bool(self.entry) == bool(self.task):
+            raise ValueError(
+                f"trainable {self.name!r}: give either entry (its own train function) "
+                "or task (a build_task hook for the shared loop), not both or neither"
+            )
+        for what, keys in (("tiny", self.tiny), *((f"throughput[{k!r}]", v) for k, v in self.throughput.items())):
+            unknown = set(keys) - self.accepted
+            if unknown:
+                raise ValueError(f"trainable {self.name!r}: {what} sets keys it does not accept: {sorted(unknown)}")
 
     def load(self) -> TrainFn:
-        module, _, func = self.entry.partition(":")
-        return getattr(importlib.import_module(module), func)
+        """The training function (imports its module now)."""
+        if self.entry:
+            return load_object(self.entry)
+        return functools.partial(load_object(SHARED_LOOP_ENTRY), self.name)
+
+    def tiny_variant(self, description: str) -> TrainableSpec:
+        """This spec as ``<name>_tiny``: the ``tiny`` overrides become its defaults; not benchmarked."""
+        return replace(
+            self,
+            name=f"{self.name}_tiny",
+            optional={**self.optional, **self.tiny},
+            description=description,
+            throughput={},
+        )
 
     @property
     def accepted(self) -> set[str]:

@@ -1,4 +1,4 @@
-"""Resolve and check a trainable's config (no torch): defaults from the catalog, typed reads.
+"""Resolve and check a trainable's config (no torch): defaults from the spec, typed reads.
 
 Every training function starts with ``cfg = resolve("name", config)``: unknown keys and
 missing required keys are rejected by the registry, the spec's defaults fill what the
@@ -16,6 +16,11 @@ from .registry import get, validate_config
 
 DEFAULT_MAX_EPOCHS = 10
 DEFAULT_SEED = 0
+
+# Keys every trainable on the shared loop accepts: how it computes, not what it learns. ``cpus``:
+# torch threads (else OMP_NUM_THREADS, which Ray sets per trial, else the CPU affinity); ``device``:
+# auto|cpu|cuda; ``precision``: auto (bf16 or fp16 autocast on CUDA, fp32 on CPU)|fp32|bf16|fp16.
+RUNTIME_DEFAULTS: Mapping[str, Any] = {"cpus": None, "device": "auto", "precision": "auto"}
 
 
 class Config(dict):

@@ -1,10 +1,12 @@
 """The shared training loop: device, precision, seeding, per-epoch report and checkpoint.
 
-A model family builds a :class:`Task` (model, optimizer, loss, batches, evaluator) on a
-:class:`Runtime` and calls :func:`fit`. The loop is kept lean so that its throughput
-matches a bare PyTorch loop (see ``trainables.throughput``): data lives on the device as
-tensors, batches are slices of a once-per-epoch permutation, the running loss is summed on
-the device, and the host syncs once per epoch to read every metric together.
+A model family's spec names its ``build_task(cfg, runtime) -> Task`` hook (model, optimizer,
+loss, batches, evaluator); :func:`run_trainable`, the one training entry of every such
+family, resolves the config, builds the task on a :class:`Runtime` and calls :func:`fit`.
+The loop is kept lean so that its throughput matches a bare PyTorch loop (see
+``trainables.throughput``): data lives on the device as tensors, batches are slices of a
+once-per-epoch permutation, the running loss is summed on the device, and the host syncs
+once per epoch to read every metric together.
 
 Checkpoints are plain folders (``state.pt`` + ``meta.json``) written to a temporary place
 and handed to ``reporter.report``; as with Ray Tune, the reporter must persist (copy) the
@@ -30,8 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .api import Reporter, TrialFailed
-from .config import resolve
+from .api import Reporter, TrialFailed, load_object
+from .config import RUNTIME_DEFAULTS, Config, resolve
+from .registry import get
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
@@ -76,15 +79,15 @@ class Runtime:
         """Pick CUDA when present; on CUDA use bf16 autocast (fp16 + GradScaler on older
         cards) and channels-last. ``config`` may hold ``device`` (auto|cpu|cuda),
         ``precision`` (auto|fp32|bf16|fp16) and ``cpus``."""
-        config = config or {}
+        config = {**RUNTIME_DEFAULTS, **(config or {})}
         threads = cpu_threads(config)
         torch.set_num_threads(threads)
-        want = config.get("device", "auto") or "auto"
+        want = config["device"] or RUNTIME_DEFAULTS["device"]
         cuda = torch.cuda.is_available() and want in ("auto", "cuda")
         if want == "cuda" and not torch.cuda.is_available():
             raise TrialFailed("device 'cuda' was asked for but CUDA is not available here")
         device = torch.device("cuda") if cuda else torch.device("cpu")
-        precision = config.get("precision", "auto") or "auto"
+        precision = config["precision"] or RUNTIME_DEFAULTS["precision"]
         amp: torch.dtype | None = None
         if cuda and precision == "auto":
             amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -244,6 +247,17 @@ def load_checkpoint(folder: str | Path, task: Task, scaler: torch.amp.GradScaler
 # ----------------------------------------------------------------------------- the loop
 
 
+def apply_gradients(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """Backward and optimizer step, through the fp16 ``GradScaler`` when there is one."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
 def train_epoch(
     task: Task, runtime: Runtime, generator: torch.Generator, scaler: torch.amp.GradScaler | None = None
 ) -> tuple[Tensor, int]:
@@ -260,13 +274,7 @@ def train_epoch(
         with runtime.autocast():
             loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        apply_gradients(loss, optimizer, scaler)
         losses.append(loss.detach())
         sizes.append(len(x))
     if not losses:
@@ -394,16 +402,21 @@ def make_optimizer(
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def run_trainable(
-    name: str,
-    config: dict[str, Any],
-    reporter: Reporter,
-    build_task: Callable[[Any, Runtime], Task],
-    hint: str,
-) -> dict[str, float]:
-    """The common entry of the torch trainables: resolve the config, seed, build the task, fit."""
+def prepare(name: str, config: Mapping[str, Any]) -> tuple[Task, Runtime, Config]:
+    """Resolve ``config`` for the registered ``name``, seed, pick the runtime and build the task
+    with the family's ``build_task`` hook (named by its spec)."""
+    spec = get(name)
+    if not spec.task:
+        raise ValueError(f"trainable {name!r} does not run on the shared loop (it has no task hook)")
     cfg = resolve(name, config)
     seed_everything(cfg.seed)
     runtime = Runtime.create(cfg)
-    task = build_task(cfg, runtime)
-    return fit(task, runtime, reporter, max_epochs=cfg.max_epochs, seed=cfg.seed, hint=hint)
+    build_task: Callable[[Config, Runtime], Task] = load_object(spec.task)
+    return build_task(cfg, runtime), runtime, cfg
+
+
+def run_trainable(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
+    """The training entry of every family on the shared loop: ``TrainableSpec.load`` binds ``name``,
+    which leaves the ``train(config, reporter)`` of the trainable contract. Returns the last metrics."""
+    task, runtime, cfg = prepare(name, config)
+    return fit(task, runtime, reporter, max_epochs=cfg.max_epochs, seed=cfg.seed, hint=get(name).failure_hint)

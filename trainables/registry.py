@@ -1,4 +1,9 @@
-"""Name -> trainable spec. Specs are registered by the light ``catalog`` module."""
+"""Name -> trainable spec: a leaf that imports none of the modules it loads.
+
+Each family's torch-free spec module registers its specs when it is imported; the package's
+``__init__`` imports them all, so ``import trainables`` fills the registry (the layout of
+timm's ``_registry.py``). Training code is imported only by ``TrainableSpec.load``.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +17,18 @@ _REGISTRY: dict[str, TrainableSpec] = {}
 
 
 def register(spec: TrainableSpec) -> TrainableSpec:
+    """Add ``spec`` under its name (again with an equal spec is a no-op); returns it."""
     if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
         raise ValueError(f"trainable {spec.name!r} is registered twice")
     _REGISTRY[spec.name] = spec
     return spec
 
 
-def _ensure_catalog() -> None:
-    from . import catalog  # noqa: F401  (registers the built-in trainables)
-
-
 def names() -> list[str]:
-    _ensure_catalog()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> TrainableSpec:
-    _ensure_catalog()
     if name not in _REGISTRY:
         raise UnknownTrainable(name, list(_REGISTRY))
     return _REGISTRY[name]

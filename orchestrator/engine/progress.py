@@ -15,7 +15,7 @@ from ray.tune import Callback
 
 from orchestrator.spaces import Metric
 
-from .searcher import user_metrics
+from .results import user_metrics
 
 
 def _clock(seconds: float) -> str:

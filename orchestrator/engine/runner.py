@@ -5,33 +5,38 @@ the trainable, the tracking store and the Ray cluster early; read every earlier 
 the study and carry those that fit; start a parent run; run Ray Tune with the warm-started
 searcher, ASHA, per-trial resources, retries and actor reuse; log every trial as a nested
 run from a background thread; finish the parent run with the leaderboard.
+
+The pieces: ``plan`` (what runs, decided once), ``storage`` (where its state lives, by URI
+scheme), ``ray_session`` (the Ray it runs on), ``tracking.schema`` (the MLflow names).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-
-from orchestrator.checks import check_trainable
+from orchestrator.checks import check_version
 from orchestrator.errors import OrchestratorError
-from orchestrator.spaces import StudyVersion, load_with_lineage, parse_version
+from orchestrator.spaces import StudyVersion, load_with_lineage
 from orchestrator.spaces.carry import CarryReport, carry
 from orchestrator.tracking import ledger as ledger_mod
-from orchestrator.tracking.async_logger import replay_spill
-from orchestrator.tracking.mlflow_store import HASH, KIND, STUDY, TAG, VERSION, MlflowStore, describe_uri
+from orchestrator.tracking import schema
+from orchestrator.tracking.async_logger import replay_spill, tracking_wait_s
+from orchestrator.tracking.mlflow_store import MlflowStore, TrackingError, short_error
+
+from .plan import SearchPlan, build_searcher, build_tuner, restore_tuner
+from .ray_session import ray_session, trial_slots
+from .results import MetricNotReported
+from .storage import FINISHED, Experiment, open_experiment, open_storage
 
 STATE_DIR = Path(os.environ.get("ORCHESTRATOR_HOME", ".orchestrator"))
-META = "orchestrator.json"
 Echo = Callable[[str], None]
 
 
@@ -73,122 +78,18 @@ class SearchResult:
     interrupted: bool = False
 
 
-# --------------------------------------------------------------------------- early checks
-
-
 def open_store(uri: str) -> MlflowStore:
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    """The tracking store at ``uri``, checked to answer (a local SQLite file gets its folder)."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     store = MlflowStore(uri)
     store.check_reachable()
     return store
 
 
-def start_ray(address: str | None) -> bool:
-    """Connect to ``address`` or start a local Ray; True when this call started it."""
-    import ray
-
-    if address:
-        _probe(address)
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    logging.getLogger("ray.tune").setLevel(logging.WARNING)
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-    # Unfinished trials of an interrupted search have no results yet: expected, not a warning.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    # Trial output stays in the trial's folder unless asked for: the live view is ours.
-    worker_logs = os.environ.get("ORCHESTRATOR_WORKER_LOGS") == "1"
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": worker_logs,
-    }  # fmt: skip
-    try:
-        # "local" starts a fresh Ray for this search; a bare ray.init() would join any Ray already running here.
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **kwargs)
-    except Exception as e:
-        where = f"Ray cluster at {address!r}" if address else "a local Ray"
-        raise OrchestratorError(f"could not connect to {where}: {str(e).strip().splitlines()[0]}") from None
-    return True
-
-
-def _probe(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, naming the address, when nothing listens there (``ray.init`` retries for minutes)."""
-    target = address.removeprefix("ray://")
-    if target == "auto" or ":" not in target:
-        return
-    host, _, port = target.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except (OSError, ValueError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
-        raise OrchestratorError(
-            f"Ray cluster at {address!r} is not reachable ({reason}); check --address "
-            "(host:port of the head's GCS, ray://host:10001 for Ray Client, or auto on a cluster node)"
-        ) from None
-
-
-def trial_slots(version: StudyVersion) -> int:
-    """How many trials the cluster can run at once with the space's per-trial resources."""
-    import ray
-
-    total = ray.cluster_resources()
-    slots = math.floor(total.get("CPU", 1) / version.resources.cpu + 1e-9)
-    if version.resources.gpu > 0:
-        slots = min(slots, math.floor(total.get("GPU", 0) / version.resources.gpu + 1e-9))
-    if slots < 1:
-        need = f"cpu {version.resources.cpu}, gpu {version.resources.gpu}"
-        raise OrchestratorError(
-            f"{version.source}: the cluster cannot fit one trial ({need}); it has "
-            f"CPU {total.get('CPU', 0)}, GPU {total.get('GPU', 0)}"
-        )
-    return slots
-
-
-# --------------------------------------------------------------------------- storage helpers
-
-
-def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), str(Path(uri).resolve())
-
-
-def _write_meta(experiment: str, meta: dict[str, Any]) -> None:
-    fs, path = _fs(experiment)
-    fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{META}") as f:
-        f.write(json.dumps(meta, indent=2).encode())
-
-
-def read_meta(experiment: str) -> dict[str, Any]:
-    fs, path = _fs(experiment)
-    try:
-        with fs.open_input_stream(f"{path}/{META}") as f:
-            return json.loads(f.read().decode())
-    except (FileNotFoundError, OSError):
-        raise OrchestratorError(
-            f"{experiment} is not a search started by orchestrator (no {META}); "
-            "give the experiment path printed by `orchestrator run`"
-        ) from None
-
-
 def latest_unfinished(storage: str, study: str, version: int) -> str | None:
-    fs, root = _fs(storage)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-    except OSError:
-        return None
-    prefix = f"{study}-v{version}-"
-    for info in sorted((i for i in infos if i.base_name.startswith(prefix)), key=lambda i: i.base_name, reverse=True):
-        experiment = storage.rstrip("/") + "/" + info.base_name
-        try:
-            if not read_meta(experiment).get("finished"):
-                return experiment
-        except OrchestratorError:
-            continue
-    return None
+    """The path of the newest unfinished search of ``study`` v``version`` under ``storage`` (for ``run --resume``)."""
+    experiment = open_storage(storage).latest_unfinished(study, version)
+    return experiment.uri if experiment is not None else None
 
 
 # --------------------------------------------------------------------------- carry-over
@@ -206,11 +107,18 @@ def carried_trials(store: MlflowStore, version: StudyVersion, ledger: Path | Non
 
 
 def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> SearchResult:
+    """Start a search of the space file ``path``.
+
+    What can be checked is checked before the parent run exists (space, trainable, tracking store,
+    storage written to, ledger, Ray); every failure after it closes the run (``closes_parent_on_failure``).
+    """
     version, lineage = load_with_lineage(path)
-    spec = check_trainable(version)
+    spec = check_version(version)
     uri = options.tracking_uri or default_tracking_uri()
     store = open_store(uri)
-    storage = options.storage or default_storage()
+    tracking_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
+    storage = open_storage(options.storage or default_storage())
+    storage.check_writable()
     echo(f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
          f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage))  # fmt: skip
 
@@ -219,164 +127,148 @@ def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> 
     report, carry_s, source = carried_trials(store, version, options.ledger)
     echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
 
-    started_ray = start_ray(options.address)
-    try:
+    with ray_session(options.address):
         slots = trial_slots(version)
         planned = options.trials or version.search.trials
         concurrency = max(1, min(options.concurrency or version.search.concurrency or slots, planned))
-        name = f"{version.study}-v{version.version}-{time.strftime('%Y%m%d-%H%M%S')}"
-        experiment = storage.rstrip("/") + "/" + name
-        parent = _start_parent(store, experiment_id, version, report, carry_s, planned, concurrency, experiment)
-        meta = {
-            "study": version.study, "version": version.version, "space_file": str(version.source),
-            "space_text": Path(str(version.source)).read_text(), "space_hash": version.content_hash,
-            "tracking_uri": describe_uri(uri), "parent_run_id": parent, "experiment_id": experiment_id,
-            "planned": planned, "concurrency": concurrency, "seed": options.seed, "finished": False,
-            "reuse_actors": options.reuse_actors,
-        }  # fmt: skip
-        _write_meta(experiment, meta)
-        echo(f"search {experiment}\n  MLflow experiment {version.study!r}, parent run {parent} at {describe_uri(uri)}"
-             f"\n  {planned} trials, {concurrency} at a time (cluster fits {slots})")  # fmt: skip
-        tuner = _tuner(version, report, options, uri, experiment_id, parent, planned, concurrency, storage, name)
-        return _fit(tuner, version, store, experiment, meta, uri, echo, report.as_dict())
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+        experiment = storage.new_experiment(f"{version.study}-v{version.version}-{time.strftime('%Y%m%d-%H%M%S')}")
+        parent = store.create_run(experiment_id, f"{version.label} {time.strftime('%Y-%m-%d %H:%M')}",
+                                  _search_tags(version, report, experiment),
+                                  _search_params(version, planned, concurrency))  # fmt: skip
+        with closes_parent_on_failure(store, parent, echo):
+            _log_carry(store, parent, report, carry_s)
+            plan = SearchPlan(
+                version=version, space_text=Path(str(version.source)).read_text(), tracking_uri=uri,
+                experiment=experiment, experiment_id=experiment_id, parent_run_id=parent, planned=planned,
+                concurrency=concurrency, seed=options.seed, reuse_actors=options.reuse_actors,
+            )  # fmt: skip
+            experiment.write_meta(plan.meta())
+            echo(
+                f"search {experiment.uri}\n  MLflow experiment {version.study!r}, parent run {parent} "
+                f"at {plan.shown_tracking_uri}\n  {planned} trials, {concurrency} at a time (cluster fits {slots})"
+            )
+            tuner = build_tuner(plan, build_searcher(plan, report.carried), live=options.live)
+            return _fit(tuner, plan, store, echo, report.as_dict())
 
 
 def resume_search(experiment: str, options: SearchOptions, echo: Echo = print) -> SearchResult:
-    meta = read_meta(experiment)
-    if meta.get("finished"):
-        raise OrchestratorError(f"{experiment} already finished; start a new search with `orchestrator run`")
-    version = parse_version(meta["space_text"], meta["space_file"])
-    check_trainable(version)
-    uri = options.tracking_uri or meta["tracking_uri"]
-    if options.tracking_uri and describe_uri(options.tracking_uri) != meta["tracking_uri"]:
-        echo(f"note: logging to {describe_uri(uri)} (the search started with {meta['tracking_uri']})")
-    store = open_store(uri)
-    spill = Path(experiment) / "tracking-spill.jsonl" if "://" not in experiment else None
-    if spill is not None and spill.exists():
-        echo(f"sending {replay_spill(spill, store)} update(s) kept from the last driver")
-    store.reopen_run(meta["parent_run_id"])
-    started_ray = start_ray(options.address)
+    """Continue the search in the folder ``experiment``; a resume that fails closes the parent run FAILED."""
+    folder = open_experiment(experiment)
+    meta = folder.read_meta()
+    if meta.get(FINISHED):
+        raise OrchestratorError(f"{folder.uri} already finished; start a new search with `orchestrator run`")
+    plan = SearchPlan.from_meta(folder, meta, options.tracking_uri or meta["tracking_uri"])
+    check_version(plan.version)
+    if options.tracking_uri and plan.shown_tracking_uri != meta["tracking_uri"]:
+        echo(f"note: logging to {plan.shown_tracking_uri} (the search started with {meta['tracking_uri']})")
+    store = open_store(plan.tracking_uri)
+    tracking_wait_s()
+    if plan.spill.exists():
+        echo(f"sending {replay_spill(plan.spill, store)} update(s) kept from the last driver")
+    store.reopen_run(plan.parent_run_id)
+    store.delete_tag(plan.parent_run_id, schema.END_REASON)  # why it stopped last time: no longer true
+    with closes_parent_on_failure(store, plan.parent_run_id, echo), ray_session(options.address):
+        echo(f"resuming {folder.uri} ({plan.planned} trials planned)")
+        return _fit(restore_tuner(plan), plan, store, echo)
+
+
+class SearchEndNotRecorded(TrackingError):
+    """The trials ran, but the tracking server could not be told the search ended (``resume`` does it later)."""
+
+
+@contextmanager
+def closes_parent_on_failure(store: MlflowStore, parent_run_id: str, echo: Echo) -> Iterator[None]:
+    """Close the parent run when the block raises: KILLED for Ctrl-C, FAILED otherwise, with ``END_REASON``.
+
+    ``SearchEndNotRecorded`` leaves the run alone: the server is gone, and ``resume`` finishes it.
+    """
     try:
-        from ray import tune
-
-        from .trainable import ray_trainable
-
-        fs, path = _fs(experiment)
-        trainable = ray_trainable(version.trainable, version.resources.cpu, version.resources.gpu)
-        echo(f"resuming {experiment} ({meta['planned']} trials planned)")
-        tuner = tune.Tuner.restore(
-            path, trainable=trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=fs
-        )
-        return _fit(tuner, version, store, experiment, meta, uri, echo)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+        yield
+    except SearchEndNotRecorded:
+        raise
+    except KeyboardInterrupt:
+        end_parent(store, parent_run_id, "KILLED", "interrupted (Ctrl-C)", echo)
+        raise
+    except BaseException as e:
+        end_parent(store, parent_run_id, "FAILED", failure_line(e), echo)
+        raise
 
 
-def _start_parent(
-    store: MlflowStore, experiment_id: str, version: StudyVersion, report: CarryReport, carry_s: float,
-    planned: int, concurrency: int, experiment: str,
-) -> str:  # fmt: skip
-    tags = {
-        KIND: "search", STUDY: version.study, VERSION: str(version.version), HASH: version.content_hash,
-        TAG + "carry": json.dumps(report.as_dict()), TAG + "experiment_path": experiment,
-        "mlflow.note.content": f"{version.label} ({version.short_hash})\n\n{report.summary()}\n\n{version.notes}",
+def end_parent(store: MlflowStore, parent_run_id: str, status: str, reason: str, echo: Echo) -> None:
+    """End the parent run with ``status`` and ``reason``; a store that cannot be reached is told in one line."""
+    try:
+        store.log_batch(parent_run_id, tags={schema.END_REASON: reason})
+        store.end_run(parent_run_id, status)
+    except Exception as e:  # already failing: report, never mask the error being raised
+        echo(f"tracking: could not mark the search's run {parent_run_id} {status} ({short_error(e)})")
+
+
+def failure_line(error: BaseException) -> str:
+    """The one line a failure is recorded under: our own message, or the error's type and first line."""
+    if isinstance(error, OrchestratorError):
+        return short_error(error)
+    text = short_error(error)
+    return type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}"
+
+
+def _search_tags(version: StudyVersion, report: CarryReport, experiment: Experiment) -> dict[str, str]:
+    """The tags of a search's parent run."""
+    return {
+        schema.KIND: schema.SEARCH_RUN, schema.STUDY: version.study, schema.VERSION: str(version.version),
+        schema.HASH: version.content_hash, schema.CARRY: json.dumps(report.as_dict()),
+        schema.EXPERIMENT_PATH: experiment.uri,
+        schema.NOTE: f"{version.label} ({version.short_hash})\n\n{report.summary()}\n\n{version.notes}",
     }  # fmt: skip
-    params = {
-        "space.study": version.study, "space.version": version.version, "space.hash": version.content_hash,
-        "space.parent": version.parent, "trainable": version.trainable, "metric": version.metric.name,
-        "mode": version.metric.mode, "trials": planned, "concurrency": concurrency,
+
+
+def _search_params(version: StudyVersion, planned: int, concurrency: int) -> dict[str, Any]:
+    """The params of a search's parent run: the space and the sizes."""
+    return {
+        schema.SPACE_STUDY: version.study, schema.SPACE_VERSION: version.version,
+        schema.SPACE_HASH: version.content_hash, schema.SPACE_PARENT: version.parent,
+        schema.PARAM_TRAINABLE: version.trainable, schema.PARAM_METRIC: version.metric.name,
+        schema.PARAM_MODE: version.metric.mode, schema.PARAM_TRIALS: planned, schema.PARAM_CONCURRENCY: concurrency,
     }  # fmt: skip
-    run = store.create_run(experiment_id, f"{version.label} {time.strftime('%Y-%m-%d %H:%M')}", tags, params)
+
+
+def _log_carry(store: MlflowStore, parent: str, report: CarryReport, carry_s: float) -> None:
     now = int(time.time() * 1000)
-    store.log_batch(run, metrics=[("carried_trials", len(report.carried), now, 0),
-                                  ("dropped_trials", sum(report.dropped.values()), now, 0),
-                                  ("warm_start_s", carry_s, now, 0)])  # fmt: skip
-    return run
+    store.log_batch(parent, metrics=[(schema.CARRIED_TRIALS, len(report.carried), now, 0),
+                                     (schema.DROPPED_TRIALS, sum(report.dropped.values()), now, 0),
+                                     (schema.WARM_START_S, carry_s, now, 0)])  # fmt: skip
 
 
-def _tuner(
-    version: StudyVersion, report: CarryReport, options: SearchOptions, uri: str, experiment_id: str,
-    parent: str, planned: int, concurrency: int, storage: str, name: str,
-) -> Any:  # fmt: skip
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    from .optuna_searcher import OptunaWarmStartSearcher
-    from .progress import ProgressCallback
-    from .searcher import WarmStartSearcher
-    from .tracking_callback import MlflowTrialCallback
-    from .trainable import ray_trainable
-
-    s = version.schedule
-    scheduler = (
-        ASHAScheduler(time_attr="training_iteration", max_t=s.max_epochs, grace_period=s.grace_period,
-                      reduction_factor=s.reduction_factor)
-        if s.scheduler == "asha" else FIFOScheduler()
-    )  # fmt: skip
-    searcher_cls = OptunaWarmStartSearcher if version.search.algorithm == "optuna_tpe" else WarmStartSearcher
-    searcher = searcher_cls(version, report.carried, seed=options.seed)
-    fs, path = _fs(storage)
-    spill = (
-        str(Path(storage) / name / "tracking-spill.jsonl")
-        if "://" not in storage
-        else str(STATE_DIR / f"{name}-spill.jsonl")
-    )
-    callbacks = [
-        MlflowTrialCallback(version, uri, experiment_id, parent, spill, searcher),
-        ProgressCallback(version.metric, planned, list(version.params.params), live=options.live),
-    ]
-    return tune.Tuner(
-        ray_trainable(version.trainable, version.resources.cpu, version.resources.gpu),
-        tune_config=tune.TuneConfig(
-            metric=version.metric.name, mode=version.metric.mode, search_alg=searcher, scheduler=scheduler,
-            num_samples=planned, max_concurrent_trials=concurrency, reuse_actors=options.reuse_actors,
-        ),
-        run_config=tune.RunConfig(
-            name=name, storage_path=path, storage_filesystem=fs, callbacks=callbacks, verbose=0,
-            failure_config=tune.FailureConfig(max_failures=version.search.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        ),
-    )  # fmt: skip
-
-
-def _fit(
-    tuner: Any, version: StudyVersion, store: MlflowStore, experiment: str, meta: dict[str, Any], uri: str,
-    echo: Echo, carry_info: dict[str, Any] | None = None,
-) -> SearchResult:  # fmt: skip
+def _fit(tuner: Any, plan: SearchPlan, store: MlflowStore, echo: Echo,
+         carry_info: dict[str, Any] | None = None) -> SearchResult:  # fmt: skip
+    """Run the tuner, then record the search's end; errors are raised for ``closes_parent_on_failure``."""
+    version, parent = plan.version, plan.parent_run_id
     start = time.perf_counter()
-    status = "FAILED"
-    result = SearchResult(version.study, version.version, experiment, meta["parent_run_id"], describe_uri(uri),
-                          meta["planned"], carry=carry_info or {})  # fmt: skip
+    result = SearchResult(version.study, version.version, plan.experiment.uri, parent, plan.shown_tracking_uri,
+                          plan.planned, carry=carry_info or {})  # fmt: skip
     try:
         grid = tuner.fit()
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
     except Exception as e:
-        raise OrchestratorError(_tune_error(e)) from None
+        raise OrchestratorError(tune_error_message(e)) from None
     finally:
         result.wall_s = time.perf_counter() - start
-        if status != "FINISHED":
-            store.end_run(meta["parent_run_id"], status)
     result = _summarize(grid, version, result)
-    if result.finished + result.failed < meta["planned"]:
-        store.end_run(meta["parent_run_id"], "KILLED")
-        echo(f"interrupted after {result.finished + result.failed} of {meta['planned']} trials; "
-             f"continue with: orchestrator resume {experiment}")  # fmt: skip
+    if result.finished + result.failed < plan.planned:
+        resume = f"continue with: orchestrator resume {plan.experiment.uri}"
+        done = f"interrupted after {result.finished + result.failed} of {plan.planned} trials"
+        end_parent(store, parent, "KILLED", f"{done}; {resume}", echo)
+        echo(f"{done}; {resume}")
         result.interrupted = True
         return result
-    _finish_parent(store, version, result)
-    meta["finished"] = True
-    _write_meta(experiment, meta)
+    try:
+        _finish_parent(store, version, result)
+    except Exception as e:  # the server went away during the search: Ray's state and the spill keep everything
+        kept = f"unsent updates are in {plan.spill.where}; " if plan.spill.exists() else ""
+        raise SearchEndNotRecorded(
+            f"the search ran ({result.finished} finished, {result.failed} failed), but the tracking server "
+            f"{plan.shown_tracking_uri} could not record its end ({short_error(e)}); {kept}"
+            f"once it answers: orchestrator resume {plan.experiment.uri}"
+        ) from None
+    plan.experiment.write_meta(plan.meta(finished=True))
     echo(_leaderboard(grid, version))
     best = json.dumps(result.best_config, sort_keys=True)
     echo(f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; "
@@ -384,22 +276,38 @@ def _fit(
     return result
 
 
-def _tune_error(e: BaseException) -> str:
-    text = str(e)
-    for line in reversed(text.splitlines()):
-        if "MetricNotReported" in line or "did not report the metric" in line:
-            return line.split("MetricNotReported: ")[-1].strip()
-    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-    return f"the search failed: {first}"
+def tune_error_message(error: BaseException) -> str:
+    """What to tell the user when ``Tuner.fit`` raised.
+
+    Ray Tune re-raises an error of the searcher (``MetricNotReported``, raised on the driver in
+    ``on_trial_result``) as a ``TuneError`` from inside its handler, so the original is on the chain.
+    Anything else is named by the error the chain started from.
+    """
+    chain = exception_chain(error)
+    reported = next((e for e in chain if isinstance(e, MetricNotReported)), None)
+    if reported is not None:
+        return str(reported)
+    root = chain[-1]
+    text = str(root).strip()
+    return f"the search failed: {type(root).__name__}" + (f": {text.splitlines()[0]}" if text else "")
+
+
+def exception_chain(error: BaseException) -> list[BaseException]:
+    """``error``, then what it was raised from or while handling, and so on to the first one."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
 def _summarize(grid: Any, version: StudyVersion, result: SearchResult) -> SearchResult:
     name = version.metric.name
-    statuses = [t.status for t in grid._experiment_analysis.trials]
-    result.finished, result.failed = statuses.count("TERMINATED"), statuses.count("ERROR")
+    result.finished, result.failed = grid.num_terminated, grid.num_errors
     try:
         best = grid.get_best_result(metric=name, mode=version.metric.mode, scope="all")
-        result.best_value = best.metrics.get(f"best_{name}", None)
+        result.best_value = best.metrics.get(schema.best_metric(name), None)
         df = best.metrics_dataframe
         if df is not None and name in df:
             result.best_value = float(df[name].max() if version.metric.mode == "max" else df[name].min())
@@ -411,12 +319,12 @@ def _summarize(grid: Any, version: StudyVersion, result: SearchResult) -> Search
 
 def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResult) -> None:
     now = int(time.time() * 1000)
-    metrics = [("finished_trials", result.finished, now, 0), ("failed_trials", result.failed, now, 0),
-               ("search_wall_s", result.wall_s, now, 0)]  # fmt: skip
+    metrics = [(schema.FINISHED_TRIALS, result.finished, now, 0), (schema.FAILED_TRIALS, result.failed, now, 0),
+               (schema.SEARCH_WALL_S, result.wall_s, now, 0)]  # fmt: skip
     if result.best_value is not None:
-        metrics.append((f"best_{version.metric.name}", result.best_value, now, 0))
+        metrics.append((schema.best_metric(version.metric.name), result.best_value, now, 0))
     store.log_batch(result.parent_run_id, metrics=metrics,
-                    tags={TAG + "best_config": json.dumps(result.best_config, sort_keys=True)})  # fmt: skip
+                    tags={schema.BEST_CONFIG: json.dumps(result.best_config, sort_keys=True)})  # fmt: skip
     store.end_run(result.parent_run_id, "FINISHED")
 
 

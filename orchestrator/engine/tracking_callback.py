@@ -17,38 +17,33 @@ from typing import Any
 from ray.tune import Callback
 
 from orchestrator.spaces import StudyVersion, flatten
-from orchestrator.tracking.async_logger import AsyncTrialLogger
-from orchestrator.tracking.mlflow_store import (
-    CONFIG,
-    FAILURE,
-    HASH,
-    KIND,
-    PARENT,
-    STUDY,
-    TAG,
-    TRIAL_ID,
-    VERSION,
-    MlflowStore,
-)
+from orchestrator.tracking import schema
+from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile, tracking_wait_s
+from orchestrator.tracking.mlflow_store import MlflowStore
 
-from .searcher import WarmStartSearcher, user_metrics
+from .results import user_metrics
+from .searchers.base import SpaceSearcher
 
 
 class MlflowTrialCallback(Callback):
+    """``spill`` keeps what could not be sent when the search ends (``orchestrator resume`` sends it)."""
+
+    flush_timeout_s: float | None = None  # None: tracking_wait_s() (TRACKING_WAIT_S or its environment variable)
+
     def __init__(
         self,
         version: StudyVersion,
         tracking_uri: str,
         experiment_id: str,
         parent_run_id: str,
-        spill_path: str,
-        searcher: WarmStartSearcher | None = None,
+        spill: SpillFile,
+        searcher: SpaceSearcher | None = None,
     ):
         self.version = version
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
-        self.spill_path = spill_path
+        self.spill = spill
         self.searcher = searcher
         self.logger: AsyncTrialLogger | None = None
         self._best: dict[str, float] = {}
@@ -86,7 +81,7 @@ class MlflowTrialCallback(Callback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         assert self.logger is not None
         for key in sorted(self._open):  # interrupted (Ctrl-C): `orchestrator resume` reopens them
-            self.logger.close(key, "KILLED", {TAG + "status": "KILLED"})
+            self.logger.close(key, "KILLED", {schema.STATUS: "KILLED"})
         self._open.clear()
         self._tag_lost()
         self.shutdown()
@@ -97,18 +92,23 @@ class MlflowTrialCallback(Callback):
         for trial_id in self._killed & self._existing.keys():
             run_id, _ = self._existing[trial_id]
             self.logger.open(trial_id, self.experiment_id, "", {}, {}, reuse_run_id=run_id)
-            self.logger.close(trial_id, "KILLED", {TAG + "lost": "the driver stopped before Ray Tune saved this "
+            self.logger.close(trial_id, "KILLED", {schema.LOST: "the driver stopped before Ray Tune saved this "
                                                    "trial; the resumed search ran another in its place"})  # fmt: skip
 
-    def shutdown(self, timeout: float = 120.0) -> int:
-        """Flush and stop; returns how many updates had to be spilled to disk."""
+    def shutdown(self, timeout: float | None = None) -> int:
+        """Flush (up to ``timeout``, default the bounded wait) and stop; returns how many updates were unsent."""
         if self.logger is None:
             return 0
-        spilled = self.logger.stop(timeout=timeout, spill_to=Path(self.spill_path))
+        if timeout is None:
+            timeout = tracking_wait_s() if self.flush_timeout_s is None else self.flush_timeout_s
+        try:
+            spilled = self.logger.stop(timeout=timeout, spill_to=self.spill)
+            kept = f"kept in {self.spill.where}, sent by `orchestrator resume`"
+        except OSError as e:  # the storage itself cannot be written
+            spilled, kept = self.logger.stop(timeout=0), f"lost: cannot write {self.spill.where} ({e})"
         self.logger = None
         if spilled:
-            print(f"tracking: {spilled} update(s) could not be sent; kept in {self.spill_path}, "
-                  "sent by `orchestrator resume`", file=sys.stderr)  # fmt: skip
+            print(f"tracking: {spilled} update(s) could not be sent within {timeout:.0f}s; {kept}", file=sys.stderr)
         return spilled
 
     # ------------------------------------------------------------------ trials
@@ -124,12 +124,13 @@ class MlflowTrialCallback(Callback):
         values = self._values(trial)
         v = self.version
         tags = {
-            PARENT: self.parent_run_id, KIND: "trial", STUDY: v.study, VERSION: str(v.version),
-            HASH: v.content_hash, TRIAL_ID: key, CONFIG: json.dumps(values, sort_keys=True),
-            TAG + "trainable": v.trainable, TAG + "seed": str(trial.config.get("seed", "")),
+            schema.PARENT: self.parent_run_id, schema.KIND: schema.TRIAL_RUN, schema.STUDY: v.study,
+            schema.VERSION: str(v.version), schema.HASH: v.content_hash, schema.TRIAL_ID: key,
+            schema.CONFIG: json.dumps(values, sort_keys=True), schema.TRAINABLE: v.trainable,
+            schema.SEED: str(trial.config.get("seed", "")),
         }  # fmt: skip
         if self.searcher is not None and key in self.searcher.suggested_by:
-            tags[TAG + "suggested_by"] = self.searcher.suggested_by[key]
+            tags[schema.SUGGESTED_BY] = self.searcher.suggested_by[key]
         params = flatten(values)
         reuse, done_upto = self._existing.pop(key, ("", -1))
         self._open.add(key)
@@ -149,7 +150,7 @@ class MlflowTrialCallback(Callback):
                 self._best[trial.trial_id] = metrics[name]
         tags = {}
         if trial.trial_id not in self._last_step and "node_id" in result:
-            tags = {TAG + "node_id": str(result["node_id"]), TAG + "gpu_ids": str(result.get("gpu_ids", ""))}
+            tags = {schema.NODE_ID: str(result["node_id"]), schema.GPU_IDS: str(result.get("gpu_ids", ""))}
         self._last_step[trial.trial_id] = step
         self.logger.log(trial.trial_id, metrics, step, tags=tags)
 
@@ -158,7 +159,7 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         assert self.logger is not None
-        self.logger.log(trial.trial_id, tags={TAG + "retried_after": failure_reason(trial)})
+        self.logger.log(trial.trial_id, tags={schema.RETRIED_AFTER: failure_reason(trial)})
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._close(trial, "FAILED", failure_reason(trial))
@@ -167,14 +168,14 @@ class MlflowTrialCallback(Callback):
         assert self.logger is not None
         key = trial.trial_id
         name = self.version.metric.name
-        tags = {TAG + "status": status}
+        tags = {schema.STATUS: status}
         if reason:
-            tags[FAILURE] = reason
+            tags[schema.FAILURE] = reason
         last = self._last_step.get(key, 0)
         if status == "FINISHED" and last < self.version.schedule.max_epochs:
-            tags[TAG + "stopped_early"] = f"at epoch {last} of {self.version.schedule.max_epochs}"
+            tags[schema.STOPPED_EARLY] = f"at epoch {last} of {self.version.schedule.max_epochs}"
         if key in self._best:
-            self.logger.log(key, {f"best_{name}": self._best[key]}, step=max(last, 0))
+            self.logger.log(key, {schema.best_metric(name): self._best[key]}, step=max(last, 0))
         self.logger.close(key, status, tags)
         self._open.discard(key)
 

@@ -1,14 +1,16 @@
-"""Search spaces as data: typed distributions, study versions, loading, diffs, carry-over.
+"""Search spaces as data: typed distributions, study versions, loading, writing, diffs, carry-over.
 
-Pure Python plus PyYAML: nothing here imports ray, mlflow or torch, so light commands
-(`orchestrator space validate`) start fast. Conversion to hyperopt lives in
-``orchestrator.spaces.hyperopt`` and is imported only where a search runs.
+Pure Python plus PyYAML: nothing here imports a searcher library, ray, mlflow or torch, so
+light commands (`orchestrator space validate`) start fast. The model's step grid, option
+rule and active-parameter walk are what the searcher backends in ``orchestrator.engine``
+build their encodings on.
 """
 
 from .errors import Problem, SpaceError, ValueNotInSpace
 from .io import Study, discover, load_study, load_version, load_with_lineage, parse_version
 from .model import (
     NO_DEFAULT,
+    ActiveParam,
     Choice,
     Fixed,
     IntRange,
@@ -27,10 +29,11 @@ from .model import (
     same_value,
     unflatten,
 )
+from .writer import dump, write
 
 __all__ = [
-    "NO_DEFAULT", "Choice", "Fixed", "IntRange", "LogUniform", "Metric", "Param", "Problem",
+    "NO_DEFAULT", "ActiveParam", "Choice", "Fixed", "IntRange", "LogUniform", "Metric", "Param", "Problem",
     "QLogUniform", "QUniform", "Resources", "Schedule", "SearchSettings", "SearchSpace",
-    "SpaceError", "Study", "StudyVersion", "Uniform", "ValueNotInSpace", "discover", "flatten",
-    "load_study", "load_version", "load_with_lineage", "parse_version", "same_value", "unflatten",
+    "SpaceError", "Study", "StudyVersion", "Uniform", "ValueNotInSpace", "discover", "dump", "flatten",
+    "load_study", "load_version", "load_with_lineage", "parse_version", "same_value", "unflatten", "write",
 ]  # fmt: skip

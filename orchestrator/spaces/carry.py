@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ValueNotInSpace
-from .model import NO_DEFAULT, Choice, Fixed, SearchSpace, StudyVersion, same_value
+from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion
 
 OUTSIDE = "outside the new range"
 NOT_A_CHOICE = "not among the new choices"
@@ -78,42 +78,34 @@ def fit(space: SearchSpace, config: Mapping[str, Any], report: CarryReport | Non
     defaulted: list[str] = []
     for name, p in space.params.items():
         path = f"{prefix}{name}"
-        if name not in config:
-            default = p.value if isinstance(p, Fixed) else p.default
-            if default is NO_DEFAULT:
-                raise ValueNotInSpace(path, "missing and no default declared", NO_DEFAULT_FOR_NEW)
-            out[name] = default
-            defaulted.append(path)
-            continue
-        value = config[name]
-        if isinstance(p, Fixed):
-            if not same_value(value, p.value):
-                raise ValueNotInSpace(path, f"{value!r} differs from fixed {p.value!r}", FIXED_DIFFERS)
-            out[name] = value
-        elif isinstance(p, Choice):
-            out[name] = _fit_choice(p, value, path, report)
-        elif p.contains(value):
-            out[name] = value
+        if name in config:
+            out[name] = _fit_value(p, config[name], path, report)
+        elif p.default_value is NO_DEFAULT:
+            raise ValueNotInSpace(path, "missing and no default declared", NO_DEFAULT_FOR_NEW)
         else:
-            raise ValueNotInSpace(path, f"{value!r} is outside {p.describe()}", OUTSIDE)
+            out[name] = p.default_value
+            defaulted.append(path)
     if report is not None:
         report.defaulted.update(defaulted)
         report.removed.update(f"{prefix}{k}" for k in config if k not in space.params)
     return out
 
 
-def _fit_choice(p: Choice, value: Any, path: str, report: CarryReport | None) -> Any:
-    for opt in p.options:
-        if not isinstance(opt, SearchSpace):
-            if same_value(opt, value):
-                return opt
-            continue
-        if not isinstance(value, Mapping):
-            continue
-        fixed = {k: q.value for k, q in opt.params.items() if isinstance(q, Fixed)}
-        if all(k in value and same_value(value[k], v) for k, v in fixed.items()):
-            return fit(opt, value, report, f"{path}.")
-    raise ValueNotInSpace(path, f"{value!r} is not one of {p.describe()}", NOT_A_CHOICE)
+def _fit_value(p: Param, value: Any, path: str, report: CarryReport | None) -> Any:
+    if p.is_fixed:
+        if not p.contains(value):
+            raise ValueNotInSpace(path, f"{value!r} differs from fixed {p.value!r}", FIXED_DIFFERS)
+        return value
+    if p.is_choice:
+        # The option is the one ``select`` picks; the value then fits that option's sub-space.
+        i = p.select(value)
+        if i is None:
+            raise ValueNotInSpace(path, f"{value!r} is not one of {p.describe()}", NOT_A_CHOICE)
+        sub = p.sub_space(i)
+        return p.options[i] if sub is None else fit(sub, value, report, f"{path}.")
+    if not p.contains(value):
+        raise ValueNotInSpace(path, f"{value!r} is outside {p.describe()}", OUTSIDE)
+    return value
 
 
 def carry(trials: Iterable[PriorTrial], version: StudyVersion) -> CarryReport:

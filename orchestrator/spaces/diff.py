@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .model import NO_DEFAULT, Choice, Fixed, IntRange, Param, SearchSpace, StudyVersion, vars_of
+from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion, vars_of
 
 ChangeKind = Literal[
     "added", "removed", "narrowed", "widened", "shifted", "changed-kind",
@@ -30,14 +30,7 @@ class Change:
 
 
 def _describe(p: Param | None) -> str:
-    if p is None:
-        return "-"
-    if isinstance(p, Fixed):
-        return f"fixed {json.dumps(p.value)}"
-    text = p.describe()
-    if isinstance(p, IntRange):
-        text += (f" step {p.step}" if p.step != 1 else "") + (" log" if p.log_scale else "")
-    return text
+    return "-" if p is None else p.describe()
 
 
 def _by_path(space: SearchSpace, prefix: str = "") -> dict[str, Param]:
@@ -45,21 +38,19 @@ def _by_path(space: SearchSpace, prefix: str = "") -> dict[str, Param]:
     for name, p in space.params.items():
         path = f"{prefix}{name}"
         out[path] = p
-        if isinstance(p, Choice):
-            for i, opt in enumerate(p.options):
-                if isinstance(opt, SearchSpace):
-                    out.update(_by_path(opt, f"{path}[{p.option_label(i)}]."))
+        for i, sub in p.sub_spaces():
+            out.update(_by_path(sub, f"{path}[{p.option_label(i)}]."))
     return out
 
 
 def _compare(path: str, a: Param, b: Param) -> list[Change]:
     old, new = _describe(a), _describe(b)
-    if isinstance(a, Fixed) and isinstance(b, Fixed):
+    if a.is_fixed and b.is_fixed:
         return [] if a.canonical() == b.canonical() else [Change("fixed", path, old, new)]
-    if type(a) is not type(b):
+    if a.kind != b.kind:
         return [Change("changed-kind", path, old, new)]
     changes: list[Change] = []
-    if isinstance(a, Choice) and isinstance(b, Choice):
+    if a.is_choice:
         la = [a.option_label(i) for i in range(len(a.options))]
         lb = [b.option_label(i) for i in range(len(b.options))]
         added = [x for x in lb if x not in la]
@@ -111,8 +102,10 @@ def diff(old: StudyVersion, new: StudyVersion) -> list[Change]:
 
 
 def _default_note(p: Param | None) -> str:
-    if isinstance(p, Fixed) or p is None:
-        return "old trials carried with this value" if isinstance(p, Fixed) else ""
+    if p is None:
+        return ""
+    if p.is_fixed:
+        return "old trials carried with this value"
     if p.default is NO_DEFAULT:
         return "no default: old trials will not be carried"
     return f"old trials carried with default {json.dumps(p.default)}"

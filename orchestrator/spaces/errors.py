@@ -40,7 +40,11 @@ class SpaceError(Exception):
 
 
 class ValueNotInSpace(ValueError):
-    """A configuration value that a space cannot produce (used when carrying old trials)."""
+    """A configuration value that a space cannot produce, at its dotted path (``optimizer.momentum``).
+
+    Raised by ``SearchSpace.active`` and when carrying old trials; ``category`` groups the
+    reasons for the carry report.
+    """
 
     def __init__(self, path: str, reason: str, category: str = ""):
         self.path = path

@@ -20,6 +20,7 @@ import yaml
 
 from .errors import Problem, SpaceError
 from .model import (
+    LIARS,
     NUMERIC_KINDS,
     Choice,
     Fixed,
@@ -429,11 +430,14 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
         "cpu": num("cpu"), "gpu": lambda v, p: _gpu(ctx, v, p),
     })  # fmt: skip
     search = _parse_section(ctx, data, "search", SearchSettings, {
-        "algorithm": _one_of(ctx, ("tpe", "random", "optuna_tpe")),
+        "algorithm": lambda v, p: _identifier(ctx, v, p, "a searcher name"),
         "trials": lambda v, p: _positive_int(ctx, v, p, "trials"),
         "concurrency": lambda v, p: _positive_int(ctx, v, p, "concurrency"),
         "startup_trials": lambda v, p: _positive_int(ctx, v, p, "startup_trials"),
         "max_failures": lambda v, p: _positive_int(ctx, v, p, "max_failures", minimum=0),
+        # YAML reads a bare ``off`` as false
+        "liar": lambda v, p: _one_of(ctx, LIARS)("off" if v is False else v, p),
+        "min_rung_trials": lambda v, p: _positive_int(ctx, v, p, "min_rung_trials"),
     })  # fmt: skip
 
     fixed: Mapping[str, Any] | None = {}
@@ -459,6 +463,14 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
         params=params, schedule=schedule, resources=resources, search=search,
         fixed=dict(fixed or {}), notes=notes, source=ctx.file,
     )  # fmt: skip
+
+
+def _identifier(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str) -> str | None:
+    """A name such as a searcher's; which names exist is for the code that runs the version to say."""
+    if not isinstance(x, str) or not NAME.match(x):
+        ctx.error(path, f"expected {what} (letters, digits and _, not starting with a digit), got {_show(x)}")
+        return None
+    return x
 
 
 def _positive_number(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str) -> float | None:

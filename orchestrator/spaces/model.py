@@ -8,6 +8,10 @@ conditional sub-space, any depth). Bounds are inclusive everywhere.
 Values (never encodings such as choice indices) are what this module speaks: a
 configuration is a nested dict, ``{"lr": 0.01, "optimizer": {"name": "sgd",
 "momentum": 0.9}}``, and its flat form uses dotted paths (``optimizer.momentum``).
+What searcher backends need is library-neutral and lives here too: the step grid of
+quantized and int ranges (``steps``, ``value_at``, ``index_of``, ``snap``), the one rule
+for which option a value picks (``Choice.select``), the walk over the parameters active
+in a configuration (``SearchSpace.active``) and its inverse (``SearchSpace.build``).
 Constructors validate and raise ``ValueError`` with the rule and the values seen; the
 loader turns those into ``SpaceError`` with the file and key path.
 """
@@ -17,9 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
+
+from .errors import ValueNotInSpace
 
 Scalar = str | int | float | bool | None
 
@@ -78,29 +85,60 @@ def clean_float(x: float) -> float:
 # --------------------------------------------------------------------------- parameters
 
 
+class _Kind:
+    """What every parameter kind answers, so generic code never has to ask which kind it holds."""
+
+    kind: ClassVar[str] = ""
+    is_fixed: ClassVar[bool] = False
+    is_choice: ClassVar[bool] = False
+    #: Whether the values are a finite grid with ``steps``, ``value_at`` and ``index_of``.
+    is_stepped: ClassVar[bool] = False
+    default: Any  # the declared default or NO_DEFAULT (distributions only)
+
+    @property
+    def default_value(self) -> Any:
+        """What a trial that lacks this parameter takes: the fixed value, the declared default or ``NO_DEFAULT``."""
+        return self.default
+
+    def sub_spaces(self) -> Iterator[tuple[int, SearchSpace]]:
+        """``(option index, sub-space)`` of every conditional option (none unless a choice)."""
+        return iter(())
+
+
 @dataclass(frozen=True)
-class Fixed:
+class Fixed(_Kind):
     """A value passed to the trainable as is, not searched."""
 
     value: Any
     kind: ClassVar[str] = "fixed"
+    is_fixed: ClassVar[bool] = True
+
+    @property
+    def default_value(self) -> Any:
+        return self.value
 
     def contains(self, value: Any) -> bool:
         return same_value(value, self.value)
 
+    def describe(self) -> str:
+        return f"fixed {json.dumps(self.value, default=str)}"
+
     def canonical(self) -> Any:
         return {"fixed": self.value}
 
+    def spec(self) -> Any:
+        """The parameter in the space file's syntax: a bare scalar, or ``{fixed: value}`` for lists and mappings."""
+        return self.value if self.value is None or isinstance(self.value, str | int | float) else self.canonical()
+
 
 @dataclass(frozen=True)
-class _Numeric:
+class _Numeric(_Kind):
     """Shared parts of the numeric distributions: bounds, default, hard limits."""
 
     low: float
     high: float
     default: Any = field(default=NO_DEFAULT, kw_only=True)
     limits: tuple[float, float] | None = field(default=None, kw_only=True)
-    kind: ClassVar[str] = ""
     log: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
@@ -130,6 +168,16 @@ class _Numeric:
     def contains(self, value: Any) -> bool:
         return _is_number(value) and self.low <= value <= self.high
 
+    def snap(self, x: float) -> int | float:
+        """The value of this range nearest to the real ``x`` (in value units, also on log scales)."""
+        return self._clamp(x)
+
+    def _clamp(self, x: float) -> float:
+        x = float(x)
+        if math.isnan(x):
+            raise ValueError(f"cannot place nan in {self.describe()}")
+        return min(max(x, self.low), self.high)
+
     def bounds(self) -> list[Any]:
         return [self.low, self.high]
 
@@ -147,6 +195,10 @@ class _Numeric:
     def canonical(self) -> dict[str, Any]:
         return {self.kind: self.bounds(), **self._extras()}
 
+    def spec(self) -> dict[str, Any]:
+        """The parameter in the space file's syntax (``{uniform: [0.0, 1.0], default: 0.5}``)."""
+        return self.canonical()
+
 
 @dataclass(frozen=True)
 class Uniform(_Numeric):
@@ -160,28 +212,75 @@ class LogUniform(_Numeric):
 
 
 @dataclass(frozen=True)
-class QUniform(_Numeric):
-    """Values ``low, low + q, ..., high``; ``high - low`` must be a multiple of ``q``."""
+class _Stepped(_Numeric):
+    """A finite grid ``low, low + unit, ..., high``: its values are indices ``0..steps``.
+
+    ``value_at`` and ``index_of`` translate between the two; ``snap`` rounds a real number
+    half up to the nearest value (in value units, for log scales too) inside the bounds.
+    """
+
+    is_stepped: ClassVar[bool] = True
+
+    @property
+    def unit(self) -> float:
+        """Distance between neighbouring values (``q`` or ``step``)."""
+        raise NotImplementedError
+
+    @property
+    def steps(self) -> int:
+        """Number of intervals: the values are indices ``0..steps`` (``steps + 1`` values)."""
+        return round((self.high - self.low) / self.unit)
+
+    def value_at(self, k: int) -> int | float:
+        """The ``k``-th value, of the type a trainable gets (int for integer grids, clean floats otherwise)."""
+        if isinstance(k, bool):
+            raise ValueError(f"a step index must be an integer, got {k!r}")
+        try:
+            k = operator.index(k)
+        except TypeError:
+            raise ValueError(f"a step index must be an integer, got {k!r}") from None
+        if not 0 <= k <= self.steps:
+            raise ValueError(f"step index {k} is outside 0..{self.steps} of {self.describe()}")
+        return self._value(k)
+
+    def index_of(self, value: Any) -> int:
+        """Inverse of :meth:`value_at`; ``ValueError`` if ``value`` is not a value of this range."""
+        if not self.contains(value):
+            raise ValueError(f"{_fmt(value)} is not a value of {self.describe()}")
+        return round((value - self.low) / self.unit)
+
+    def snap(self, x: float) -> int | float:
+        k = math.floor((self._clamp(x) - self.low) / self.unit + 0.5)
+        return self._value(min(max(k, 0), self.steps))
+
+    def _value(self, k: int) -> int | float:
+        if k == 0:
+            return self.low
+        if k == self.steps:
+            return self.high
+        return min(max(clean_float(self.low + k * self.unit), self.low), self.high)
+
+
+@dataclass(frozen=True)
+class _Quantized(_Stepped):
+    """Multiples of ``q``; ``integer`` when the file wrote whole numbers (values are then ints, not 64.0)."""
 
     q: float = field(default=1.0, kw_only=True)
     integer: bool = field(default=False, kw_only=True)
-    kind: ClassVar[str] = "quniform"
 
     def __post_init__(self) -> None:
         if not _is_number(self.q) or not self.q > 0:
             raise ValueError(f"q must be a positive number, got {_fmt(self.q)}")
         super().__post_init__()
-        if not _close_to_multiple(self.high - self.low, self.q):
-            raise ValueError(
-                f"`high - low` must be a multiple of q, but got (low={self.low}, high={self.high}, q={self.q})"
-            )
 
     @property
-    def steps(self) -> int:
-        return round((self.high - self.low) / self.q)
+    def unit(self) -> float:
+        return self.q
 
-    def contains(self, value: Any) -> bool:
-        return super().contains(value) and _close_to_multiple(value - self.low, self.q)
+    def _value(self, k: int) -> int | float:
+        if self.integer:
+            return round(self.low) + k * round(self.q)
+        return super()._value(k)
 
     def bounds(self) -> list[Any]:
         return [self.low, self.high, self.q]
@@ -189,19 +288,42 @@ class QUniform(_Numeric):
     def canonical(self) -> dict[str, Any]:
         return {**super().canonical(), **({"integer": True} if self.integer else {})}
 
+    def spec(self) -> dict[str, Any]:
+        # The loader sets ``integer`` exactly when low, high and q are all written as integers.
+        written = [round(b) for b in self.bounds()] if self.integer else [float(b) for b in self.bounds()]
+        if self.integer and written != self.bounds():
+            raise ValueError(f"an integer {self.kind} needs whole-number bounds and q, got {self.bounds()}")
+        return {self.kind: written, **self._extras()}
+
 
 @dataclass(frozen=True)
-class QLogUniform(_Numeric):
-    """Log-scaled multiples of ``q`` in ``[low, high]``; both bounds must be multiples of ``q``."""
+class QUniform(_Quantized):
+    """Values ``low, low + q, ..., high``; ``high - low`` must be a multiple of ``q``."""
 
-    q: float = field(default=1.0, kw_only=True)
-    integer: bool = field(default=False, kw_only=True)
+    kind: ClassVar[str] = "quniform"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not _close_to_multiple(self.high - self.low, self.q):
+            raise ValueError(
+                f"`high - low` must be a multiple of q, but got (low={self.low}, high={self.high}, q={self.q})"
+            )
+
+    def contains(self, value: Any) -> bool:
+        return super().contains(value) and _close_to_multiple(value - self.low, self.q)
+
+
+@dataclass(frozen=True)
+class QLogUniform(_Quantized):
+    """Log-scaled multiples of ``q`` in ``[low, high]``; both bounds must be multiples of ``q``.
+
+    Index 0 is ``low`` and index ``steps`` is ``high``, with every multiple of ``q`` between.
+    """
+
     kind: ClassVar[str] = "qloguniform"
     log: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if not _is_number(self.q) or not self.q > 0:
-            raise ValueError(f"q must be a positive number, got {_fmt(self.q)}")
         super().__post_init__()
         if not (_close_to_multiple(self.low, self.q) and _close_to_multiple(self.high, self.q)):
             raise ValueError(
@@ -211,15 +333,9 @@ class QLogUniform(_Numeric):
     def contains(self, value: Any) -> bool:
         return super().contains(value) and _close_to_multiple(value, self.q)
 
-    def bounds(self) -> list[Any]:
-        return [self.low, self.high, self.q]
-
-    def canonical(self) -> dict[str, Any]:
-        return {**super().canonical(), **({"integer": True} if self.integer else {})}
-
 
 @dataclass(frozen=True)
-class IntRange(_Numeric):
+class IntRange(_Stepped):
     """Integers ``low, low + step, ..., high`` (inclusive), optionally log-scaled."""
 
     step: int = field(default=1, kw_only=True)
@@ -248,6 +364,10 @@ class IntRange(_Numeric):
         return self.log_scale
 
     @property
+    def unit(self) -> int:
+        return self.step
+
+    @property
     def steps(self) -> int:
         return (self.high - self.low) // self.step
 
@@ -255,6 +375,14 @@ class IntRange(_Numeric):
         if not _is_number(value) or value != int(value):
             return False
         return self.low <= value <= self.high and (int(value) - self.low) % self.step == 0
+
+    def _value(self, k: int) -> int:
+        return self.low + k * self.step
+
+    def describe(self) -> str:
+        return (
+            super().describe() + (f" step {self.step}" if self.step != 1 else "") + (" log" if self.log_scale else "")
+        )
 
     def canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {"int": [self.low, self.high]}
@@ -266,12 +394,13 @@ class IntRange(_Numeric):
 
 
 @dataclass(frozen=True)
-class Choice:
+class Choice(_Kind):
     """One of several options; an option is a plain value or a conditional sub-space."""
 
     options: tuple[Scalar | SearchSpace, ...]
     default: Any = field(default=NO_DEFAULT, kw_only=True)
     kind: ClassVar[str] = "choice"
+    is_choice: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not self.options:
@@ -287,18 +416,37 @@ class Choice:
                             else f"{_fmt(a)} appears twice"
                         )
                     )
-        if self.default is not NO_DEFAULT and self.option_index(self.default) is None:
+        if self.default is not NO_DEFAULT and not self.contains(self.default):
             raise ValueError(f"default {_fmt(self.default)} is not one of the options")
 
-    def option_index(self, value: Any) -> int | None:
-        """Index of the option that can produce ``value``, or ``None``."""
-        for i, opt in enumerate(self.options):
-            if isinstance(opt, SearchSpace):
-                if isinstance(value, Mapping) and opt.contains(value) is None:
-                    return i
-            elif same_value(opt, value):
-                return i
-        return None
+    def select(self, value: Any) -> int | None:
+        """The index of the option ``value`` picks, or ``None``: the one rule, for encoders, carry and diffs.
+
+        A scalar picks the option it equals (``same_value``: ``True`` is not ``1``). A mapping
+        picks among the sub-space options whose fixed entries are all present in it with the
+        same value: the one with exactly the mapping's keys if any, else the only such option,
+        else the one sharing the most keys with it (the first on a tie). Whether the rest of
+        the mapping fits the option is not asked here (see ``contains``), so an older trial
+        with added or removed keys still finds its option. A value this choice produces
+        always selects the option that produced it.
+        """
+        if not isinstance(value, Mapping):
+            return next((i for i, o in enumerate(self.options) if _is_plain(o) and same_value(o, value)), None)
+        agreeing = [(i, sub) for i, sub in self.sub_spaces() if sub.fixed_entries_agree(value)]
+        exact = [i for i, sub in agreeing if sub.params.keys() == value.keys()]
+        if exact:
+            return exact[0]
+        if not agreeing:
+            return None
+        return max(agreeing, key=lambda item: len(item[1].params.keys() & value.keys()))[0]
+
+    def sub_space(self, i: int) -> SearchSpace | None:
+        """Option ``i`` when it is a conditional sub-space; ``None`` when it is a plain value."""
+        opt = self.options[i]
+        return opt if isinstance(opt, SearchSpace) else None
+
+    def sub_spaces(self) -> Iterator[tuple[int, SearchSpace]]:
+        return ((i, opt) for i, opt in enumerate(self.options) if isinstance(opt, SearchSpace))
 
     def option_label(self, i: int) -> str:
         """A readable name for option ``i``: its value, or its fixed entries."""
@@ -309,22 +457,37 @@ class Choice:
         return ",".join(fixed) if fixed else str(i)
 
     def contains(self, value: Any) -> bool:
-        return self.option_index(value) is not None
+        """Whether this choice can produce ``value``: it selects an option, and that option can produce it."""
+        i = self.select(value)
+        if i is None:
+            return False
+        sub = self.sub_space(i)
+        return sub is None or sub.contains(value) is None
 
     def describe(self) -> str:
         return "choice [" + ", ".join(self.option_label(i) for i in range(len(self.options))) + "]"
 
-    def canonical(self) -> dict[str, Any]:
-        opts = [o.canonical() if isinstance(o, SearchSpace) else o for o in self.options]
-        out: dict[str, Any] = {"choice": opts}
+    def _syntax(self, sub_space: Callable[[SearchSpace], Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"choice": [sub_space(o) if isinstance(o, SearchSpace) else o for o in self.options]}
         if self.default is not NO_DEFAULT:
             out["default"] = self.default
         return out
+
+    def canonical(self) -> dict[str, Any]:
+        return self._syntax(SearchSpace.canonical)
+
+    def spec(self) -> dict[str, Any]:
+        """The parameter in the space file's syntax, sub-spaces in their own order."""
+        return self._syntax(SearchSpace.spec)
 
 
 Distribution = Uniform | LogUniform | QUniform | QLogUniform | IntRange | Choice
 Param = Fixed | Distribution
 NUMERIC_KINDS: dict[str, type[_Numeric]] = {c.kind: c for c in (Uniform, LogUniform, QUniform, QLogUniform, IntRange)}
+
+
+def _is_plain(option: Scalar | SearchSpace) -> bool:
+    return not isinstance(option, SearchSpace)
 
 
 def _options_clash(a: Scalar | SearchSpace, b: Scalar | SearchSpace) -> bool:
@@ -345,6 +508,22 @@ def _options_clash(a: Scalar | SearchSpace, b: Scalar | SearchSpace) -> bool:
 
 
 @dataclass(frozen=True)
+class ActiveParam:
+    """A parameter active in a configuration, as :meth:`SearchSpace.active` yields it.
+
+    ``label`` is the structural path searchers key on (``optimizer[1].momentum``, as
+    :meth:`SearchSpace.walk` names it); ``path`` is the dotted path of the value in the
+    configuration (``optimizer.momentum``); ``option`` is the selected index for a choice.
+    """
+
+    label: str
+    path: str
+    param: Param
+    value: Any
+    option: int | None = None
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """Named parameters; the order is the file's (for display), not part of identity."""
 
@@ -359,50 +538,103 @@ class SearchSpace:
     def canonical(self) -> dict[str, Any]:
         return {name: p.canonical() for name, p in sorted(self.params.items())}
 
+    def spec(self) -> dict[str, Any]:
+        """The space in the space file's syntax, in its own order."""
+        return {name: p.spec() for name, p in self.params.items()}
+
     def walk(self, prefix: str = "") -> Iterator[tuple[str, Param]]:
         """Every parameter with its structural path (``optimizer[1].momentum``)."""
         for name, p in self.params.items():
             path = f"{prefix}{name}"
             yield path, p
             if isinstance(p, Choice):
-                for i, opt in enumerate(p.options):
-                    if isinstance(opt, SearchSpace):
-                        yield from opt.walk(f"{path}[{i}].")
+                for i, opt in p.sub_spaces():
+                    yield from opt.walk(f"{path}[{i}].")
 
-    def contains(self, config: Mapping[str, Any], prefix: str = "") -> str | None:
-        """``None`` when this space can produce ``config`` exactly; else the first reason why not."""
-        missing = [k for k in self.params if k not in config]
-        if missing:
-            return f"{prefix}{missing[0]}: missing"
-        extra = [k for k in config if k not in self.params]
-        if extra:
-            return f"{prefix}{extra[0]}: not a parameter of this space"
+    def active(self, config: Mapping[str, Any]) -> Iterator[ActiveParam]:
+        """Every parameter active in ``config``, fixed ones included, each choice before its sub-space's.
+
+        Raises ``ValueNotInSpace`` (dotted value path and reason) at the first value this space
+        cannot produce: a missing or extra key, a non-mapping, a value outside a range, a choice
+        that selects no option, a fixed value that differs.
+        """
+        return self._active(config, "", "")
+
+    def _active(self, config: Any, label_prefix: str, path_prefix: str) -> Iterator[ActiveParam]:
+        if not isinstance(config, Mapping):
+            raise ValueNotInSpace(path_prefix.rstrip(".") or "<config>", f"expected a mapping, got {config!r}")
+        for key in config:
+            if key not in self.params:
+                raise ValueNotInSpace(f"{path_prefix}{key}", "not a parameter of this space")
         for name, p in self.params.items():
+            label, path = f"{label_prefix}{name}", f"{path_prefix}{name}"
+            if name not in config:
+                raise ValueNotInSpace(path, "missing")
             value = config[name]
             if isinstance(p, Choice):
-                i = p.option_index(value)
+                i = p.select(value)
                 if i is None:
-                    return f"{prefix}{name}: {_fmt_value(value)} is not one of {p.describe()}"
-            elif not p.contains(value):
-                what = (
-                    f"outside {p.describe()}" if not isinstance(p, Fixed) else f"is not the fixed value {_fmt(p.value)}"
-                )
-                return f"{prefix}{name}: {_fmt_value(value)} {what}"
+                    raise ValueNotInSpace(path, f"{value!r} is not one of {p.describe()}")
+                yield ActiveParam(label, path, p, value, i)
+                sub = p.sub_space(i)
+                if sub is not None:
+                    yield from sub._active(value, f"{label}[{i}].", f"{path}.")
+                continue
+            if not p.contains(value):
+                if isinstance(p, Fixed):
+                    raise ValueNotInSpace(path, f"{value!r} differs from the fixed value {p.value!r}")
+                raise ValueNotInSpace(path, f"{value!r} is outside {p.describe()}")
+            yield ActiveParam(label, path, p, value)
+
+    def build(self, draw: Callable[[str, Param], Any]) -> dict[str, Any]:
+        """A configuration built in file order from ``draw(label, param)``; the inverse of :meth:`active`.
+
+        Fixed parameters take their value (``draw`` is not called); for a choice ``draw`` returns
+        an option *index*, and a sub-space option is built with labels ``f"{label}[{i}]."``;
+        for a numeric parameter ``draw`` returns the value itself.
+        """
+        return self._build(draw, "")
+
+    def _build(self, draw: Callable[[str, Param], Any], prefix: str) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        for name, p in self.params.items():
+            label = f"{prefix}{name}"
+            if isinstance(p, Fixed):
+                config[name] = p.value
+            elif isinstance(p, Choice):
+                i = _option_index(draw(label, p), p, label)
+                sub = p.sub_space(i)
+                config[name] = p.options[i] if sub is None else sub._build(draw, f"{label}[{i}].")
+            else:
+                config[name] = draw(label, p)
+        return config
+
+    def contains(self, config: Mapping[str, Any]) -> str | None:
+        """``None`` when this space can produce ``config`` exactly; else the first reason why not."""
+        try:
+            for _ in self.active(config):
+                pass
+        except ValueNotInSpace as e:
+            return str(e)
         return None
+
+    def fixed_entries_agree(self, value: Mapping[str, Any]) -> bool:
+        """Whether every fixed entry of this space is in ``value`` with the same value."""
+        return all(name in value and p.contains(value[name]) for name, p in self.params.items() if p.is_fixed)
 
     def defaults(self) -> dict[str, Any]:
         """Declared defaults of the top-level parameters (fixed values count as defaults)."""
-        out: dict[str, Any] = {}
-        for name, p in self.params.items():
-            if isinstance(p, Fixed):
-                out[name] = p.value
-            elif p.default is not NO_DEFAULT:
-                out[name] = p.default
-        return out
+        return {name: p.default_value for name, p in self.params.items() if p.default_value is not NO_DEFAULT}
 
 
-def _fmt_value(v: Any) -> str:
-    return json.dumps(v, sort_keys=True, default=str)
+def _option_index(drawn: Any, choice: Choice, label: str) -> int:
+    try:
+        i = operator.index(drawn)
+    except TypeError:
+        raise ValueError(f"{label}: a choice draw must be an option index, got {drawn!r}") from None
+    if isinstance(drawn, bool) or not 0 <= i < len(choice.options):
+        raise ValueError(f"{label}: option index {drawn!r} outside 0..{len(choice.options) - 1}")
+    return i
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -464,15 +696,34 @@ class Resources:
     gpu: float = 0.0
 
 
+LIARS = ("worst", "mean", "best", "off")  # what a running trial counts as at a suggestion (``search.liar``)
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """Searcher and budget defaults; the command line can override trials and concurrency."""
 
-    algorithm: Literal["tpe", "random", "optuna_tpe"] = "tpe"
+    algorithm: str = "tpe"  # a searcher name; the engine's searcher registry says which exist
     trials: int = 20
     concurrency: int | None = None
     startup_trials: int = 10
     max_failures: int = 1
+    # What a running trial counts as while another is suggested (constant liar): the worst, mean or best loss
+    # observed, or nothing (off). Only concurrent searches have running trials at a suggestion.
+    liar: str = "worst"  # one of LIARS
+    # With ASHA the searcher fits on the highest rung with at least this many observations (None: d + 2 for d
+    # searched parameters).
+    min_rung_trials: int | None = None
+
+    # Fields added after content hashes were recorded: hashed only when set to something else than their
+    # default, so a file that does not use them keeps the hash its recorded trials ran with.
+    _HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = ("liar", "min_rung_trials")
+
+    def canonical(self) -> dict[str, Any]:
+        """The settings that enter the content hash."""
+        defaults = SearchSettings()
+        return {k: v for k, v in vars_of(self).items()
+                if k not in self._HASHED_WHEN_SET or v != getattr(defaults, k)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -500,7 +751,7 @@ class StudyVersion:
             "metric": {"name": self.metric.name, "mode": self.metric.mode},
             "schedule": _canon_numbers(vars_of(self.schedule)),
             "resources": _canon_numbers(vars_of(self.resources)),
-            "search": _canon_numbers(vars_of(self.search)),
+            "search": _canon_numbers(self.search.canonical()),
             "fixed": dict(self.fixed),
             "params": _canon_numbers(self.params.canonical()),
         }
@@ -525,7 +776,8 @@ class StudyVersion:
 
 
 def vars_of(obj: Any) -> dict[str, Any]:
-    return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+    """A dataclass's fields by name (``dataclasses.fields``: class variables are not fields)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def _canon_numbers(x: Any) -> Any:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import NO_DEFAULT, Choice, Fixed, SearchSpace, StudyVersion, vars_of
+from .model import NO_DEFAULT, SearchSpace, StudyVersion, vars_of
 
 
-def _param_rows(space: SearchSpace, indent: str = "") -> list[tuple[str, str, str]]:
+def _param_rows(space: SearchSpace, indent: str = "", with_fixed: bool = True) -> list[tuple[str, str, str]]:
+    """``(name, distribution, modifiers)`` per parameter; options' parameters follow their choice."""
     rows: list[tuple[str, str, str]] = []
     for name, p in space.params.items():
-        if isinstance(p, Fixed):
-            rows.append((f"{indent}{name}", f"fixed {json.dumps(p.value)}", ""))
+        if p.is_fixed:
+            if with_fixed:
+                rows.append((f"{indent}{name}", p.describe(), ""))
             continue
         extra = []
         if p.default is not NO_DEFAULT:
@@ -20,11 +22,8 @@ def _param_rows(space: SearchSpace, indent: str = "") -> list[tuple[str, str, st
         if getattr(p, "limits", None) is not None:
             extra.append(f"limits {list(p.limits)}")
         rows.append((f"{indent}{name}", p.describe(), ", ".join(extra)))
-        if isinstance(p, Choice):
-            for i, opt in enumerate(p.options):
-                if isinstance(opt, SearchSpace):
-                    sub = [r for r in _param_rows(opt, "") if not r[1].startswith("fixed")]
-                    rows += [(f"{indent}  [{p.option_label(i)}].{n}", d, e) for n, d, e in sub]
+        for i, sub in p.sub_spaces():
+            rows += [(f"{indent}  [{p.option_label(i)}].{n}", d, e) for n, d, e in _param_rows(sub, with_fixed=False)]
     return rows
 
 
@@ -52,7 +51,7 @@ def render_version(version: StudyVersion, lineage: list[StudyVersion], fmt: str 
     if version.fixed:
         lines.append("fixed:      " + ", ".join(f"{k}={json.dumps(v)}" for k, v in version.fixed.items()))
     rows = _param_rows(version.params)
-    searched = sum(1 for _, p in version.params.walk() if not isinstance(p, Fixed))
+    searched = sum(1 for _, p in version.params.walk() if not p.is_fixed)
     lines.append(f"params ({searched} searched):")
     w0 = max(len(n) for n, _, _ in rows)
     w1 = max(len(d) for _, d, _ in rows)

@@ -4,21 +4,50 @@ The Ray Tune driver only appends to a queue (microseconds), so logging never sit
 critical path of scheduling or training. The worker thread coalesces everything queued
 for a run into one ``log_batch`` call, keeps what it could not send, and retries with
 backoff until the server answers again. At shutdown, anything still unsent after the
-flush timeout is written to a spill file (JSON lines) that ``replay_spill`` sends later.
+flush timeout (``tracking_wait_s()``: ``TRACKING_WAIT_S``, or ``$ORCHESTRATOR_TRACKING_WAIT_S``)
+is written to a spill file (JSON lines) that ``replay_spill`` sends later. The spill file lives
+on a pyarrow filesystem: a local folder or the bucket of a remote storage.
+
+An outage is reported once when it starts and once when it ends, never once per retry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import os
+import posixpath
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .mlflow_store import MlflowStore, _short
+import pyarrow.fs as pafs
+
+from orchestrator.errors import OrchestratorError
+
+from .mlflow_store import MlflowStore, short_error
+
+TRACKING_WAIT_S = 120.0  # at the end of a search: how long to wait for the tracking server before spilling
+TRACKING_WAIT_ENV = "ORCHESTRATOR_TRACKING_WAIT_S"  # overrides TRACKING_WAIT_S (seconds, >= 0)
+
+
+def tracking_wait_s() -> float:
+    """Seconds to wait for the tracking server at the end of a search: ``$ORCHESTRATOR_TRACKING_WAIT_S`` or default."""
+    text = os.environ.get(TRACKING_WAIT_ENV, "").strip()
+    if not text:
+        return TRACKING_WAIT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise OrchestratorError(f"{TRACKING_WAIT_ENV}={text!r}: give the seconds to wait, a number >= 0")
+    return seconds
 
 
 @dataclass
@@ -37,6 +66,55 @@ class _Op:
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in ("", [], {})}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> _Op:
+        known = {f.name for f in dataclasses.fields(cls)}
+        op = cls(**{k: v for k, v in record.items() if k in known})
+        op.metrics = [(str(k), float(v), int(t), int(s)) for k, v, t, s in op.metrics]
+        return op
+
+
+class SpillFile:
+    """JSON lines of updates a driver could not send, on a pyarrow filesystem (local folder or bucket).
+
+    Object stores cannot append, so ``append`` rewrites the file with the new lines added. It pickles
+    with the callback that holds it (pyarrow filesystems pickle), so a restored search spills to the same place.
+    """
+
+    def __init__(self, filesystem: pafs.FileSystem, path: str, where: str | None = None):
+        """``where`` names the file in messages (a URI); default: ``path``."""
+        self.filesystem = filesystem
+        self.path = path
+        self.where = where or path
+
+    @classmethod
+    def local(cls, path: Path | str) -> SpillFile:
+        return cls(pafs.LocalFileSystem(), str(Path(path).resolve()))
+
+    def __repr__(self) -> str:
+        return f"SpillFile({self.where!r})"
+
+    def exists(self) -> bool:
+        return self.filesystem.get_file_info(self.path).type != pafs.FileType.NotFound
+
+    def read(self) -> list[dict[str, Any]]:
+        """The spilled records, oldest first; none when there is no file."""
+        if not self.exists():
+            return []
+        with self.filesystem.open_input_stream(self.path) as f:
+            return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        lines = [json.dumps(dict(r)) + "\n" for r in records]
+        kept = [json.dumps(r) + "\n" for r in self.read()]
+        self.filesystem.create_dir(posixpath.dirname(self.path), recursive=True)
+        with self.filesystem.open_output_stream(self.path) as f:
+            f.write("".join(kept + lines).encode())
+
+    def remove(self) -> None:
+        if self.exists():
+            self.filesystem.delete_file(self.path)
 
 
 class AsyncTrialLogger:
@@ -126,8 +204,8 @@ class AsyncTrialLogger:
             time.sleep(0.02)
         return False
 
-    def stop(self, timeout: float = 60.0, spill_to: Path | None = None) -> int:
-        """Flush, stop the worker, and spill what is left; returns the number of ops spilled."""
+    def stop(self, timeout: float = 60.0, spill_to: SpillFile | None = None) -> int:
+        """Flush, stop the worker, and spill what is left; returns the number of ops left unsent."""
         self.flush(timeout)
         self._stop.set()
         self._queue.put(None)
@@ -135,10 +213,7 @@ class AsyncTrialLogger:
             self._thread.join(timeout=5)
         left = self._pending + [op for op in _drain(self._queue) if op is not None]
         if left and spill_to is not None:
-            spill_to.parent.mkdir(parents=True, exist_ok=True)
-            with spill_to.open("a") as f:
-                for op in left:
-                    f.write(json.dumps({**op.as_json(), "run": self._runs.get(op.key, "")}) + "\n")
+            spill_to.append({**op.as_json(), "run": self._runs.get(op.key, "")} for op in left)
         return len(left)
 
     def _put(self, op: _Op) -> None:
@@ -149,6 +224,7 @@ class AsyncTrialLogger:
 
     def _work(self) -> None:
         backoff = 0.5
+        outage_since: float | None = None  # when the current outage started (monotonic), None while sending
         while True:
             stopping = self._stop.is_set()
             self._gather(block=not self._pending and not stopping)
@@ -160,16 +236,22 @@ class AsyncTrialLogger:
             try:
                 self._send()
                 backoff = 0.5
+                if outage_since is not None:
+                    self._on_error(f"tracking: the server answers again after {time.monotonic() - outage_since:.0f}s; "
+                                   "kept updates sent")  # fmt: skip
+                    outage_since = None
             except Exception as e:
                 if _permanent(e):  # the server refused this update: retrying cannot help
                     dropped = self._in_flight or {id(self._pending[0])}
                     self._pending = [op for op in self._pending if id(op) not in dropped]
-                    self._on_error(f"tracking: update refused, dropped: {_short(e)}")
+                    self._on_error(f"tracking: update refused, dropped: {short_error(e)}")
                     continue
-                # the server is down or unreachable: keep everything, try again
+                # the server is down or unreachable: keep everything, try again (said once per outage)
                 self.failures += 1
-                self.last_error = _short(e)
-                self._on_error(f"tracking: {self.last_error}; {len(self._pending)} update(s) kept, retrying")
+                self.last_error = short_error(e)
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    self._on_error(f"tracking: {self.last_error}; keeping updates, retrying until it answers")
                 self._store = None
                 if self._stop.wait(backoff):
                     return
@@ -206,25 +288,12 @@ class AsyncTrialLogger:
             if op.kind != "open" and op.key not in self._runs:
                 self._pending.pop(0)  # its run could never be created; nothing to attach it to
                 continue
-            if op.kind == "open":
-                if op.run_id:
-                    store.reopen_run(op.run_id)
-                    self._runs[op.key] = op.run_id
-                    if op.params or op.tags:
-                        store.log_batch(op.run_id, params=op.params, tags=op.tags)
-                else:
-                    self._runs[op.key] = store.create_run(op.experiment_id, op.name, op.tags, op.params)
-                self.calls += 1
-                self._pending.pop(0)
-            elif op.kind == "close":
-                run = self._runs[op.key]
-                if op.tags:
-                    store.log_batch(run, tags=op.tags)
-                store.end_run(run, op.status)
-                self.calls += 1
-                self._pending.pop(0)
-            else:
+            if op.kind == "log":
                 self._send_logs(store)
+            else:
+                _apply(store, op, self._runs)
+                self.calls += 1
+                self._pending.pop(0)
 
     def _send_logs(self, store: MlflowStore) -> None:
         group: list[_Op] = []
@@ -244,6 +313,27 @@ class AsyncTrialLogger:
         self._in_flight = set()
 
 
+def _apply(store: MlflowStore, op: _Op, runs: dict[str, str]) -> None:
+    """Send one op; an ``open`` records the run it creates (or reopens) in ``runs``, others need it there."""
+    if op.kind == "open":
+        if op.run_id:
+            store.reopen_run(op.run_id)
+            runs[op.key] = op.run_id
+            if op.params or op.tags:
+                store.log_batch(op.run_id, params=op.params, tags=op.tags)
+        else:
+            runs[op.key] = op.run_id = store.create_run(op.experiment_id, op.name, op.tags, {})
+            # From here a retry of this op (the params below failed) reopens this run: never a second run.
+            if op.params:
+                store.log_batch(op.run_id, params=op.params)
+        return
+    run = runs[op.key]
+    if op.metrics or op.params or op.tags:
+        store.log_batch(run, metrics=op.metrics, params=op.params, tags=op.tags)
+    if op.kind == "close":
+        store.end_run(run, op.status)
+
+
 def _permanent(e: BaseException) -> bool:
     """An error the server gave for this request itself (bad value, missing run), not an outage."""
     code = getattr(e, "error_code", "")
@@ -259,20 +349,21 @@ def _drain(q: queue.Queue[Any]) -> list[Any]:
             return out
 
 
-def replay_spill(path: Path, store: MlflowStore) -> int:
-    """Send the ops a previous driver could not; returns how many were sent. Removes the file."""
-    if not path.exists():
-        return 0
+def replay_spill(spill: SpillFile, store: MlflowStore) -> int:
+    """Send the ops a previous driver could not, in order; returns how many were sent. Removes the file.
+
+    A run the old driver never managed to create is created here; ops of a run that cannot be
+    identified (its ``open`` was lost) are skipped.
+    """
+    runs: dict[str, str] = {}
     sent = 0
-    for line in path.read_text().splitlines():
-        op = json.loads(line)
-        run = op.get("run") or op.get("run_id")
-        if not run:
+    for record in spill.read():
+        op = _Op.from_json(record)
+        if record.get("run"):
+            runs.setdefault(op.key, record["run"])
+        if op.kind != "open" and op.key not in runs:
             continue
-        if op["kind"] == "log":
-            store.log_batch(run, [tuple(m) for m in op.get("metrics", [])], op.get("params"), op.get("tags"))
-        elif op["kind"] == "close":
-            store.end_run(run, op["status"])
+        _apply(store, op, runs)
         sent += 1
-    path.unlink()
+    spill.remove()
     return sent

@@ -16,7 +16,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.errors import OrchestratorError
+
 from .mlflow_store import MlflowStore, TrialRow
+from .schema import best_metric
 
 SCHEMA = pa.schema(
     [
@@ -56,7 +59,7 @@ def table(rows: Iterable[TrialRow], metric: str | None = None, mode: str = "max"
         cols["parent_run_id"].append(r.parent_run_id)
     t = pa.table(cols, schema=SCHEMA)
     if metric:
-        best_key = f"best_{metric}"
+        best_key = best_metric(metric)
         t = t.append_column(f"final_{metric}", pa.array([r.metrics.get(metric) for r in rows], pa.float64()))
         t = t.append_column(
             best_key, pa.array([r.metrics.get(best_key, r.metrics.get(metric)) for r in rows], pa.float64())
@@ -64,8 +67,18 @@ def table(rows: Iterable[TrialRow], metric: str | None = None, mode: str = "max"
     return t
 
 
+def check_out_path(out: Path) -> None:
+    """Raise ``OrchestratorError`` unless ``out`` can name the ledger file (not a folder, not under a file)."""
+    if out.is_dir():
+        raise OrchestratorError(f"{out} is a folder; name the file to write, such as {out / 'trials.parquet'}")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OrchestratorError(f"cannot write {out}: {blocker} is a file, not a folder")
+
+
 def write(rows: Iterable[TrialRow], out: Path, metric: str | None = None, as_of_ms: int | None = None) -> int:
     """Write the ledger atomically; ``as_of_ms`` records when the store was read."""
+    check_out_path(out)
     t = table(rows, metric)
     as_of = as_of_ms if as_of_ms is not None else int(time.time() * 1000)
     t = t.replace_schema_metadata({**(t.schema.metadata or {}), AS_OF: str(as_of).encode()})
@@ -77,8 +90,19 @@ def write(rows: Iterable[TrialRow], out: Path, metric: str | None = None, as_of_
 
 
 def read(path: Path) -> tuple[list[TrialRow], int]:
-    """Rows and the time (ms) the store was read for them."""
-    t = pq.read_table(path)
+    """Rows and the time (ms) the store was read for them; ``OrchestratorError`` for a file that is not a ledger."""
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise OrchestratorError(f"ledger {path} {what}; write one with `orchestrator trials export STUDY --out "
+                                f"{path}` or leave out --ledger")  # fmt: skip
+    try:
+        t = pq.read_table(path)
+        missing = [name for name in SCHEMA.names if name not in t.schema.names]
+    except (OSError, pa.ArrowException) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OrchestratorError(f"ledger {path} is not a Parquet trials export: {reason}") from None
+    if missing:
+        raise OrchestratorError(f"ledger {path} is not a trials export: no column {', '.join(missing)}")
     meta = t.schema.metadata or {}
     as_of = int(meta.get(AS_OF, b"0"))
     rows = []
@@ -105,7 +129,7 @@ def read(path: Path) -> tuple[list[TrialRow], int]:
 
 def trials_with_ledger(store: MlflowStore, study: str, ledger: Path | None) -> tuple[list[TrialRow], str]:
     """Every trial of ``study``: from the ledger plus newer runs when a ledger exists, else the store."""
-    if ledger is not None and ledger.exists():
+    if ledger is not None:
         rows, as_of = read(ledger)
         rows = [r for r in rows if r.study == study]
         newer = store.trials(study, ended_after_ms=as_of)

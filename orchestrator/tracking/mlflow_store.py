@@ -1,38 +1,58 @@
 """MLflow as the trial store: one experiment per study, a parent run per search, a child run per trial.
 
-Layout (what the MLflow UI shows):
-
-* experiment ``<study>``;
-* parent run ``<study> v<N> <time>`` with tag ``orchestrator.kind=search``, the space file
-  as params, the carry-over report (``orchestrator.carry``), the leaderboard at the end;
-* child run per trial (tag ``mlflow.parentRunId``) with params as real values under
-  flattened paths (``optimizer.momentum``), per-epoch metrics with ``step``, tags
-  ``orchestrator.{study,version,space_hash,trial_id,config}`` and the final status
-  (FINISHED, FAILED with ``orchestrator.failure``, KILLED).
+Layout (what the MLflow UI shows): experiment ``<study>``; a parent run ``<study> v<N> <time>``
+per search; a nested child run per trial. Every tag, param and metric name is in ``schema``.
 
 Credentials for a team server come from MLflow's own environment variables
 (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` / ``MLFLOW_TRACKING_TOKEN``);
 they are never logged or printed.
+
+A tracking URI is checked before MLflow sees it (``check_tracking_uri``): a scheme MLflow has no
+store for, or a database store whose driver package is missing, is one line naming the fix.
+A local SQLite store is created under an inter-process lock (``<db>.lock``): two drivers opening
+a fresh store at once would otherwise both run MLflow's schema migration and one would crash.
 """
 
 from __future__ import annotations
 
+import fcntl
+import importlib.util
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces.carry import PriorTrial
 
-TAG = "orchestrator."
-KIND, STUDY, VERSION, HASH = TAG + "kind", TAG + "study", TAG + "version", TAG + "space_hash"
-TRIAL_ID, CONFIG, FAILURE, SEARCH_NAME = TAG + "trial_id", TAG + "config", TAG + "failure", TAG + "search"
-PARENT = "mlflow.parentRunId"
+from .schema import CONFIG, HASH, KIND, PARENT, SEARCH_RUN, STUDY, TRIAL_ID, TRIAL_RUN, VERSION
+
 MAX_PARAM_LENGTH = 6000
+
+# Tracking-URI schemes MLflow has a store for. Database stores are SQLAlchemy URIs, ``dialect[+driver]://``:
+# each maps to the module SQLAlchemy imports for it and the package that provides the module.
+SERVER_SCHEMES = ("http", "https", "databricks")
+FILE_SCHEMES = ("", "file")  # MLflow's file store: a folder
+DATABASE_DRIVERS: dict[str, tuple[str, str]] = {
+    "sqlite": ("", ""),  # built into Python
+    "postgresql": ("psycopg2", "psycopg2-binary"),
+    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
+    "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
+    "postgresql+pg8000": ("pg8000", "pg8000"),
+    "mysql": ("MySQLdb", "mysqlclient"),
+    "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
+    "mysql+pymysql": ("pymysql", "pymysql"),
+    "mssql": ("pyodbc", "pyodbc"),
+    "mssql+pyodbc": ("pyodbc", "pyodbc"),
+}
+SQLITE_PREFIX = "sqlite:///"
+SQLITE_LOCK_SUFFIX = ".lock"  # the lock file next to a SQLite store
 
 
 class TrackingError(OrchestratorError):
@@ -45,6 +65,50 @@ def _quiet_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     # MLflow prints "View run ..." links on every set_terminated; the live view is ours.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Raise ``TrackingError`` in one line for a scheme MLflow has no store for or a missing database driver."""
+    scheme = urlparse(uri).scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter: a folder
+        scheme = ""
+    if scheme in SERVER_SCHEMES or scheme in FILE_SCHEMES:
+        return
+    dialect = scheme.partition("+")[0]
+    if dialect not in DATABASE_DRIVERS:
+        raise TrackingError(
+            f"tracking URI {describe_uri(uri)}: unknown scheme {scheme!r}; use http(s)://host:port (an MLflow "
+            "server), sqlite:///path.db, postgresql://, mysql://, mssql:// (a database) or a folder"
+        )
+    module, package = DATABASE_DRIVERS.get(scheme, ("", ""))
+    if module and importlib.util.find_spec(module) is None:
+        raise TrackingError(
+            f"tracking URI {describe_uri(uri)}: a {dialect} store needs the Python package {package!r} "
+            f"(module {module}), which is not installed: pip install {package}"
+        )
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store; None for other stores and an in-memory database."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    path = uri.removeprefix(SQLITE_PREFIX).partition("?")[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextmanager
+def sqlite_store_lock(path: Path | None) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on ``<path>.lock`` (nothing for None); makes the store's folder."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}{SQLITE_LOCK_SUFFIX}", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def describe_uri(uri: str) -> str:
@@ -81,11 +145,15 @@ class MlflowStore:
     """Thin, synchronous adapter over ``MlflowClient``; the async logger calls it off the driver."""
 
     def __init__(self, tracking_uri: str):
+        """Raises ``TrackingError`` for a URI MLflow cannot use (``check_tracking_uri``)."""
+        check_tracking_uri(tracking_uri)
         _quiet_http_retries()
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        # MlflowClient opens the store at once; a fresh SQLite store is created (migrated) there.
+        with sqlite_store_lock(sqlite_path(tracking_uri)):
+            self.client = MlflowClient(tracking_uri=tracking_uri)
 
     # ------------------------------------------------------------------ checks
 
@@ -95,7 +163,7 @@ class MlflowStore:
             self.client.search_experiments(max_results=1)
         except Exception as e:  # connection refused, DNS, 401, 500 ...
             raise TrackingError(
-                f"tracking server {describe_uri(self.uri)} is not reachable: {_short(e)}. "
+                f"tracking server {describe_uri(self.uri)} is not reachable: {short_error(e)}. "
                 "Start it, fix --tracking-uri, or set MLFLOW_TRACKING_USERNAME/PASSWORD for a protected server."
             ) from None
 
@@ -110,7 +178,7 @@ class MlflowStore:
         if not create:
             return None
         try:
-            return self.client.create_experiment(study, tags={TAG + "study": study})
+            return self.client.create_experiment(study, tags={STUDY: study})
         except Exception:  # created concurrently by another driver
             exp = self.client.get_experiment_by_name(study)
             if exp is None:
@@ -118,10 +186,16 @@ class MlflowStore:
             return exp.experiment_id
 
     def create_run(self, experiment_id: str, name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
-        run = self.client.create_run(experiment_id, run_name=name, tags=dict(tags))
+        """A new RUNNING run; if its params cannot be logged, the run is ended FAILED (never left RUNNING)."""
+        run_id = self.client.create_run(experiment_id, run_name=name, tags=dict(tags)).info.run_id
         if params:
-            self.log_batch(run.info.run_id, params=params)
-        return run.info.run_id
+            try:
+                self.log_batch(run_id, params=params)
+            except Exception:
+                with suppress(Exception):  # the store is failing already; the caller gets the first error
+                    self.end_run(run_id, "FAILED")
+                raise
+        return run_id
 
     def log_batch(
         self,
@@ -145,6 +219,11 @@ class MlflowStore:
 
     def reopen_run(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Remove the tag ``key`` from the run if it has it."""
+        if key in self.client.get_run(run_id).data.tags:
+            self.client.delete_tag(run_id, key)
 
     def metric_steps(self, run_id: str, key: str) -> int:
         """The highest step logged for ``key`` (-1 when none)."""
@@ -173,7 +252,7 @@ class MlflowStore:
         exp = self.experiment_id(study, create=False)
         if exp is None:
             return []
-        filters = [f"tags.`{KIND}` = 'trial'"]
+        filters = [f"tags.`{KIND}` = '{TRIAL_RUN}'"]
         if parent_run_id:
             filters.append(f"tags.`{PARENT}` = '{parent_run_id}'")
         if ended_after_ms is not None:
@@ -182,7 +261,7 @@ class MlflowStore:
 
     def searches(self, study: str) -> list[Any]:
         exp = self.experiment_id(study, create=False)
-        return [] if exp is None else list(self._search(exp, f"tags.`{KIND}` = 'search'"))
+        return [] if exp is None else list(self._search(exp, f"tags.`{KIND}` = '{SEARCH_RUN}'"))
 
 
 def _row(run: Any) -> TrialRow:
@@ -212,6 +291,16 @@ def _param_text(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
 
 
-def _short(e: BaseException) -> str:
+# MLflow's REST client wraps a connection error in one long line; its cause is what to show.
+_MLFLOW_REQUEST = re.compile(r"^API request to (?P<url>\S+) failed with exception (?P<cause>.*)$")
+_CONNECTION_CAUSE = re.compile(r"\[Errno -?\d+\] [^\"')]+|Read timed out|Connection aborted|Connection reset by peer")
+
+
+def short_error(e: BaseException) -> str:
+    """One short line for an error: its first line, or what an MLflow request failed on."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    request = _MLFLOW_REQUEST.match(text)
+    if request is not None:
+        cause = _CONNECTION_CAUSE.search(request["cause"])
+        text = f"request to {describe_uri(request['url'])} failed: {cause.group(0) if cause else request['cause']}"
     return text if len(text) < 300 else text[:297] + "..."

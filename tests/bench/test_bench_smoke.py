@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench import common, search_quality, warmstart
-from bench.spacetools import derive_text, narrow_params, sample_config
+from bench import common, search_at_scale, search_quality, warmstart
+from bench.spacetools import sample_config
 from orchestrator.spaces import parse_version
 from orchestrator.spaces.carry import PriorTrial, carry
+from orchestrator.spaces.refine import RefineOptions
+from orchestrator.spaces.writer import dump
 
 
 def test_table_and_result_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -28,18 +30,27 @@ def test_table_and_result_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert set(parsed["machine"]["versions"]) >= {"ray", "hyperopt", "mlflow", "torch"}
 
 
-def test_sampled_configs_fit_the_space_and_narrowing_keeps_the_best() -> None:
+@pytest.mark.parametrize(("argv", "trials"), [([], 200), (["--quick"], 20), (["--quick", "--trials", "7"], 7)])
+def test_sizes_default_by_mode_unless_given(argv: list[str], trials: int) -> None:
+    p = common.parser("doc")
+    p.add_argument("--trials", type=int)
+    assert common.parse_args(p, argv, sizes={"trials": (20, 200)}).trials == trials
+
+
+def test_sampled_configs_fit_the_space_and_the_refined_version_keeps_the_best() -> None:
     version = warmstart.study_version(10)
     rng = np.random.default_rng(0)
     configs = [sample_config(version.params, rng) for _ in range(40)]
     assert all(version.params.contains(c) is None for c in configs)
-    best = sorted(configs, key=warmstart.loss_of)[:8]
-    v2 = parse_version(derive_text(version, narrow_params(version.params, best), version=2), "<v2>")
-    assert v2.version == 2 and v2.parent == 1
-    report = carry((PriorTrial(c, warmstart.loss_of(c), "FINISHED", 1) for c in configs), v2)
-    assert len(report.carried) >= len(best)  # the configs it was narrowed around always fit
-    x = v2.params.params["x"]
-    assert version.params.params["x"].low <= x.low < x.high <= version.params.params["x"].high
+    trace = search_quality.Trace(configs, [warmstart.loss_of(c) for c in configs])
+    v2 = search_quality.refined_version(version, trace)
+    assert v2.version == 2 and v2.parent == 1 and v2.params != version.params
+    assert parse_version(dump(v2)) == v2  # the file refine + restart would search
+    report = carry((PriorTrial(c, loss, "FINISHED", 1) for c, loss in zip(configs, trace.losses, strict=True)), v2)
+    best = sorted(configs, key=warmstart.loss_of)[: math.ceil(RefineOptions().top_fraction * len(configs))]
+    assert all(c in [carried for carried, _ in report.carried] for c in best)
+    few = search_quality.Trace(configs[:3], trace.losses[:3])
+    assert search_quality.refined_version(version, few) is version  # too few trials: no new version
 
 
 def test_search_quality_methods_on_a_tiny_budget() -> None:
@@ -53,12 +64,16 @@ def test_search_quality_methods_on_a_tiny_budget() -> None:
 
 def test_search_quality_prints_a_result_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_file = tmp_path / "sq.json"
-    search_quality.main(["--quick", "--seeds", "2", "--trials", "8", "--no-variants", "--out", str(out_file)])
+    search_quality.main(["--quick", "--seeds", "2", "--trials", "12", "--no-variants", "--out", str(out_file)])
     result = common.parse_result_line(capsys.readouterr().out)
     assert result == json.loads(out_file.read_text())
     assert set(result["problems"]) == {"branin", "hartmann6", "conditional"}
     assert result["problems"]["branin"]["methods"]["optuna TPE"]["seeds"] == 2
-    assert "version: 2" in result["example_v2"] and "parent: 1" in result["example_v2"]
+    example = parse_version(result["example_v2"])  # 12 trials: refine ranks the 6 of v1
+    assert (example.version, example.parent) == (2, 1) and "Refined from v1" in example.notes
+    restart = result["goal"]["conditional"]["refine_restart"]
+    assert restart["median"] == result["problems"]["conditional"]["methods"]["refine + restart"]["median"]
+    assert restart["met"] == (restart["median"] <= restart["cold"])
 
 
 def test_hyperopt_replay_and_latency_helpers() -> None:
@@ -72,7 +87,7 @@ def test_hyperopt_replay_and_latency_helpers() -> None:
 def test_warmstart_fill_clone_and_read_back(tmp_path: Path) -> None:
     """Trials cloned in SQL read back exactly like those logged through MlflowStore (SQLite, no server)."""
     db = tmp_path / "mlflow.db"
-    fake_server = SimpleNamespace(sqlite_uri=f"sqlite:///{db}", uri=f"sqlite:///{db}", db=db)
+    fake_server = SimpleNamespace(backend_store_uri=f"sqlite:///{db}", uri=f"sqlite:///{db}", db_path=db)
     with common.swallow_stdout():
         study = warmstart.fill_study(fake_server, 40, np.random.default_rng(2), api_runs=3, http_runs=2)  # type: ignore[arg-type]
     assert study.fill["bulk_runs"] == 35
@@ -80,3 +95,28 @@ def test_warmstart_fill_clone_and_read_back(tmp_path: Path) -> None:
     assert stages["carried"] == 40 and len(rows) == 40
     ledger = warmstart.from_ledger(fake_server.uri, study.version, rows, tmp_path / "ledger.parquet")
     assert ledger["carried"] == 40
+
+
+def test_search_at_scale_curves_cross_and_asha_stops_trials() -> None:
+    fast, slow = {"lr": 0.2, "depth": 5, "dropout": 0.2}, {"lr": 2e-3, "depth": 5, "dropout": 0.2}
+    curve = search_at_scale.learning_curve
+    assert curve(fast, 1) < curve(slow, 1) and curve(fast, 27) > curve(slow, 27)  # early ranking misleads
+    version = search_at_scale.make_version("mf", search_at_scale.MF_PARAMS, schedule=search_at_scale.MF_SCHEDULE)
+    searcher = search_at_scale.variant("tpe")(version, [], seed=0)
+    trace = search_at_scale.asha_search(searcher, version, 12)
+    assert 0 < len(trace.finals) < 12 and trace.epochs < 12 * 27  # ASHA stopped some trials early
+    assert searcher.observed_at(1) == 12 and searcher.observed_at(27) == len(trace.finals)
+
+
+def test_search_at_scale_prints_a_result_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "scale.json"
+    search_at_scale.main(["--quick", "--seeds", "2", "--mf-trials", "12", "--parallel-trials", "10",
+                          "--prior-trials", "2100", "--suggestions", "2", "--latency-priors", "300,2500",
+                          "--out", str(out_file)])  # fmt: skip
+    result = common.parse_result_line(capsys.readouterr().out)
+    assert result == json.loads(out_file.read_text())
+    assert set(result["multifidelity"]["methods"]) >= {"tpe, fidelity-aware", "Ray HyperOptSearch + ASHA",
+                                                       "Optuna TPE + HyperbandPruner"}  # fmt: skip
+    assert set(result["parallel"]["problems"]) == {"branin", "hartmann6", "conditional"}
+    assert set(result["latency_ms"]) == {"300", "2500"} and result["goal"]["latency_met"] == {}
+    assert result["prior_quality"]["problems"]["branin"]["now"]["seeds"] == 2

@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import os
 import re
 import shutil
+import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 import yaml
-
-from . import kustomize_lite
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT.parent / "shared" / "k8s" / "crds"
@@ -138,8 +139,40 @@ def deploy_copy(tmp: Path) -> Path:
     return target
 
 
+def kustomize(folder: Path, scratch: Path) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize folder`` prints; the test is skipped where kubectl is missing.
+
+    kubectl gets an empty kubeconfig (written in ``scratch``), so it can never contact a cluster."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: the overlays are rendered with `kubectl kustomize`")
+    kubeconfig = scratch / "empty-kubeconfig"
+    kubeconfig.touch()
+    done = subprocess.run(
+        [kubectl, "kustomize", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+    )
+    assert done.returncode == 0, f"kubectl kustomize {folder} failed:\n{done.stderr}"
+    return [obj for obj in yaml.safe_load_all(done.stdout) if obj]
+
+
 def render_overlay(tmp: Path, overlay: str) -> list[dict[str, Any]]:
-    return kustomize_lite.render(deploy_copy(tmp) / "overlays" / overlay)
+    """``deploy/k8s/overlays/<overlay>`` rendered from a copy in ``tmp`` (example credentials in place)."""
+    return kustomize(deploy_copy(tmp) / "overlays" / overlay, tmp)
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    """``registry:5000/org/name:tag@sha256:...`` -> (name with registry, tag, digest)."""
+    rest, _, digest = image.partition("@")
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        return rest[:colon], rest[colon + 1 :], digest
+    return rest, "", digest
 
 
 def by_kind(objects: Iterable[Mapping[str, Any]], kind: str) -> dict[str, Any]:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +14,10 @@ from .helpers import (
     OVERLAYS,
     REPO_ROOT,
     by_kind,
-    deploy_copy,
-    normalized,
     render_overlay,
     role_permissions,
+    split_image,
 )
-from .kustomize_lite import json_patch, render, split_image
 
 NAMESPACE = "orchestrator"
 EXPECTED_KINDS = {
@@ -268,19 +262,7 @@ def test_readme_covers_the_way_from_empty_cluster_to_running_search() -> None:
         assert step in text, step
 
 
-# --------------------------------------------------------------------------- the renderer itself
-
-
-def test_json_patch_operations() -> None:
-    doc: dict[str, Any] = {"a": {"list": [1, 2]}, "b/c": 1}
-    json_patch(doc, {"op": "add", "path": "/a/list/-", "value": 3})
-    json_patch(doc, {"op": "add", "path": "/a/list/0", "value": 0})
-    json_patch(doc, {"op": "replace", "path": "/b~1c", "value": 2})
-    json_patch(doc, {"op": "remove", "path": "/a/list/1"})
-    json_patch(doc, {"op": "add", "path": "/a/new", "value": {"x": 1}})
-    assert doc == {"a": {"list": [0, 2, 3], "new": {"x": 1}}, "b/c": 2}
-    with pytest.raises(KeyError):
-        json_patch(doc, {"op": "replace", "path": "/missing", "value": 1})
+# --------------------------------------------------------------------------- helpers
 
 
 @pytest.mark.parametrize(
@@ -294,31 +276,3 @@ def test_json_patch_operations() -> None:
 )
 def test_split_image(image: str, parts: tuple[str, str, str]) -> None:
     assert split_image(image) == parts
-
-
-def test_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
-    (tmp_path / "kustomization.yaml").write_text("namePrefix: x-\nresources: []\n")
-    with pytest.raises(NotImplementedError, match="namePrefix"):
-        render(tmp_path)
-
-
-def test_renderer_matches_kubectl_kustomize(tmp_path: Path) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not installed: nothing to compare the Python renderer with")
-    tree = deploy_copy(tmp_path)
-    for overlay in OVERLAYS:
-        folder = tree / "overlays" / overlay
-        # No kubeconfig: `kubectl kustomize` is local, and this guarantees it contacts no cluster.
-        env = {**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
-        done = subprocess.run(
-            [kubectl, "kustomize", str(folder)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=env,
-        )
-        assert done.returncode == 0, done.stderr
-        theirs = [o for o in yaml.safe_load_all(done.stdout) if o]
-        assert normalized(render(folder)) == normalized(theirs), overlay

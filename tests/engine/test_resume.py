@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from orchestrator.engine.runner import SearchOptions, resume_search, run_search
+from orchestrator.engine.tracking_callback import MlflowTrialCallback
+from orchestrator.tracking.mlflow_store import TrackingError
+from orchestrator.tracking.server import LoopbackMlflowServer
 from tests.conftest import ROOT
 from tests.engine.conftest import MlflowServer, write_space
 
@@ -83,3 +88,49 @@ def test_kill_driver_and_resume(tmp_path: Path, mlflow_server: MlflowServer) -> 
     assert parent.info.status == "FINISHED" and parent.data.metrics["finished_trials"] == 6
     meta = json.loads((experiment / "orchestrator.json").read_text())
     assert meta["finished"] is True
+
+
+def stop_when_running(server: LoopbackMlflowServer, study: str, trials: int, timeout: float = 120) -> None:
+    """Stop the tracking server once ``trials`` trial runs of ``study`` exist and are RUNNING."""
+    client = MlflowClient(server.uri)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(r.info.status == "RUNNING" for r in trial_runs(client, study)) >= trials:
+            break
+        time.sleep(0.2)
+    server.stop()
+
+
+def test_updates_spilled_with_a_uri_storage_are_sent_by_resume(
+    tmp_path: Path, local_ray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracking server dies mid-search under ``--storage file://...``: what was not sent is sent by resume."""
+    monkeypatch.setattr(MlflowTrialCallback, "flush_timeout_s", 2.0)  # not two minutes against a dead server
+    space = write_space(tmp_path, "spilled", PARAMS, trials=2, epochs=3, sleep=1.5, startup=2)
+    storage = (tmp_path / "ray").as_uri()
+    with LoopbackMlflowServer(tmp_path / "mlflow") as server:
+        options = SearchOptions(tracking_uri=server.uri, storage=storage, concurrency=2, live=False)
+        stopper = threading.Thread(target=stop_when_running, args=(server, "spilled", 2))
+        stopper.start()
+        with pytest.raises(TrackingError, match=r"could not record its end .*; once it answers: orchestrator resume"):
+            run_search(space, options, lambda _: None)
+        stopper.join()
+        (folder,) = [p for p in (tmp_path / "ray").iterdir() if p.is_dir()]
+        spill = folder / "tracking-spill.jsonl"
+        assert spill.exists(), "unsent updates are kept in the experiment folder, whatever the storage URI"
+
+        server.start()
+        client = MlflowClient(server.uri)
+        assert {r.info.status for r in trial_runs(client, "spilled")} == {"RUNNING"}
+        lines: list[str] = []
+        result = resume_search(f"{storage}/{folder.name}", SearchOptions(live=False), lines.append)
+        assert any(line.startswith("sending ") for line in lines), lines
+        assert not spill.exists()
+        assert result.finished == 2 and not result.interrupted
+        runs = trial_runs(client, "spilled")
+        assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+        for run in runs:
+            assert run.data.tags["orchestrator.status"] == "FINISHED"
+            assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == [1, 2, 3]
+        parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+        assert parent.info.status == "FINISHED" and parent.data.metrics["finished_trials"] == 2

@@ -1,19 +1,19 @@
-"""Version 2 narrows a range and adds a parameter with a default: earlier trials carry over."""
+"""Version 2 narrows a range and adds a parameter with a default: earlier trials carry over.
+
+How a searcher uses carried trials, unit level, is the searcher contract's (``tests/engine/searcher_contract.py``).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.engine.runner import SearchOptions, run_search
-from orchestrator.engine.searcher import WarmStartSearcher
-from orchestrator.spaces import load_version, parse_version
 from tests.engine.conftest import MlflowServer, write_space
 
 V1 = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
@@ -65,36 +65,3 @@ def test_v2_carries_v1_trials_and_starts_past_startup(tmp_path: Path, mlflow_ser
     assert len(v2_trials) == 3
     # Carried trials count towards TPE's start-up: v2's very first suggestions come from TPE.
     assert {r.data.tags["orchestrator.suggested_by"] for r in v2_trials} == {"tpe"}
-
-
-def test_searcher_suggestions_reflect_carried_trials() -> None:
-    """Unit level, no Ray cluster: the first suggestions of a warm-started TPE cluster at the optimum."""
-    version = parse_version(
-        "study: s\nversion: 1\ntrainable: analytic\nmetric: {name: loss, mode: min}\n"
-        "search: {startup_trials: 10}\nfixed: {function: quadratic}\n"
-        "params:\n  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
-    )
-    rng = np.random.default_rng(0)
-    prior = []
-    for _ in range(300):
-        c = {"x": float(rng.uniform(-1, 1)), "y": int(rng.integers(-2, 3))}
-        prior.append((c, (c["x"] - 0.3) ** 2 + (c["y"] + 0.2) ** 2))
-    warm, cold = WarmStartSearcher(version, prior, seed=1), WarmStartSearcher(version, [], seed=1)
-    warm_x = [warm.suggest(f"w{i}")["x"] for i in range(12)]
-    cold_x = [cold.suggest(f"c{i}")["x"] for i in range(12)]
-    assert set(warm.suggested_by.values()) == {"tpe"} and set(cold.suggested_by.values()) == {"startup"}
-    assert np.median(np.abs(np.array(warm_x) - 0.3)) < 0.15 < np.median(np.abs(np.array(cold_x) - 0.3))
-
-
-def test_searcher_state_round_trips_through_json(tmp_path: Path) -> None:
-    version = load_version(write_space(tmp_path, "state", V1))
-    s = WarmStartSearcher(version, [({"x": 0.1, "y": 0}, 0.5)], seed=3)
-    a, b = s.suggest("a"), s.suggest("b")
-    s.on_trial_complete("a", {"loss": 0.25})
-    s.save(str(tmp_path / "state.json"))
-    restored = WarmStartSearcher(version, [({"x": 0.1, "y": 0}, 0.5)], seed=3)
-    restored.restore(str(tmp_path / "state.json"))
-    assert restored.n_scored == 2 and "b" in restored._live and restored.suggested_by == s.suggested_by
-    restored.on_trial_complete("b", {"loss": 0.75})
-    assert restored.n_scored == 3
-    assert a["function"] == "quadratic" and b["max_epochs"] == version.schedule.max_epochs

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from orchestrator.spaces import parse_version
+from orchestrator.spaces import load_version, parse_version
+from tests.conftest import SPACES
 
 BASE = """\
 study: s
@@ -78,3 +79,18 @@ def test_hash_ignores_version_numbers() -> None:
     """Two files with the same content describe the same space, whatever they are numbered."""
     renumbered = re.sub("version: 2\nparent: 1", "version: 3\nparent: 2", BASE)
     assert parse_version(BASE).content_hash == parse_version(renumbered).content_hash
+
+
+# Computed before the space model was reworked; a shipped file's hash must never change silently,
+# or every tracked trial of its study would stop matching its version.
+SHIPPED_HASHES = {
+    "convnet_digits/v1.yaml": "83c7b79d9679b95a6be2161ed532daad8a9d1d6ae38aec3928b1c44a2b55a783",
+    "unet_dstl/v1.yaml": "bd880075adac588c11c8b3e6e8c0678cc5f10fa916ad0691bf7ae1df1521b51a",
+    "unet_dstl/v2.yaml": "bc657439526a44052fcc7de6fb4477f8ce42e27d6053a6948b270cfc97f4cf0f",
+    "unet_synthetic/v1.yaml": "603e27e32248bce008ded2a95ef7f8a7cf1b5cd8a5f8e212b999c32c59762629",
+}
+
+
+def test_shipped_hashes_are_unchanged() -> None:
+    shipped = {str(p.relative_to(SPACES)): load_version(p).content_hash for p in sorted(SPACES.glob("*/v*.yaml"))}
+    assert shipped == SHIPPED_HASHES

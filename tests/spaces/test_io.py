@@ -129,11 +129,19 @@ def test_bad_parameter(spec: str, expect: str) -> None:
         (MINIMAL.replace("  x:", "  x.y:"), "not a valid name"),
         (MINIMAL.replace("  x:", "  step:"), "reserved word"),
         (MINIMAL.replace("trainable: analytic\n", ""), "missing required key 'trainable'"),
+        (MINIMAL + "search: {algorithm: 2}\n", "expected a searcher name"),
+        (MINIMAL + "search: {algorithm: optuna-tpe}\n", "expected a searcher name"),
     ],
 )
 def test_bad_document(text: str, expect: str) -> None:
     msgs = problems(text)
     assert any(expect in m for m in msgs), msgs
+
+
+@pytest.mark.parametrize("name", ["tpe", "random", "optuna_tpe", "my_searcher"])
+def test_any_searcher_name_loads(name: str) -> None:
+    """Which searchers exist is the engine's registry's to say (``space validate`` asks it), not the loader's."""
+    assert parse_version(MINIMAL + f"search: {{algorithm: {name}}}\n").search.algorithm == name
 
 
 def test_parsed_types() -> None:

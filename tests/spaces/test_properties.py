@@ -13,9 +13,10 @@ from hyperopt import Domain, Trials, rand
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.engine.backends.hyperopt import decode, encode, to_hyperopt
 from orchestrator.spaces import SpaceError, StudyVersion, parse_version
-from orchestrator.spaces.hyperopt import decode, encode, to_hyperopt
 from tests.conftest import SPACES
+from tests.spaces.strategies import as_version, space_docs
 
 VOCAB = [
     "study", "version", "parent", "trainable", "metric", "name", "mode", "schedule", "max_epochs",
@@ -127,54 +128,6 @@ def test_mutated_shipped_documents_only_raise_space_error(which, rnd, replacemen
 
 
 # --------------------------------------------------------------------------- valid spaces
-
-names = st.sampled_from(["a", "b", "lr", "depth", "width", "momentum", "opt", "act", "k"])
-
-
-@st.composite
-def numeric_specs(draw) -> dict:
-    kind = draw(st.sampled_from(["uniform", "loguniform", "quniform", "qloguniform", "int", "intlog", "intstep"]))
-    if kind in ("uniform", "loguniform"):
-        lo = draw(st.floats(1e-4, 100))
-        hi = lo + draw(st.floats(1e-3, 1000))
-        return {kind: [lo, hi]}
-    if kind == "quniform":
-        q = draw(st.sampled_from([0.05, 0.1, 0.25, 1.0, 2.0]))
-        lo = draw(st.integers(-20, 20)) * q
-        return {kind: [lo, lo + draw(st.integers(1, 30)) * q, q]}
-    if kind == "qloguniform":
-        q = draw(st.sampled_from([1, 4, 16]))
-        lo = draw(st.integers(1, 10))
-        return {kind: [lo * q, (lo + draw(st.integers(1, 50))) * q, q]}
-    lo = draw(st.integers(1, 50))
-    if kind == "intlog":
-        return {"int": [lo, lo + draw(st.integers(1, 500))], "log": True}
-    if kind == "intstep":
-        step = draw(st.integers(1, 5))
-        return {"int": [lo, lo + step * draw(st.integers(1, 10))], "step": step}
-    return {"int": [lo, lo + draw(st.integers(1, 100))]}
-
-
-def space_docs(depth: int = 2) -> st.SearchStrategy[dict]:
-    leaf = numeric_specs() | st.fixed_dictionaries(
-        {
-            "choice": st.lists(
-                st.sampled_from(["x", "y", "z", 1, 2.5, True, None]), min_size=1, max_size=4, unique_by=repr
-            )
-        }
-    )
-    if depth > 0:
-        option = st.fixed_dictionaries({"name": st.sampled_from(["p", "q", "r", "s"])}).flatmap(
-            lambda fixed: space_docs(depth - 1).map(lambda sub: {**sub, **fixed})
-        )
-        nested = st.lists(option, min_size=1, max_size=3, unique_by=lambda o: o["name"]).map(lambda os: {"choice": os})
-        leaf = leaf | nested
-    return st.dictionaries(names, leaf, min_size=1, max_size=5)
-
-
-def as_version(params: dict) -> StudyVersion:
-    doc = {"study": "p", "version": 1, "trainable": "t", "metric": {"name": "m", "mode": "min"}, "params": params}
-    return parse_version(yaml.safe_dump(doc))
 
 
 def _same(a: Any, b: Any) -> bool:

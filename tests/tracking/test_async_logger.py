@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.tracking.async_logger import AsyncTrialLogger, replay_spill
+from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile, replay_spill
 from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri
-from tests.engine.conftest import MlflowServer, mlflow_server  # noqa: F401  (fixture)
+from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.engine.conftest import mlflow_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +23,23 @@ def experiment(client: MlflowClient, name: str) -> str:
     return client.create_experiment(name)
 
 
-def test_batches_many_results_into_few_calls(mlflow_server: MlflowServer) -> None:  # noqa: F811
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[LoopbackMlflowServer]:
+    """A server of the test's own, which the test may stop and start again (an outage)."""
+    with LoopbackMlflowServer(tmp_path / "mlflow") as server:
+        yield server
+
+
+def logger_with_open_trial(uri: str, name: str, **options: Any) -> tuple[MlflowClient, AsyncTrialLogger]:
+    """A started logger that has opened trial ``t`` in a new experiment ``name``."""
+    client = MlflowClient(uri)
+    logger = AsyncTrialLogger(lambda: MlflowStore(uri), **options)
+    logger.start()
+    logger.open("t", experiment(client, name), "t", {}, {})
+    return client, logger
+
+
+def test_batches_many_results_into_few_calls(mlflow_server: LoopbackMlflowServer) -> None:  # noqa: F811
     client = MlflowClient(mlflow_server.uri)
     exp = experiment(client, "batching")
     logger = AsyncTrialLogger(lambda: MlflowStore(mlflow_server.uri))
@@ -41,61 +60,50 @@ def test_batches_many_results_into_few_calls(mlflow_server: MlflowServer) -> Non
     assert len(client.get_metric_history(run_id, "loss")) == 200
 
 
-def test_outage_loses_nothing(tmp_path: Path) -> None:
-    server = MlflowServer(tmp_path)
-    server.start()
-    try:
-        client = MlflowClient(server.uri)
-        exp = experiment(client, "outage")
-        errors: list[str] = []
-        logger = AsyncTrialLogger(lambda: MlflowStore(server.uri), max_backoff=1.0, on_error=errors.append)
-        logger.start()
-        logger.open("t", exp, "t", {}, {})
-        for step in range(5):
-            logger.log("t", {"loss": float(step)}, step)
-        assert logger.flush(30)
-        server.stop()  # the tracking server goes away mid-search
-        for step in range(5, 15):
-            logger.log("t", {"loss": float(step)}, step)
-        logger.close("t", "FINISHED")
-        time.sleep(3)
-        assert errors and not logger.flush(0.1), "updates are held while the server is down"
-        server.start()  # ... and comes back on the same address and store
-        assert logger.flush(60)
-        run_id = logger.run_id("t")
-        logger.stop()
-        steps = sorted(m.step for m in client.get_metric_history(run_id, "loss"))
-        assert steps == list(range(15))
-        assert client.get_run(run_id).info.status == "FINISHED"
-    finally:
-        server.stop()
+def test_outage_loses_nothing(own_server: LoopbackMlflowServer) -> None:
+    errors: list[str] = []
+    client, logger = logger_with_open_trial(own_server.uri, "outage", max_backoff=1.0, on_error=errors.append)
+    for step in range(5):
+        logger.log("t", {"loss": float(step)}, step)
+    assert logger.flush(30)
+    own_server.stop()  # the tracking server goes away mid-search
+    for step in range(5, 15):
+        logger.log("t", {"loss": float(step)}, step)
+    logger.close("t", "FINISHED")
+    time.sleep(3)
+    assert errors and not logger.flush(0.1), "updates are held while the server is down"
+    own_server.start()  # ... and comes back on the same address and store
+    assert logger.flush(60)
+    run_id = logger.run_id("t")
+    logger.stop()
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "loss"))
+    assert steps == list(range(15))
+    assert client.get_run(run_id).info.status == "FINISHED"
 
 
-def test_unsent_updates_spill_to_disk_and_replay(tmp_path: Path) -> None:
-    server = MlflowServer(tmp_path)
-    server.start()
-    try:
-        client = MlflowClient(server.uri)
-        exp = experiment(client, "spill")
-        logger = AsyncTrialLogger(lambda: MlflowStore(server.uri), max_backoff=0.5)
-        logger.start()
-        logger.open("t", exp, "t", {}, {})
-        assert logger.flush(30)
-        run_id = logger.run_id("t")
-        server.stop()
-        for step in range(3):
-            logger.log("t", {"loss": float(step)}, step)
-        logger.close("t", "FINISHED")
-        spill = tmp_path / "spill.jsonl"
-        assert logger.stop(timeout=2, spill_to=spill) == 4
-        ops = [json.loads(line) for line in spill.read_text().splitlines()]
-        assert [op["kind"] for op in ops] == ["log", "log", "log", "close"] and ops[0]["run"] == run_id
-        server.start()
-        assert replay_spill(spill, MlflowStore(server.uri)) == 4 and not spill.exists()
-        assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [0, 1, 2]
-        assert client.get_run(run_id).info.status == "FINISHED"
-    finally:
-        server.stop()
+def test_unsent_updates_spill_to_disk_and_replay(own_server: LoopbackMlflowServer, tmp_path: Path) -> None:
+    client, logger = logger_with_open_trial(own_server.uri, "spill", max_backoff=0.5)
+    assert logger.flush(30)
+    run_id = logger.run_id("t")
+    exp = client.get_experiment_by_name("spill").experiment_id
+    own_server.stop()
+    for step in range(3):
+        logger.log("t", {"loss": float(step)}, step)
+    logger.close("t", "FINISHED", {"orchestrator.status": "FINISHED"})
+    logger.open("u", exp, "never created", {"k": "v"}, {"x": 1})  # its run could not be created before the stop
+    logger.log("u", {"loss": 9.0}, 1)
+    spill = SpillFile.local(tmp_path / "spill.jsonl")
+    assert logger.stop(timeout=2, spill_to=spill) == 6
+    ops = [json.loads(line) for line in (tmp_path / "spill.jsonl").read_text().splitlines()]
+    assert [op["kind"] for op in ops] == ["log", "log", "log", "close", "open", "log"] and ops[0]["run"] == run_id
+    own_server.start()
+    assert replay_spill(spill, MlflowStore(own_server.uri)) == 6 and not spill.exists()
+    assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [0, 1, 2]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["orchestrator.status"] == "FINISHED"
+    (created,) = client.search_runs([exp], "attributes.run_name = 'never created'")
+    assert created.data.params == {"x": "1"} and created.data.tags["k"] == "v"
+    assert [m.value for m in client.get_metric_history(created.info.run_id, "loss")] == [9.0]
 
 
 def test_credentials_never_shown() -> None:

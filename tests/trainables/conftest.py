@@ -51,6 +51,23 @@ def reporter(make_reporter) -> FakeReporter:
     return make_reporter()
 
 
+@pytest.fixture
+def full_and_resumed(make_reporter):
+    """``run(train, config, stop)``: train ``config`` to its end, and again stopped after ``stop``
+    epochs then resumed from the last checkpoint; returns the two reporters (full, resumed)."""
+
+    def run(train, config: dict, stop: int) -> tuple[FakeReporter, FakeReporter]:
+        full = make_reporter()
+        train(config, full)
+        first = make_reporter()
+        train({**config, "max_epochs": stop}, first)
+        resumed = make_reporter(restore=first.checkpoints[-1])
+        train(config, resumed)
+        return full, resumed
+
+    return run
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _synthetic_data_dir(tmp_path_factory):
     """Generated DSTL scenes go to a per-session folder, not the shared temporary one."""

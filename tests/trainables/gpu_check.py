@@ -2,8 +2,8 @@
 
     python tests/trainables/gpu_check.py
 
-Prints one JSON line per check: throughput of the shared loop vs a bare loop (convnet and
-U-Net), a digits training run, fp16 + GradScaler, and a real out-of-memory -> TrialFailed.
+Prints one JSON line per check: throughput of the shared loop vs a bare loop (the cases the
+registered specs declare), a digits training run, fp16 + GradScaler, and a real out-of-memory -> TrialFailed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from trainables import TrialFailed, create
-from trainables.throughput import measure_throughput
+from trainables.throughput import benchmarked, measure_throughput
 
 
 class Reporter:
@@ -39,15 +39,10 @@ def emit(check: str, **values) -> None:
 
 def main() -> None:
     emit("device", cuda=torch.cuda.is_available(), gpu=torch.cuda.get_device_name(0), torch=torch.__version__)
-    cases = [
-        ("convnet", {"filters": 32, "fc_width": 256}),
-        ("convnet", {"filters": 32, "fc_width": 256, "batch_size": 128, "expand_shifts": True}),
-        ("unet", {"samples_per_epoch": 512}),
-        ("unet", {"samples_per_epoch": 1024, "batch_size": 32, "base_filters": 64}),
-    ]
-    for name, config in cases:
-        result = measure_throughput(name, config, rounds=7, warmup=2)
-        emit("throughput", config=config, **asdict(result))
+    for spec in benchmarked():  # the throughput cases each family's spec declares
+        for size, config in spec.throughput.items():
+            result = measure_throughput(spec.name, dict(config), rounds=7, warmup=2)
+            emit("throughput", size=size, config=config, **asdict(result))
     reporter = Reporter()
     start = time.perf_counter()
     config = {"filters": 32, "fc_width": 256, "max_epochs": 12, "seed": 0}

@@ -40,13 +40,8 @@ def test_noise_is_seeded(make_reporter):
     assert runs[0] == runs[1] != runs[2]
 
 
-def test_resume_continues_the_epoch_count(make_reporter):
+def test_resume_continues_the_epoch_count(full_and_resumed):
     config = {"function": "quadratic", "x": 0.5, "noise": 0.1, "max_epochs": 5}
-    full = make_reporter()
-    create("analytic")(config, full)
-    first = make_reporter()
-    create("analytic")({**config, "max_epochs": 2}, first)
-    resumed = make_reporter(restore=first.checkpoints[-1])
-    create("analytic")(config, resumed)
+    full, resumed = full_and_resumed(create("analytic"), config, stop=2)
     assert resumed.epochs == [3, 4, 5]
     assert [r["loss"] for r in resumed.reports] == [r["loss"] for r in full.reports[2:]]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import struct
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
 from trainables import create
+from trainables.config import resolve
 from trainables.convnet.data import (
     DataError,
     load,
@@ -19,27 +21,21 @@ from trainables.convnet.data import (
     write_idx,
 )
 from trainables.convnet.model import ConvNetShape, build
+from trainables.convnet.spec import DEFAULTS
 from trainables.convnet.trainable import ClassificationEvaluator, ensemble_loss
+
+
+def tiny_shape(image_size: int = 8, classes: int = 10, **overrides) -> ConvNetShape:
+    """The shape of the tiny variant's net (``convnet_tiny``), with ``overrides``."""
+    cfg = resolve("convnet_tiny", overrides)
+    return ConvNetShape.from_config(cfg, in_channels=1, image_size=image_size, classes=classes)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 @pytest.mark.parametrize("ensemble", [1, 3])
 def test_shapes_and_gradients(activation, pooling, ensemble):
-    shape = ConvNetShape(
-        in_channels=1,
-        image_size=8,
-        classes=10,
-        conv_layers=2,
-        filters=4,
-        filter_growth=2,
-        kernel=3,
-        activation=activation,
-        pooling=pooling,
-        fc_layers=2,
-        fc_width=8,
-        dropout=0.2,
-    )
+    shape = tiny_shape(conv_layers=2, activation=activation, pooling=pooling, fc_layers=2, fc_width=8, dropout=0.2)
     model = build(shape, ensemble)
     x, y = torch.randn(5, 1, 8, 8), torch.randint(0, 10, (5,))
     out = model(x)
@@ -51,7 +47,7 @@ def test_shapes_and_gradients(activation, pooling, ensemble):
 
 
 def test_filters_grow_per_layer_and_kernel_pads_same():
-    shape = ConvNetShape(1, 28, 10, conv_layers=2, filters=20, filter_growth=2, kernel=5)
+    shape = tiny_shape(image_size=28, conv_layers=2, filters=20, filter_growth=2, kernel=5)
     assert shape.channels() == [20, 40]
     model = build(shape)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
@@ -60,7 +56,14 @@ def test_filters_grow_per_layer_and_kernel_pads_same():
 
 def test_too_many_pooling_layers_tell_the_limit():
     with pytest.raises(ValueError, match="use conv_layers <= 3"):
-        build(ConvNetShape(1, 8, 10, conv_layers=4))
+        build(tiny_shape(conv_layers=4))
+
+
+def test_the_shape_takes_its_values_from_the_spec_defaults():
+    shape = asdict(ConvNetShape.from_config(resolve("convnet", {}), in_channels=1, image_size=8, classes=10))
+    assert (shape.pop("in_channels"), shape.pop("image_size"), shape.pop("classes")) == (1, 8, 10)  # from the data
+    assert shape == {key: DEFAULTS[key] for key in shape}
+    assert (shape["kernel"], shape["fc_width"]) == (3, 128)  # what the catalog always gave users
 
 
 def test_ensemble_loss_trains_each_member_as_if_alone():

@@ -61,6 +61,20 @@ def test_random_crops_apply_the_same_transform_to_image_and_mask():
     assert found == 64 and len(seen) >= 6
 
 
+def test_batches_do_not_depend_on_how_many_are_gathered_at_once():
+    scenes, masks = torch.randn(2, 3, 20, 20), (torch.rand(2, 2, 20, 20) > 0.5).float()
+    crops = RandomCrops(scenes, masks, patch=8, batch_size=4, samples=30, augment=True)
+    assert crops.batches_per_gather == 1  # on the CPU
+    epochs = []
+    for per_gather in (1, 3, 100):
+        crops.batches_per_gather = per_gather
+        epochs.append(list(crops.epoch(torch.Generator().manual_seed(5))))
+    for batches in epochs[1:]:
+        assert [len(x) for x, _ in batches] == [4] * 7 + [2]
+        for (x, y), (x1, y1) in zip(batches, epochs[0], strict=True):
+            assert torch.equal(x, x1) and torch.equal(y, y1)
+
+
 def test_spline_window_is_positive_symmetric_with_mean_one():
     for size in (4, 7, 16, 64):
         w = spline_window(size)

@@ -1,7 +1,10 @@
-"""The catalog: names, lazy imports, config validation with readable errors."""
+"""The registry and the specs: names, lazy imports, config validation with readable errors, layout."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +13,8 @@ import pytest
 import yaml
 
 import trainables
-from trainables import TrainableConfigError, validate_config
+from trainables import TrainableConfigError, TrainableSpec, validate_config
+from trainables.api import SHARED_LOOP_ENTRY, load_object
 from trainables.config import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,9 +28,9 @@ def test_every_family_and_tiny_variant_is_registered():
         assert callable(spec.load())
 
 
-def test_catalog_and_registry_do_not_import_torch():
+def test_registry_and_spec_modules_do_not_import_torch():
     code = (
-        "import sys, trainables, trainables.catalog, trainables.analytic\n"
+        "import sys, trainables, trainables.registry, trainables.convnet.spec, trainables.unet.spec\n"
         "from trainables import names, get, validate_config\n"
         "for n in names(): get(n)\n"
         "validate_config('unet', {'depth': 3})\n"
@@ -45,11 +49,7 @@ def test_unknown_key_names_key_trainable_and_suggestion():
 
 def test_reserved_keys_are_accepted_everywhere():
     for name in trainables.names():
-        validate_config(name, {"max_epochs": 3, "seed": 1, **_required(name)})
-
-
-def _required(name: str) -> dict:
-    return {"function": "quadratic"} if name == "analytic" else {}
+        validate_config(name, {"max_epochs": 3, "seed": 1, **_tiny(name)})
 
 
 def test_missing_required_key():
@@ -100,17 +100,9 @@ def test_every_space_file_uses_keys_its_trainable_accepts(path):
     validate_config(doc["trainable"], keys)
 
 
-# One contract for every registered trainable, at tiny sizes.
-TINY_OVERRIDES = {
-    "analytic": {"function": "branin", "x": 1.0, "y": 2.0},
-    "convnet": {"subset": 150, "filters": 4, "fc_width": 8, "conv_layers": 1, "cpus": 1},
-    "unet": {"scenes": 3, "scene_size": 64, "patch": 32, "depth": 2, "base_filters": 4,
-             "samples_per_epoch": 8, "batch_size": 8, "convs_per_block": 1, "cpus": 1},
-}  # fmt: skip
-
-
 def _tiny(name: str) -> dict:
-    return dict(TINY_OVERRIDES.get(name, TINY_OVERRIDES.get(name.removesuffix("_tiny"), {})))
+    """The quick config every spec derives for tests (``TrainableSpec.tiny``)."""
+    return dict(trainables.get(name).tiny)
 
 
 @pytest.mark.parametrize("name", trainables.names())
@@ -127,3 +119,53 @@ def test_contract_reports_each_epoch_and_resumes(name, make_reporter):
     resumed = make_reporter(restore=first.checkpoints[0])
     train({**_tiny(name), "max_epochs": 3, "seed": 0}, resumed)
     assert resumed.epochs == [2, 3]
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            prefix = "." * node.level + (node.module or "")
+            found |= {prefix} if node.module else {prefix + alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def test_the_registry_is_a_leaf():
+    imported = _imported_modules(ROOT / "trainables" / "registry.py")
+    assert {m for m in imported if m.startswith(".") or m.startswith("trainables")} == {".api"}
+
+
+@pytest.mark.parametrize("family", ["convnet", "unet"])
+def test_each_family_states_its_defaults_once(family):
+    spec_module = importlib.import_module(f"trainables.{family}.spec")
+    assert trainables.get(family).optional == spec_module.DEFAULTS
+    tiny = trainables.get(f"{family}_tiny")
+    assert tiny.optional == {**spec_module.DEFAULTS, **spec_module.TINY} and tiny.task == trainables.get(family).task
+    shape = {"convnet": "trainables.convnet.model:ConvNetShape", "unet": "trainables.unet.model:UNetShape"}[family]
+    fields = dataclasses.fields(load_object(shape))
+    assert all(f.default is dataclasses.MISSING for f in fields), "the model's shape restates defaults"
+
+
+def test_torch_families_share_the_loop_entry():
+    for name in trainables.names():
+        spec = trainables.get(name)
+        if spec.task:
+            train = spec.load()
+            assert train.func is load_object(SHARED_LOOP_ENTRY) and train.args == (name,)
+
+
+def test_a_spec_is_either_self_contained_or_on_the_loop_and_checks_its_tiny_keys():
+    with pytest.raises(ValueError, match="either entry"):
+        TrainableSpec(name="x", metrics=("epoch",), entry="m:f", task="m:g")
+    with pytest.raises(ValueError, match="either entry"):
+        TrainableSpec(name="x", metrics=("epoch",))
+    with pytest.raises(ValueError, match=r"tiny sets keys it does not accept: \['filtres'\]"):
+        TrainableSpec(name="x", metrics=("epoch",), task="m:g", optional={"filters": 1}, tiny={"filtres": 2})
+    with pytest.raises(ValueError, match=r"throughput\['small'\] sets keys"):
+        TrainableSpec(name="x", metrics=("epoch",), task="m:g", throughput={"small": {"depth": 2}})

@@ -33,13 +33,8 @@ def test_reports_every_epoch_with_all_metrics(reporter):
     assert json.loads((state / META_FILE).read_text())["epoch"] == 2
 
 
-def test_resume_continues_the_epoch_count_and_the_same_curve(make_reporter):
-    full = make_reporter()
-    create("convnet_tiny")(TINY, full)
-    first = make_reporter()
-    create("convnet_tiny")({**TINY, "max_epochs": 2}, first)
-    resumed = make_reporter(restore=first.checkpoints[-1])
-    create("convnet_tiny")(TINY, resumed)
+def test_resume_continues_the_epoch_count_and_the_same_curve(full_and_resumed):
+    full, resumed = full_and_resumed(create("convnet_tiny"), TINY, stop=2)
     assert resumed.epochs == [3, 4]
     for got, want in zip(resumed.reports, full.reports[2:], strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)

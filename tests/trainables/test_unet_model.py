@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
 from trainables import create
+from trainables.config import resolve
 from trainables.unet.losses import LOSSES, JaccardEvaluator, bce_jaccard, dice, soft_jaccard
 from trainables.unet.model import UNet, UNetShape, size_error
+from trainables.unet.spec import DEFAULTS
+
+
+def tiny_shape(in_channels: int, classes: int, **overrides) -> UNetShape:
+    """The shape of the tiny variant's U-Net (``unet_tiny``), with ``overrides``."""
+    return UNetShape.from_config(resolve("unet_tiny", overrides), in_channels=in_channels, classes=classes)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("upsampling", ["transpose", "bilinear"])
 @pytest.mark.parametrize(("batch_norm", "activation"), [(True, "relu"), (False, "elu")])
 def test_shapes_and_gradients(depth, upsampling, batch_norm, activation):
-    shape = UNetShape(
-        in_channels=5,
-        classes=3,
-        depth=depth,
-        base_filters=4,
-        growth=1.5,
-        kernel=3,
-        convs_per_block=2,
-        batch_norm=batch_norm,
-        activation=activation,
-        dropout=0.1,
+    shape = tiny_shape(
+        5, 3, depth=depth, growth=1.5, convs_per_block=2, batch_norm=batch_norm, activation=activation, dropout=0.1,
         upsampling=upsampling,
-    )
+    )  # fmt: skip
     model = UNet(shape)
     x = torch.randn(2, 5, 16, 16)
     out = model(x)
@@ -37,11 +37,11 @@ def test_shapes_and_gradients(depth, upsampling, batch_norm, activation):
 
 
 def test_widths_grow_per_level():
-    assert UNetShape(3, 1, depth=3, base_filters=16, growth=1.5).widths() == [16, 24, 36, 54]
+    assert tiny_shape(3, 1, depth=3, base_filters=16, growth=1.5).widths() == [16, 24, 36, 54]
 
 
 def test_kernel_5_and_three_convs_per_block_keep_the_size():
-    model = UNet(UNetShape(2, 1, depth=2, base_filters=4, kernel=5, convs_per_block=3))
+    model = UNet(tiny_shape(2, 1, depth=2, base_filters=4, kernel=5, convs_per_block=3))
     assert model(torch.randn(1, 2, 12, 12)).shape == (1, 1, 12, 12)
 
 
@@ -49,9 +49,16 @@ def test_sizes_not_divisible_by_two_to_the_depth_are_explained():
     assert size_error(60, 4) == "patch 60 is not divisible by 2**depth=16; use 64"
     assert size_error(64, 4) is None
     assert size_error(8, 4) == "patch 8 is not divisible by 2**depth=16; use 16"
-    model = UNet(UNetShape(1, 1, depth=3, base_filters=2))
+    model = UNet(tiny_shape(1, 1, depth=3, base_filters=2))
     with pytest.raises(ValueError, match="input width 20 is not divisible by 2\\*\\*depth=8; use 24"):
         model(torch.randn(1, 1, 16, 20))
+
+
+def test_the_shape_takes_its_values_from_the_spec_defaults():
+    shape = asdict(UNetShape.from_config(resolve("unet", {}), in_channels=3, classes=5))
+    assert shape.pop("in_channels") == 3 and shape.pop("classes") == 5  # from the data, not the config
+    assert shape == {key: DEFAULTS[key] for key in shape}
+    assert UNetShape(**shape, in_channels=3, classes=5).widths() == [32, 64, 128, 256, 512]
 
 
 def test_losses_are_near_zero_for_a_perfect_prediction_and_positive_otherwise():

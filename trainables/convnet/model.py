@@ -11,24 +11,46 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..config import Config
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
 @dataclass(frozen=True)
 class ConvNetShape:
+    """The architecture of one net; built from a resolved config (the spec holds the defaults)."""
+
     in_channels: int
     image_size: int
     classes: int
-    conv_layers: int = 2
-    filters: int = 20
-    filter_growth: float = 2.0
-    kernel: int = 5
-    activation: str = "relu"
-    pooling: str = "max"
-    fc_layers: int = 1
-    fc_width: int = 100
-    dropout: float = 0.0
+    conv_layers: int
+    filters: int
+    filter_growth: float
+    kernel: int
+    activation: str
+    pooling: str
+    fc_layers: int
+    fc_width: int
+    dropout: float
+
+    @classmethod
+    def from_config(cls, cfg: Config, *, in_channels: int, image_size: int, classes: int) -> ConvNetShape:
+        """The shape a trial's config asks for, each value checked (``TrainableConfigError`` names the key)."""
+        return cls(
+            in_channels=in_channels,
+            image_size=image_size,
+            classes=classes,
+            conv_layers=cfg.integer("conv_layers", low=0),
+            filters=cfg.integer("filters", low=1),
+            filter_growth=cfg.number("filter_growth", low=0.1),
+            kernel=cfg.integer("kernel", low=1),
+            activation=cfg.choice("activation", ACTIVATIONS),
+            pooling=cfg.choice("pooling", POOLS),
+            fc_layers=cfg.integer("fc_layers", low=0),
+            fc_width=cfg.integer("fc_width", low=1),
+            dropout=cfg.number("dropout", low=0.0, high=0.99),
+        )
 
     def channels(self) -> list[int]:
         return [max(1, round(self.filters * self.filter_growth**i)) for i in range(self.conv_layers)]

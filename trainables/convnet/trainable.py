@@ -1,18 +1,15 @@
-"""Training functions ``convnet`` and ``convnet_tiny`` (see ``trainables.catalog``)."""
+"""The ``convnet`` family on the shared loop: its ``build_task`` hook, loss and evaluator (spec: ``.spec``)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..api import Reporter
 from ..config import Config, optimizer_settings
-from ..loop import Runtime, Task, TensorBatches, make_optimizer, run_trainable
+from ..loop import Runtime, Task, TensorBatches, make_optimizer
 from . import data as data_mod
-from .model import ACTIVATIONS, POOLS, ConvNetShape, build
+from .model import ConvNetShape, build
 
 
 def ensemble_loss(out: Tensor, y: Tensor) -> Tensor:
@@ -64,23 +61,6 @@ class ClassificationEvaluator:
         return {"val_accuracy": correct / n, "val_loss": nll / n}
 
 
-def model_shape(cfg: Config, in_channels: int, image_size: int, classes: int) -> ConvNetShape:
-    return ConvNetShape(
-        in_channels=in_channels,
-        image_size=image_size,
-        classes=classes,
-        conv_layers=cfg.integer("conv_layers", low=0),
-        filters=cfg.integer("filters", low=1),
-        filter_growth=cfg.number("filter_growth", low=0.1),
-        kernel=cfg.integer("kernel", low=1),
-        activation=cfg.choice("activation", ACTIVATIONS),
-        pooling=cfg.choice("pooling", POOLS),
-        fc_layers=cfg.integer("fc_layers", low=0),
-        fc_width=cfg.integer("fc_width", low=1),
-        dropout=cfg.number("dropout", low=0.0, high=0.99),
-    )
-
-
 def build_task(cfg: Config, runtime: Runtime) -> Task:
     """Data on the device, model, optimizer, loss and evaluator for one trial."""
     opt = optimizer_settings(cfg)
@@ -97,7 +77,7 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
     except data_mod.DataError as error:
         raise cfg.error("data", str(error)) from None
     channels, height, width = split.image_shape
-    shape = model_shape(cfg, channels, min(height, width), split.classes)
+    shape = ConvNetShape.from_config(cfg, in_channels=channels, image_size=min(height, width), classes=split.classes)
     try:
         shape.check()
     except ValueError as error:
@@ -108,17 +88,3 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
     train = TensorBatches(runtime.tensor(split.train_x), runtime.tensor(split.train_y), batch_size, shuffle=True)
     val = TensorBatches(runtime.tensor(split.val_x), runtime.tensor(split.val_y), max(batch_size, 512))
     return Task(model, optimizer, ensemble_loss, train, val, ClassificationEvaluator(vote), name=cfg.trainable)
-
-
-def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
-    return run_trainable(name, config, reporter, build_task, hint="lower the learning rate (optimizer.lr) or raise l2")
-
-
-def train(config: dict[str, Any], reporter: Reporter) -> None:
-    """network3-style ConvNet on digits or MNIST-format IDX data."""
-    run("convnet", config, reporter)
-
-
-def train_tiny(config: dict[str, Any], reporter: Reporter) -> None:
-    """A few hundred digits and a tiny net: for tests of the engine."""
-    run("convnet_tiny", config, reporter)

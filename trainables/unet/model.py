@@ -9,23 +9,45 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..config import Config
+
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
 UPSAMPLING = ("transpose", "bilinear")
+MAX_DEPTH = 8
 
 
 @dataclass(frozen=True)
 class UNetShape:
+    """The architecture of one U-Net; built from a resolved config (the spec holds the defaults)."""
+
     in_channels: int
     classes: int
-    depth: int = 4
-    base_filters: int = 32
-    growth: float = 2.0
-    kernel: int = 3
-    convs_per_block: int = 2
-    batch_norm: bool = True
-    activation: str = "relu"
-    dropout: float = 0.0
-    upsampling: str = "transpose"
+    depth: int
+    base_filters: int
+    growth: float
+    kernel: int
+    convs_per_block: int
+    batch_norm: bool
+    activation: str
+    dropout: float
+    upsampling: str
+
+    @classmethod
+    def from_config(cls, cfg: Config, *, in_channels: int, classes: int) -> UNetShape:
+        """The shape a trial's config asks for, each value checked (``TrainableConfigError`` names the key)."""
+        return cls(
+            in_channels=in_channels,
+            classes=classes,
+            depth=cfg.integer("depth", low=1, high=MAX_DEPTH),
+            base_filters=cfg.integer("base_filters", low=1),
+            growth=cfg.number("growth", low=0.5, high=4.0),
+            kernel=cfg.integer("kernel", low=1),
+            convs_per_block=cfg.integer("convs_per_block", low=1),
+            batch_norm=cfg.flag("batch_norm"),
+            activation=cfg.choice("activation", ACTIVATIONS),
+            dropout=cfg.number("dropout", low=0.0, high=0.99),
+            upsampling=cfg.choice("upsampling", UPSAMPLING),
+        )
 
     def widths(self) -> list[int]:
         return [max(1, round(self.base_filters * self.growth**i)) for i in range(self.depth + 1)]

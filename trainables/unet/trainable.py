@@ -1,4 +1,4 @@
-"""Training functions ``unet`` and ``unet_tiny`` (see ``trainables.catalog``)."""
+"""The ``unet`` family on the shared loop: its ``build_task`` hook (spec: ``.spec``)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from ..api import Reporter
 from ..config import Config, optimizer_settings, resolve
-from ..loop import Runtime, Task, TensorBatches, make_optimizer, run_trainable
+from ..loop import Runtime, Task, TensorBatches, make_optimizer
 from .data import RandomCrops, dataset_root, grid_tiles, load_scenes, standardized
 from .dstl import BANDS, CLASS_TYPES, DSTLError
 from .indices import INDICES
 from .losses import LOSSES, JaccardEvaluator
-from .model import ACTIVATIONS, UPSAMPLING, UNet, UNetShape, size_error
-
-
-def model_shape(cfg: Config, in_channels: int, classes: int) -> UNetShape:
-    return UNetShape(
-        in_channels=in_channels,
-        classes=classes,
-        depth=cfg.integer("depth", low=1, high=8),
-        base_filters=cfg.integer("base_filters", low=1),
-        growth=cfg.number("growth", low=0.5, high=4.0),
-        kernel=cfg.integer("kernel", low=1),
-        convs_per_block=cfg.integer("convs_per_block", low=1),
-        batch_norm=cfg.flag("batch_norm"),
-        activation=cfg.choice("activation", ACTIVATIONS),
-        dropout=cfg.number("dropout", low=0.0, high=0.99),
-        upsampling=cfg.choice("upsampling", UPSAMPLING),
-    )
+from .model import MAX_DEPTH, UNet, UNetShape, size_error
 
 
 def chosen_classes(cfg: Config) -> list[str]:
@@ -47,7 +30,7 @@ def chosen_classes(cfg: Config) -> list[str]:
 def build_task(cfg: Config, runtime: Runtime) -> Task:
     """Scenes on the device, U-Net, optimizer, loss and Jaccard evaluator for one trial."""
     patch = cfg.integer("patch", low=2)
-    depth = cfg.integer("depth", low=1, high=8)
+    depth = cfg.integer("depth", low=1, high=MAX_DEPTH)
     message = size_error(patch, depth)
     if message:
         raise cfg.error("patch", message)
@@ -90,7 +73,7 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
         augment,
     )
     val = TensorBatches(runtime.tensor(val_tiles), runtime.tensor(val_masks), batch_size)
-    shape = model_shape(cfg, train_x.shape[1], len(classes))
+    shape = UNetShape.from_config(cfg, in_channels=train_x.shape[1], classes=len(classes))
     model = runtime.prepare(UNet(shape))
     optimizer = make_optimizer(
         model.parameters(),
@@ -109,20 +92,6 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
         "val_images": [s.image_id for s in split.val],
     }
     return Task(model, optimizer, loss, train, val, JaccardEvaluator(classes, loss), name=cfg.trainable, meta=meta)
-
-
-def run(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
-    return run_trainable(name, config, reporter, build_task, hint="lower the learning rate (lr) or use batch_norm")
-
-
-def train(config: dict[str, Any], reporter: Reporter) -> None:
-    """U-Net on DSTL-layout data (or generated synthetic scenes)."""
-    run("unet", config, reporter)
-
-
-def train_tiny(config: dict[str, Any], reporter: Reporter) -> None:
-    """A 2-level U-Net on four 64-pixel synthetic scenes: for tests of the engine."""
-    run("unet_tiny", config, reporter)
 
 
 def background_baseline(config: dict[str, Any], name: str = "unet") -> dict[str, float]:

@@ -1,0 +1,92 @@
+"""The Ray a search runs on: join a cluster or start a local Ray, size the concurrency, shut down what we started."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.spaces import StudyVersion
+
+PROBE_TIMEOUT_S = 5.0
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Connect to ``address`` (or ``$RAY_ADDRESS``) or start a local Ray; on exit, shut down only a Ray started here.
+
+    A Ray already initialised in this process (a test's, a notebook's) is used as it is.
+    """
+    import ray
+
+    if address:
+        _probe(address)
+    started = False
+    if not ray.is_initialized():
+        _init(address)
+        started = True
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _init(address: str | None) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    # Unfinished trials of an interrupted search have no results yet: expected, not a warning.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Trial output stays in the trial's folder unless asked for: the live view is ours.
+    worker_logs = os.environ.get("ORCHESTRATOR_WORKER_LOGS") == "1"
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": worker_logs,
+    }  # fmt: skip
+    try:
+        # "local" starts a fresh Ray for this search; a bare ray.init() would join any Ray already running here.
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **kwargs)
+    except Exception as e:
+        where = f"Ray cluster at {address!r}" if address else "a local Ray"
+        raise OrchestratorError(f"could not connect to {where}: {str(e).strip().splitlines()[0]}") from None
+
+
+def _probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Fail in seconds, naming the address, when nothing listens there (``ray.init`` retries for minutes)."""
+    target = address.removeprefix("ray://")
+    if target == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        raise OrchestratorError(
+            f"Ray cluster at {address!r} is not reachable ({reason}); check --address "
+            "(host:port of the head's GCS, ray://host:10001 for Ray Client, or auto on a cluster node)"
+        ) from None
+
+
+def trial_slots(version: StudyVersion) -> int:
+    """How many trials the connected cluster can run at once with the space's per-trial resources."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = math.floor(total.get("CPU", 1) / version.resources.cpu + 1e-9)
+    if version.resources.gpu > 0:
+        slots = min(slots, math.floor(total.get("GPU", 0) / version.resources.gpu + 1e-9))
+    if slots < 1:
+        need = f"cpu {version.resources.cpu}, gpu {version.resources.gpu}"
+        raise OrchestratorError(
+            f"{version.source}: the cluster cannot fit one trial ({need}); it has "
+            f"CPU {total.get('CPU', 0)}, GPU {total.get('GPU', 0)}"
+        )
+    return slots

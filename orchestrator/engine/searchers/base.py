@@ -1,0 +1,266 @@
+"""What every searcher over a ``StudyVersion`` shares, whatever library proposes the values.
+
+A searcher is a Ray Tune ``Searcher`` built from ``(version, prior, seed)``: ``prior`` holds
+scored earlier trials as ``(config, loss)`` pairs (values, lower is better), or
+``(config, loss, history)`` where ``history`` maps each epoch to the loss the trial reported
+then, that the library learns from before its first suggestion. Its state is saved as JSON
+(values, never pickles), so a resumed search rebuilds the library's state from the prior and
+the completed trials, and pending trials survive a save/restore or a pickle round trip.
+
+**Budgets.** Each scored trial holds its loss per *budget*: an ASHA rung epoch
+(``grace_period * reduction_factor**k`` below ``max_epochs``, where ASHA compares trials) or
+``max_epochs`` itself (the full budget). A trial's loss at a rung is the one of its first result
+at or past that epoch, as ASHA records it. With ASHA the library fits on the highest budget with
+at least ``search.min_rung_trials`` observations (default d + 2 for d searched parameters, the
+rule of BOHB, Falkner et al. 2018), so an early-stopped trial counts at the rungs it reached,
+never as a final result. A prior without history counts at the full budget only, as a finished
+trial. With FIFO there is one budget, ``max_epochs``, and every scored trial is final.
+
+**Pending trials.** Trials that run while a suggestion is made (only with concurrency > 1) are
+treated as observed with a lie (constant liar, ``search.liar``): the worst, mean or best loss
+observed at the fitted budget, or left out (``off``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from orchestrator.engine.results import check_metric_reported, metric_value
+from orchestrator.spaces import StudyVersion
+from orchestrator.spaces.model import Schedule
+
+# A scored earlier trial: (config, loss) or (config, loss, {epoch: loss reported at that epoch}).
+PriorTrial = tuple[dict[str, Any], float] | tuple[dict[str, Any], float, Mapping[int, float]]
+Prior = Sequence[PriorTrial]
+Budgets = dict[int, float]  # budget (a rung epoch, or max_epochs for the full budget) -> the loss there
+EPOCH_KEY = "training_iteration"  # what Ray Tune's ASHA counts its rungs in (``plan.build_tuner``)
+
+
+def budgets_of(schedule: Schedule) -> tuple[int, ...]:
+    """The epochs where the searcher keeps a trial's loss, ascending: ASHA's rungs below ``max_epochs``, then
+    ``max_epochs`` (the full budget). FIFO compares trials at the end only: ``(max_epochs,)``.
+
+    The rungs are Ray Tune's ``ASHAScheduler`` milestones ``grace_period * reduction_factor**k``; a trial is
+    judged at its first result at or past a milestone, so a fractional milestone is rounded up."""
+    if schedule.scheduler != "asha":
+        return (schedule.max_epochs,)
+    rungs: list[int] = []
+    milestone = float(schedule.grace_period)
+    while (epoch := math.ceil(milestone - 1e-9)) < schedule.max_epochs:
+        if epoch not in rungs:
+            rungs.append(epoch)
+        milestone *= schedule.reduction_factor
+    return (*rungs, schedule.max_epochs)
+
+
+def record_rungs(budgets: Budgets, rungs: Iterable[int], epoch: int, loss: float) -> None:
+    """Keep ``loss`` (reported at ``epoch``) as the loss at each rung up to ``epoch`` that has none yet."""
+    for rung in rungs:
+        if rung > epoch:
+            break
+        budgets.setdefault(rung, loss)
+
+
+def lie(losses: Sequence[float] | np.ndarray, liar: str) -> float | None:
+    """The loss a pending trial counts with (``search.liar``): worst, mean or best of ``losses``; None when off."""
+    if liar == "off" or len(losses) == 0:
+        return None
+    return float({"worst": np.max, "best": np.min, "mean": np.mean}[liar](losses))
+
+
+class SpaceSearcher(Searcher, ABC):
+    """The prior, the bookkeeping of suggested trials and their losses per budget, the config a trial
+    receives, the metric check, the budget a model fits on, JSON save/restore and pickling that rebuilds
+    the derived state.
+
+    A subclass lists the attributes it can rebuild in ``_derived``, rebuilds them in ``_build()`` (from
+    ``_scored()``, then the pending ``_live`` trials), and implements ``suggest`` and ``on_trial_complete``
+    (recording the outcome with ``_finish``).
+    """
+
+    _derived: tuple[str, ...] = ()
+    # Whether ASHA's rungs are budgets; False treats every scored trial as final, as searchers did before
+    # budgets (the multi-fidelity benchmark compares both this way).
+    fidelity_aware: ClassVar[bool] = True
+
+    def __init__(self, version: StudyVersion, prior: Prior, seed: int = 0):
+        super().__init__(metric=version.metric.name, mode=version.metric.mode)
+        self.version = version
+        self.seed = seed
+        self.budgets = budgets_of(version.schedule) if self.fidelity_aware else (version.schedule.max_epochs,)
+        self._prior: list[tuple[dict[str, Any], Budgets]] = [self._prior_budgets(*trial) for trial in prior]
+        self._prior_counts = {b: sum(b in budgets for _, budgets in self._prior) for b in self.budgets}
+        self._completed: list[tuple[dict[str, Any], Budgets]] = []
+        self._live: dict[str, dict[str, Any]] = {}
+        self._live_rungs: dict[str, Budgets] = {}  # rungs a running trial has reached
+        self.suggested_by: dict[str, str] = {}
+        self._count = 0
+        self._build()
+
+    @abstractmethod
+    def _build(self) -> None:
+        """Rebuild the attributes named in ``_derived`` from the saved state."""
+
+    # ------------------------------------------------------------------ budgets
+
+    @property
+    def full_budget(self) -> int:
+        return self.budgets[-1]
+
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        """The budgets below the full one (ASHA's rungs; none with FIFO)."""
+        return self.budgets[:-1]
+
+    @property
+    def min_rung_trials(self) -> int:
+        """Observations a budget needs before a model fits on it: ``search.min_rung_trials``, else d + 2."""
+        searched = sum(1 for _, p in self.version.params.walk() if not p.is_fixed)
+        return self.version.search.min_rung_trials or searched + 2
+
+    def _prior_budgets(
+        self, config: Mapping[str, Any], loss: float, history: Mapping[int, float] | None = None
+    ) -> tuple[dict[str, Any], Budgets]:
+        """A carried trial's losses per budget: without a history it is final (full budget), as a finished
+        trial; with one it counts at the rungs its history reached, and at the full budget only if it got there."""
+        budgets: Budgets = {}
+        per_epoch = sorted((int(epoch), float(value)) for epoch, value in (history or {}).items())
+        if self.rungs and per_epoch:
+            for epoch, value in per_epoch:
+                record_rungs(budgets, self.rungs, epoch, value)
+            if per_epoch[-1][0] < self.full_budget:
+                return dict(config), budgets
+        budgets[self.full_budget] = float(loss)
+        return dict(config), budgets
+
+    def _scored(self) -> list[tuple[dict[str, Any], Budgets]]:
+        """Every scored trial, carried then completed, in the order they were scored."""
+        return self._prior + self._completed
+
+    def observed_at(self, budget: int) -> int:
+        """How many trials (scored or running) have a loss at ``budget``."""
+        own = sum(budget in b for _, b in self._completed) + sum(budget in b for b in self._live_rungs.values())
+        return self._prior_counts[budget] + own
+
+    def model_budget(self) -> int:
+        """The budget a model fits on: the highest one with at least ``min_rung_trials`` observations, else the
+        one with the most (the highest of those tied). With FIFO, the full budget."""
+        if not self.rungs:
+            return self.full_budget
+        counts = {b: self.observed_at(b) for b in self.budgets}
+        enough = [b for b in self.budgets if counts[b] >= self.min_rung_trials]
+        return enough[-1] if enough else max(reversed(self.budgets), key=counts.__getitem__)
+
+    @property
+    def n_scored(self) -> int:
+        """Trials with a score that the library learns from (prior and completed)."""
+        return len(self._prior) + len(self._completed)
+
+    # ------------------------------------------------------------------ suggestions and results
+
+    def _next_seed(self) -> int:
+        """The seed of the next suggestion: fixed by the searcher's seed and how many came before."""
+        return int(np.random.default_rng([self.seed, self._count]).integers(2**31 - 1))
+
+    def _issue(self, trial_id: str, values: dict[str, Any], suggested_by: str, seed: int) -> dict[str, Any]:
+        """Record a suggestion and return what the trainable receives: fixed + values + reserved keys."""
+        self._live[trial_id] = values
+        self._live_rungs[trial_id] = {}
+        self.suggested_by[trial_id] = suggested_by
+        self._count += 1
+        config = self.version.trial_config(values)
+        config.update(max_epochs=self.version.schedule.max_epochs, seed=seed % 100_000)
+        return config
+
+    def _loss(self, result: Mapping[str, Any] | None, error: bool) -> float | None:
+        """The loss of a result, or ``None`` when it errored or its metric is missing or not finite."""
+        value = None if error else metric_value(result, self.version.metric.name)
+        return None if value is None else self.version.metric.loss(value)
+
+    def _record_result(self, trial_id: str, result: Mapping[str, Any] | None) -> tuple[int, float] | None:
+        """Keep a running trial's loss at the rungs its result reached; returns (epoch, loss) when it counts."""
+        budgets = self._live_rungs.get(trial_id)
+        loss = self._loss(result, error=False)
+        epoch = None if result is None else result.get(EPOCH_KEY)
+        if budgets is None or loss is None or not isinstance(epoch, int | float):
+            return None
+        record_rungs(budgets, self.rungs, int(epoch), loss)
+        return int(epoch), loss
+
+    def _finish(self, trial_id: str, result: Mapping[str, Any] | None, error: bool) -> Budgets | None:
+        """Record how a trial ended and return its losses per budget (None when it failed or is unknown).
+
+        A result at or past the full budget, or one without an epoch, is final (as a finished trial); one
+        that stopped early (ASHA) counts at the rungs it reached only."""
+        values = self._live.pop(trial_id, None)
+        loss = self._loss(result, error)
+        if values is None or loss is None:
+            self._live_rungs.pop(trial_id, None)
+            return None
+        at = self._record_result(trial_id, result)
+        budgets = self._live_rungs.pop(trial_id)
+        if at is None or at[0] >= self.full_budget or not self.rungs:
+            budgets[self.full_budget] = loss
+        if not budgets:  # stopped before its first rung: nothing comparable to learn from
+            return None
+        self._completed.append((values, budgets))
+        return budgets
+
+    def pending_at(self, budget: int) -> list[str]:
+        """The running trials without a loss at ``budget`` yet, in the order they were suggested."""
+        return [t for t in self._live if budget not in self._live_rungs.get(t, {})]
+
+    # ------------------------------------------------------------------ Ray Tune API
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # metric and mode come from the space file
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        check_metric_reported(result, self.version.metric.name, self.version.trainable)
+        if self.rungs:
+            self._record_result(trial_id, result)
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {
+            "completed": self._completed,
+            "live": self._live,
+            "live_rungs": self._live_rungs,
+            "suggested_by": self.suggested_by,
+            "count": self._count,
+        }
+        with open(checkpoint_path, "w") as f:
+            json.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self._completed = [(c, self._budgets_from_json(b)) for c, b in state["completed"]]
+        self._live = state["live"]
+        live_rungs = state.get("live_rungs", {})
+        self._live_rungs = {t: self._budgets_from_json(live_rungs.get(t, {})) for t in self._live}
+        self.suggested_by = state["suggested_by"]
+        self._count = state["count"]
+        self._build()
+
+    def _budgets_from_json(self, saved: Mapping[str, float] | float) -> Budgets:
+        """Budgets as JSON holds them (string keys); a bare loss (a state saved before budgets) is final."""
+        if isinstance(saved, int | float):
+            return {self.full_budget: float(saved)}
+        return {int(b): float(loss) for b, loss in saved.items()}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in self._derived:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._build()

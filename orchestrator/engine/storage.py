@@ -1,0 +1,213 @@
+"""Where searches keep their state, chosen by URI scheme in this one place.
+
+``--storage`` is a folder or a URI of a filesystem pyarrow supports (``SCHEMES``). A search's
+experiment folder ``<storage>/<study>-v<N>-<time>-<suffix>`` holds Ray Tune's state, ``orchestrator.json``
+(what ``resume`` needs) and, when tracking updates could not be sent, ``tracking-spill.jsonl``.
+The spill is written through the same filesystem as everything else, wherever the callback
+runs (the driver, or the head node under Ray Client), so ``resume`` finds and replays it for
+a local folder and a bucket alike.
+
+The random suffix keeps two searches of one version started in the same second apart; on a
+local folder the experiment folder is also created exclusively, so no two drivers ever share one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.tracking.async_logger import SpillFile
+
+META = "orchestrator.json"
+SPILL = "tracking-spill.jsonl"
+FINISHED = "finished"  # the key of orchestrator.json that marks a search done
+WRITE_PROBE = ".orchestrator-write-check"  # a file written and removed to check that a storage can be written
+SUFFIX_BYTES = 3  # an experiment folder's random suffix: 6 hex digits
+NAME_ATTEMPTS = 8  # suffixes tried before giving up (a clash needs two drivers in one second and one suffix)
+
+Resolver = Callable[[str], tuple[pafs.FileSystem, str]]
+
+
+def _local(path: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.LocalFileSystem(), str(Path(path).resolve())
+
+
+def _pyarrow(uri: str) -> tuple[pafs.FileSystem, str]:
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+    except (OSError, ValueError) as e:  # missing libhdfs, bad bucket URI, no credentials ...
+        raise OrchestratorError(f"storage {uri}: {str(e).strip().splitlines()[0]}") from None
+    return filesystem, path.rstrip("/")
+
+
+# Scheme -> how to open it. "" is a plain path. Each one is a filesystem pyarrow opens from a URI.
+SCHEMES: dict[str, Resolver] = {
+    "": _local,
+    "file": _pyarrow,
+    "s3": _pyarrow,
+    "gs": _pyarrow,
+    "gcs": _pyarrow,
+    "hdfs": _pyarrow,
+    "viewfs": _pyarrow,
+    "abfs": _pyarrow,
+    "abfss": _pyarrow,
+}
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def scheme_of(uri: str) -> str:
+    """``s3`` for ``s3://bucket/x``; ``""`` for a plain path."""
+    match = _SCHEME.match(uri)
+    return match.group(1).lower() if match else ""
+
+
+def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    scheme = scheme_of(uri)
+    resolver = SCHEMES.get(scheme)
+    if resolver is None:
+        valid = ", ".join(f"{s}://" for s in SCHEMES if s)
+        raise OrchestratorError(f"storage {uri}: unknown scheme {scheme!r}; use a folder or one of {valid}")
+    return resolver(uri)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The root that holds experiment folders: a filesystem and a path inside it.
+
+    ``uri`` is how the user named it (a plain path is made absolute): experiment URIs printed for
+    ``orchestrator resume`` are built from it.
+    """
+
+    uri: str
+    filesystem: pafs.FileSystem
+    path: str
+
+    def experiment(self, name: str) -> Experiment:
+        return Experiment(self, name)
+
+    def check_writable(self) -> None:
+        """Raise ``OrchestratorError`` naming the storage unless a file can be written and removed in it."""
+        probe = f"{self.path.rstrip('/')}/{WRITE_PROBE}-{secrets.token_hex(4)}"  # drivers checking at once never meet
+        try:
+            self.filesystem.create_dir(self.path, recursive=True)
+            with self.filesystem.open_output_stream(probe) as f:
+                f.write(b"ok")
+            self.filesystem.delete_file(probe)
+        except OSError as e:
+            raise OrchestratorError(f"storage {self.uri} cannot be written: {_reason(e)}") from None
+
+    def new_experiment(self, prefix: str) -> Experiment:
+        """A new experiment folder ``<prefix>-<random suffix>``, created here for this search alone."""
+        for _ in range(NAME_ATTEMPTS):
+            experiment = self.experiment(f"{prefix}-{secrets.token_hex(SUFFIX_BYTES)}")
+            if experiment.create():
+                return experiment
+        raise OrchestratorError(f"storage {self.uri}: no free experiment folder name for {prefix} "
+                                f"after {NAME_ATTEMPTS} tries")  # fmt: skip
+
+    def latest_unfinished(self, study: str, version: int) -> Experiment | None:
+        """The newest search of ``study`` v``version`` here whose ``orchestrator.json`` is not finished."""
+        try:
+            infos = self.filesystem.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        except OSError:
+            return None
+        prefix = f"{study}-v{version}-"
+        names = sorted((i.base_name for i in infos if i.base_name.startswith(prefix)), reverse=True)
+        for name in names:
+            experiment = self.experiment(name)
+            try:
+                if not experiment.read_meta().get(FINISHED):
+                    return experiment
+            except OrchestratorError:
+                continue
+        return None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One search's folder: Ray Tune's state, ``orchestrator.json`` and the tracking spill."""
+
+    storage: Storage
+    name: str
+
+    @property
+    def uri(self) -> str:
+        """What the user passes to ``orchestrator resume``."""
+        return f"{self.storage.uri.rstrip('/')}/{self.name}"
+
+    @property
+    def path(self) -> str:
+        """The folder inside ``storage.filesystem`` (what Ray Tune is given)."""
+        return f"{self.storage.path.rstrip('/')}/{self.name}"
+
+    @property
+    def spill(self) -> SpillFile:
+        return SpillFile(self.storage.filesystem, f"{self.path}/{SPILL}", where=f"{self.uri}/{SPILL}")
+
+    def create(self) -> bool:
+        """Create the folder; False when it exists already (exclusive on a local folder, checked elsewhere)."""
+        fs = self.storage.filesystem
+        try:
+            if isinstance(fs, pafs.LocalFileSystem):
+                os.makedirs(self.storage.path, exist_ok=True)
+                os.mkdir(self.path)
+                return True
+            if fs.get_file_info(self.path).type != pafs.FileType.NotFound:
+                return False
+            fs.create_dir(self.path, recursive=True)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise OrchestratorError(f"storage {self.storage.uri} cannot be written: {_reason(e)}") from None
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        fs = self.storage.filesystem
+        fs.create_dir(self.path, recursive=True)
+        with fs.open_output_stream(f"{self.path}/{META}") as f:
+            f.write(json.dumps(meta, indent=2).encode())
+
+    def read_meta(self) -> dict[str, Any]:
+        try:
+            with self.storage.filesystem.open_input_stream(f"{self.path}/{META}") as f:
+                return json.loads(f.read().decode())
+        except (FileNotFoundError, OSError, json.JSONDecodeError):
+            raise OrchestratorError(
+                f"{self.uri} is not a search started by orchestrator (no readable {META}); "
+                "give the experiment path printed by `orchestrator run`"
+            ) from None
+
+
+def _reason(error: OSError) -> str:
+    """The first line of an ``OSError`` (with its path when it has one)."""
+    text = error.strerror or str(error).strip() or type(error).__name__
+    where = f": {error.filename}" if error.filename else ""
+    return text.splitlines()[0] + where
+
+
+def open_storage(uri: str) -> Storage:
+    """The storage at ``uri`` (a folder or a URI with one of ``SCHEMES``)."""
+    filesystem, path = _resolve(uri)
+    shown = path if scheme_of(uri) == "" else uri.rstrip("/")
+    return Storage(shown, filesystem, path)
+
+
+def open_experiment(uri: str) -> Experiment:
+    """The experiment folder at ``uri``, as printed by ``orchestrator run``."""
+    if scheme_of(uri) == "":
+        path = Path(uri).resolve()
+        root, name = str(path.parent), path.name
+    else:
+        root, _, name = uri.rstrip("/").rpartition("/")
+    if not name or scheme_of(root) != scheme_of(uri):
+        raise OrchestratorError(f"{uri} is not an experiment path; give the path printed by `orchestrator run`")
+    return open_storage(root).experiment(name)

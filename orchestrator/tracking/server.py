@@ -1,0 +1,157 @@
+"""A real ``mlflow server`` process on loopback, with its SQLite store and artifacts in one folder.
+
+Used by the tests and the benchmarks, and meant for a local UI command: it binds only 127.0.0.1,
+so nothing off this machine can reach it. mlflow is not imported here (the server runs as
+``python -m mlflow server`` with this interpreter); only ``warm_up`` imports the client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+LOG_TAIL_CHARS = 2000
+# MLflow's job runner (huey workers) polls all the time: on a small machine it takes CPU from every
+# request and from the trials being measured. Tracking calls do not use it.
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+class MlflowServerError(RuntimeError):
+    """The server exited or did not answer ``/health``; the message ends with the tail of its log."""
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+class LoopbackMlflowServer:
+    """``mlflow server`` on ``127.0.0.1:<port>``: store ``root/mlflow.db``, artifacts ``root/artifacts``.
+
+    The port is fixed when the object is made, so ``stop()`` then ``start()`` brings the same
+    server back on the same address and store (an outage and its end). ``launch()`` starts the
+    process without waiting, for callers that have other start-up work to overlap with it.
+    """
+
+    def __init__(self, root: Path, *, port: int | None = None, workers: int = 1, jobs: bool = False) -> None:
+        """``jobs=True`` keeps MLflow's job runner on (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``)."""
+        self.root = Path(root)
+        self.port = port if port is not None else free_loopback_port()
+        self.workers = workers
+        self.jobs = jobs
+        self.uri = f"http://{LOOPBACK}:{self.port}"
+        self.db_path = self.root / "mlflow.db"
+        self.log_path = self.root / "server.log"
+        self.startup_s = 0.0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._launched_at = 0.0
+
+    @property
+    def backend_store_uri(self) -> str:
+        """The SQLite store the server writes, for reading it directly (no HTTP)."""
+        return f"sqlite:///{self.db_path}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK, "--port", str(self.port),
+            "--workers", str(self.workers), "--backend-store-uri", self.backend_store_uri,
+            "--artifacts-destination", str(self.root / "artifacts"),
+        ]  # fmt: skip
+
+    def launch(self) -> LoopbackMlflowServer:
+        """Start the process and return at once; ``wait()`` for it to answer."""
+        if self.running:
+            raise MlflowServerError(f"mlflow server at {self.uri} is already running")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        env = {**os.environ, JOB_EXECUTION_ENV: "true" if self.jobs else "false"}
+        self._launched_at = time.perf_counter()
+        # A session of its own: stop() signals the whole group (the CLI, uvicorn and its workers).
+        self._proc = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        return self
+
+    def wait(self, timeout: float = START_TIMEOUT_S) -> LoopbackMlflowServer:
+        """Until ``/health`` answers; ``startup_s`` then holds the seconds since ``launch()``."""
+        if self._proc is None:
+            raise MlflowServerError("launch() the mlflow server before waiting for it")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self.stop()
+                raise MlflowServerError(f"mlflow server exited with code {code}:\n{self.log_tail()}")
+            if self._healthy():
+                self.startup_s = time.perf_counter() - self._launched_at
+                return self
+            time.sleep(0.25)
+        self.stop()
+        raise MlflowServerError(f"mlflow server at {self.uri} did not answer /health within {timeout:.0f}s:\n"
+                                f"{self.log_tail()}")  # fmt: skip
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> LoopbackMlflowServer:
+        return self.launch().wait(timeout)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:  # refused while it boots, or a timeout
+            return False
+
+    def warm_up(self) -> float:
+        """A freshly started server answers its first searches slowly (seconds): send two; returns their time."""
+        from mlflow.tracking import MlflowClient
+
+        t0 = time.perf_counter()
+        client = MlflowClient(self.uri)
+        client.search_experiments(max_results=1)
+        client.search_runs(["0"], max_results=1)
+        return time.perf_counter() - t0
+
+    def log_tail(self, chars: int = LOG_TAIL_CHARS) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return "(no server log)"
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group, SIGKILL if it is still there after a while."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> LoopbackMlflowServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,207 @@
+"""Every searcher of the registry keeps the searcher contract (``tests/engine/searcher_contract.py``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from orchestrator.checks import check_version, version_problems
+from orchestrator.engine.searchers import SEARCHERS, check_available, searcher_class, searcher_names
+from orchestrator.engine.searchers.base import budgets_of, lie
+from orchestrator.engine.searchers.hyperopt import HyperoptSearcher, good_count, model_selection
+from orchestrator.errors import OrchestratorError
+from orchestrator.spaces import SpaceError, StudyVersion, parse_version
+from tests.engine.searcher_contract import HEAD, QUADRATIC_PARAMS, SearcherContract
+
+
+class TestTpe(SearcherContract):
+    @pytest.fixture
+    def algorithm(self) -> str:
+        return "tpe"
+
+
+class TestRandom(SearcherContract):
+    @pytest.fixture
+    def algorithm(self) -> str:
+        return "random"
+
+    @pytest.fixture
+    def learns(self) -> bool:
+        return False
+
+
+class TestOptunaTpe(SearcherContract):
+    @pytest.fixture
+    def algorithm(self) -> str:
+        return "optuna_tpe"
+
+    @pytest.mark.parametrize("liar", ["mean", "best"])
+    def test_liars_optuna_cannot_do_are_refused_in_one_line(self, liar: str) -> None:
+        version = self.version("optuna_tpe", QUADRATIC_PARAMS, liar=liar)
+        with pytest.raises(OrchestratorError, match=rf"^search\.liar: optuna_tpe takes worst or off, not '{liar}'"):
+            self.searcher(version)
+
+
+# --------------------------------------------------------------------------- budgets, liars, the model's selection
+
+
+@pytest.mark.parametrize(
+    ("schedule", "budgets"),
+    [
+        ("{scheduler: fifo, max_epochs: 9}", (9,)),
+        ("{scheduler: asha, max_epochs: 10, grace_period: 1, reduction_factor: 3}", (1, 3, 9, 10)),
+        ("{scheduler: asha, max_epochs: 9, grace_period: 1, reduction_factor: 3}", (1, 3, 9)),
+        ("{scheduler: asha, max_epochs: 40, grace_period: 4, reduction_factor: 3}", (4, 12, 36, 40)),
+        ("{scheduler: asha, max_epochs: 6, grace_period: 1, reduction_factor: 1.5}", (1, 2, 3, 4, 6)),
+    ],
+)
+def test_budgets_are_ashas_rungs_then_the_full_budget(schedule: str, budgets: tuple[int, ...]) -> None:
+    version = parse_version(f"{HEAD}schedule: {schedule}\n{QUADRATIC_PARAMS}")
+    assert budgets_of(version.schedule) == budgets
+
+
+def test_ray_asha_judges_trials_at_the_same_rungs() -> None:
+    """Ray Tune's ASHAScheduler (as ``plan.build_tuner`` makes it) has its rungs where the searcher records."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    schedule = "schedule: {max_epochs: 40, grace_period: 4, reduction_factor: 3}\n"
+    s = parse_version(f"{HEAD}{schedule}{QUADRATIC_PARAMS}").schedule
+    asha = ASHAScheduler(time_attr="training_iteration", max_t=s.max_epochs, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor)  # fmt: skip
+    milestones = sorted(math.ceil(milestone) for milestone, _ in asha._brackets[0]._rungs)
+    assert tuple(m for m in milestones if m < s.max_epochs) == budgets_of(s)[:-1]
+
+
+def test_lie_values() -> None:
+    losses = [0.5, 0.1, 0.9]
+    assert [lie(losses, liar) for liar in ("worst", "mean", "best", "off")] == [0.9, 0.5, 0.1, None]
+    assert lie([], "worst") is None
+
+
+def test_model_selection_keeps_the_good_set_the_newest_and_thins_the_rest() -> None:
+    rng = np.random.default_rng(0)
+    losses = rng.uniform(size=10_000)
+    assert model_selection(losses[:500], 2000, 6).tolist() == list(range(500))
+    n_good = good_count(len(losses), 0.25)
+    kept = model_selection(losses, 2000, n_good)
+    assert len(kept) == 2000 and np.all(np.diff(kept) > 0)
+    assert set(np.argsort(losses)[:n_good]) <= set(kept.tolist())  # TPE's good set is the one of all trials
+    assert set(range(10_000 - 500, 10_000)) <= set(kept.tolist())  # the newest quarter
+    older = kept[(kept < 9_500)]
+    assert np.median(older) == pytest.approx(4_750, rel=0.05)  # the rest thinned evenly
+
+
+def test_capped_model_has_the_same_good_set() -> None:
+    """With 5,000 carried trials TPE fits on a selection of them and calls the same 18 trials good."""
+    version = parse_version(f"{HEAD}search: {{startup_trials: 10}}\n{QUADRATIC_PARAMS}")
+    rng = np.random.default_rng(1)
+    xs, ys, losses = rng.uniform(-1, 1, 5000), rng.integers(-2, 3, 5000), rng.uniform(size=5000)
+    prior = [({"x": float(x), "y": int(y)}, float(loss)) for x, y, loss in zip(xs, ys, losses, strict=True)]
+    searcher = HyperoptSearcher(version, prior)
+    trials, gamma = searcher._model_trials()
+    fitted = trials.losses()
+    assert len(fitted) == HyperoptSearcher.model_trials
+    n_good = good_count(5000, 0.25)
+    assert min(math.ceil(gamma * math.sqrt(len(fitted))), 25) == n_good == 18
+    assert sorted(fitted)[:n_good] == sorted(losses.tolist())[:n_good]
+
+
+def test_every_registered_searcher_is_tested() -> None:
+    tested = {"tpe", "random", "optuna_tpe"}
+    assert set(searcher_names()) == tested
+
+
+def test_unknown_algorithm_names_the_known_ones() -> None:
+    with pytest.raises(OrchestratorError, match=r"'optuna'; did you mean 'optuna_tpe'\? \(known: tpe, random"):
+        searcher_class("optuna")
+
+
+def hide_optuna(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``optuna`` look not installed to the registry."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real_find_spec(name, *a)
+    )
+
+
+def test_missing_library_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    hide_optuna(monkeypatch)
+    expected = "search.algorithm 'optuna_tpe' needs optuna, which is not installed: pip install 'orchestrator[optuna]'"
+    for attempt in (check_available, searcher_class):
+        with pytest.raises(OrchestratorError) as info:
+            attempt("optuna_tpe")
+        assert str(info.value) == expected
+    check_available("tpe")  # hyperopt is a core dependency
+
+
+def test_registry_classes_are_the_named_ones() -> None:
+    for name, entry in SEARCHERS.items():
+        cls = searcher_class(name)
+        assert (cls.__module__, cls.__name__) == (entry.module, entry.class_name)
+
+
+# --------------------------------------------------------------------------- the checks that read the registry
+
+
+SOURCE = "search_spaces/s/v1.yaml"
+
+
+def _version_with(algorithm: str) -> StudyVersion:
+    return parse_version(f"{HEAD}search: {{algorithm: {algorithm}}}\n{QUADRATIC_PARAMS}", SOURCE)
+
+
+def test_validation_reports_an_unknown_algorithm_with_the_file() -> None:
+    version = _version_with("optuna")
+    (problem,) = version_problems(version)
+    assert (problem.path, problem.file) == ("search.algorithm", SOURCE)
+    assert "did you mean 'optuna_tpe'?" in problem.message
+    with pytest.raises(OrchestratorError, match=r"search\.algorithm: unknown search algorithm 'optuna'"):
+        check_version(version)
+    assert version_problems(_version_with("optuna_tpe")) == []
+
+
+@pytest.mark.parametrize("liar", ["mean", "best"])
+def test_validation_reports_a_liar_the_searcher_cannot_do(liar: str) -> None:
+    version = parse_version(f"{HEAD}search: {{algorithm: optuna_tpe, liar: {liar}}}\n{QUADRATIC_PARAMS}", SOURCE)
+    (problem,) = version_problems(version)
+    assert (problem.path, problem.file) == ("search.liar", SOURCE)
+    assert problem.message == f"optuna_tpe takes worst or off, not '{liar}'"
+    with pytest.raises(OrchestratorError, match=rf"search\.liar: optuna_tpe takes worst or off, not '{liar}'"):
+        check_version(version)
+    tpe = parse_version(f"{HEAD}search: {{algorithm: tpe, liar: {liar}}}\n{QUADRATIC_PARAMS}", SOURCE)
+    assert version_problems(tpe) == []
+
+
+def test_check_version_stops_on_a_missing_searcher_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    version = _version_with("optuna_tpe")
+    assert check_version(version).name == "analytic"
+    hide_optuna(monkeypatch)
+    assert version_problems(version) == []  # a file is valid whatever is installed where it is validated
+    with pytest.raises(OrchestratorError, match=r"pip install 'orchestrator\[optuna\]'$"):
+        check_version(version)
+
+
+def test_registry_and_checks_import_no_searcher_library() -> None:
+    probe = (
+        "import sys, orchestrator.checks, orchestrator.engine.searchers as s; s.searcher_names(); "
+        "s.check_available('optuna_tpe'); print([m for m in ('ray', 'hyperopt', 'optuna') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_search_liar_and_min_rung_trials_parse_and_enter_the_hash_only_when_set() -> None:
+    plain = _version_with("tpe")
+    assert (plain.search.liar, plain.search.min_rung_trials) == ("worst", None)
+    assert not {"liar", "min_rung_trials"} & set(plain.canonical()["search"])  # older files keep their hash
+    text = f"{HEAD}search: {{liar: off, min_rung_trials: 6}}\n{QUADRATIC_PARAMS}"  # YAML reads a bare off as false
+    tuned = parse_version(text)
+    assert (tuned.search.liar, tuned.search.min_rung_trials) == ("off", 6)
+    assert tuned.content_hash != plain.content_hash
+    with pytest.raises(SpaceError, match=r"search\.liar: expected one of worst, mean, best, off"):
+        parse_version(f"{HEAD}search: {{liar: wrst}}\n{QUADRATIC_PARAMS}", SOURCE)

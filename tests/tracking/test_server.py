@@ -1,0 +1,44 @@
+"""The loopback ``mlflow server`` helper: what it runs, and what it says when the server cannot start."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.tracking.server import LOOPBACK, LoopbackMlflowServer, MlflowServerError
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_command_binds_loopback_and_keeps_store_and_artifacts_under_root(tmp_path: Path) -> None:
+    server = LoopbackMlflowServer(tmp_path, port=5123, workers=2)
+    command = server.command()
+    assert command[:4] == [sys.executable, "-m", "mlflow", "server"]
+    assert _option(command, "--host") == LOOPBACK == "127.0.0.1"
+    assert _option(command, "--port") == "5123" and _option(command, "--workers") == "2"
+    assert server.uri == "http://127.0.0.1:5123"
+    assert _option(command, "--backend-store-uri") == server.backend_store_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert Path(_option(command, "--artifacts-destination")).parent == tmp_path
+    assert not server.running
+
+
+def test_wait_before_launch_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MlflowServerError, match="launch"):
+        LoopbackMlflowServer(tmp_path).wait(1)
+
+
+@pytest.mark.slow
+def test_a_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # someone else listens on the port already
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        server = LoopbackMlflowServer(tmp_path, port=taken.getsockname()[1])
+        with pytest.raises(MlflowServerError, match="exited with code") as info:
+            server.start(timeout=90)
+    assert "already in use" in str(info.value).lower()
+    assert not server.running
