@@ -2,15 +2,20 @@
 
 Methods, all on the same space definitions (the orchestrator's ``StudyVersion``):
 
-* ``orchestrator TPE``: ``WarmStartSearcher`` driven in-process (suggest -> evaluate -> on_trial_complete),
-  as the space file configures it (``search.startup_trials``, default 10);
+* ``orchestrator TPE``: the ``tpe`` searcher (``HyperoptSearcher``) driven in-process (suggest -> evaluate ->
+  on_trial_complete), as the space file configures it (``search.startup_trials``, default 10);
 * ``random``: the same searcher with ``search.algorithm: random``;
-* ``optuna TPE``: ``optuna.samplers.TPESampler(seed=seed)`` with default settings (define-by-run view of the space);
+* ``orchestrator optuna_tpe``: the ``optuna_tpe`` searcher (``OptunaSearcher``), the same way;
+* ``optuna TPE``: ``optuna.samplers.TPESampler(seed=seed)`` with default settings, sampling the product's
+  define-by-run view of the space (``orchestrator.engine.backends.optuna``);
 * ``hyperopt variants``: the orchestrator's searcher with other TPE settings (``n_startup_jobs``, ``gamma``,
-  ``n_EI_candidates``, ``prior_weight``), passed to ``hyperopt.tpe.suggest`` through ``functools.partial``;
-* ``narrow + restart``: v1 for N/2 trials, then a v2 file (written by this benchmark) whose numeric ranges
-  are narrowed to v1's top 20% trials (min/max padded by 10% of the v1 range, clipped to it), warm-started
-  with the v1 trials that fit (``orchestrator.spaces.carry``), for N/2 more; compared with one cold search of N.
+  ``n_EI_candidates``, ``prior_weight``), passed to ``hyperopt.tpe.suggest`` through a subclass's
+  ``tpe_settings``;
+* ``refine + restart``: the team workflow. v1 for N/2 trials, then v2 proposed by the product's ``refine``
+  (``orchestrator.spaces.refine``, default ``RefineOptions``: the rules ``orchestrator space refine`` applies)
+  from those trials, warm-started with the v1 trials that fit (``orchestrator.spaces.carry``), for N/2 more;
+  when refine proposes no change, the restart continues v1. Compared with one cold search of N trials
+  (``orchestrator TPE``): the ``refine_restart`` goal, met when its median best is at least as good.
 
 Problems: Branin (optimum 0.397887), Hartmann-6 (-3.32237), a conditional space (optimizer adam/sgd with a
 momentum only under sgd, log-uniform lr, int layers; optimum 0), and in full mode the ConvNet-digits space
@@ -24,23 +29,26 @@ takes 5-30 s on 2 CPU cores, so this part alone runs for 30-60 minutes there).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench import common
-from bench.spacetools import derive_text, make_version, narrow_params, optuna_config
-from orchestrator.spaces import Metric, StudyVersion, load_version, parse_version
+from bench.spacetools import make_version
+from orchestrator.engine.searchers import searcher_class
+from orchestrator.spaces import Metric, StudyVersion, load_version
 from orchestrator.spaces.carry import PriorTrial, carry
+from orchestrator.spaces.refine import RefineError, RefineOptions, ScoredTrial, refine
+from orchestrator.spaces.writer import dump
+
+if TYPE_CHECKING:
+    from orchestrator.engine.searchers.base import SpaceSearcher
 
 Objective = Callable[[Mapping[str, Any]], float]
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +126,9 @@ def convnet_problem(epochs: int = 2) -> Problem:
     v = dataclasses.replace(v, metric=Metric("loss", "min"), schedule=schedule)
 
     def objective(config: Mapping[str, Any]) -> float:
-        from trainables.convnet.trainable import train
+        from trainables import create
+
+        train = create("convnet")
 
         reporter = ListReporter()
         train({**v.fixed, **config, "max_epochs": epochs, "cpus": common.cpu_count()}, reporter)
@@ -142,18 +152,12 @@ class Trace:
         return min(self.losses)
 
 
-@contextmanager
-def tpe_settings(**settings: Any) -> Iterator[None]:
-    """Make the orchestrator's searcher call ``tpe.suggest`` with extra keyword settings (gamma, ...)."""
-    from orchestrator.engine import searcher as module
-
-    original = module.tpe
-    if settings:
-        module.tpe = SimpleNamespace(suggest=functools.partial(original.suggest, **settings))  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        module.tpe = original
+def tuned_tpe(**settings: Any) -> type[SpaceSearcher] | None:
+    """The orchestrator's TPE searcher calling ``tpe.suggest`` with extra keyword settings (gamma, ...)."""
+    if not settings:
+        return None
+    base = searcher_class("tpe")
+    return type(f"Tuned{base.__name__}", (base,), {"tpe_settings": {**base.tpe_settings, **settings}})
 
 
 def with_search(version: StudyVersion, **search: Any) -> StudyVersion:
@@ -161,13 +165,10 @@ def with_search(version: StudyVersion, **search: Any) -> StudyVersion:
 
 
 def run_searcher(version: StudyVersion, objective: Objective, n: int, seed: int,
-                 prior: Sequence[tuple[dict[str, Any], float]] = ()) -> Trace:  # fmt: skip
-    """Drive the space's searcher (``WarmStartSearcher`` or ``OptunaWarmStartSearcher``) in-process."""
-    from orchestrator.engine.optuna_searcher import OptunaWarmStartSearcher
-    from orchestrator.engine.searcher import WarmStartSearcher
-
-    cls = OptunaWarmStartSearcher if version.search.algorithm == "optuna_tpe" else WarmStartSearcher
-    searcher = cls(version, list(prior), seed=seed)
+                 prior: Sequence[tuple[dict[str, Any], float]] = (),
+                 searcher_cls: type[SpaceSearcher] | None = None) -> Trace:  # fmt: skip
+    """Drive the space's searcher (``search.algorithm`` from the registry, or ``searcher_cls``) in-process."""
+    searcher = (searcher_cls or searcher_class(version.search.algorithm))(version, list(prior), seed=seed)
     trace = Trace()
     for i in range(n):
         config = searcher.suggest(f"t{i}")
@@ -180,15 +181,18 @@ def run_searcher(version: StudyVersion, objective: Objective, n: int, seed: int,
 
 
 def run_optuna(version: StudyVersion, objective: Objective, n: int, seed: int, **sampler: Any) -> Trace:
-    """Optuna's TPE, default settings unless ``sampler`` says otherwise (Optuna 5 defaults to multivariate)."""
+    """Optuna's TPE, default settings unless ``sampler`` says otherwise (Optuna 5 defaults to multivariate),
+    over the product's view of the space (``orchestrator.engine.backends.optuna``)."""
     import optuna
+
+    from orchestrator.engine.backends import optuna as optuna_backend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed, **sampler))
     trace = Trace()
 
     def evaluate(trial: Any) -> float:
-        values = optuna_config(trial, version.params)
+        values = optuna_backend.sample(version.params, trial)
         loss = objective(values)
         trace.configs.append(values)
         trace.losses.append(loss)
@@ -209,29 +213,39 @@ def searcher_method(name: str, startup: int | None = None, algorithm: str = "tpe
         version = with_search(problem.version, algorithm=algorithm)
         if startup is not None:
             version = with_search(version, startup_trials=startup)
-        with tpe_settings(**tpe):
-            return run_searcher(version, problem.objective, n, seed)
+        return run_searcher(version, problem.objective, n, seed, searcher_cls=tuned_tpe(**tpe))
 
     return Method(name, run)
 
 
-def narrow_restart(problem: Problem, n: int, seed: int, top_fraction: float = 0.2) -> Trace:
-    """v1 for n/2 trials, v2 narrowed around v1's top trials and warm-started with those that fit, n/2 more."""
+REFINE_RESTART = "refine + restart"
+COLD = "orchestrator TPE"  # the cold search refine + restart is compared with: the same searcher, all N trials
+RESTART_SEED_OFFSET = 7919  # the restarted search's seed: seed + this, so v2's draws differ from v1's
+
+
+def refine_restart(problem: Problem, n: int, seed: int) -> Trace:
+    """v1 for n/2 trials, v2 from ``refine`` warm-started with the v1 trials that fit it, n/2 more."""
     first = n // 2
     v1 = problem.version
     t1 = run_searcher(v1, problem.objective, first, seed)
-    v2 = narrowed_version(v1, t1, top_fraction)
-    report = carry((PriorTrial(c, loss, "FINISHED", 1) for c, loss in zip(t1.configs, t1.losses, strict=True)), v2)
-    t2 = run_searcher(v2, problem.objective, n - first, seed + 7919, prior=report.carried)
+    v2 = refined_version(v1, t1)
+    report = carry((PriorTrial(c, loss, "FINISHED", v1.version) for c, loss in zip(t1.configs, t1.losses, strict=True)),
+                   v2)  # fmt: skip
+    t2 = run_searcher(v2, problem.objective, n - first, seed + RESTART_SEED_OFFSET, prior=report.carried)
     return Trace(t1.configs + t2.configs, t1.losses + t2.losses)
 
 
-def narrowed_version(v1: StudyVersion, trace: Trace, top_fraction: float = 0.2) -> StudyVersion:
-    k = max(2, math.ceil(top_fraction * len(trace.losses)))
-    order = sorted(range(len(trace.losses)), key=trace.losses.__getitem__)[:k]
-    params = narrow_params(v1.params, [trace.configs[i] for i in order])
-    text = derive_text(v1, params, version=2, notes=f"v2: ranges narrowed to the top {k} trials of v1")
-    return parse_version(text, f"<bench {v1.study} v2>")
+def refined_version(v1: StudyVersion, trace: Trace) -> StudyVersion:
+    """What ``orchestrator space refine`` would propose from ``trace``'s trials; ``v1`` when it proposes nothing.
+
+    The losses are the metric's values: every problem here minimises a metric named ``loss``.
+    """
+    trials = [ScoredTrial(c, loss, version=v1.version, run_id=f"t{i:04d}")
+              for i, (c, loss) in enumerate(zip(trace.configs, trace.losses, strict=True))]  # fmt: skip
+    try:
+        return refine(v1, trials, RefineOptions()).version
+    except RefineError:  # too few trials, or nothing worth changing: the restart goes on with v1
+        return v1
 
 
 BASE_METHODS = [
@@ -239,7 +253,7 @@ BASE_METHODS = [
     searcher_method("orchestrator optuna_tpe", algorithm="optuna_tpe"),
     searcher_method("random", algorithm="random"),
     Method("optuna TPE", lambda p, n, s: run_optuna(p.version, p.objective, n, s)),
-    Method("narrow + restart", narrow_restart),
+    Method(REFINE_RESTART, refine_restart),
 ]
 QUICK_VARIANTS = [
     Method("optuna TPE univariate", lambda p, n, s: run_optuna(p.version, p.objective, n, s, multivariate=False)),
@@ -307,30 +321,27 @@ def run_problem(problem: Problem, methods: Sequence[Method], n: int, seeds: int)
 
 
 def example_v2(problem: Problem, n: int) -> str:
-    """The v2 file the narrow-and-restart method wrote for seed 0 (for the record)."""
-    return derive_text(problem.version, narrowed_params_for(problem, n), version=2, notes="example (seed 0)")
-
-
-def narrowed_params_for(problem: Problem, n: int) -> dict[str, Any]:
-    trace = run_searcher(problem.version, problem.objective, n // 2, 0)
-    k = max(2, math.ceil(0.2 * len(trace.losses)))
-    order = sorted(range(len(trace.losses)), key=trace.losses.__getitem__)[:k]
-    return narrow_params(problem.version.params, [trace.configs[i] for i in order])
+    """The space file refine + restart searched after v1 for seed 0 (for the record): refine's v2 with its notes,
+    or v1 when refine proposed no change."""
+    return dump(refined_version(problem.version, run_searcher(problem.version, problem.objective, n // 2, 0)))
 
 
 def goal(out: dict[str, Any]) -> dict[str, Any]:
-    """Orchestrator TPE at least as good as Optuna TPE (median best value), per problem."""
+    """Per problem, on median best values: orchestrator TPE at least as good as Optuna TPE, and refine + restart
+    at least as good as one cold search of the same total budget (``refine_restart``)."""
     result = {}
     for name, res in out["problems"].items():
         m = res["methods"]
-        ours, optuna = m["orchestrator TPE"]["median"], m["optuna TPE"]["median"]
+        ours, optuna = m[COLD]["median"], m["optuna TPE"]["median"]
+        restarted = m[REFINE_RESTART]["median"]
         ours_optuna = m["orchestrator optuna_tpe"]["median"]
-        hyperopt_variants = [k for k in m if k == "orchestrator TPE" or k.startswith("hyperopt")]
+        hyperopt_variants = [k for k in m if k == COLD or k.startswith("hyperopt")]
         best_variant = min(hyperopt_variants, key=lambda k: m[k]["median"])
         result[name] = {"orchestrator": ours, "optuna": optuna, "met": ours <= optuna,
                         "orchestrator_optuna_tpe": ours_optuna, "optuna_tpe_met": ours_optuna <= optuna,
                         "best_hyperopt_setting": best_variant, "best_hyperopt_median": m[best_variant]["median"],
-                        "best_hyperopt_met": m[best_variant]["median"] <= optuna}  # fmt: skip
+                        "best_hyperopt_met": m[best_variant]["median"] <= optuna,
+                        "refine_restart": {"median": restarted, "cold": ours, "met": restarted <= ours}}  # fmt: skip
     return result
 
 
@@ -350,6 +361,24 @@ def report(out: dict[str, Any]) -> None:
               f"{g['best_hyperopt_median']:.4g} ({'met' if g['best_hyperopt_met'] else 'NOT met'}); "
               f"search.algorithm optuna_tpe {g['orchestrator_optuna_tpe']:.4g} "
               f"({'met' if g['optuna_tpe_met'] else 'NOT met'})")  # fmt: skip
+    report_refine_restart(out)
+
+
+def report_refine_restart(out: dict[str, Any]) -> None:
+    """refine + restart and the cold search side by side, per problem, with the goal's verdict."""
+    n, seeds = out["trials"], out["seeds"]
+
+    def spread(s: Mapping[str, float]) -> str:
+        return f"[{s['q1']:.4g}, {s['q3']:.4g}]"
+
+    rows = []
+    for name, res in out["problems"].items():
+        restarted, cold = res["methods"][REFINE_RESTART], res["methods"][COLD]
+        verdict = "met" if out["goal"][name]["refine_restart"]["met"] else "NOT met"
+        rows.append([name, restarted["median"], spread(restarted), cold["median"], spread(cold), verdict])
+    title = (f"{REFINE_RESTART} ({n // 2} + {n - n // 2} trials) vs one cold search of {n} ({COLD}): "
+             f"median best [q1, q3] over {seeds} seeds")  # fmt: skip
+    common.print_table(["problem", REFINE_RESTART, "[q1, q3]", "cold", "[q1, q3]", "goal"], rows, title)
 
 
 if __name__ == "__main__":

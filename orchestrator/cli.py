@@ -8,6 +8,7 @@ message and the command's help; errors print one line each, tracebacks only with
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -17,8 +18,10 @@ from typing import Any
 import click
 
 from orchestrator import __version__
+from orchestrator.spaces.refine import RefineOptions
 
 DEFAULT_SPACES = "search_spaces"
+REFINE_DEFAULTS = RefineOptions()
 
 
 class LazyGroup(click.Group):
@@ -54,7 +57,7 @@ def cli(debug: bool) -> None:
 
 @cli.group()
 def space() -> None:
-    """Validate, show and compare search-space files (search_spaces/<study>/vN.yaml)."""
+    """Validate, show, compare, lint and refine search-space files (search_spaces/<study>/vN.yaml)."""
 
 
 @space.command("validate")
@@ -65,16 +68,9 @@ def space_validate(paths: tuple[Path, ...], quiet: bool) -> None:
 
     Exit status 0 when every file is valid; 1 with every problem listed.
     """
-    from orchestrator.checks import trainable_problems
-    from orchestrator.spaces.check import validate_paths
+    from orchestrator.evolution.lint import validate_with_trainables
 
-    report = validate_paths(paths or (Path(DEFAULT_SPACES),))
-    for version in list(report.valid):
-        problems = trainable_problems(version)
-        if problems:
-            report.valid.remove(version)
-            report.problems.extend(problems)
-            report.invalid_files += 1
+    report = validate_with_trainables(paths or (Path(DEFAULT_SPACES),))
     if not quiet:
         for v in report.valid:
             click.echo(f"ok  {v.study} v{v.version}  {v.short_hash}  {v.source}")
@@ -107,8 +103,12 @@ def space_show(file: Path, fmt: str) -> None:
     "--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
     help="markdown prints a table for pull requests.",
 )  # fmt: skip
-def space_diff(old: Path, new: Path | None, fmt: str) -> None:
+@click.option("--tracking-uri", help="Also show how the study's trials carry into NEW (what the next run carries).")
+@click.option("--ledger", type=click.Path(path_type=Path), help="A trials export to read (plus newer runs), as run.")
+def space_diff(old: Path, new: Path | None, fmt: str, tracking_uri: str | None, ledger: Path | None) -> None:
     """What changed from OLD to NEW; with one file, from its parent to it."""
+    import json
+
     from orchestrator.spaces import load_version, load_with_lineage
     from orchestrator.spaces.diff import diff, render
 
@@ -119,7 +119,74 @@ def space_diff(old: Path, new: Path | None, fmt: str) -> None:
         older = lineage[-2]
     else:
         older, newer = load_version(old), load_version(new)
-    click.echo(render(older, newer, diff(older, newer), fmt))
+    text = render(older, newer, diff(older, newer), fmt)
+    if tracking_uri is None:
+        click.echo(text)
+        return
+    from orchestrator.evolution.preview import carry_preview, render_carry
+
+    report, source = carry_preview(_open_store(tracking_uri), newer, ledger)
+    preview = render_carry(report, newer, source, fmt)
+    if fmt == "json":
+        click.echo(json.dumps({**json.loads(text), "carry": json.loads(preview)}, indent=2))
+    else:
+        click.echo(f"{text}\n\n{preview}")
+
+
+@space.command("refine")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
+@click.option("--top", type=click.IntRange(min=1),
+              help=f"Rank on the best K trials (default: the best {REFINE_DEFAULTS.top_fraction:.0%}).")  # fmt: skip
+@click.option("--min-trials", type=click.IntRange(min=1), default=REFINE_DEFAULTS.min_trials, show_default=True,
+              help="Finished trials needed to refine.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Print the proposal as a diff; write nothing.")
+def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_trials: int, dry_run: bool) -> None:
+    """Propose the next version of a study (PATH: its folder or one v<N>.yaml; default the newest).
+
+    Narrows ranges around the best trials, widens a bound they crowd (within limits), prunes
+    choices only on strong evidence; writes v<N+1>.yaml beside it and never edits a file.
+    The rules: docs/team-workflow.md.
+    """
+    from orchestrator.engine.runner import default_tracking_uri
+    from orchestrator.evolution.refining import propose
+    from orchestrator.spaces.refine import RefineError
+
+    options = dataclasses.replace(REFINE_DEFAULTS, top=top, min_trials=min_trials)
+    try:
+        proposal = propose(path, _open_store(tracking_uri or default_tracking_uri()), options)
+    except RefineError as e:
+        raise click.ClickException(str(e)) from None
+    if dry_run:
+        click.echo(proposal.as_diff(), nl=False)
+        click.echo(f"(dry run: {proposal.path} not written)")
+        return
+    written = proposal.write()
+    click.echo(f"wrote {written}: {proposal.refinement.version.label}, parent v{proposal.target.version.version}")
+    click.echo(proposal.refinement.version.notes)
+
+
+@space.command("lint")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--tracking-uri", help="Also check that versions with recorded trials were not edited since.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
+def space_lint(paths: tuple[Path, ...], tracking_uri: str | None, quiet: bool) -> None:
+    """CI checks for a space repository (default: search_spaces/): validate, unbroken lineage,
+    and with --tracking-uri no version edited after its trials were recorded.
+
+    Exit status 0 when clean; 1 with every problem listed.
+    """
+    from orchestrator.evolution.lint import lint
+
+    report = lint(paths or (Path(DEFAULT_SPACES),), _open_store(tracking_uri) if tracking_uri else None)
+    for problem in report.all_problems:
+        click.echo(str(problem), err=True)
+    if not report.ok:
+        click.echo(f"{len(report.all_problems)} problem(s)", err=True)
+        raise SystemExit(1)
+    if not quiet:
+        checked = f"; {report.versions_with_trials} version(s) with recorded trials unchanged" if tracking_uri else ""
+        click.echo(f"{len(report.validation.valid)} file(s) clean{checked}")
 
 
 # --------------------------------------------------------------------------- search
@@ -198,6 +265,7 @@ def trials_export(study: str, out: Path, tracking_uri: str | None, metric: str |
     from orchestrator.engine.runner import default_tracking_uri, open_store
     from orchestrator.tracking import ledger
 
+    ledger.check_out_path(out)  # before reading the whole study
     store = open_store(tracking_uri or default_tracking_uri())
     as_of = int(time.time() * 1000)
     rows = store.trials(study)
@@ -205,6 +273,34 @@ def trials_export(study: str, out: Path, tracking_uri: str | None, metric: str |
         raise click.ClickException(f"no trials of study {study!r} in the tracking store")
     n = ledger.write(rows, out, metric, as_of_ms=as_of)
     click.echo(f"wrote {n} trials of {study} to {out}")
+
+
+@cli.command()
+@click.argument("study")
+@click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
+@click.option("--spaces", type=click.Path(path_type=Path), default=DEFAULT_SPACES, show_default=True,
+              help="Where the study's folder is (for what changed between versions).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
+def report(study: str, tracking_uri: str | None, spaces: Path, fmt: str) -> None:
+    """The leaderboard across the versions of STUDY (a study name or folder): best value, trials,
+    carried and dropped trials, and what changed between versions."""
+    from orchestrator.engine.runner import default_tracking_uri
+    from orchestrator.evolution.report import render_report, study_report
+    from orchestrator.spaces import load_study
+
+    folder = Path(study) if Path(study).is_dir() else spaces / study
+    versions = load_study(folder).versions if folder.is_dir() else None
+    name = next(iter(versions.values())).study if versions else study
+    result = study_report(_open_store(tracking_uri or default_tracking_uri()), name, versions)
+    if not result.versions:
+        raise click.ClickException(f"no versions or trials of study {name!r} found")
+    click.echo(render_report(result, fmt))
+
+
+def _open_store(uri: str) -> Any:
+    from orchestrator.engine.runner import open_store
+
+    return open_store(uri)
 
 
 # --------------------------------------------------------------------------- demo
@@ -223,7 +319,7 @@ def demo(spaces: Path, trials: int | None, no_search: bool) -> None:
     The search is convnet_digits/v1.yaml (a ConvNet on scikit-learn's bundled digits) on an
     embedded local Ray, every trial logged to the local MLflow store in .orchestrator/.
     """
-    from orchestrator.checks import trainable_problems
+    from orchestrator.checks import version_problems
     from orchestrator.spaces import load_with_lineage
     from orchestrator.spaces.check import validate_paths
     from orchestrator.spaces.diff import diff, render
@@ -231,7 +327,7 @@ def demo(spaces: Path, trials: int | None, no_search: bool) -> None:
     click.echo(f"== validating {spaces}/")
     report = validate_paths((spaces,))
     for v in report.valid:
-        report.problems.extend(trainable_problems(v))
+        report.problems.extend(version_problems(v))
         click.echo(f"ok  {v.study} v{v.version}  {v.short_hash}  {v.source}")
     for problem in report.problems:
         click.echo(str(problem), err=True)

@@ -1,0 +1,473 @@
+"""Propose the next version of a space from the trials of the current one: narrow, widen, prune.
+
+``refine(version, trials, options)`` is pure: it reads scored trials (from any store) and
+returns a new ``StudyVersion`` (``version + 1``, ``parent`` the refined version) whose
+``notes`` explain every change with its evidence, plus the list of ``Change`` records.
+Nothing is written here; ``orchestrator space refine`` writes the file.
+
+The rules (every number is a field of ``RefineOptions``):
+
+* **Which trials.** Finished trials with a finite metric whose configuration fits the
+  refined version (the carry rule of ``spaces.carry``: defaults fill added parameters).
+  Fewer than ``min_trials`` of them: ``NotEnoughTrials`` and no version; nothing to change:
+  ``RefineError`` and no version.
+* **Which budget.** With per-epoch histories (ASHA), trials are ranked on the highest epoch
+  that at least ``min_trials`` trials reached, by their value at that epoch; trials stopped
+  before it are not ranked, so a trial stopped early never competes with its value from a
+  shorter training. Without histories, trials are ranked on their final value.
+* **Top-K.** ``top`` trials, or by default ``top_fraction`` of the ranked ones (at least
+  ``min_top``). Ties are broken by run id, then by configuration, so the same trials always
+  give the same version.
+* **Options keep their best.** A numeric parameter beside a choice also covers, for each option
+  the choice keeps, that option's best trials (its share of the top-K), so narrowing around the
+  leading option never cuts off the region where another option does best.
+* **Narrow.** A numeric range shrinks to the span of the top-K values plus ``margin`` of its
+  width on each side, never beyond its old bounds; a bound that would move in by less than
+  ``min_narrow`` of the width stays. Log-scaled ranges are measured in log space.
+* **Widen.** When the best trial and at least ``near_share`` of the top-K (and at least two
+  trials) lie within ``near_bound`` of the range's width from a bound, that bound moves out by
+  ``widen`` of the width (in log space for log scales: a factor ``(high/low) ** widen``).
+  ``limits`` are never crossed; when they stop a widening the note says so.
+* **Steps.** Quantized and integer ranges snap outwards onto their own lattice (the old
+  ``low + k * q``), so every earlier value stays a value of the new range; continuous bounds are
+  rounded outwards to a readable precision. A ``default`` the new range no longer contains is
+  removed (noted: trials lacking the parameter are then not carried).
+* **Prune.** A choice option is removed only when it was tried at least ``prune_min_trials``
+  times, none of them in the top-K, its best value is worse than the K-th best, and an option
+  as good as the rest would miss the top-K that often with a chance below ``prune_alpha``
+  (``miss_chance``: ``C(N - K, n) / C(N, n)`` for ``n`` of ``N`` ranked trials). ``prune``
+  turns pruning off. The last option is never removed.
+* **Conditional sub-spaces.** Each option's sub-space is refined from the ranked trials that
+  took that option, with the same top share; an option taken by fewer than ``min_trials``
+  ranked trials keeps its sub-space (noted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .carry import fit
+from .errors import ValueNotInSpace
+from .model import (
+    NO_DEFAULT,
+    Choice,
+    IntRange,
+    LogUniform,
+    Param,
+    QLogUniform,
+    QUniform,
+    SearchSpace,
+    StudyVersion,
+    Uniform,
+    clean_float,
+)
+
+Numeric = Uniform | LogUniform | QUniform | QLogUniform | IntRange
+ChangeKind = Literal["narrowed", "widened", "pruned", "default-removed", "kept"]
+
+
+class RefineError(ValueError):
+    """No version is proposed: the message says why."""
+
+
+class NotEnoughTrials(RefineError):
+    """Too few finished trials to refine from."""
+
+
+@dataclass(frozen=True)
+class ScoredTrial:
+    """A trial as refine reads it: its configuration, final value and per-epoch values.
+
+    ``history`` maps an epoch (the step logged with the metric) to the metric's value there;
+    empty when unknown, and the trial is then ranked on ``value`` alone.
+    """
+
+    config: Mapping[str, Any]
+    value: float | None
+    history: Mapping[int, float] = field(default_factory=dict)
+    status: str = "FINISHED"
+    version: int | None = None
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """The documented knobs of :func:`refine` (see the module docstring for the rules)."""
+
+    top: int | None = None
+    top_fraction: float = 0.25
+    min_top: int = 3
+    min_trials: int = 5
+    margin: float = 0.1
+    min_narrow: float = 0.05
+    near_bound: float = 0.1
+    near_share: float = 0.3
+    widen: float = 0.5
+    prune: bool = True
+    prune_min_trials: int = 5
+    prune_alpha: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("top_fraction", "near_share", "prune_alpha"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
+        for name in ("margin", "min_narrow", "near_bound", "widen"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name in ("min_top", "min_trials", "prune_min_trials"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.top is not None and self.top < 1:
+            raise ValueError(f"top must be at least 1, got {self.top}")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change refine made (or deliberately did not make), with the evidence for it."""
+
+    kind: ChangeKind
+    path: str
+    old: str
+    new: str
+    evidence: str
+
+    @property
+    def note(self) -> str:
+        return f"{self.path}: {self.evidence} -> {self.new}"
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """The proposed version, what changed and on which evidence."""
+
+    version: StudyVersion
+    changes: tuple[Change, ...]
+    budget: int | None
+    used: int
+    ranked: int
+    top: int
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """A usable trial's fitted configuration, its loss (lower is better) and the metric's value."""
+
+    config: Mapping[str, Any]
+    loss: float
+    value: float
+
+
+def refine(
+    version: StudyVersion, trials: Sequence[ScoredTrial], options: RefineOptions | None = None,
+    number: int | None = None,
+) -> Refinement:  # fmt: skip
+    """The next version of ``version`` (numbered ``number``, default ``version + 1``) from ``trials``.
+
+    Raises ``NotEnoughTrials`` when fewer than ``options.min_trials`` usable trials exist, and
+    ``RefineError`` when the trials give no reason to change anything.
+    """
+    opts = options or RefineOptions()
+    usable = _usable(version, trials)
+    if len(usable) < opts.min_trials:
+        raise NotEnoughTrials(
+            f"{version.label}: {len(usable)} finished trial(s) with a finite {version.metric.name} fit this "
+            f"version; refine needs at least {opts.min_trials} (run more trials or lower --min-trials)"
+        )
+    budget = ranking_budget([t for _, t in usable], opts.min_trials)
+    ranked = _ranked(version, usable, budget)
+    k = opts.top if opts.top is not None else max(opts.min_top, math.ceil(opts.top_fraction * len(ranked)))
+    k = min(k, len(ranked))
+    changes: list[Change] = []
+    params = _refine_space(version.params, "", ranked, k, opts, changes)
+    if params == version.params:
+        kept = "".join(f"; {c.note}" for c in changes)
+        why = f"the top {k} of {len(ranked)} trials give no reason to change the space"
+        raise RefineError(f"{version.label}: {why}{kept}")
+    on = (
+        f"epoch {budget} (the highest epoch at least {opts.min_trials} trials reached)"
+        if budget is not None
+        else "their final value"
+    )
+    head = (
+        f"Refined from v{version.version} by `orchestrator space refine`: {len(usable)} finished trials fit "
+        f"v{version.version}; {len(ranked)} ranked on {on} by {version.metric.name} ({version.metric.mode}); "
+        f"top {k}."
+    )
+    notes = "\n".join([head, *(c.note for c in changes)])
+    new = dataclasses.replace(
+        version, version=number if number is not None else version.version + 1, parent=version.version,
+        params=params, notes=notes, source=None,
+    )  # fmt: skip
+    return Refinement(new, tuple(changes), budget, len(usable), len(ranked), k)
+
+
+def _usable(version: StudyVersion, trials: Sequence[ScoredTrial]) -> list[tuple[dict[str, Any], ScoredTrial]]:
+    """Finished trials with a finite value, fitted to ``version`` (those that do not fit are left out)."""
+    out = []
+    for t in trials:
+        if t.status != "FINISHED" or t.value is None or not math.isfinite(t.value):
+            continue
+        try:
+            out.append((fit(version.params, t.config), t))
+        except ValueNotInSpace:
+            continue
+    return out
+
+
+def ranking_budget(trials: Sequence[ScoredTrial], min_trials: int) -> int | None:
+    """The highest epoch at least ``min_trials`` trials reported a finite value at; ``None`` without histories."""
+    reached: dict[int, int] = {}
+    for t in trials:
+        for epoch, value in t.history.items():
+            if value is not None and math.isfinite(value):
+                reached[int(epoch)] = reached.get(int(epoch), 0) + 1
+    enough = [epoch for epoch, n in reached.items() if n >= min_trials]
+    return max(enough) if enough else None
+
+
+def _ranked(
+    version: StudyVersion, usable: Sequence[tuple[dict[str, Any], ScoredTrial]], budget: int | None
+) -> list[_Ranked]:
+    """Best first, on ``budget``; trials that did not reach it are left out; ties by run id, then config."""
+    rows = []
+    for config, t in usable:
+        value = t.value if budget is None else t.history.get(budget)
+        if value is None or not math.isfinite(value):
+            continue
+        rows.append((version.metric.loss(value), t.run_id, json.dumps(config, sort_keys=True, default=str),
+                     _Ranked(config, version.metric.loss(value), value)))  # fmt: skip
+    rows.sort(key=lambda r: r[:3])
+    return [r[3] for r in rows]
+
+
+# --------------------------------------------------------------------------- spaces and choices
+
+
+def _refine_space(
+    space: SearchSpace, prefix: str, ranked: Sequence[_Ranked], k: int, opts: RefineOptions, changes: list[Change]
+) -> SearchSpace:
+    """Choices first (their surviving options' best trials widen what the numbers must cover), notes in file order."""
+    notes: dict[str, list[Change]] = {name: [] for name in space.params}
+    params: dict[str, Param] = {}
+    cover = list(ranked[:k])
+    for name, p in space.params.items():
+        if p.is_choice:
+            params[name], best_of_options = _refine_choice(p, f"{prefix}{name}", name, ranked, k, opts, notes[name])
+            cover += [r for r in best_of_options if all(r is not c for c in cover)]
+    what = f"top {k}" + (f" and {len(cover) - k} best of other options" if len(cover) > k else "")
+    for name, p in space.params.items():
+        if p.is_fixed:
+            params[name] = p
+        elif not p.is_choice:
+            values = [r.config[name] for r in cover]
+            params[name] = _refine_number(p, f"{prefix}{name}", values, what, opts, notes[name])
+    changes.extend(c for name in space.params for c in notes[name])
+    return SearchSpace({name: params[name] for name in space.params})
+
+
+def _refine_choice(
+    p: Choice, path: str, name: str, ranked: Sequence[_Ranked], k: int, opts: RefineOptions, changes: list[Change]
+) -> tuple[Choice, list[_Ranked]]:
+    """The choice refined, and the best trials of each option it keeps (its share of the top K)."""
+    took: dict[int, list[_Ranked]] = {i: [] for i in range(len(p.options))}
+    for r in ranked:
+        i = p.select(r.config[name])
+        if i is not None:
+            took[i].append(r)
+    in_top = {p.select(r.config[name]) for r in ranked[:k]}
+    kth = ranked[k - 1]
+    keep: list[int] = []
+    for i, mine in took.items():
+        chance = miss_chance(len(ranked), k, len(mine))
+        strong = len(mine) >= opts.prune_min_trials and chance < opts.prune_alpha
+        if opts.prune and strong and i not in in_top and mine[0].loss > kth.loss:
+            label = p.option_label(i)
+            changes.append(Change(
+                "pruned", path, p.describe(), f"option {label} removed",
+                f"option {label} tried {len(mine)} times, none in the top {k} (chance {chance:.2g} for an option "
+                f"as good as the rest), its best {_fmt(mine[0].value)} worse than the {_ordinal(k)} best "
+                f"{_fmt(kth.value)}",
+            ))  # fmt: skip
+        else:
+            keep.append(i)
+    options: list[Any] = []
+    for i in keep:
+        sub_space = p.sub_space(i)
+        if sub_space is None:
+            options.append(p.options[i])
+            continue
+        sub = [_Ranked(r.config[name], r.loss, r.value) for r in took[i]]
+        options.append(_refine_option(sub_space, f"{path}[{p.option_label(i)}].", sub, len(ranked), k, opts, changes))
+    default = p.default
+    if default is not NO_DEFAULT and p.select(default) not in keep:
+        default = NO_DEFAULT
+        changes.append(
+            Change(
+                "default-removed",
+                path,
+                f"default {_show(p.default)}",
+                "default removed",
+                "the default's option was pruned, so trials without this parameter are not carried",
+            )
+        )
+    best_of_options = [r for i in keep for r in took[i][: max(1, round(k * len(took[i]) / len(ranked)))]]
+    return dataclasses.replace(p, options=tuple(options), default=default), best_of_options
+
+
+def miss_chance(ranked: int, top: int, tried: int) -> float:
+    """The chance that ``tried`` of ``ranked`` trials drawn at random all miss the ``top``: C(N-K, n) / C(N, n)."""
+    return math.comb(ranked - top, tried) / math.comb(ranked, tried)
+
+
+def _refine_option(
+    opt: SearchSpace, prefix: str, took: Sequence[_Ranked], parent_n: int, parent_k: int,
+    opts: RefineOptions, changes: list[Change],
+) -> SearchSpace:  # fmt: skip
+    """An option's sub-space from the ranked trials that took it, keeping the parent's top share."""
+    if all(q.is_fixed for q in opt.params.values()):
+        return opt
+    if len(took) < opts.min_trials:
+        changes.append(
+            Change(
+                "kept",
+                prefix.rstrip("."),
+                "sub-space",
+                "sub-space kept",
+                f"only {len(took)} ranked trial(s) took this option (need {opts.min_trials})",
+            )
+        )
+        return opt
+    k = min(len(took), max(opts.min_top, round(parent_k * len(took) / parent_n)))
+    return _refine_space(opt, prefix, took, k, opts, changes)
+
+
+# --------------------------------------------------------------------------- numeric ranges
+
+
+def _refine_number(
+    p: Numeric, path: str, values: Sequence[float], what: str, opts: RefineOptions, changes: list[Change]
+) -> Any:
+    """Narrow ``p`` around ``values`` (best first) and widen a bound they crowd, within ``limits``, on its lattice."""
+    scale, unscale = (math.log, math.exp) if p.is_log else (float, float)
+    lo, hi = scale(p.low), scale(p.high)
+    width, band = hi - lo, opts.near_bound * (hi - lo)
+    best, ts = scale(values[0]), sorted(scale(v) for v in values)
+    need = max(2, math.ceil(opts.near_share * len(ts)))
+    crowd_low = sum(1 for t in ts if t - lo <= band)
+    crowd_high = sum(1 for t in ts if hi - t <= band)
+    widen_low, widen_high = crowd_low >= need and best - lo <= band, crowd_high >= need and hi - best <= band
+    low, high = _outward(
+        p,
+        unscale(lo - opts.widen * width if widen_low else max(lo, ts[0] - opts.margin * width)),
+        unscale(hi + opts.widen * width if widen_high else min(hi, ts[-1] + opts.margin * width)),
+    )
+    low = min(low, p.low) if widen_low else max(low, p.low)
+    high = max(high, p.high) if widen_high else min(high, p.high)
+    if not widen_low and scale(low) - lo < opts.min_narrow * width:  # not worth a new bound
+        low = p.low
+    if not widen_high and hi - scale(high) < opts.min_narrow * width:
+        high = p.high
+    stopped = {"lower": False, "upper": False}
+    if p.limits is not None:
+        floor_, ceiling = _inside(p, p.limits[0], up=True), _inside(p, p.limits[1], up=False)
+        stopped = {"lower": low < floor_, "upper": high > ceiling}
+        low, high = max(low, floor_), min(high, ceiling)
+    if not low < high:  # a lattice too coarse to narrow on
+        return p
+    evidence: list[str] = []
+    for side, crowd, widen, old, new, top_end in (
+        ("lower", crowd_low, widen_low, p.low, low, ts[0]),
+        ("upper", crowd_high, widen_high, p.high, high, ts[-1]),
+    ):
+        if widen:
+            near = f"{crowd} of the {what} within {opts.near_bound:.0%} of the {side} bound {_fmt(old)}"
+            if new == old:
+                evidence.append(f"{near}, which is its limit: not widened")
+            else:
+                stop = f", stopped by limits {_fmt_list(p.limits)}" if stopped[side] else ""
+                evidence.append(f"{near}: {side} bound widened by {opts.widen:.0%} of the width{stop}")
+        elif new != old:
+            reach = "lowest" if side == "lower" else "highest"
+            evidence.append(f"{side} bound: the {reach} of the {what} is {_fmt(unscale(top_end))}, "
+                            f"plus a {opts.margin:.0%} margin")  # fmt: skip
+    old_range = _fmt_list([p.low, p.high])
+    if (low, high) == (p.low, p.high):
+        if evidence:  # a widening the limits stopped: say so
+            changes.append(Change("kept", path, old_range, f"kept {old_range}", "; ".join(evidence)))
+        return p
+    new_param = dataclasses.replace(p, low=low, high=high, default=NO_DEFAULT)
+    if p.default is not NO_DEFAULT:
+        if new_param.contains(p.default):
+            new_param = dataclasses.replace(new_param, default=p.default)
+        else:
+            changes.append(Change("default-removed", path, f"default {_show(p.default)}", "default removed",
+                                  f"the default {_show(p.default)} is outside the new range, so trials "
+                                  "without this parameter are not carried"))  # fmt: skip
+    kind: ChangeKind = "narrowed" if p.low <= low and high <= p.high else "widened"
+    changes.append(Change(kind, path, old_range, f"{kind} to {_fmt_list([low, high])}", "; ".join(evidence)))
+    return new_param
+
+
+def _outward(p: Numeric, low: float, high: float) -> tuple[Any, Any]:
+    """Bounds moved outwards onto ``p``'s lattice (stepped ranges) or a readable precision (continuous)."""
+    if p.is_stepped:
+        return _lattice(p, low, up=False), _lattice(p, high, up=True)
+    if p.is_log:
+        return _round_sig(low, up=False), _round_sig(high, up=True)
+    quantum = 10.0 ** (math.floor(math.log10(high - low)) - 2)
+    return _round_to(low, quantum, up=False), _round_to(high, quantum, up=True)
+
+
+def _inside(p: Numeric, limit: float, up: bool) -> Any:
+    """The value of ``p`` nearest to ``limit`` on the inner side (``up`` for the lower limit)."""
+    return _lattice(p, limit, up=up) if p.is_stepped else limit
+
+
+def _lattice(p: Numeric, x: float, up: bool) -> Any:
+    """The point of ``p``'s lattice (``low + k * step``, extended past the bounds) at or beyond ``x``."""
+    step = p.unit
+    k = (x - p.low) / step
+    k = math.ceil(k - 1e-9) if up else math.floor(k + 1e-9)
+    if p.is_log:  # a log scale stays positive
+        k = max(k, math.floor(-p.low / step + 1e-9) + 1)
+    value = p.low + k * step
+    if type(p.value_at(0)) is int:  # an integer grid: int ranges, and quantized ranges written in whole numbers
+        return round(value)
+    return clean_float(value)
+
+
+def _round_sig(x: float, up: bool, digits: int = 2) -> float:
+    return _round_to(x, 10.0 ** (math.floor(math.log10(abs(x))) - (digits - 1)), up)
+
+
+def _round_to(x: float, quantum: float, up: bool) -> float:
+    k = x / quantum
+    return clean_float((math.ceil(k - 1e-9) if up else math.floor(k + 1e-9)) * quantum)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def _fmt_list(xs: Sequence[float]) -> str:
+    return "[" + ", ".join(_fmt(x) for x in xs) + "]"
+
+
+def _show(x: Any) -> str:
+    return json.dumps(x, sort_keys=True, default=str)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
