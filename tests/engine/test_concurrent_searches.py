@@ -1,0 +1,109 @@
+"""Two searches of one study and version started at once: no shared folder, no crash on a fresh SQLite store,
+each trial recorded exactly once; a search started after them carries their trials."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.engine.storage import META, open_storage
+from orchestrator.tracking import schema
+from orchestrator.tracking.mlflow_store import SQLITE_LOCK_SUFFIX, sqlite_path, sqlite_store_lock
+from tests.conftest import ROOT
+from tests.engine.conftest import write_space
+from tests.engine.test_resume import PARAMS, cli, trial_runs
+
+TRIALS = 2
+
+
+def test_experiment_folders_of_one_second_are_distinct_and_created_once(tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path / "ray"))
+    first, second = storage.new_experiment("s-v1-20260101-000000"), storage.new_experiment("s-v1-20260101-000000")
+    assert first.name != second.name and first.name.startswith("s-v1-20260101-000000-")
+    assert Path(first.path).is_dir() and Path(second.path).is_dir()
+    assert first.create() is False, "a folder that exists is never handed to a second search"
+
+
+def test_sqlite_store_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
+    db = sqlite_path(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    assert db == tmp_path / "store" / "mlflow.db"
+    assert sqlite_path("sqlite:///:memory:") is None and sqlite_path("http://127.0.0.1:5000") is None
+    probe = "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    lock_file = f"{db}{SQLITE_LOCK_SUFFIX}"
+    with sqlite_store_lock(db):
+        held = subprocess.run([sys.executable, "-c", probe, lock_file], capture_output=True, text=True)
+        assert held.returncode != 0 and "BlockingIOError" in held.stderr, "another process must wait"
+    free = subprocess.run([sys.executable, "-c", probe, lock_file], capture_output=True, text=True)
+    assert free.returncode == 0, free.stderr
+    with open(lock_file) as f:  # released: this process can take it too
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+# Opens the store given as argv[1] at the wall-clock time argv[2]: processes started together open it together.
+OPEN_AT = """
+import sys, time
+import mlflow.tracking  # imported before the barrier: the stores are opened at the same instant
+from orchestrator.tracking.mlflow_store import MlflowStore
+at = float(sys.argv[2])
+while time.time() < at:
+    pass
+MlflowStore(sys.argv[1]).check_reachable()
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Without the lock, one of two crashes on MLflow's schema migration (a table already exists)."""
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    at = str(time.time() + 15)  # after both processes have imported mlflow
+    openers = [subprocess.Popen([sys.executable, "-c", OPEN_AT, uri, at], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # fmt: skip
+    for opener in openers:
+        output = opener.communicate(timeout=120)[0]
+        assert opener.returncode == 0, output[-2000:]
+
+
+@pytest.mark.slow
+def test_two_searches_at_once_on_a_fresh_sqlite_store_then_one_after(tmp_path: Path, local_ray: None) -> None:
+    space = write_space(tmp_path, "team", PARAMS, trials=TRIALS, epochs=2, startup=TRIALS)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # does not exist yet: both drivers create it
+    storage = tmp_path / "ray"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = cli("run", str(space), "--tracking-uri", uri, "--storage", str(storage), "--concurrency", "1",
+                  "--no-live")  # fmt: skip
+    drivers = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(2)]  # fmt: skip
+    outputs = [driver.communicate(timeout=400)[0] for driver in drivers]
+    for driver, output in zip(drivers, outputs, strict=True):
+        assert driver.returncode == 0, output[-3000:]
+        assert f"{TRIALS} finished, 0 failed" in output
+
+    folders = sorted(p for p in storage.iterdir() if p.is_dir())
+    assert len(folders) == 2, "each search has its own experiment folder"
+    parents = {json.loads((folder / META).read_text())["parent_run_id"] for folder in folders}
+    assert len(parents) == 2, "neither search overwrote the other's orchestrator.json"
+
+    client = MlflowClient(uri)
+    runs = trial_runs(client, "team")
+    by_parent = Counter(r.data.tags[schema.PARENT] for r in runs)
+    assert set(by_parent) == parents and set(by_parent.values()) == {TRIALS}, by_parent
+    trial_ids = [r.data.tags[schema.TRIAL_ID] for r in runs]
+    assert len(set(trial_ids)) == len(trial_ids), "each trial exactly once"
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+    lines: list[str] = []
+    later = run_search(space, SearchOptions(tracking_uri=uri, storage=str(storage), live=False), lines.append)
+    assert later.carry["carried"] == 2 * TRIALS, later.carry
+    parent = client.get_run(later.parent_run_id)
+    assert parent.data.metrics[schema.CARRIED_TRIALS] == 2 * TRIALS
+    assert len(trial_runs(client, "team")) == 3 * TRIALS
