@@ -262,7 +262,11 @@ def _refine_space(
         if p.is_choice:
             params[name], best_of_options = _refine_choice(p, f"{prefix}{name}", name, ranked, k, opts, notes[name])
             cover += [r for r in best_of_options if all(r is not c for c in cover)]
-    what = f"top {k}" + (f" and {len(cover) - k} best of other options" if len(cover) > k else "")
+    what = (
+        f"top {k}"
+        if len(cover) == k
+        else f"{len(cover)} trials covered (top {k} and {len(cover) - k} best of other options)"
+    )
     for name, p in space.params.items():
         if p.is_fixed:
             params[name] = p
@@ -306,20 +310,21 @@ def _refine_choice(
             continue
         sub = [_Ranked(r.config[name], r.loss, r.value) for r in took[i]]
         options.append(_refine_option(sub_space, f"{path}[{p.option_label(i)}].", sub, len(ranked), k, opts, changes))
-    default = p.default
-    if default is not NO_DEFAULT and p.select(default) not in keep:
-        default = NO_DEFAULT
-        changes.append(
-            Change(
-                "default-removed",
-                path,
-                f"default {_show(p.default)}",
-                "default removed",
-                "the default's option was pruned, so trials without this parameter are not carried",
-            )
-        )
+    refined = dataclasses.replace(p, options=tuple(options), default=NO_DEFAULT)
+    if p.default is not NO_DEFAULT:
+        if p.select(p.default) not in keep:
+            why = "the default's option was pruned"
+        elif not refined.contains(p.default):
+            why = f"the default {_show(p.default)} is outside its refined option"
+        else:
+            why = ""
+        if why:
+            changes.append(Change("default-removed", path, f"default {_show(p.default)}", "default removed",
+                                  f"{why}, so trials without this parameter are not carried"))  # fmt: skip
+        else:
+            refined = dataclasses.replace(refined, default=p.default)
     best_of_options = [r for i in keep for r in took[i][: max(1, round(k * len(took[i]) / len(ranked)))]]
-    return dataclasses.replace(p, options=tuple(options), default=default), best_of_options
+    return refined, best_of_options
 
 
 def miss_chance(ranked: int, top: int, tried: int) -> float:

@@ -164,7 +164,7 @@ def test_a_parameter_beside_a_choice_keeps_each_kept_options_best_region() -> No
     assert all(c["optimizer"]["name"] == "adam" for c in top)  # sgd never makes the top 10 ...
     assert len(result.version.params.params["optimizer"].options) == 2  # ... on too little evidence to prune it
     assert lr.contains(10**-1.5) and lr.contains(1e-3) and (lr.low, lr.high) != (1.0e-5, 1.0), result.version.notes
-    assert "the top 10 and 2 best of other options" in result.version.notes
+    assert "12 trials covered (top 10 and 2 best of other options)" in result.version.notes
 
 
 def tanh_is_bad(c: Mapping[str, Any]) -> float:
@@ -248,6 +248,24 @@ def test_a_default_outside_the_new_range_is_removed_with_a_note() -> None:
     x = result.version.params.params["x"]
     assert not x.contains(-0.9) and x.default is NO_DEFAULT
     assert "x: the default -0.9 is outside the new range" in result.version.notes
+
+
+def test_a_choice_default_outside_its_refined_option_is_removed_with_a_note() -> None:
+    v1 = version(
+        "  optimizer:\n"
+        "    choice:\n"
+        "      - {name: adam, lr: {loguniform: [1.0e-4, 1.0e-1]}}\n"
+        "      - {name: sgd, lr: {loguniform: [1.0e-4, 1.0e-1]}}\n"
+        "    default: {name: adam, lr: 1.0e-4}\n"
+    )
+    lrs = [10 ** (-4 + 3 * i / 19) for i in range(20)]
+    configs = [{"optimizer": {"name": name, "lr": lr}} for name in ("adam", "sgd") for lr in lrs]
+    result = refine(v1, scored(configs, lambda c: abs(math.log10(c["optimizer"]["lr"]) + 2)))
+    optimizer = result.version.params.params["optimizer"]
+    assert optimizer.default is NO_DEFAULT
+    assert not optimizer.contains({"name": "adam", "lr": 1.0e-4})  # the narrowed lr left the default out
+    assert "optimizer: the default" in result.version.notes and "outside its refined option" in result.version.notes
+    dump(result.version)  # a valid version: a default it cannot produce would have raised
 
 
 def test_too_few_finished_trials_is_a_clear_error() -> None:
