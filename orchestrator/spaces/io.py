@@ -2,12 +2,14 @@
 
 Every problem names the file, the line, the key path (``params.optimizer.choice[1].momentum.uniform``)
 and what was expected; all problems of a file are collected before one ``SpaceError`` is raised.
-Only ``yaml.safe_load`` and ``yaml.compose`` (for line numbers) touch the text: nothing in
-a space file is ever executed.
+Only PyYAML's ``SafeLoader`` touches the text, once: the node graph is composed, walked under
+the limits below (size, nodes, nesting) for line numbers, and only then turned into data, so
+nothing in a space file is ever executed or expanded past those limits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import re
@@ -76,33 +78,102 @@ def _show(x: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-# --------------------------------------------------------------------------- line numbers
+# --------------------------------------------------------------------------- limits and the YAML graph
+
+MAX_FILE_BYTES = 1 << 20
+"""Space files are at most 1 MiB, checked before parsing (real ones are a few KiB)."""
+MAX_NODES = 100_000
+"""Nodes visited while walking a file's YAML graph, counting every visit through an alias."""
+MAX_NESTING = 64
+"""Nesting depth of the YAML document (mappings and lists inside each other)."""
+MAX_CHOICE_DEPTH = 16
+"""Levels of choice sub-spaces inside each other (``params.a.choice[0].b.choice[1]...``)."""
+
+# A number with an exponent that YAML 1.1 reads as text: no dot in the mantissa or no sign in the exponent.
+EXPONENT_TEXT = re.compile(
+    r"(?P<sign>[-+]?)(?:(?P<whole>[0-9]+)(?:\.(?P<frac>[0-9]*))?|\.(?P<frac_only>[0-9]+))"
+    r"(?P<e>[eE])(?P<esign>[-+]?)(?P<digits>[0-9]+)",
+    re.ASCII,
+)
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
-def _line_map(text: str) -> tuple[dict[tuple[Any, ...], int], list[tuple[tuple[Any, ...], int, str]]]:
-    """Key path -> 1-based line, plus duplicate keys (which ``safe_load`` silently merges)."""
-    lines: dict[tuple[Any, ...], int] = {}
-    dups: list[tuple[tuple[Any, ...], int, str]] = []
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+def exponent_fix(text: str) -> str:
+    """How to write exponent text so that YAML reads a number: ``1e-3`` -> ``write 1.0e-3 (...)``."""
+    m = EXPONENT_TEXT.fullmatch(text)
+    if m is None:
+        raise ValueError(f"not exponent text: {text!r}")
+    frac = m["frac"] or m["frac_only"] or "0"
+    number = f"{m['sign']}{m['whole'] or '0'}.{frac}{m['e']}{m['esign'] or '+'}{m['digits']}"
+    return f"write {number} (YAML 1.1 reads {text} as text)"
 
-    def visit(node: yaml.Node, path: tuple[Any, ...]) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
+
+def check_size(size: int, file: str | None, at_least: bool = False) -> None:
+    """``SpaceError`` naming the file, its size and the limit when ``size`` bytes exceed ``MAX_FILE_BYTES``."""
+    if size > MAX_FILE_BYTES:
+        shown = f"{'at least ' if at_least else ''}{size:,} bytes"
+        limit = f"{MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES >> 20} MiB)"
+        raise SpaceError([Problem("", f"file is {shown}; space files are limited to {limit}", file)])
+
+
+@dataclass
+class _Graph:
+    """What the walk over the composed YAML graph learned, before any Python data is built."""
+
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    duplicates: list[tuple[tuple[Any, ...], int, str]] = field(default_factory=list)
+    exponent_text: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    visits: int = 0
+
+
+def _walk(root: yaml.Node, file: str | None) -> _Graph:
+    """Key path -> 1-based line, duplicate keys (which construction silently merges) and plain exponent text.
+
+    Aliases make the graph a DAG (or a cycle): every visit counts against ``MAX_NODES`` and
+    the depth against ``MAX_NESTING``, so a "billion laughs" stops here, in linear memory,
+    before anything is expanded.
+    """
+    graph = _Graph()
+
+    def visit(node: yaml.Node, path: tuple[Any, ...], depth: int) -> None:
+        graph.visits += 1
+        line = node.start_mark.line + 1
+        if graph.visits > MAX_NODES:
+            why = f"more than {MAX_NODES:,} YAML nodes (counting every use of an alias); a space file needs far fewer"
+            raise SpaceError([Problem(format_path(path), why, file, line)])
+        if depth > MAX_NESTING:
+            raise SpaceError([Problem(format_path(path), f"nested deeper than {MAX_NESTING} levels", file, line)])
+        graph.lines.setdefault(path, line)
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
                 if key in seen:
-                    dups.append((path, key_node.start_mark.line + 1, key))
+                    graph.duplicates.append((path, key_node.start_mark.line + 1, key))
                 seen.add(key)
-                lines[path + (key,)] = key_node.start_mark.line + 1
-                visit(value_node, path + (key,))
+                graph.lines[path + (key,)] = key_node.start_mark.line + 1
+                visit(value_node, path + (key,), depth + 1)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                visit(item, path + (i,))
+                visit(item, path + (i,), depth + 1)
+        elif node.style is None and node.tag == _STR_TAG and EXPONENT_TEXT.fullmatch(node.value):
+            graph.exponent_text[path] = node.value
 
-    if root is not None:
-        visit(root, ())
-    return lines, dups
+    visit(root, (), 0)
+    return graph
+
+
+def _load_yaml(text: str, file: str | None) -> tuple[Any, _Graph]:
+    """Parse once: compose the node graph, walk it under the limits, then construct the data from it."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, _Graph()
+        graph = _walk(root, file)
+        return loader.construct_document(root), graph
+    finally:
+        loader.dispose()
 
 
 def format_path(path: tuple[Any, ...]) -> str:
@@ -121,16 +192,28 @@ def format_path(path: tuple[Any, ...]) -> str:
 @dataclass
 class _Ctx:
     file: str | None
-    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    graph: _Graph = field(default_factory=_Graph)
     problems: list[Problem] = field(default_factory=list)
 
     def error(self, path: tuple[Any, ...], message: str) -> None:
         line = None
         for n in range(len(path), -1, -1):
-            if path[:n] in self.lines:
-                line = self.lines[path[:n]]
+            if path[:n] in self.graph.lines:
+                line = self.graph.lines[path[:n]]
                 break
         self.problems.append(Problem(format_path(path), message, self.file, line))
+
+    def flag_exponent_text(self, path: tuple[Any, ...], value: Any) -> bool:
+        """Report every plain ``1e-3`` in ``value`` (found at ``path``), which YAML read as text; True if any."""
+        if isinstance(value, Mapping):
+            return any([self.flag_exponent_text(path + (k,), v) for k, v in value.items()])
+        if isinstance(value, list):
+            return any([self.flag_exponent_text(path + (i,), v) for i, v in enumerate(value)])
+        text = self.graph.exponent_text.get(path)
+        if text is None or text != value:
+            return False
+        self.error(path, f"{text!r} is text, not a number: {exponent_fix(text)}; quote it to mean text")
+        return True
 
     def check_keys(self, data: Mapping[str, Any], path: tuple[Any, ...], allowed: Iterable[str], what: str) -> bool:
         allowed = list(allowed)
@@ -157,12 +240,12 @@ class _Ctx:
 def _number(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str) -> float | int | None:
     if isinstance(x, bool) or not isinstance(x, int | float):
         hint = ""
-        if isinstance(x, str):
-            try:
+        if isinstance(x, str) and EXPONENT_TEXT.fullmatch(x):
+            hint = f"; {exponent_fix(x)}"
+        elif isinstance(x, str):
+            with contextlib.suppress(ValueError):
                 float(x)
-                hint = " (YAML reads 1e-4 as text; write 1.0e-4)"
-            except ValueError:
-                pass
+                hint = " (write numbers without quotes)"
         ctx.error(path, f"{what} must be a number, got {_type_name(x)} {_show(x)}{hint}")
         return None
     if not math.isfinite(x):
@@ -213,7 +296,7 @@ def _parse_param(ctx: _Ctx, spec: Any, path: tuple[Any, ...]) -> Param | None:
         if isinstance(spec, float) and not math.isfinite(spec):
             ctx.error(path, f"fixed value must be finite, got {spec}")
             return None
-        return Fixed(spec)
+        return None if ctx.flag_exponent_text(path, spec) else Fixed(spec)
     if isinstance(spec, list):
         ctx.error(
             path,
@@ -239,6 +322,9 @@ def _parse_param(ctx: _Ctx, spec: Any, path: tuple[Any, ...]) -> Param | None:
         return None
     kind = kinds[0]
     if not ctx.check_keys(spec, path, (kind, *MODIFIERS[kind]), f"a {kind} parameter"):
+        return None
+    flagged = [ctx.flag_exponent_text(path + (key,), spec[key]) for key in ("default", "fixed") if key in spec]
+    if any(flagged):
         return None
     if kind == "fixed":
         return Fixed(spec["fixed"])
@@ -291,6 +377,14 @@ def _parse_numeric(ctx: _Ctx, kind: str, spec: Mapping[str, Any], path: tuple[An
         return None
 
 
+def _choice_depth(choice_path: tuple[Any, ...]) -> int:
+    """How many levels of sub-spaces a choice's options would be (1 for ``params.a.choice``).
+
+    Counting ``choice`` segments is exact: it is a reserved word, never a parameter name.
+    """
+    return choice_path.count("choice")
+
+
 def _blame(path: tuple[Any, ...], kind: str, message: str) -> tuple[Any, ...]:
     """The key a constructor's complaint is about: a modifier when the message names one."""
     first = message.split()[0]
@@ -306,6 +400,9 @@ def _parse_choice(ctx: _Ctx, spec: Mapping[str, Any], path: tuple[Any, ...]) -> 
     cpath = path + ("choice",)
     if not isinstance(options, list) or not options:
         ctx.error(cpath, f"expected a non-empty list of options, got {_show(options)}")
+        return None
+    if _choice_depth(cpath) > MAX_CHOICE_DEPTH and any(isinstance(opt, Mapping) for opt in options):
+        ctx.error(cpath, f"choice sub-spaces are nested more than {MAX_CHOICE_DEPTH} levels deep")
         return None
     parsed: list[Any] = []
     ok = True
@@ -329,6 +426,8 @@ def _parse_choice(ctx: _Ctx, spec: Mapping[str, Any], path: tuple[Any, ...]) -> 
             ok = False
         elif isinstance(opt, float) and not math.isfinite(opt):
             ctx.error(opath, f"option must be finite, got {opt}")
+            ok = False
+        elif ctx.flag_exponent_text(opath, opt):
             ok = False
         else:
             parsed.append(opt)
@@ -443,6 +542,7 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
     fixed: Mapping[str, Any] | None = {}
     if data.get("fixed") is not None:
         fixed = ctx.mapping(data["fixed"], ("fixed",), "fixed")
+        ctx.flag_exponent_text(("fixed",), fixed)
         for name in fixed or {}:
             if not NAME.match(name):
                 ctx.error(("fixed", name), f"{name!r} is not a valid name (letters, digits and _)")
@@ -504,17 +604,18 @@ def _gpu(ctx: _Ctx, x: Any, path: tuple[Any, ...]) -> float | None:
 
 def parse_version(text: str, file: str | None = None) -> StudyVersion:
     """Parse one space document from text. Raises ``SpaceError`` listing every problem."""
+    if len(text) > MAX_FILE_BYTES // 4:  # at least this many UTF-8 bytes; short texts skip the encoding
+        check_size(len(text.encode("utf-8", "surrogatepass")), file)
     ctx = _Ctx(file)
     try:
-        ctx.lines, dups = _line_map(text)
-        data = yaml.safe_load(text)
+        data, ctx.graph = _load_yaml(text, file)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise SpaceError([Problem("", f"not valid YAML: {getattr(e, 'problem', None) or e}", file, line)]) from None
     except RecursionError:
         raise SpaceError([Problem("", "YAML nested too deeply", file)]) from None
-    for path, line, key in dups:
+    for path, line, key in ctx.graph.duplicates:
         ctx.problems.append(Problem(format_path(path + (key,)), f"key {key!r} appears twice", file, line))
     if data is None:
         raise SpaceError([Problem("", "the file is empty", file)])
@@ -532,7 +633,11 @@ def load_version(path: str | Path) -> StudyVersion:
     path = Path(path)
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        check_size(path.stat().st_size, shown)
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # bounded even where the size on disk says nothing (a pipe, /proc)
+        check_size(len(raw), shown, at_least=True)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpaceError([Problem("", "no such file", shown)]) from None
     except IsADirectoryError:

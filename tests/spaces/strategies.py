@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import random
+import re
+from collections.abc import Callable
+from typing import Any
+
 import yaml
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from orchestrator.spaces import StudyVersion, parse_version
+from orchestrator.spaces import Param, StudyVersion, parse_version
+from orchestrator.spaces.io import EXPONENT_TEXT
+
+FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+"""The fuzzing profile of the loader, writer and carry properties: the 1,000 examples CI runs of each."""
+
+
+class _QuotingDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, except that it quotes text such as ``1e-3`` (which it would write plain)."""
+
+
+_QuotingDumper.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(f"^(?:{EXPONENT_TEXT.pattern})$"), list("-+.0123456789")
+)
+
+
+def to_yaml(doc: object, **options: object) -> str:
+    """A generated document as YAML text that reads back as the same data (``yaml.safe_dump``'s options)."""
+    return yaml.dump(doc, Dumper=_QuotingDumper, **options)
+
 
 names = st.sampled_from(["a", "b", "lr", "depth", "width", "momentum", "opt", "act", "k"])
 
@@ -82,8 +107,21 @@ def space_docs(depth: int = 2, modifiers: bool = False) -> st.SearchStrategy[dic
 HEAD = {"study": "p", "version": 1, "trainable": "t", "metric": {"name": "m", "mode": "min"}}
 
 
+def random_draw(rnd: random.Random) -> Callable[[str, Param], Any]:
+    """A draw for ``SearchSpace.build``: a random option index, grid value or value in range."""
+
+    def draw(label: str, p: Param) -> Any:
+        if p.is_choice:
+            return rnd.randrange(len(p.options))
+        if p.is_stepped:
+            return p.value_at(rnd.randint(0, p.steps))
+        return p.snap(rnd.uniform(p.low, p.high))
+
+    return draw
+
+
 def as_version(params: dict) -> StudyVersion:
-    return parse_version(yaml.safe_dump({**HEAD, "params": params}))
+    return parse_version(to_yaml({**HEAD, "params": params}))
 
 
 @st.composite

@@ -91,7 +91,7 @@ def test_all_problems_reported_at_once() -> None:
     [
         ("{uniform: [0, 1, 2]}", "expected [low, high]"),
         ("{uniform: [0, .inf]}", "finite"),
-        ("{uniform: [0, 1e-3]}", "write 1.0e-4"),
+        ("{uniform: [0, 1e-3]}", "write 1.0e-3 (YAML 1.1 reads 1e-3 as text)"),
         ("{quniform: [0, 1, 0.3]}", "multiple of q"),
         ("{qloguniform: [10, 100, 16]}", "multiples of q"),
         ("{int: [1, 10], step: 4}", "multiple of step"),

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from orchestrator.spaces import Choice, Fixed, IntRange, Param, SearchSpace, Uniform, ValueNotInSpace
 from orchestrator.spaces.carry import fit
-from tests.spaces.strategies import as_version, space_docs
+from tests.spaces.strategies import as_version, random_draw, space_docs
 
 SGD = SearchSpace({"name": Fixed("sgd"), "momentum": Uniform(0.5, 0.99)})
 ADAM = SearchSpace({"name": Fixed("adam")})
@@ -139,23 +139,12 @@ def test_build_rejects_a_draw_that_is_not_an_option_index(bad) -> None:
         NESTED.build(lambda label, p: bad if p.is_choice else p.low)
 
 
-def _random_draw(rnd: random.Random):
-    def draw(label: str, p: Param) -> Any:
-        if p.is_choice:
-            return rnd.randrange(len(p.options))
-        if p.is_stepped:
-            return p.value_at(rnd.randint(0, p.steps))
-        return p.snap(rnd.uniform(p.low, p.high))
-
-    return draw
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(space_docs(modifiers=True), st.randoms(use_true_random=False))
 def test_build_then_active_yields_exactly_the_labels_built(params: dict, rnd: random.Random) -> None:
     space = as_version(params).params
     drawn: list[str] = []
-    draw = _random_draw(rnd)
+    draw = random_draw(rnd)
     config = space.build(lambda label, p: drawn.append(label) or draw(label, p))
     active = list(space.active(config))
     assert [a.label for a in active if not a.param.is_fixed] == drawn

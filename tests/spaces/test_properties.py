@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from orchestrator.engine.backends.hyperopt import decode, encode, to_hyperopt
 from orchestrator.spaces import SpaceError, StudyVersion, parse_version
 from tests.conftest import SPACES
-from tests.spaces.strategies import as_version, space_docs
+from tests.spaces.strategies import FUZZ, as_version, space_docs, to_yaml
 
 VOCAB = [
     "study", "version", "parent", "trainable", "metric", "name", "mode", "schedule", "max_epochs",
@@ -52,7 +52,7 @@ def load_or_error(text: str) -> StudyVersion | None:
         return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(documents)
 def test_random_documents_only_raise_space_error(doc: Any) -> None:
     try:
@@ -62,13 +62,13 @@ def test_random_documents_only_raise_space_error(doc: Any) -> None:
     load_or_error(text)
 
 
-@settings(max_examples=200, deadline=None)
+@FUZZ
 @given(st.text(max_size=200))
 def test_random_text_only_raises_space_error(text: str) -> None:
     load_or_error(text)
 
 
-@settings(max_examples=150, deadline=None)
+@FUZZ
 @given(st.binary(max_size=200))
 def test_random_bytes_from_a_file_only_raise_space_error(tmp_path_factory, data: bytes) -> None:
     from orchestrator.spaces import load_version
@@ -114,7 +114,7 @@ def _mutate(doc: Any, rnd: random.Random, replacement: Any) -> Any:
     return doc
 
 
-@settings(max_examples=400, deadline=None)
+@FUZZ
 @given(st.sampled_from(range(len(SHIPPED))), st.randoms(use_true_random=False), scalars | documents, st.integers(1, 3))
 def test_mutated_shipped_documents_only_raise_space_error(which, rnd, replacement, rounds) -> None:
     doc = SHIPPED[which]
@@ -169,8 +169,8 @@ def _shuffled(node: Any, rnd: random.Random) -> Any:
 @given(space_docs(), st.randoms(use_true_random=False), st.booleans())
 def test_hash_stable_under_key_order_and_style(params: dict, rnd: random.Random, flow: bool) -> None:
     doc = {"study": "p", "version": 1, "trainable": "t", "metric": {"name": "m", "mode": "min"}, "params": params}
-    a = parse_version(yaml.safe_dump(doc, sort_keys=False))
-    b = parse_version(yaml.safe_dump(_shuffled(doc, rnd), sort_keys=False, default_flow_style=flow, indent=4))
+    a = parse_version(to_yaml(doc, sort_keys=False))
+    b = parse_version(to_yaml(_shuffled(doc, rnd), sort_keys=False, default_flow_style=flow, indent=4))
     assert a.content_hash == b.content_hash
 
 
@@ -178,7 +178,7 @@ def test_hash_stable_under_key_order_and_style(params: dict, rnd: random.Random,
 @given(space_docs(), st.randoms(use_true_random=False))
 def test_hash_changes_when_a_range_or_choice_changes(params: dict, rnd: random.Random) -> None:
     doc = {"study": "p", "version": 1, "trainable": "t", "metric": {"name": "m", "mode": "min"}, "params": params}
-    before = parse_version(yaml.safe_dump(doc)).content_hash
+    before = parse_version(to_yaml(doc)).content_hash
     changed = copy.deepcopy(doc)
     leaves = [p for p in _paths(changed["params"]) if p and p[-1] in (0, 1) and isinstance(p[-1], int)]
     bounds = [p for p in leaves if len(p) >= 2 and p[-2] in ("uniform", "loguniform", "int", "quniform", "qloguniform")]
@@ -200,5 +200,5 @@ def test_hash_changes_when_a_range_or_choice_changes(params: dict, rnd: random.R
             bounds_list[0] += q
         else:
             bounds_list[1] += q
-    after = parse_version(yaml.safe_dump(changed))
+    after = parse_version(to_yaml(changed))
     assert after.content_hash != before

@@ -6,15 +6,14 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from orchestrator.spaces import QUniform, SearchSpace, StudyVersion, dump, load_version, parse_version, write
 from orchestrator.spaces.check import validate_paths
 from orchestrator.spaces.writer import to_document
 from tests.conftest import MINIMAL, SPACES
-from tests.spaces.strategies import version_docs
+from tests.spaces.strategies import FUZZ, to_yaml, version_docs
 
 SHIPPED = sorted(SPACES.glob("*/v*.yaml"))
 
@@ -107,10 +106,10 @@ def test_write_refuses_a_version_the_file_syntax_cannot_express(tmp_path: Path) 
     assert not (tmp_path / "v1.yaml").exists()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(version_docs())
 def test_random_versions_survive_writing_and_validate(tmp_path_factory, doc: dict) -> None:
-    version = parse_version(yaml.safe_dump(doc, sort_keys=False))
+    version = parse_version(to_yaml(doc, sort_keys=False))
     assert_written_exactly(version)
     folder = tmp_path_factory.mktemp("written") / version.study
     write(version, folder / f"v{version.version}.yaml")
