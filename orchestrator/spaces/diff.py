@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion, vars_of
+from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion, same_value, vars_of
 
 ChangeKind = Literal[
     "added", "removed", "narrowed", "widened", "shifted", "changed-kind",
@@ -78,7 +78,7 @@ def _compare(path: str, a: Param, b: Param) -> list[Change]:
         if getattr(a, "limits", None) != getattr(b, "limits", None):
             changes.append(Change("limits", path, str(a.limits), str(b.limits)))
     da, db = a.default, b.default
-    if (da is NO_DEFAULT) != (db is NO_DEFAULT) or (da is not NO_DEFAULT and json.dumps(da) != json.dumps(db)):
+    if (da is NO_DEFAULT) != (db is NO_DEFAULT) or (da is not NO_DEFAULT and not same_value(da, db)):
         show = lambda d: "none" if d is NO_DEFAULT else json.dumps(d)  # noqa: E731
         changes.append(Change("default", path, show(da), show(db)))
     return changes
@@ -121,7 +121,7 @@ def _settings(old: StudyVersion, new: StudyVersion) -> list[Change]:
     for k in old.fixed.keys() | new.fixed.keys():
         pairs.append((f"fixed.{k}", old.fixed.get(k, "-"), new.fixed.get(k, "-")))
     for path, a, b in pairs:
-        if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
+        if not same_value(a, b):  # 1 and 1.0 are one setting (as in the hash); True and 1 are not
             out.append(Change("setting", path, json.dumps(a), json.dumps(b)))
     return out
 

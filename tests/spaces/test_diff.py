@@ -70,3 +70,15 @@ def test_shipped_v1_v2_render() -> None:
     assert "| narrowed | `lr` |" in md
     doc = json.loads(render(v1, v2, changes, "json"))
     assert doc["new"]["hash"] == v2.content_hash and len(doc["changes"]) == len(changes)
+
+
+def test_settings_written_as_int_or_float_are_no_change() -> None:
+    head = "study: s\nversion: {v}\ntrainable: analytic\nmetric: {{name: loss, mode: min}}\n"
+    head += "fixed: {{function: quadratic}}\n"
+    old = parse_version(head.format(v=1) + "resources: {cpu: 1, gpu: 0}\nschedule: {reduction_factor: 3}\n"
+                        "params:\n  x: {uniform: [0.0, 1.0], default: 1}\n")  # fmt: skip
+    new = parse_version(head.format(v=2) + "parent: 1\nresources: {cpu: 1.0}\nschedule: {reduction_factor: 3.0}\n"
+                        "params:\n  x: {uniform: [0.0, 1.0], default: 1.0}\n")  # fmt: skip
+    assert diff(old, new) == []
+    flipped = parse_version(head.format(v=2) + "parent: 1\nresources: {cpu: 2}\nparams:\n  x: {uniform: [0.0, 1.0]}\n")
+    assert {(c.kind, c.path) for c in diff(old, flipped)} == {("setting", "resources.cpu"), ("default", "x")}
