@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from orchestrator.cluster.errors import ClusterError
-from orchestrator.cluster.rayjob import DEFAULT_TRACKING_URI
+from orchestrator.cluster.rayjob import CREDENTIAL_KEYS, DEFAULT_TRACKING_SECRET, DEFAULT_TRACKING_URI
 
 if TYPE_CHECKING:
     from orchestrator.cluster.client import JobReport, KubeClient
@@ -63,7 +63,11 @@ def cluster_options(f: F) -> F:
 
 
 def _connect(namespace: str | None, kubeconfig: str | None, context: str | None) -> KubeClient:
+    from orchestrator.cluster import names
     from orchestrator.cluster.client import KubeClient
+
+    if namespace is not None:
+        names.check_name(namespace, names.NAMESPACE_RULE, "--namespace")
 
     return KubeClient.connect(kubeconfig=kubeconfig, context=context, namespace=namespace)
 
@@ -97,7 +101,14 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     "--tracking-uri",
     default=DEFAULT_TRACKING_URI,
     show_default=True,
-    help="MLflow URI, as seen from the cluster",
+    help="MLflow URI, as seen from the cluster; a user:password in it is never sent (see --tracking-secret)",
+)
+@click.option(
+    "--tracking-secret",
+    metavar="NAME",
+    default=DEFAULT_TRACKING_SECRET,
+    show_default=True,
+    help=f"--new-cluster: Secret the Ray pods read MLflow credentials from (keys {', '.join(CREDENTIAL_KEYS)})",
 )
 @click.option(
     "--max-workers",
@@ -124,6 +135,7 @@ def submit(
     trials: int | None,
     concurrency: int | None,
     tracking_uri: str,
+    tracking_secret: str,
     max_workers: int | None,
     ttl_seconds: int,
     dry_run: bool,
@@ -138,12 +150,14 @@ def submit(
     resources); with --cluster NAME it runs on an existing RayCluster.
     """
     from orchestrator.cluster.bundle import SpaceBundle
-    from orchestrator.cluster.rayjob import JobOptions, build_submission, to_yaml
+    from orchestrator.cluster.rayjob import JobOptions, build_submission, credentials_note, to_yaml
 
     if bool(cluster) == new_cluster:
         raise click.UsageError("choose where to run: --cluster NAME or --new-cluster", ctx)
     if cluster and image and ctx.get_parameter_source("image") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--image applies to --new-cluster; an existing cluster runs its own image", ctx)
+    if cluster and ctx.get_parameter_source("tracking_secret") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--tracking-secret applies to --new-cluster; an existing cluster has its own", ctx)
     with _errors():
         bundle = SpaceBundle.from_path(space_file)
         client = None if dry_run else _connect(namespace, kubeconfig, context)
@@ -156,8 +170,12 @@ def submit(
             tracking_uri=tracking_uri,
             max_workers=max_workers,
             ttl_seconds=ttl_seconds,
+            tracking_secret=tracking_secret,
         )
         submission = build_submission(bundle, opts)
+        note = credentials_note(opts)
+        if note:
+            click.echo(f"note: {note}", err=True)
         if client is None:
             click.echo(to_yaml(submission.objects), nl=False)
             return

@@ -1,8 +1,11 @@
-"""Kubernetes names and labels derived from study names (pure functions, no I/O).
+"""Kubernetes names and labels derived from study names, and the rules for names we are given
+(pure functions, no I/O).
 
 Study names may hold ``_`` and ``.`` and be long; Kubernetes wants DNS-1035 labels for
 RayJob names (KubeRay derives Service names from them) and at most 63 characters for
-label values. The full, unaltered values travel in annotations.
+label values. The full, unaltered values travel in annotations. Names taken from the user
+(namespace, RayCluster, Secret) are checked by :func:`check_name` against the rule the API
+server (or KubeRay) applies to that kind, before any object is built.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from dataclasses import dataclass
+
+from orchestrator.cluster.errors import ClusterError
 
 LABEL_PREFIX = "orchestrator.dev"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -30,6 +36,8 @@ SUFFIX_LENGTH = 5
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -40,7 +48,52 @@ def is_label_value(value: str) -> bool:
 
 def is_dns1035(name: str, max_length: int = 63) -> bool:
     """Whether ``name`` is a DNS-1035 label no longer than ``max_length``."""
-    return len(name) <= max_length and bool(_DNS1035.match(name))
+    return NameRule(_DNS1035, max_length, "").matches(name)
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """A Kubernetes naming rule: a pattern, a length limit and how to say it in one line."""
+
+    pattern: re.Pattern[str]
+    max_length: int
+    description: str
+
+    def matches(self, name: str) -> bool:
+        return len(name) <= self.max_length and bool(self.pattern.match(name))
+
+
+DNS1123_LABEL = NameRule(
+    _DNS1123_LABEL,
+    63,
+    "a DNS-1123 label: at most 63 lower-case letters, digits and '-', starting and ending alphanumeric",
+)
+DNS1123_SUBDOMAIN = NameRule(
+    _DNS1123_SUBDOMAIN,
+    253,
+    "a DNS-1123 subdomain: at most 253 lower-case letters, digits, '-' and '.', each part starting and ending "
+    "alphanumeric",
+)
+DNS1035_LABEL = NameRule(
+    _DNS1035, 63, "a DNS-1035 label: at most 63 lower-case letters, digits and '-', starting with a letter"
+)
+RAYJOB_NAME = NameRule(
+    _DNS1035,
+    MAX_RAYJOB_NAME,
+    f"a DNS-1035 label of at most {MAX_RAYJOB_NAME} characters (KubeRay's limit for RayJob names)",
+)
+# The rule the API server (or KubeRay, for its CRDs) applies to each kind of name we set.
+NAMESPACE_RULE = DNS1123_LABEL
+RAYCLUSTER_RULE = DNS1035_LABEL  # KubeRay derives Service names from it
+CONFIGMAP_RULE = DNS1123_SUBDOMAIN
+SECRET_RULE = DNS1123_SUBDOMAIN
+
+
+def check_name(name: str, rule: NameRule, what: str) -> str:
+    """``name`` if it follows ``rule``; else a ``ClusterError`` naming ``what`` (a flag) and the rule."""
+    if not rule.matches(name):
+        raise ClusterError(f"{what} {name!r} is not a valid Kubernetes name: use {rule.description}")
+    return name
 
 
 def label_value(text: str) -> str:

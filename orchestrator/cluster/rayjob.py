@@ -15,6 +15,13 @@ Two placements:
 
 Both use ``submissionMode: K8sJobMode``: KubeRay runs ``ray job submit`` in a Kubernetes Job
 named after the RayJob, whose pod (label ``job-name=<rayjob>``) holds the search's logs.
+
+No credential is ever inline: the tracking URI goes into the objects without its
+``user:password@`` (``orchestrator.redaction``), and the Ray pods of a new cluster read
+``CREDENTIAL_KEYS`` from the Secret ``JobOptions.tracking_secret`` through ``secretKeyRef``
+(required when the URI carried credentials, optional otherwise). Pods of an existing cluster
+use their own environment (``deploy/k8s/base/raycluster.yaml``). Nothing is read from the
+submitting shell's environment.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import yaml
 from orchestrator.cluster import names
 from orchestrator.cluster.bundle import MAX_CONFIGMAP_BYTES, SpaceBundle, pack
 from orchestrator.cluster.errors import ClusterError
+from orchestrator.redaction import redact_uri
 
 API_VERSION = "ray.io/v1"
 RAY_VERSION = "2.60.0"
@@ -37,7 +45,12 @@ DEFAULT_TRACKING_URI = "http://mlflow:5000"
 CLUSTER_SELECTOR_KEY = "ray.io/cluster"
 SPACES_MOUNT = "/home/ray/search_spaces"
 UNPACK_ROOT = "/tmp/orchestrator"
-MLFLOW_AUTH_SECRET = "mlflow-auth"
+DEFAULT_TRACKING_SECRET = "mlflow-auth"  # the Secret deploy/ creates for the MLflow login
+# Keys of the tracking Secret, each the name of the environment variable MLflow reads.
+CREDENTIAL_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+# The keys a URI's user:password@ stands for; the token is always optional.
+LOGIN_KEYS = CREDENTIAL_KEYS[:2]
+LOGIN_SCHEMES = ("http", "https")  # MLflow reads the login variables for a tracking server only
 GPU_RESOURCE = "nvidia.com/gpu"
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user of the rayproject/ray images
 
@@ -96,10 +109,47 @@ class JobOptions:
     ttl_seconds: int = 600
     head_cpus: int = 2
     head_memory_gib: int = 8
+    tracking_secret: str = DEFAULT_TRACKING_SECRET  # Secret with CREDENTIAL_KEYS, for a new cluster
 
     @property
     def new_cluster(self) -> bool:
         return self.cluster is None
+
+    def check_names(self) -> None:
+        """Every Kubernetes name taken from the user follows its rule (one line per failure)."""
+        names.check_name(self.namespace, names.NAMESPACE_RULE, "--namespace")
+        if self.cluster is not None:
+            names.check_name(self.cluster, names.RAYCLUSTER_RULE, "--cluster")
+        names.check_name(self.tracking_secret, names.SECRET_RULE, "--tracking-secret")
+
+
+def pod_tracking_uri(uri: str) -> str:
+    """``uri`` as it may appear in a Kubernetes object: without credentials.
+
+    The credentials of an MLflow server's URI reach the pods through the tracking Secret
+    instead; a database store's cannot (MLflow reads them from the URI only), so such a URI
+    is refused, naming the fix.
+    """
+    clean = redact_uri(uri)
+    scheme = clean.partition("://")[0].lower()
+    if clean != uri and scheme not in LOGIN_SCHEMES:
+        raise ClusterError(
+            f"--tracking-uri {clean}: a {scheme} store's credentials would have to be inline in the RayJob; "
+            "point the cluster at an MLflow server (http://...) and give its login through --tracking-secret"
+        )
+    return clean
+
+
+def credentials_note(opts: JobOptions) -> str | None:
+    """What happened to credentials in ``opts.tracking_uri``, for the user; None if it had none."""
+    if pod_tracking_uri(opts.tracking_uri) == opts.tracking_uri:
+        return None
+    keys = " and ".join(LOGIN_KEYS)
+    if opts.new_cluster:
+        where = f"the pods read {keys} from the Secret {opts.tracking_secret!r} (see deploy/README.md)"
+    else:
+        where = f"the pods of cluster {opts.cluster!r} use the {keys} of their own environment"
+    return f"the credentials in --tracking-uri are not put into the RayJob: {where}"
 
 
 @dataclass(frozen=True)
@@ -143,18 +193,19 @@ def job_annotations(bundle: SpaceBundle) -> dict[str, str]:
 # --------------------------------------------------------------------------- RayCluster
 
 
-def _ray_env(tracking_uri: str) -> list[dict[str, Any]]:
-    """Tracking settings for every Ray process; the basic-auth credentials are optional."""
+def _ray_env(tracking_uri: str, tracking_secret: str) -> list[dict[str, Any]]:
+    """Tracking settings for every Ray process: the URI without credentials, and the
+    credentials by reference to ``tracking_secret`` (the login keys are required when
+    ``tracking_uri`` carried a login, so a missing Secret stops the pod visibly)."""
+    clean = pod_tracking_uri(tracking_uri)
+    login_required = clean != tracking_uri
 
     def secret(var: str) -> dict[str, Any]:
-        ref = {"name": MLFLOW_AUTH_SECRET, "key": var, "optional": True}
+        optional = not (login_required and var in LOGIN_KEYS)
+        ref = {"name": tracking_secret, "key": var, "optional": optional}
         return {"name": var, "valueFrom": {"secretKeyRef": ref}}
 
-    return [
-        {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
-        secret("MLFLOW_TRACKING_USERNAME"),
-        secret("MLFLOW_TRACKING_PASSWORD"),
-    ]
+    return [{"name": "MLFLOW_TRACKING_URI", "value": clean}, *(secret(var) for var in CREDENTIAL_KEYS)]
 
 
 def _pod_spec(container: dict[str, Any], extra_volumes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -204,6 +255,7 @@ def build_ray_cluster_spec(
     max_workers: int,
     min_workers: int = 0,
     tracking_uri: str = DEFAULT_TRACKING_URI,
+    tracking_secret: str = DEFAULT_TRACKING_SECRET,
     head_cpus: int = 2,
     head_memory_gib: int = 8,
     labels: Mapping[str, str] | None = None,
@@ -212,10 +264,11 @@ def build_ray_cluster_spec(
     """A RayCluster ``spec``: a head that runs no trials plus one autoscaled worker group.
 
     ``space_volume`` is ``(configmap name, mount path)`` to mount into the head pod.
+    Credentials in ``tracking_uri`` are replaced by references to ``tracking_secret``.
     """
     if not 0 <= min_workers <= max_workers or max_workers < 1:
         raise ClusterError(f"need 0 <= min workers <= max workers and max >= 1, got {min_workers}..{max_workers}")
-    env = _ray_env(tracking_uri)
+    env = _ray_env(tracking_uri, tracking_secret)
     head_mounts, head_volumes = [], []
     if space_volume:
         configmap, mount_path = space_volume
@@ -227,7 +280,7 @@ def build_ray_cluster_spec(
         {"name": "client", "containerPort": 10001},
     ]
     head = _container("ray-head", image, head_cpus, head_memory_gib, 0, env, head_mounts, ports)
-    worker = _container("ray-worker", image, shape.cpus, shape.memory_gib, shape.gpus, _ray_env(tracking_uri), [])
+    worker = _container("ray-worker", image, shape.cpus, shape.memory_gib, shape.gpus, env, [])
     worker_pod = _pod_spec(worker, [])
     if shape.gpus:
         worker_pod["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
@@ -293,9 +346,10 @@ def build_entrypoint(bundle: SpaceBundle, opts: JobOptions, job_name: str) -> st
     """The command Ray runs on the head node for this job."""
     trials = opts.trials or bundle.trials
     concurrency = opts.concurrency or bundle.concurrency
+    tracking_uri = pod_tracking_uri(opts.tracking_uri)
     if opts.new_cluster:
         path = f"{SPACES_MOUNT}/{bundle.study}/{bundle.file_name}"
-        return _command(run_arguments(path, trials, opts.tracking_uri, concurrency))
+        return _command(run_arguments(path, trials, tracking_uri, concurrency))
     folder = f"{UNPACK_ROOT}/{job_name}/{bundle.study}"
     launcher = [
         "python",
@@ -307,7 +361,7 @@ def build_entrypoint(bundle: SpaceBundle, opts: JobOptions, job_name: str) -> st
         pack(bundle.files),
         "--",
     ]
-    return _command(launcher + run_arguments(f"{folder}/{bundle.file_name}", trials, opts.tracking_uri, concurrency))
+    return _command(launcher + run_arguments(f"{folder}/{bundle.file_name}", trials, tracking_uri, concurrency))
 
 
 def default_max_workers(shape: WorkerShape, concurrency: int | None) -> int:
@@ -359,10 +413,9 @@ def with_owner(configmap: dict[str, Any], rayjob: Mapping[str, Any]) -> dict[str
 
 def build_rayjob(bundle: SpaceBundle, opts: JobOptions, job_name: str) -> dict[str, Any]:
     """The RayJob body for ``bundle`` placed as ``opts`` says."""
-    if not names.is_dns1035(job_name, names.MAX_RAYJOB_NAME):
-        raise ClusterError(f"invalid RayJob name {job_name!r}: use <= 47 lower-case letters, digits and -")
+    names.check_name(job_name, names.RAYJOB_NAME, "RayJob name")
     labels = job_labels(bundle)
-    env_vars = {"MLFLOW_TRACKING_URI": opts.tracking_uri, "ORCHESTRATOR_RAYJOB": job_name}
+    env_vars = {"MLFLOW_TRACKING_URI": pod_tracking_uri(opts.tracking_uri), "ORCHESTRATOR_RAYJOB": job_name}
     spec: dict[str, Any] = {
         "entrypoint": build_entrypoint(bundle, opts, job_name),
         "submissionMode": "K8sJobMode",
@@ -389,6 +442,7 @@ def build_rayjob(bundle: SpaceBundle, opts: JobOptions, job_name: str) -> dict[s
             min_workers=opts.min_workers,
             max_workers=opts.max_workers or default_max_workers(shape, concurrency),
             tracking_uri=opts.tracking_uri,
+            tracking_secret=opts.tracking_secret,
             head_cpus=opts.head_cpus,
             head_memory_gib=opts.head_memory_gib,
             labels=labels,
@@ -413,7 +467,9 @@ def build_submission(bundle: SpaceBundle, opts: JobOptions, suffix: str | None =
     """The RayJob (and, for a new cluster, its ConfigMap) that run ``bundle`` as ``opts`` say."""
     if opts.trials is not None and opts.trials < 1:
         raise ClusterError(f"--trials must be >= 1, got {opts.trials}")
+    opts.check_names()
     name = names.rayjob_name(bundle.study, bundle.version, suffix or names.random_suffix())
+    names.check_name(configmap_name(name), names.CONFIGMAP_RULE, "ConfigMap name")
     rayjob = build_rayjob(bundle, opts, name)
     configmap = build_configmap(bundle, name, opts.namespace) if opts.new_cluster else None
     return Submission(rayjob, configmap)
