@@ -6,6 +6,10 @@ trial id and config tags, flattened params, ``loss`` / ``best_loss`` metrics). T
 
 * from MLflow: ``MlflowStore.trials`` (over HTTP) -> ``carry`` -> ``HyperoptSearcher(...)`` -> first ``suggest``;
 * from a Parquet ledger: ``ledger.trials_with_ledger`` (ledger + newer runs from the server) -> same;
+* from the server alone with the ledger artifact (no ``--ledger``): the previous search's end left the study as
+  ``ledger/trials.parquet`` on its run; ``ledger.trials_with_ledger(store, study, None)`` finds the newest one,
+  downloads it over HTTP and reads the runs that ended after it -> same; and the cost of a search's end writing
+  the next artifact (``ledger.write_artifact``: read the newest ledger + newer runs, upload);
 * the hyperopt way: ``generate_trials_to_calculate`` + ``fmin`` replaying the stored losses, then one TPE
   suggestion (measured directly at every size);
 * TPE suggestion latency (median of 20 ``suggest`` + ``on_trial_complete``) at 1k / 5k / 10k prior trials.
@@ -15,7 +19,7 @@ logger calls it (create_run + log_batch + end_run), both in-process on the SQLit
 their cost per run is reported; the rest are cloned from the first such run with one SQL transaction
 (same tables, same columns, new ids and values), because the API path costs 20-170 ms per run here.
 
-    python -m bench.warmstart --quick     # 1k and 5k from MLflow, 10k from the ledger only
+    python -m bench.warmstart --quick     # 1k and 5k from MLflow, 10k from the ledger and the artifact only
     python -m bench.warmstart             # 1k / 5k / 10k everywhere
 """
 
@@ -39,7 +43,7 @@ from bench import common
 from bench.spacetools import make_version, sample_config
 from orchestrator.engine.backends.hyperopt import encode, labels, to_hyperopt
 from orchestrator.spaces import StudyVersion, flatten
-from orchestrator.tracking import schema
+from orchestrator.tracking import ledger, schema
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, _param_text
 from orchestrator.tracking.server import LoopbackMlflowServer
 
@@ -55,6 +59,8 @@ PARAMS: dict[str, Any] = {
     "optimizer": {"choice": [{"name": "adam"}, {"name": "sgd", "momentum": {"uniform": [0.5, 0.99]}}]},
 }
 GOAL_S = 10.0  # 10,000 carried trials ready in under 10 s
+# the warm-start paths measured, as ``out["studies"][n]`` keys and as the report names them
+PATHS = {"mlflow": "mlflow (runs only)", "ledger": "ledger (--ledger)", "artifact": "mlflow + ledger artifact"}
 LATENCY_SUGGESTIONS = 20
 
 
@@ -179,6 +185,7 @@ class Study:
     version: StudyVersion
     configs: list[dict[str, Any]]
     fill: dict[str, float]
+    parent: str  # the search run the trials belong to
 
 
 def fill_study(server: LoopbackMlflowServer, n: int, rng: np.random.Generator, api_runs: int, http_runs: int) -> Study:
@@ -186,7 +193,7 @@ def fill_study(server: LoopbackMlflowServer, n: int, rng: np.random.Generator, a
     version = study_version(n)
     configs = [sample_config(version.params, rng) for _ in range(n)]
     sql_store, http_store = MlflowStore(server.backend_store_uri), MlflowStore(server.uri)
-    exp = sql_store.experiment_id(version.study)
+    exp = http_store.experiment_id(version.study)  # through the server: its artifacts are the server's (proxied)
     assert exp is not None
     search_tags = {schema.KIND: schema.SEARCH_RUN, schema.STUDY: version.study}
     parent = sql_store.create_run(exp, f"{version.label} bench", search_tags, {})
@@ -201,11 +208,12 @@ def fill_study(server: LoopbackMlflowServer, n: int, rng: np.random.Generator, a
         http_ms = per_run_ms(fill_with(http_store), http)
     template = sql_store.trials(version.study)[0].run_id
     start = len(api) + len(http)
-    created_ms = int(time.time() * 1000) - 5000
+    # cloned runs end before the artifact's as-of time (a search's end): only the API runs are newer than it
+    created_ms = int(time.time() * 1000) - ledger.CLOCK_SKEW_MS - 5000
     bulk_s = bulk_clone(server.db_path, template, version, parent, configs[start:], start, created_ms)
     fill = {"api_sqlite_ms_per_run": api_ms, "api_http_ms_per_run": http_ms if len(http) else None,
             "bulk_s": bulk_s, "bulk_runs": n - start, "api_runs": len(api), "http_runs": len(http)}  # fmt: skip
-    return Study(version, configs, fill)
+    return Study(version, configs, fill, parent)
 
 
 def expected_rows(study: Study) -> list[TrialRow]:
@@ -318,8 +326,6 @@ def from_store(uri: str, study: Study) -> tuple[dict[str, float], list[TrialRow]
 
 def from_ledger(uri: str, version: StudyVersion, rows: Sequence[TrialRow], path: Path) -> dict[str, float]:
     """Write the ledger (as ``orchestrator trials export`` would), then warm-start from it plus newer runs."""
-    from orchestrator.tracking import ledger
-
     t0 = time.perf_counter()
     ledger.write(rows, path, metric=version.metric.name)
     write_s = time.perf_counter() - t0
@@ -329,6 +335,29 @@ def from_ledger(uri: str, version: StudyVersion, rows: Sequence[TrialRow], path:
     stages = _total({"read_s": time.perf_counter() - t0, **searcher_stages(merged, version)})
     stages["ledger_write_s"] = write_s
     stages["ledger_mb"] = path.stat().st_size / 1e6
+    return stages
+
+
+def from_artifact(server: LoopbackMlflowServer, study: Study) -> dict[str, float]:
+    """Warm-start from the server alone: the newest ledger artifact plus the runs that ended after it.
+
+    The previous search's end is simulated by uploading the study (read in-process from the SQLite file) as the
+    artifact of its run, as of that read; then the next search's end writes the artifact the product's way.
+    """
+    store = MlflowStore(server.uri)
+    as_of = int(time.time() * 1000) - ledger.CLOCK_SKEW_MS
+    ledger.upload(store, study.parent, MlflowStore(server.backend_store_uri).trials(study.version.study), as_of)
+    t0 = time.perf_counter()
+    rows, source = ledger.trials_with_ledger(store, study.version.study, None)
+    read_s = time.perf_counter() - t0
+    check_rows(rows, study)
+    if not source.startswith(f"ledger artifact of run {study.parent} "):
+        raise RuntimeError(f"warm start did not read the ledger artifact: {source}")
+    stages = _total({"read_s": read_s, **searcher_stages(rows, study.version)})
+    t0 = time.perf_counter()
+    ledger.write_artifact(store, study.version.study, study.parent)
+    stages["artifact_write_s"] = time.perf_counter() - t0
+    stages["newer_runs"] = len(store.trials(study.version.study, ended_after_ms=as_of))
     return stages
 
 
@@ -394,6 +423,7 @@ def measure_size(server: LoopbackMlflowServer, n: int, from_mlflow: bool, rng: n
         print("  reading it back from the server ...", flush=True)
         res["mlflow"], rows = from_store(server.uri, study)
     res["ledger"] = from_ledger(server.uri, study.version, rows, root / f"ledger_{n}.parquet")
+    res["artifact"] = from_artifact(server, study)
     res["hyperopt_replay_s"] = hyperopt_replay(study.version, study.configs)
     return res
 
@@ -428,18 +458,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def goal(out: dict[str, Any]) -> dict[str, Any]:
     ten = out["studies"].get("10000", {})
-    figures = {path: ten[path]["total_s"] for path in ("mlflow", "ledger") if path in ten}
+    figures = {path: ten[path]["total_s"] for path in PATHS if path in ten}
     return {"target_s": GOAL_S, "10k_ready_s": figures, "met": {k: v < GOAL_S for k, v in figures.items()}}
 
 
 def report(out: dict[str, Any]) -> None:
     rows = []
     for n, res in out["studies"].items():
-        for path in ("mlflow", "ledger"):
+        for path, shown in PATHS.items():
             if path in res:
                 s = res[path]
                 searcher = s["carry_s"] + s["build_s"] + s["first_suggest_s"]
-                rows.append([int(n), path, s["read_s"], s["carry_s"], s["build_s"], s["first_suggest_s"], s["total_s"],
+                rows.append([int(n), shown, s["read_s"], s["carry_s"], s["build_s"], s["first_suggest_s"], s["total_s"],
                              searcher, res["hyperopt_replay_s"], res["hyperopt_replay_s"] / searcher])  # fmt: skip
     common.print_table(
         ["trials", "from", "read s", "carry s", "build s", "1st suggest s", "total s", "carry+build+suggest s",
@@ -452,10 +482,12 @@ def report(out: dict[str, Any]) -> None:
     common.print_table(["trials", "search_runs pages", "slowest page s", "fits the default 20 s timeout"], pages,
                        "MlflowStore.trials: pages of 1,000 runs, one HTTP request each")  # fmt: skip
     fills = [[int(n), r["fill"]["api_sqlite_ms_per_run"], r["fill"]["api_http_ms_per_run"], r["fill"]["bulk_runs"],
-              r["fill"]["bulk_s"], r["ledger"]["ledger_write_s"], r["ledger"]["ledger_mb"]]
+              r["fill"]["bulk_s"], r["ledger"]["ledger_write_s"], r["ledger"]["ledger_mb"],
+              r["artifact"]["newer_runs"], r["artifact"]["artifact_write_s"]]
              for n, r in out["studies"].items()]  # fmt: skip
     common.print_table(
-        ["trials", "API ms/run (sqlite)", "API ms/run (HTTP)", "cloned runs", "clone s", "ledger write s", "ledger MB"],
+        ["trials", "API ms/run (sqlite)", "API ms/run (HTTP)", "cloned runs", "clone s", "ledger write s", "ledger MB",
+         "runs after the artifact", "search end: artifact write s"],
         fills, "Making the studies (MlflowStore calls as the orchestrator logs; the rest cloned in SQL)",
     )  # fmt: skip
     print(

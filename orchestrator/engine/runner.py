@@ -260,7 +260,7 @@ def _fit(tuner: Any, plan: SearchPlan, store: MlflowStore, echo: Echo,
         result.interrupted = True
         return result
     try:
-        _finish_parent(store, version, result)
+        _finish_parent(store, version, result, echo)
     except Exception as e:  # the server went away during the search: Ray's state and the spill keep everything
         kept = f"unsent updates are in {plan.spill.where}; " if plan.spill.exists() else ""
         raise SearchEndNotRecorded(
@@ -317,7 +317,8 @@ def _summarize(grid: Any, version: StudyVersion, result: SearchResult) -> Search
     return result
 
 
-def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResult) -> None:
+def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResult, echo: Echo) -> None:
+    """Log the search's counts and best, write the study's ledger artifact (never failing the search), end it."""
     now = int(time.time() * 1000)
     metrics = [(schema.FINISHED_TRIALS, result.finished, now, 0), (schema.FAILED_TRIALS, result.failed, now, 0),
                (schema.SEARCH_WALL_S, result.wall_s, now, 0)]  # fmt: skip
@@ -325,6 +326,11 @@ def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResu
         metrics.append((schema.best_metric(version.metric.name), result.best_value, now, 0))
     store.log_batch(result.parent_run_id, metrics=metrics,
                     tags={schema.BEST_CONFIG: json.dumps(result.best_config, sort_keys=True)})  # fmt: skip
+    try:
+        ledger_mod.write_artifact(store, version.study, result.parent_run_id)
+    except Exception as e:  # only the next warm start's speed depends on it
+        echo(f"tracking: no ledger artifact on run {result.parent_run_id} ({short_error(e)}); "
+             "the next warm start reads the runs instead")  # fmt: skip
     store.end_run(result.parent_run_id, "FINISHED")
 
 

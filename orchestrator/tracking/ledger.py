@@ -1,13 +1,16 @@
 """The Parquet ledger: one row per trial, written with pyarrow.
 
-``orchestrator trials export STUDY --out trials.parquet`` writes it; warm start reads it as
-a fast path for long studies: rows from the ledger plus only the trials that ended after
-the ledger was written, read from the store (so a stale ledger is never wrong, just slower).
+``orchestrator trials export STUDY --out trials.parquet`` writes it, and every search that finishes
+writes one as the artifact ``ledger/trials.parquet`` of its run (``write_artifact``). Warm start reads
+a ledger as a fast path for long studies: the hand-given ``--ledger`` file, else the study's newest
+ledger artifact, plus only the trials that ended after the ledger's as-of time, read from the store
+(a run in both is taken from the store: a stale ledger is never wrong, just slower).
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,8 +21,8 @@ import pyarrow.parquet as pq
 
 from orchestrator.errors import OrchestratorError
 
-from .mlflow_store import MlflowStore, TrialRow
-from .schema import best_metric
+from .mlflow_store import MlflowStore, TrialRow, short_error
+from .schema import LEDGER_ARTIFACT, LEDGER_AS_OF, best_metric
 
 SCHEMA = pa.schema(
     [
@@ -38,6 +41,9 @@ SCHEMA = pa.schema(
     ]
 )
 AS_OF = b"orchestrator.as_of_ms"
+# A ledger's as-of time is set this far before the store was read, so that a run ended by a driver whose clock
+# is a little behind still ends after it; the overlap is read twice and deduplicated by run id.
+CLOCK_SKEW_MS = 60_000
 
 
 def table(rows: Iterable[TrialRow], metric: str | None = None, mode: str = "max") -> pa.Table:
@@ -128,12 +134,55 @@ def read(path: Path) -> tuple[list[TrialRow], int]:
 
 
 def trials_with_ledger(store: MlflowStore, study: str, ledger: Path | None) -> tuple[list[TrialRow], str]:
-    """Every trial of ``study``: from the ledger plus newer runs when a ledger exists, else the store."""
+    """Every trial of ``study`` and where it was read from.
+
+    From the ``ledger`` file when given, else from the study's newest ledger artifact, else from the store;
+    a ledger is topped up with the runs that ended after its as-of time. An artifact that cannot be read
+    is named in the source and the store is read instead.
+    """
     if ledger is not None:
         rows, as_of = read(ledger)
-        rows = [r for r in rows if r.study == study]
-        newer = store.trials(study, ended_after_ms=as_of)
-        seen = {r.run_id for r in newer}
-        merged = [r for r in rows if r.run_id not in seen] + newer
-        return merged, f"ledger {ledger} ({len(rows)} trials) + {len(newer)} newer from the store"
-    return store.trials(study), "tracking store"
+        return _topped_up(store, study, rows, as_of, f"ledger {ledger}")
+    newest = store.newest_ledger(study)
+    if newest is None:
+        return store.trials(study), "tracking store"
+    run_id, as_of = newest
+    try:
+        with tempfile.TemporaryDirectory(prefix="orchestrator-ledger-") as tmp:
+            rows, _ = read(store.download_artifact(run_id, LEDGER_ARTIFACT, Path(tmp)))
+    except Exception as e:  # missing, corrupt, artifact store down: the runs themselves are the truth
+        reason = f"ledger artifact of run {run_id} unreadable ({short_error(e)})"
+        return store.trials(study), f"tracking store; {reason}"
+    return _topped_up(store, study, rows, as_of, f"ledger artifact of run {run_id}")
+
+
+def _topped_up(store: MlflowStore, study: str, rows: list[TrialRow], as_of: int,
+               what: str) -> tuple[list[TrialRow], str]:  # fmt: skip
+    """The ledger's rows of ``study`` with every run that ended after ``as_of`` taken from the store instead."""
+    rows = [r for r in rows if r.study == study]
+    newer = store.trials(study, ended_after_ms=as_of)
+    seen = {r.run_id for r in newer}
+    merged = [r for r in rows if r.run_id not in seen] + newer
+    return merged, f"{what} ({len(rows)} trials) + {len(newer)} newer runs from the store"
+
+
+def write_artifact(store: MlflowStore, study: str, run_id: str) -> int:
+    """Write every trial of ``study`` as of now as the ledger artifact of the run ``run_id``; returns the rows.
+
+    Reads the newest ledger plus the runs that ended after it (as warm start does), so each search's end reads
+    little more than its own trials.
+    """
+    as_of = int(time.time() * 1000) - CLOCK_SKEW_MS
+    rows, _ = trials_with_ledger(store, study, None)
+    return upload(store, run_id, rows, as_of)
+
+
+def upload(store: MlflowStore, run_id: str, rows: Iterable[TrialRow], as_of_ms: int) -> int:
+    """``rows`` (the study as of ``as_of_ms``) as the run's ledger artifact; the tag is set after the upload,
+    so a tag always names a whole file."""
+    with tempfile.TemporaryDirectory(prefix="orchestrator-ledger-") as tmp:
+        path = Path(tmp) / Path(LEDGER_ARTIFACT).name
+        n = write(rows, path, as_of_ms=as_of_ms)
+        store.log_artifact(run_id, path, str(Path(LEDGER_ARTIFACT).parent))
+    store.log_batch(run_id, tags={LEDGER_AS_OF: str(as_of_ms)})
+    return n

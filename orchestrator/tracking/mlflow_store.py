@@ -29,9 +29,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.redaction import redact_text, redact_uri
 from orchestrator.spaces.carry import PriorTrial
 
-from .schema import CONFIG, HASH, KIND, PARENT, SEARCH_RUN, STUDY, TRIAL_ID, TRIAL_RUN, VERSION
+from .schema import CONFIG, HASH, KIND, LEDGER_AS_OF, PARENT, SEARCH_RUN, STUDY, TRIAL_ID, TRIAL_RUN, VERSION
 
 MAX_PARAM_LENGTH = 6000
 
@@ -65,6 +66,7 @@ def _quiet_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     # MLflow prints "View run ..." links on every set_terminated; the live view is ours.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the ledger artifact's download
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -112,13 +114,8 @@ def sqlite_store_lock(path: Path | None) -> Iterator[None]:
 
 
 def describe_uri(uri: str) -> str:
-    """The URI without credentials, for messages."""
-    parsed = urlparse(uri)
-    if parsed.password or parsed.username:
-        host = parsed.hostname or ""
-        port = f":{parsed.port}" if parsed.port else ""
-        return parsed._replace(netloc=f"{host}{port}").geturl()
-    return uri
+    """The URI without credentials, for messages (the one rule: ``orchestrator.redaction``)."""
+    return redact_uri(uri)
 
 
 @dataclass(frozen=True)
@@ -178,12 +175,20 @@ class MlflowStore:
         if not create:
             return None
         try:
-            return self.client.create_experiment(study, tags={STUDY: study})
+            return self.client.create_experiment(
+                study, artifact_location=self._artifact_location(study), tags={STUDY: study}
+            )
         except Exception:  # created concurrently by another driver
             exp = self.client.get_experiment_by_name(study)
             if exp is None:
                 raise
             return exp.experiment_id
+
+    def _artifact_location(self, study: str) -> str | None:
+        """Beside a ``sqlite:///`` store (``<db folder>/artifacts/<study>``), not in ``./mlruns`` of whatever
+        folder the process runs in (MLflow's default there); a server or other store decides for itself."""
+        db = sqlite_path(self.uri)
+        return (db.resolve().parent / "artifacts" / study).as_uri() if db is not None else None
 
     def create_run(self, experiment_id: str, name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
         """A new RUNNING run; if its params cannot be logged, the run is ended FAILED (never left RUNNING)."""
@@ -263,6 +268,35 @@ class MlflowStore:
         exp = self.experiment_id(study, create=False)
         return [] if exp is None else list(self._search(exp, f"tags.`{KIND}` = '{SEARCH_RUN}'"))
 
+    # ------------------------------------------------------------------ the ledger artifact
+
+    def newest_ledger(self, study: str) -> tuple[str, int] | None:
+        """The search run of ``study`` whose ledger artifact is the newest, and its as-of time (ms); one request.
+
+        The tag is ordered as text, which is the order of time for every 13-digit millisecond count (2001-2286).
+        """
+        from mlflow.entities import ViewType
+
+        exp = self.experiment_id(study, create=False)
+        if exp is None:
+            return None
+        runs = self.client.search_runs(
+            [exp], f"tags.`{KIND}` = '{SEARCH_RUN}' and tags.`{LEDGER_AS_OF}` IS NOT NULL", ViewType.ACTIVE_ONLY,
+            max_results=1, order_by=[f"tags.`{LEDGER_AS_OF}` DESC"],
+        )  # fmt: skip
+        if not runs:
+            return None
+        as_of = runs[0].data.tags[LEDGER_AS_OF]
+        return (runs[0].info.run_id, int(as_of)) if as_of.isdigit() else None
+
+    def log_artifact(self, run_id: str, local_path: Path, artifact_path: str) -> None:
+        """Upload the file ``local_path`` as ``<artifact_path>/<its name>`` of the run."""
+        self.client.log_artifact(run_id, str(local_path), artifact_path)
+
+    def download_artifact(self, run_id: str, path: str, dst: Path) -> Path:
+        """The run's artifact ``path``, downloaded under the folder ``dst``."""
+        return Path(self.client.download_artifacts(run_id, path, str(dst)))
+
 
 def _row(run: Any) -> TrialRow:
     tags = run.data.tags
@@ -297,8 +331,8 @@ _CONNECTION_CAUSE = re.compile(r"\[Errno -?\d+\] [^\"')]+|Read timed out|Connect
 
 
 def short_error(e: BaseException) -> str:
-    """One short line for an error: its first line, or what an MLflow request failed on."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    """One short line for an error, without credentials: its first line, or what an MLflow request failed on."""
+    text = redact_text(str(e).strip().splitlines()[0]) if str(e).strip() else type(e).__name__
     request = _MLFLOW_REQUEST.match(text)
     if request is not None:
         cause = _CONNECTION_CAUSE.search(request["cause"])

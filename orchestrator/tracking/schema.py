@@ -41,6 +41,7 @@ FAILURE = "orchestrator.failure"
 RETRIED_AFTER = "orchestrator.retried_after"
 STOPPED_EARLY = "orchestrator.stopped_early"
 LOST = "orchestrator.lost"
+LEDGER_AS_OF = "orchestrator.ledger_as_of"
 
 # Values of KIND.
 SEARCH_RUN = "search"
@@ -76,10 +77,14 @@ def best_metric(metric: str) -> str:
     return BEST_METRIC.replace("<metric>", metric)
 
 
+# --------------------------------------------------------------------------- artifacts
+
+LEDGER_ARTIFACT = "ledger/trials.parquet"  # on a finished search's run: the study's trials (tracking/ledger.py)
+
 # --------------------------------------------------------------------------- the table
 
 On = Literal["experiment", "search", "trial"]
-Kind = Literal["tag", "param", "metric"]
+Kind = Literal["tag", "param", "metric", "artifact"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,13 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         "why a search ended FAILED (the error) or KILLED (interrupted, with the command to resume)",
     ),
     SchemaEntry(NOTE, "search", "tag", "space label and hash, carry-over summary, the space's notes"),
+    SchemaEntry(
+        LEDGER_AS_OF,
+        "search",
+        "tag",
+        f"as-of time of `{LEDGER_ARTIFACT}` (ms since the epoch, a minute before the store was read): runs that "
+        "ended after it are read on top; set after the artifact is written",
+    ),
     SchemaEntry(SPACE_STUDY, "search", "param", "study of the space file"),
     SchemaEntry(SPACE_VERSION, "search", "param", "version of the space file"),
     SchemaEntry(SPACE_HASH, "search", "param", "content hash of the space file"),
@@ -125,6 +137,13 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(FAILED_TRIALS, "search", "metric", "trials that failed after their retries"),
     SchemaEntry(SEARCH_WALL_S, "search", "metric", "seconds Ray Tune ran (this driver)"),
     SchemaEntry(BEST_METRIC, "search", "metric", "best value of the metric over all trials"),
+    SchemaEntry(
+        LEDGER_ARTIFACT,
+        "search",
+        "artifact",
+        "every trial of the study (all versions) as of the search's end, a Parquet ledger; warm start reads the "
+        "newest one plus the runs that ended after it",
+    ),
     # a nested run per trial
     SchemaEntry(PARENT, "trial", "tag", "the search's run id"),
     SchemaEntry(KIND, "trial", "tag", f"`{TRIAL_RUN}`"),

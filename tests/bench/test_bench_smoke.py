@@ -84,8 +84,9 @@ def test_hyperopt_replay_and_latency_helpers() -> None:
     assert warmstart.tpe_latency_ms(version, [(c, warmstart.loss_of(c)) for c in configs], 3) > 0
 
 
-def test_warmstart_fill_clone_and_read_back(tmp_path: Path) -> None:
+def test_warmstart_fill_clone_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Trials cloned in SQL read back exactly like those logged through MlflowStore (SQLite, no server)."""
+    monkeypatch.chdir(tmp_path)  # the SQLite store keeps the ledger artifact under ./mlruns
     db = tmp_path / "mlflow.db"
     fake_server = SimpleNamespace(backend_store_uri=f"sqlite:///{db}", uri=f"sqlite:///{db}", db_path=db)
     with common.swallow_stdout():
@@ -95,6 +96,8 @@ def test_warmstart_fill_clone_and_read_back(tmp_path: Path) -> None:
     assert stages["carried"] == 40 and len(rows) == 40
     ledger = warmstart.from_ledger(fake_server.uri, study.version, rows, tmp_path / "ledger.parquet")
     assert ledger["carried"] == 40
+    artifact = warmstart.from_artifact(fake_server, study)  # type: ignore[arg-type]
+    assert artifact["carried"] == 40 and artifact["newer_runs"] == 5  # the API runs end after the as-of time
 
 
 def test_search_at_scale_curves_cross_and_asha_stops_trials() -> None:

@@ -14,6 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.tracking import schema
+from orchestrator.tracking.ledger import trials_with_ledger
+from orchestrator.tracking.mlflow_store import MlflowStore
 from tests.engine.conftest import MlflowServer, write_space
 
 V1 = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
@@ -33,6 +36,12 @@ def test_v2_carries_v1_trials_and_starts_past_startup(tmp_path: Path, mlflow_ser
     hand_carried = sum(1 for x in xs if 0.0 <= x <= 1.0)
     hand_dropped = len(xs) - hand_carried
     assert hand_carried >= 1
+    # The finished search left its ledger artifact: a warm start without --ledger reads it (plus newer runs).
+    (v1_search,) = client.search_runs([exp.experiment_id], "tags.`orchestrator.kind` = 'search'")
+    assert schema.LEDGER_AS_OF in v1_search.data.tags
+    rows, source = trials_with_ledger(MlflowStore(mlflow_server.uri), "carry", None)
+    assert source.startswith(f"ledger artifact of run {v1_search.info.run_id}")
+    assert sorted(r.run_id for r in rows) == sorted(r.info.run_id for r in v1_trials)
 
     # Export the ledger, then run v2 warm-started from it (fast path) plus newer runs.
     ledger = tmp_path / "carry.parquet"
