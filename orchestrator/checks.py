@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
+from pathlib import Path
 
 import trainables
 from orchestrator.engine.searchers import check_available, unknown_searcher, unsupported_liar
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Problem, StudyVersion
+from orchestrator.spaces.check import ValidationReport, validate_paths
 
 
 def version_problems(version: StudyVersion) -> list[Problem]:
@@ -58,3 +61,16 @@ def check_version(version: StudyVersion) -> trainables.TrainableSpec:
         raise OrchestratorError(str(problems[0]))
     check_available(version.search.algorithm)
     return trainables.get(version.trainable)
+
+
+def validate_with_trainables(paths: Iterable[str | Path]) -> ValidationReport:
+    """What ``space validate`` checks: the files and their lineage, then each valid version against the
+    registries (``version_problems``); a version with problems moves from ``valid`` to the problems."""
+    report = validate_paths(paths)
+    for version in list(report.valid):
+        problems = version_problems(version)
+        if problems:
+            report.valid.remove(version)
+            report.problems.extend(problems)
+            report.invalid_files += 1
+    return report

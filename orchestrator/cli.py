@@ -68,7 +68,7 @@ def space_validate(paths: tuple[Path, ...], quiet: bool) -> None:
 
     Exit status 0 when every file is valid; 1 with every problem listed.
     """
-    from orchestrator.evolution.lint import validate_with_trainables
+    from orchestrator.checks import validate_with_trainables
 
     report = validate_with_trainables(paths or (Path(DEFAULT_SPACES),))
     if not quiet:
@@ -319,15 +319,13 @@ def demo(spaces: Path, trials: int | None, no_search: bool) -> None:
     The search is convnet_digits/v1.yaml (a ConvNet on scikit-learn's bundled digits) on an
     embedded local Ray, every trial logged to the local MLflow store in .orchestrator/.
     """
-    from orchestrator.checks import version_problems
+    from orchestrator.checks import validate_with_trainables
     from orchestrator.spaces import load_with_lineage
-    from orchestrator.spaces.check import validate_paths
     from orchestrator.spaces.diff import diff, render
 
     click.echo(f"== validating {spaces}/")
-    report = validate_paths((spaces,))
+    report = validate_with_trainables((spaces,))
     for v in report.valid:
-        report.problems.extend(version_problems(v))
         click.echo(f"ok  {v.study} v{v.version}  {v.short_hash}  {v.source}")
     for problem in report.problems:
         click.echo(str(problem), err=True)

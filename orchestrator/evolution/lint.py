@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.checks import validate_with_trainables
 from orchestrator.spaces import Problem, StudyVersion, discover
-from orchestrator.spaces.check import ValidationReport, validate_paths
+from orchestrator.spaces.check import ValidationReport
 from orchestrator.spaces.io import VERSION_FILE
 
 if TYPE_CHECKING:
@@ -36,20 +37,6 @@ class LintReport:
     @property
     def ok(self) -> bool:
         return not self.all_problems
-
-
-def validate_with_trainables(paths: Iterable[str | Path]) -> ValidationReport:
-    """What ``space validate`` checks: the files and their lineage, then each valid one's trainable."""
-    from orchestrator.checks import version_problems
-
-    report = validate_paths(paths)
-    for version in list(report.valid):
-        problems = version_problems(version)
-        if problems:
-            report.valid.remove(version)
-            report.problems.extend(problems)
-            report.invalid_files += 1
-    return report
 
 
 def lint(paths: Iterable[str | Path], store: MlflowStore | None = None) -> LintReport:
