@@ -60,7 +60,8 @@ MODIFIERS = {
 RESERVED = set(DIST_KEYS) | {"default", "limits", "step", "log"}
 
 
-def _suggest(word: str, options: Iterable[str]) -> str:
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """The hint for an unknown name: the closest of ``options`` as "; did you mean 'x'?", or an empty string."""
     close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -223,7 +224,7 @@ class _Ctx:
                 ok = False
                 self.error(
                     path + (key,) if isinstance(key, str) else path,
-                    f"unknown key {_show(key)} in {what}{_suggest(key, allowed)} (allowed: {', '.join(allowed)})",
+                    f"unknown key {_show(key)} in {what}{did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})",
                 )
         return ok
 
@@ -313,7 +314,7 @@ def _parse_param(ctx: _Ctx, spec: Any, path: tuple[Any, ...]) -> Param | None:
             ctx.error(path, f"give exactly one distribution, got {', '.join(kinds)}")
         else:
             unknown = [k for k in spec if k not in RESERVED]
-            hint = _suggest(unknown[0], DIST_KEYS) if unknown else ""
+            hint = did_you_mean(unknown[0], DIST_KEYS) if unknown else ""
             ctx.error(
                 path,
                 f"expected a distribution ({', '.join(DIST_KEYS)}), got keys {sorted(spec)}{hint}; "
@@ -469,7 +470,7 @@ def _parse_section(
 def _one_of(ctx: _Ctx, options: tuple[str, ...]) -> Callable[[Any, tuple[Any, ...]], Any]:
     def check(value: Any, path: tuple[Any, ...]) -> Any:
         if value not in options:
-            ctx.error(path, f"expected one of {', '.join(options)}, got {_show(value)}{_suggest(value, options)}")
+            ctx.error(path, f"expected one of {', '.join(options)}, got {_show(value)}{did_you_mean(value, options)}")
             return None
         return value
 

@@ -9,13 +9,13 @@ any run is created.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.spaces.io import did_you_mean
 from orchestrator.spaces.model import LIARS
 
 if TYPE_CHECKING:
@@ -59,9 +59,7 @@ def unknown_searcher(name: str) -> str | None:
     """Why ``name`` is not a searcher (with a did-you-mean and the known names), or ``None`` when it is one."""
     if name in SEARCHERS:
         return None
-    close = difflib.get_close_matches(str(name), SEARCHERS, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown search algorithm {name!r}{hint} (known: {', '.join(SEARCHERS)})"
+    return f"unknown search algorithm {name!r}{did_you_mean(name, SEARCHERS)} (known: {', '.join(SEARCHERS)})"
 
 
 def unsupported_liar(name: str, liar: str) -> str | None:
