@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.spaces import Study, StudyVersion, load_study, load_version
+from orchestrator.spaces import Study, StudyVersion, load_study
 from orchestrator.spaces.io import VERSION_FILE
 from orchestrator.spaces.refine import Refinement, RefineOptions, refine
 from orchestrator.spaces.writer import dump, write
@@ -47,10 +47,14 @@ def find_target(path: str | Path) -> Target:
     if path.is_dir():
         study = load_study(path)
         return Target(study, study.latest, path)
-    if not VERSION_FILE.match(path.name):
+    match = VERSION_FILE.match(path.name)
+    if not match:
         raise OrchestratorError(f"{path}: refine needs a study folder or a v<N>.yaml file inside one")
-    study = load_study(path.parent)
-    return Target(study, study.versions[load_version(path).version], path.parent)
+    study = load_study(path.parent)  # parsed once; the loader checks that each file's version is its number
+    number = int(match.group(1))
+    if number not in study.versions:
+        raise OrchestratorError(f"{path} does not exist")
+    return Target(study, study.versions[number], path.parent)
 
 
 @dataclass(frozen=True)

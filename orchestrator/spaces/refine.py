@@ -175,7 +175,7 @@ def refine(
     ``RefineError`` when the trials give no reason to change anything.
     """
     opts = options or RefineOptions()
-    usable = _usable(version, trials)
+    usable = usable_trials(version, trials)
     if len(usable) < opts.min_trials:
         raise NotEnoughTrials(
             f"{version.label}: {len(usable)} finished trial(s) with a finite {version.metric.name} fit this "
@@ -209,7 +209,7 @@ def refine(
     return Refinement(new, tuple(changes), budget, len(usable), len(ranked), k)
 
 
-def _usable(version: StudyVersion, trials: Sequence[ScoredTrial]) -> list[tuple[dict[str, Any], ScoredTrial]]:
+def usable_trials(version: StudyVersion, trials: Sequence[ScoredTrial]) -> list[tuple[dict[str, Any], ScoredTrial]]:
     """Finished trials with a finite value, fitted to ``version`` (those that do not fit are left out)."""
     out = []
     for t in trials:
