@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench import common, warmstart
-from bench.search_quality import Problem, analytic_problems, summarize, with_search
+from bench.search_quality import Problem, analytic_problems, summarize, variant, with_search
 from bench.spacetools import make_version, sample_config
 from orchestrator.engine.searchers import searcher_class
 from orchestrator.engine.searchers.hyperopt import HyperoptSearcher
@@ -51,12 +51,6 @@ Objective = Callable[[Mapping[str, Any]], float]
 LATENCY_PRIORS = (1000, 5000, 10000)
 LATENCY_GOAL_MS = {5000: 50.0, 10000: 100.0}
 PARALLEL_GOAL = 0.05  # of the gap between sequential and random
-
-
-def variant(algorithm: str, **attributes: Any) -> type[SpaceSearcher]:
-    """The searcher of ``algorithm`` with class settings changed (``fidelity_aware``, ``model_trials``)."""
-    base = searcher_class(algorithm)
-    return type(f"{base.__name__}Variant", (base,), attributes)
 
 
 def median_of(bests: Sequence[float]) -> float:

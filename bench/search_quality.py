@@ -152,12 +152,17 @@ class Trace:
         return min(self.losses)
 
 
+def variant(algorithm: str, **attributes: Any) -> type[SpaceSearcher]:
+    """The searcher of ``algorithm`` with class settings changed (``tpe_settings``, ``fidelity_aware``, ...)."""
+    base = searcher_class(algorithm)
+    return type(f"{base.__name__}Variant", (base,), attributes)
+
+
 def tuned_tpe(**settings: Any) -> type[SpaceSearcher] | None:
     """The orchestrator's TPE searcher calling ``tpe.suggest`` with extra keyword settings (gamma, ...)."""
     if not settings:
         return None
-    base = searcher_class("tpe")
-    return type(f"Tuned{base.__name__}", (base,), {"tpe_settings": {**base.tpe_settings, **settings}})
+    return variant("tpe", tpe_settings={**searcher_class("tpe").tpe_settings, **settings})
 
 
 def with_search(version: StudyVersion, **search: Any) -> StudyVersion:

@@ -25,26 +25,24 @@ def version_text(
     params: Mapping[str, Any],
     *,
     version: int = 1,
-    parent: int | None = None,
     trainable: str = "analytic",
     metric: tuple[str, str] = ("loss", "min"),
     search: Mapping[str, Any] | None = None,
     schedule: Mapping[str, Any] | None = None,
     resources: Mapping[str, Any] | None = None,
     fixed: Mapping[str, Any] | None = None,
-    notes: str = "",
 ) -> str:
     """A space file (YAML text) with the given sections; ``params`` in the file's own syntax."""
-    doc: dict[str, Any] = {"study": study, "version": version}
-    if parent is not None:
-        doc["parent"] = parent
-    doc |= {"trainable": trainable, "metric": {"name": metric[0], "mode": metric[1]}}
+    doc: dict[str, Any] = {
+        "study": study,
+        "version": version,
+        "trainable": trainable,
+        "metric": {"name": metric[0], "mode": metric[1]},
+    }
     for key, section in (("schedule", schedule), ("resources", resources), ("search", search), ("fixed", fixed)):
         if section:
             doc[key] = dict(section)
     doc["params"] = dict(params)
-    if notes:
-        doc["notes"] = notes
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
 
 
