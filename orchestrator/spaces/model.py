@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
@@ -212,7 +213,7 @@ class LogUniform(_Numeric):
 
 
 @dataclass(frozen=True)
-class _Stepped(_Numeric):
+class _Stepped(_Numeric, ABC):
     """A finite grid ``low, low + unit, ..., high``: its values are indices ``0..steps``.
 
     ``value_at`` and ``index_of`` translate between the two; ``snap`` rounds a real number
@@ -222,9 +223,9 @@ class _Stepped(_Numeric):
     is_stepped: ClassVar[bool] = True
 
     @property
+    @abstractmethod
     def unit(self) -> float:
         """Distance between neighbouring values (``q`` or ``step``)."""
-        raise NotImplementedError
 
     @property
     def steps(self) -> int:

@@ -76,11 +76,6 @@ def _stored(p: Param) -> _Stored:
     return _Stored(FloatDistribution(p.low, p.high, step=p.unit))
 
 
-def distribution(p: Param) -> BaseDistribution:
-    """The optuna distribution of one searched parameter."""
-    return _stored(p).distribution
-
-
 def _suggest(trial: optuna.Trial, name: str, d: BaseDistribution) -> Any:
     if isinstance(d, FloatDistribution):
         return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)

@@ -27,6 +27,7 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -119,7 +120,7 @@ class SpaceSearcher(Searcher, ABC):
         """The budgets below the full one (ASHA's rungs; none with FIFO)."""
         return self.budgets[:-1]
 
-    @property
+    @cached_property  # constant for a searcher, and read at every suggestion
     def min_rung_trials(self) -> int:
         """Observations a budget needs before a model fits on it: ``search.min_rung_trials``, else d + 2."""
         searched = sum(1 for _, p in self.version.params.walk() if not p.is_fixed)
