@@ -227,12 +227,22 @@ def save_checkpoint(
     (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
 
 
-def load_checkpoint(folder: str | Path, task: Task, scaler: torch.amp.GradScaler | None = None) -> int:
-    """Load model/optimizer/RNG state from ``folder``; return the epoch it was saved at."""
+def read_state(folder: str | Path) -> dict[str, Any]:
+    """The saved state of a checkpoint folder, loaded with ``weights_only=True``: tensors and plain
+    containers only, so a checkpoint someone replaced on shared storage cannot run code here."""
     path = Path(folder) / STATE_FILE
     if not path.is_file():
         raise TrialFailed(f"cannot resume: {path} does not exist (not a checkpoint folder?)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle.UnpicklingError for anything beyond tensors and containers
+        first = (str(error).splitlines() or [""])[0]
+        raise TrialFailed(f"cannot load checkpoint {path}: {type(error).__name__}: {first}") from None
+
+
+def load_checkpoint(folder: str | Path, task: Task, scaler: torch.amp.GradScaler | None = None) -> int:
+    """Load model/optimizer/RNG state from ``folder``; return the epoch it was saved at."""
+    state = read_state(folder)
     task.model.load_state_dict(state["model"])
     task.optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state.get("scaler") is not None:
@@ -413,6 +423,15 @@ def prepare(name: str, config: Mapping[str, Any]) -> tuple[Task, Runtime, Config
     runtime = Runtime.create(cfg)
     build_task: Callable[[Config, Runtime], Task] = load_object(spec.task)
     return build_task(cfg, runtime), runtime, cfg
+
+
+def restore_task(name: str, config: Mapping[str, Any], folder: str | Path) -> tuple[Task, Runtime, Config]:
+    """The task of a finished trial with its model's weights from the checkpoint ``folder`` (for review
+    artifacts and the logged model); the model is in eval mode."""
+    task, runtime, cfg = prepare(name, config)
+    task.model.load_state_dict(read_state(folder)["model"])
+    task.model.eval()
+    return task, runtime, cfg
 
 
 def run_trainable(name: str, config: dict[str, Any], reporter: Reporter) -> dict[str, float]:
