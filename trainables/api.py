@@ -84,6 +84,12 @@ class TrainableSpec:
     ``tiny`` overrides defaults to make a run of seconds (tests, the ``<name>_tiny`` variant);
     ``throughput`` names the configs (overrides) that ``bench.train_throughput`` measures,
     ``"small"`` in quick runs; empty when the family is not benchmarked.
+
+    ``preflight="module:function"`` names ``check(cfg) -> None``, run on the driver before any
+    trial is scheduled: it checks what a trial would read (data paths, file headers) and raises
+    ``TrainableConfigError`` naming the key. ``review="module:function"`` names the family's
+    review-artifact hook (architecture summary and picture, predictions; ``orchestrator.review``).
+    Both are optional and imported only when used.
     """
 
     name: str
@@ -96,6 +102,8 @@ class TrainableSpec:
     failure_hint: str = "lower the learning rate"
     tiny: Mapping[str, Any] = field(default_factory=dict)
     throughput: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    preflight: str = ""
+    review: str = ""
 
     def __post_init__(self) -> None:
         if bool(self.entry) == bool(self.task):
