@@ -126,3 +126,38 @@ def test_blending_smooths_seams_of_an_inconsistent_predictor():
 def test_bad_overlap():
     with pytest.raises(ValueError, match="overlap"):
         predict_blended(np.zeros((1, 8, 8)), lambda t: t, 4, overlap=1.0)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "patch", "overlap"), [(37, 53, 16, 0.5), (9, 70, 16, 0.5), (50, 20, 8, 0.75)]
+)
+def test_row_streaming_blend_equals_the_whole_image_pass_and_reads_one_strip_at_a_time(
+    height: int, width: int, patch: int, overlap: float
+) -> None:
+    from trainables.unet.blend import BlendGrid, predict_blended_rows
+
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(3, height, width))
+    weights = rng.normal(size=(2, 3))
+
+    def predict(tiles: np.ndarray) -> np.ndarray:  # depends on the position inside the window: blending matters
+        ramp = np.linspace(-1, 1, tiles.shape[-1])
+        return np.tanh(np.einsum("kc,bchw->bkhw", weights, tiles) + ramp)
+
+    whole = predict_blended(image, predict, patch, overlap=overlap, d4_average=True)
+    reads: list[np.ndarray] = []
+    written: list[tuple[int, np.ndarray]] = []
+
+    def read_rows(rows: np.ndarray) -> np.ndarray:
+        reads.append(rows)
+        return image[:, rows, :]
+
+    predict_blended_rows(read_rows, height, width, predict, patch, lambda r, b: written.append((r, b)),
+                         overlap=overlap, d4_average=True)  # fmt: skip
+    grid = BlendGrid.create(height, width, patch, overlap)
+    assert len(reads) == len(grid.window_rows) and all(len(rows) == patch for rows in reads)
+    firsts = [r for r, _ in written]
+    assert firsts == sorted(firsts) and firsts[0] == 0
+    assert sum(b.shape[1] for _, b in written) == height, "every row written exactly once"
+    streamed = np.concatenate([b for _, b in written], axis=1)
+    assert streamed.dtype == np.float32 and np.array_equal(streamed, whole)
