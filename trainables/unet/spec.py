@@ -66,6 +66,8 @@ SPEC = register(
     TrainableSpec(
         name="unet",
         task="trainables.unet.trainable:build_task",
+        review="trainables.unet.review:render",
+        preflight="trainables.unet.preflight:check",
         metrics=("val_jaccard", "val_loss", "train_loss", "samples_per_s", "epoch"),
         optional=DEFAULTS,
         description="U-Net on DSTL-layout multi-band scenes (synthetic by default); "

@@ -4,7 +4,8 @@ Each scene is drawn in pixel coordinates: crop fields (some with holes), trees, 
 tracks, roads and buildings, each with its own spectral signature over the 8 M bands
 (coastal..NIR2) and 8 SWIR (A) bands, plus illumination drift and noise. The RGB and
 panchromatic images are full resolution, M is 4x and A 16x coarser, as in the challenge.
-The labels are written as WKT in the challenge's geo coordinates (``grid_sizes.csv``).
+The labels are written as WKT in the challenge's geo coordinates (``grid_sizes.csv``), and the
+GeoTIFFs carry the matching georeferencing (pixel size from the challenge's scaling, no CRS).
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import csv
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine
+from shapely.geometry import MultiPolygon, Polygon
 
-from .dstl import CLASS_TYPES
-from .tiff import write_tiff
-from .wkt import MultiPolygon, pixel_to_geo, rasterize_polygons, to_wkt
+from .dstl import CLASS_TYPES, relative_path
+from .wkt import grid_scale, pixel_to_geo, rasterize_polygons, to_wkt
 
 # reflectance in [0, 1]: M bands (coastal, blue, green, yellow, red, red edge, NIR1, NIR2)
 # then a flat-ish SWIR level for the A bands
@@ -34,6 +39,7 @@ SIGNATURES: dict[str, tuple[list[float], float]] = {
 }
 PAINT_ORDER = ("crops", "trees", "water", "tracks", "roads", "buildings")
 M_FACTOR, A_FACTOR = 4, 16
+COARSER_BY = {"rgb": 1, "p": 1, "m": M_FACTOR, "a": A_FACTOR}  # band group -> grid factor
 MAX_11BIT, MAX_14BIT = 2047, 16383
 
 
@@ -59,28 +65,30 @@ def _band(size: int, width: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def scene_polygons(size: int, rng: np.random.Generator) -> dict[str, MultiPolygon]:
-    """Pixel-coordinate polygons per class for one ``size`` x ``size`` scene."""
+    """Pixel-coordinate polygons per class for one ``size`` x ``size`` scene (parts may overlap)."""
     s = size
-    crops: MultiPolygon = []
+    crops = []
     for _ in range(rng.integers(1, 4)):
         x0, y0 = rng.uniform(0, 0.6 * s, 2)
         w, h = rng.uniform(0.2 * s, 0.45 * s, 2)
-        field = [_rect(x0, y0, x0 + w, y0 + h)]
+        holes = []
         if rng.random() < 0.5:  # a hole (e.g. a farmyard) in the field
-            field.append(_rect(x0 + w / 3, y0 + h / 3, x0 + w / 2, y0 + h / 2))
-        crops.append(field)
-    trees = [[_blob(*rng.uniform(0, s, 2), rng.uniform(2.5, 6), rng)] for _ in range(rng.integers(4, 14))]
+            holes.append(_rect(x0 + w / 3, y0 + h / 3, x0 + w / 2, y0 + h / 2))
+        crops.append(Polygon(_rect(x0, y0, x0 + w, y0 + h), holes))
+    trees = [Polygon(_blob(*rng.uniform(0, s, 2), rng.uniform(2.5, 6), rng)) for _ in range(rng.integers(4, 14))]
     water = [
-        [_blob(*rng.uniform(0.15 * s, 0.85 * s, 2), rng.uniform(6, 0.15 * s), rng)] for _ in range(rng.integers(0, 3))
+        Polygon(_blob(*rng.uniform(0.15 * s, 0.85 * s, 2), rng.uniform(6, 0.15 * s), rng))
+        for _ in range(rng.integers(0, 3))
     ]
-    tracks = [[_band(s, rng.uniform(1.5, 2.5), rng)] for _ in range(rng.integers(0, 2))]
-    roads = [[_band(s, rng.uniform(3, 5), rng)] for _ in range(rng.integers(1, 3))]
+    tracks = [Polygon(_band(s, rng.uniform(1.5, 2.5), rng)) for _ in range(rng.integers(0, 2))]
+    roads = [Polygon(_band(s, rng.uniform(3, 5), rng)) for _ in range(rng.integers(1, 3))]
     buildings = []
     for _ in range(rng.integers(3, 10)):
         x0, y0 = rng.integers(0, s - 12, 2)
         w, h = rng.integers(4, 12, 2)
-        buildings.append([_rect(x0, y0, x0 + w, y0 + h)])
-    return {"crops": crops, "trees": trees, "water": water, "tracks": tracks, "roads": roads, "buildings": buildings}
+        buildings.append(Polygon(_rect(x0, y0, x0 + w, y0 + h)))
+    parts = {"crops": crops, "trees": trees, "water": water, "tracks": tracks, "roads": roads, "buildings": buildings}
+    return {name: MultiPolygon(polygons) for name, polygons in parts.items()}
 
 
 def render(polygons: dict[str, MultiPolygon], size: int, rng: np.random.Generator):
@@ -112,6 +120,32 @@ def _to_uint(array: np.ndarray, scale: int, noise: float, rng: np.random.Generat
     return np.clip(np.round(noisy * scale), 0, scale).astype(np.uint16)
 
 
+def write_geotiff(path: str | Path, array: np.ndarray, transform: Affine | None = None) -> Path:
+    """Write (H, W) or (bands, H, W) as an uncompressed GeoTIFF, one band per plane; ``transform``
+    maps pixel (column, row) to geo coordinates (none: pixel coordinates, not georeferenced)."""
+    path = Path(path)
+    planes = np.asarray(array)
+    planes = planes[None] if planes.ndim == 2 else planes
+    if planes.ndim != 3:
+        raise ValueError(f"expected (H, W) or (bands, H, W), got shape {np.shape(array)}")
+    count, height, width = planes.shape
+    profile = {"driver": "GTiff", "count": count, "height": height, "width": width, "dtype": planes.dtype}
+    if transform is not None:
+        profile["transform"] = transform
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # no transform: meant to be in pixels
+        with rasterio.open(path, "w", **profile, interleave="band") as out:
+            out.write(planes)
+    return path
+
+
+def dstl_transform(xmax: float, ymin: float, shape: tuple[int, int], factor: int = 1) -> Affine:
+    """Georeferencing of a grid ``factor`` times coarser than the (H, W) RGB grid, in the
+    challenge's geo units (the inverse of its pixel scaling on the RGB grid)."""
+    sx, sy = grid_scale(xmax, ymin, shape)
+    return Affine.scale(factor / sx, factor / sy)
+
+
 def write_synthetic_dstl(
     root: str | Path, *, scenes: int = 8, size: int = 128, seed: int = 0, noise: float = 0.03
 ) -> Path:
@@ -128,17 +162,22 @@ def write_synthetic_dstl(
         polygons = scene_polygons(size, rng)
         m, swir = render(polygons, size, rng)
         rgb = m[[4, 2, 1]]
-        write_tiff(root / "three_band" / f"{image_id}.tif", _to_uint(rgb, MAX_11BIT, noise, rng))
-        write_tiff(root / "sixteen_band" / f"{image_id}_P.tif", _to_uint(rgb.mean(0), MAX_11BIT, noise, rng))
-        write_tiff(root / "sixteen_band" / f"{image_id}_M.tif", _to_uint(_pool(m, M_FACTOR), MAX_11BIT, noise, rng))
         a = _pool(np.repeat(swir[None], 8, axis=0), A_FACTOR)
         a *= np.linspace(0.9, 1.1, 8, dtype=np.float32)[:, None, None]  # a gentle SWIR slope
-        write_tiff(root / "sixteen_band" / f"{image_id}_A.tif", _to_uint(a, MAX_14BIT, noise, rng))
+        images = {  # band group: pixels; the noise is drawn in this order
+            "rgb": _to_uint(rgb, MAX_11BIT, noise, rng),
+            "p": _to_uint(rgb.mean(0), MAX_11BIT, noise, rng),
+            "m": _to_uint(_pool(m, M_FACTOR), MAX_11BIT, noise, rng),
+            "a": _to_uint(a, MAX_14BIT, noise, rng),
+        }
         xmax, ymin = rng.uniform(0.0090, 0.0094), -rng.uniform(0.0088, 0.0092)
         grid.append((image_id, f"{xmax:.6f}", f"{ymin:.6f}"))
         xmax, ymin = float(grid[-1][1]), float(grid[-1][2])  # what the reader will see
+        for group, pixels in images.items():
+            transform = dstl_transform(xmax, ymin, (size, size), COARSER_BY[group])
+            write_geotiff(root / relative_path(image_id, group), pixels, transform)
         for name, class_type in CLASS_TYPES.items():
-            geo = pixel_to_geo(polygons.get(name, []), xmax, ymin, (size, size))
+            geo = pixel_to_geo(polygons.get(name, MultiPolygon()), xmax, ymin, (size, size))
             labels.append((image_id, class_type, to_wkt(geo, precision=12)))
     with open(root / "train_wkt_v4.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -157,7 +196,7 @@ def synthetic_root(*, scenes: int = 8, size: int = 128, seed: int = 0) -> Path:
     Lives under ``$DSTL_SYNTHETIC_DIR`` or the temporary folder.
     """
     base = Path(os.environ.get("DSTL_SYNTHETIC_DIR", Path(tempfile.gettempdir()) / "dstl-synth"))
-    target = base / f"scenes{scenes}-size{size}-seed{seed}-v1"
+    target = base / f"scenes{scenes}-size{size}-seed{seed}-v2"  # v2: GeoTIFFs written by rasterio
     if (target / "grid_sizes.csv").is_file():
         return target
     base.mkdir(parents=True, exist_ok=True)

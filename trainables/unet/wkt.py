@@ -1,186 +1,126 @@
-"""WKT (multi)polygons -> masks, without shapely: a small parser and an even-odd scanline
-fill in numpy; plus the DSTL challenge's geo <-> pixel coordinate scaling.
+"""WKT multipolygons <-> masks with shapely and ``rasterio.features``, and the DSTL challenge's
+geo <-> pixel coordinate scaling.
 
-A pixel (row r, column c) is inside when its centre (c + 0.5, r + 0.5) is inside the
-polygon (even-odd rule over exterior and holes), so an axis-aligned rectangle from (x0, y0)
-to (x1, y1) with integer corners covers exactly (x1 - x0) * (y1 - y0) pixels.
+Geometries are shapely ``MultiPolygon``s (a ``POLYGON`` is read as a one-part multipolygon).
+Pixel coordinates put pixel (row i, column j) over [j, j + 1) x [i, i + 1); a pixel is inside
+when its centre (j + 0.5, i + 0.5) is (``all_touched=False``), so an axis-aligned rectangle
+with integer corners from (x0, y0) to (x1, y1) covers exactly (x1 - x0) * (y1 - y0) pixels.
+Within a polygon, exterior and holes combine by the even-odd rule; the parts of a multipolygon
+are unioned, so overlapping (invalid) parts, as some DSTL labels have, still fill correctly.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-
 import numpy as np
+import shapely
+from rasterio import features
+from shapely.errors import GEOSException
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
 
-Ring = np.ndarray  # (n, 2) float64 x, y; closed or not
-Polygon = list[Ring]  # exterior first, then holes
-MultiPolygon = list[Polygon]
-
-_TOKEN = re.compile(r"\s*(\(|\)|,|[A-Za-z]+|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+# simplification of mask outlines (pixels): the staircase of pixel edges becomes straight
+# lines that stay within this distance of it; 0 keeps the exact pixel outline
+DEFAULT_SIMPLIFY_TOLERANCE = 0.5
+# decimals of coordinates written in DSTL geo units: a pixel of a 3349-pixel scene (Xmax ~
+# 0.0092) is ~2.7e-6, so 8 decimals place vertices within ~0.004 pixel
+GEO_DECIMALS = 8
 
 
 class WKTError(ValueError):
     pass
 
 
-def _tokens(text: str) -> list[str]:
-    tokens, pos = [], 0
-    text = text.strip()
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if not match:
-            raise WKTError(f"unexpected text at {pos}: {text[pos : pos + 20]!r}")
-        tokens.append(match.group(1))
-        pos = match.end()
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-    return tokens
+def as_multipolygon(geometry: BaseGeometry) -> MultiPolygon:
+    """The polygonal parts of ``geometry`` as one ``MultiPolygon`` (empty for an empty one).
 
-
-class _Parser:
-    def __init__(self, tokens: list[str]):
-        self.tokens, self.i = tokens, 0
-
-    def peek(self) -> str:
-        return self.tokens[self.i] if self.i < len(self.tokens) else ""
-
-    def take(self, expected: str | None = None) -> str:
-        token = self.peek()
-        if expected is not None and token.upper() != expected:
-            raise WKTError(f"expected {expected!r}, found {token or 'the end'!r}")
-        self.i += 1
-        return token
-
-    def ring(self) -> Ring:
-        self.take("(")
-        points = []
-        while True:
-            x, y = float(self.take()), float(self.take())
-            while self.peek() not in (",", ")"):  # Z or M values: ignored
-                if not self.peek():
-                    raise WKTError("the geometry ends inside a ring")
-                self.take()
-            points.append((x, y))
-            if self.take() == ")":
-                break
-        return np.asarray(points, dtype=np.float64)
-
-    def polygon(self) -> Polygon:
-        self.take("(")
-        rings = [self.ring()]
-        while self.take() == ",":
-            rings.append(self.ring())
-        return rings
+    Points and lines are refused (``WKTError``), except inside a collection, where the
+    lower-dimensional leftovers of repairing a geometry are dropped."""
+    if isinstance(geometry, MultiPolygon):
+        return geometry
+    if isinstance(geometry, Polygon):
+        return MultiPolygon([geometry]) if not geometry.is_empty else MultiPolygon()
+    if geometry.is_empty:
+        return MultiPolygon()
+    if geometry.geom_type != "GeometryCollection":
+        raise WKTError(f"only POLYGON and MULTIPOLYGON are supported, got {geometry.geom_type.upper()}")
+    return MultiPolygon([p for part in geometry.geoms if part.area > 0 for p in as_multipolygon(part).geoms])
 
 
 def parse_wkt(text: str) -> MultiPolygon:
-    """Parse POLYGON / MULTIPOLYGON (also EMPTY, and Z/M coordinates) into polygons."""
-    parser = _Parser(_tokens(text))
-    kind = parser.take().upper()
-    while parser.peek().upper() in ("Z", "M", "ZM"):
-        parser.take()
-    if parser.peek().upper() == "EMPTY":
-        return []
-    if kind == "POLYGON":
-        polygons = [parser.polygon()]
-    elif kind == "MULTIPOLYGON":
-        parser.take("(")
-        polygons = [parser.polygon()]
-        while parser.take() == ",":
-            polygons.append(parser.polygon())
-    else:
-        raise WKTError(f"only POLYGON and MULTIPOLYGON are supported, got {kind!r}")
-    if parser.peek():
-        raise WKTError(f"unexpected {parser.peek()!r} after the geometry")
-    return polygons
+    """Parse POLYGON / MULTIPOLYGON (also EMPTY and Z coordinates, which are dropped); rings
+    left open are closed."""
+    try:
+        geometry = shapely.from_wkt(text, on_invalid="fix")
+    except GEOSException as error:
+        raise WKTError(f"unreadable WKT ({error})") from None
+    if geometry is None:  # what "fix" returns for text it cannot parse
+        raise WKTError(f"unreadable WKT: {text[:60]!r}")
+    return as_multipolygon(shapely.force_2d(geometry))
 
 
-def to_wkt(polygons: MultiPolygon, precision: int = 8) -> str:
-    """Write polygons as a MULTIPOLYGON (rings closed)."""
-    if not polygons:
-        return "MULTIPOLYGON EMPTY"
-
-    def ring(points: np.ndarray) -> str:
-        pts = np.asarray(points, dtype=np.float64)
-        if len(pts) and not np.array_equal(pts[0], pts[-1]):
-            pts = np.vstack([pts, pts[:1]])
-        return "(" + ", ".join(f"{x:.{precision}g} {y:.{precision}g}" for x, y in pts) + ")"
-
-    return "MULTIPOLYGON (" + ", ".join("(" + ", ".join(ring(r) for r in poly) + ")" for poly in polygons) + ")"
+def to_wkt(geometry: BaseGeometry, precision: int = GEO_DECIMALS) -> str:
+    """Write a (multi)polygon as a MULTIPOLYGON, coordinates rounded to ``precision`` decimals."""
+    return shapely.to_wkt(as_multipolygon(geometry), rounding_precision=precision, trim=True, output_dimension=2)
 
 
-def rasterize(rings: Sequence[np.ndarray], shape: tuple[int, int], groups: Sequence[int] | None = None) -> np.ndarray:
-    """Fill rings (pixel coordinates x, y) into a bool mask of ``shape`` (H, W).
-
-    Rings of one group (one polygon: exterior and holes) combine by the even-odd rule;
-    groups are unioned (``groups[i]`` is ring i's polygon; all one polygon by default).
-    Vectorized: every edge contributes its crossings with pixel-centre rows; per (group,
-    row) the sorted crossings pair up into spans, which a difference array fills.
-    """
-    h, w = shape
-    groups = [0] * len(rings) if groups is None else list(groups)
-    edges, owners = [], []
-    for ring, group in zip(rings, groups, strict=True):
-        pts = np.asarray(ring, dtype=np.float64)
-        if len(pts) < 3:
-            continue
-        edges.append(np.hstack([pts, np.roll(pts, -1, axis=0)]))
-        owners.append(np.full(len(pts), group, dtype=np.int64))
-    if not edges:
-        return np.zeros((h, w), dtype=bool)
-    e, owner = np.vstack(edges), np.concatenate(owners)
-    keep = e[:, 1] != e[:, 3]  # horizontal edges never cross a row centre
-    (x0, y0, x1, y1), owner = e[keep].T, owner[keep]
-    lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
-    # rows r with lo <= r + 0.5 < hi (half-open: a vertex is counted once)
-    first = np.clip(np.ceil(lo - 0.5), 0, h).astype(np.int64)
-    last = np.clip(np.ceil(hi - 0.5), 0, h).astype(np.int64)
-    counts = np.maximum(last - first, 0)
-    if counts.sum() == 0:
-        return np.zeros((h, w), dtype=bool)
-    edge = np.repeat(np.arange(len(counts)), counts)
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    rows = first[edge] + offsets
-    yc = rows + 0.5
-    xs = x0[edge] + (yc - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
-    order = np.lexsort((xs, rows, owner[edge]))
-    rows, xs = rows[order], xs[order]
-    # each (group, row) holds an even number of crossings: pairs (0, 1), (2, 3), ...
-    span_rows, starts, ends = rows[0::2], xs[0::2], xs[1::2]
-    c0 = np.clip(np.ceil(starts - 0.5), 0, w).astype(np.int64)  # first centre >= start
-    c1 = np.clip(np.ceil(ends - 0.5), 0, w).astype(np.int64)  # first centre >= end
-    diff = np.zeros((h, w + 1), dtype=np.int32)
-    np.add.at(diff, (span_rows, c0), 1)
-    np.add.at(diff, (span_rows, c1), -1)
-    return np.cumsum(diff[:, :w], axis=1) > 0  # covered by at least one polygon's span
+def rasterize_polygons(geometry: BaseGeometry, shape: tuple[int, int]) -> np.ndarray:
+    """A (multi)polygon in pixel coordinates to a bool mask of ``shape`` (H, W), by pixel centre."""
+    parts = [part for part in as_multipolygon(geometry).geoms if not part.is_empty]
+    if not parts:
+        return np.zeros(shape, dtype=bool)
+    # one shape per part: rasterio burns each on its own, which unions overlapping parts
+    burned = features.rasterize([(part, 1) for part in parts], out_shape=shape, all_touched=False, dtype=np.uint8)
+    return burned.astype(bool)
 
 
-def rasterize_polygons(polygons: MultiPolygon, shape: tuple[int, int]) -> np.ndarray:
-    """A multipolygon (pixel coordinates) to a bool mask; polygons are unioned, so even
-    overlapping (invalid) parts, as some DSTL labels have, fill correctly."""
-    rings = [ring for polygon in polygons for ring in polygon]
-    groups = [i for i, polygon in enumerate(polygons) for _ in polygon]
-    return rasterize(rings, shape, groups)
+def mask_to_polygons(mask: np.ndarray, tolerance: float = DEFAULT_SIMPLIFY_TOLERANCE) -> MultiPolygon:
+    """The inverse of :func:`rasterize_polygons`: a bool (H, W) mask to a valid multipolygon in
+    pixel coordinates, its pixel outlines simplified within ``tolerance`` pixels."""
+    inside = np.asarray(mask, dtype=bool)
+    if not inside.any():
+        return MultiPolygon()
+    outlines = [shapely.geometry.shape(g) for g, _ in features.shapes(inside.astype(np.uint8), mask=inside)]
+    exact = shapely.union_all(outlines)  # 4-connected regions: parts touch at most at corners
+    # one simplification of all the linework keeps neighbouring parts from crossing
+    simplified = shapely.simplify(exact, tolerance, preserve_topology=True) if tolerance > 0 else exact
+    return as_multipolygon(shapely.make_valid(simplified, method="structure", keep_collapsed=False))
 
 
 # ----------------------------------------------------------------------------- DSTL scaling
 
 
-def geo_to_pixel(polygons: MultiPolygon, xmax: float, ymin: float, shape: tuple[int, int]):
-    """The challenge's scaling: x' = x / Xmax * W * W / (W + 1), y' = y / Ymin * H * H/(H+1)."""
+def grid_scale(xmax: float, ymin: float, shape: tuple[int, int]) -> tuple[float, float]:
+    """Pixels per geo unit (x, y) of the challenge's scaling on an (H, W) grid:
+    x' = x / Xmax * W', y' = y / Ymin * H' with W' = W * W / (W + 1), H' = H * H / (H + 1)."""
     h, w = shape
-    sx, sy = w * w / (w + 1) / xmax, h * h / (h + 1) / ymin
-    return [[ring * np.array([sx, sy]) for ring in polygon] for polygon in polygons]
+    return w * w / (w + 1) / xmax, h * h / (h + 1) / ymin
 
 
-def pixel_to_geo(polygons: MultiPolygon, xmax: float, ymin: float, shape: tuple[int, int]):
+def geo_to_pixel(geometry: BaseGeometry, xmax: float, ymin: float, shape: tuple[int, int]) -> MultiPolygon:
+    """DSTL geo coordinates (``grid_sizes.csv``'s Xmax, Ymin) to pixel coordinates on (H, W)."""
+    scale = np.array(grid_scale(xmax, ymin, shape))
+    return as_multipolygon(shapely.transform(geometry, lambda xy: xy * scale))
+
+
+def pixel_to_geo(geometry: BaseGeometry, xmax: float, ymin: float, shape: tuple[int, int]) -> MultiPolygon:
     """The inverse of :func:`geo_to_pixel`."""
-    h, w = shape
-    sx, sy = w * w / (w + 1) / xmax, h * h / (h + 1) / ymin
-    return [[ring / np.array([sx, sy]) for ring in polygon] for polygon in polygons]
+    scale = np.array(grid_scale(xmax, ymin, shape))
+    return as_multipolygon(shapely.transform(geometry, lambda xy: xy / scale))
 
 
 def wkt_to_mask(text: str, xmax: float, ymin: float, shape: tuple[int, int]) -> np.ndarray:
     """A DSTL ``MultipolygonWKT`` cell to a bool mask on an (H, W) image grid."""
     return rasterize_polygons(geo_to_pixel(parse_wkt(text), xmax, ymin, shape), shape)
+
+
+def mask_to_wkt(
+    mask: np.ndarray,
+    xmax: float,
+    ymin: float,
+    tolerance: float = DEFAULT_SIMPLIFY_TOLERANCE,
+    precision: int = GEO_DECIMALS,
+) -> str:
+    """A bool (H, W) mask to a DSTL ``MultipolygonWKT`` cell (geo coordinates, the submission's
+    layout): the inverse of :func:`wkt_to_mask`, outlines simplified within ``tolerance`` pixels."""
+    geometry = pixel_to_geo(mask_to_polygons(mask, tolerance), xmax, ymin, np.shape(mask))
+    return to_wkt(geometry, precision)
