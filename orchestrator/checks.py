@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import trainables
@@ -11,6 +11,8 @@ from orchestrator.engine.searchers import check_available, unknown_searcher, uns
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Problem, StudyVersion
 from orchestrator.spaces.check import ValidationReport, validate_paths
+from trainables.api import load_object
+from trainables.config import Config, resolve
 
 
 def version_problems(version: StudyVersion) -> list[Problem]:
@@ -49,18 +51,43 @@ def _where(version: StudyVersion) -> str | None:
 
 
 def _key_path(version: StudyVersion, key: str) -> str:
-    return f"fixed.{key}" if key in version.fixed else f"params.{key}"
+    """Where a trainable's config key (``data`` or a nested ``data.idx``) is set in the space file."""
+    return f"fixed.{key}" if key.split(".")[0] in version.fixed else f"params.{key}"
+
+
+def preflight_config(version: StudyVersion) -> Config:
+    """The config a trial's data comes from, without a trial: the space's fixed values, the declared defaults
+    of the parameters it searches, the trainable's defaults for the rest (``trainables.config.resolve``)."""
+    return resolve(version.trainable, version.trial_config(version.params.defaults()))
+
+
+def preflight_problem(version: StudyVersion, spec: trainables.TrainableSpec) -> Problem | None:
+    """What the trainable's ``preflight`` hook finds wrong with what a trial would read (data paths, file
+    headers), located in the space file; ``None`` when it has no hook or finds nothing. It may open data
+    files, so ``space validate`` does not call it; ``run`` and ``resume`` do (``check_version``)."""
+    if not spec.preflight:
+        return None
+    check: Callable[[Config], None] = load_object(spec.preflight)
+    try:
+        check(preflight_config(version))
+    except trainables.TrainableConfigError as e:
+        return Problem(_key_path(version, e.key), str(e), _where(version))
+    return None
 
 
 def check_version(version: StudyVersion) -> trainables.TrainableSpec:
     """Raise ``OrchestratorError`` on the first problem (for ``orchestrator run``, before any run is created):
-    a trainable problem, an unknown ``search.algorithm``, or a searcher library that is not installed.
-    Return the trainable's spec."""
+    a trainable problem, an unknown ``search.algorithm``, a searcher library that is not installed, or data
+    the trainable's preflight hook cannot read. Return the trainable's spec."""
     problems = version_problems(version)
     if problems:
         raise OrchestratorError(str(problems[0]))
     check_available(version.search.algorithm)
-    return trainables.get(version.trainable)
+    spec = trainables.get(version.trainable)
+    problem = preflight_problem(version, spec)
+    if problem is not None:
+        raise OrchestratorError(str(problem))
+    return spec
 
 
 def validate_with_trainables(paths: Iterable[str | Path]) -> ValidationReport:

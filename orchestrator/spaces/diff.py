@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from .errors import Problem, SpaceError
 from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion, same_value, vars_of
 
 ChangeKind = Literal[
@@ -85,7 +86,12 @@ def _compare(path: str, a: Param, b: Param) -> list[Change]:
 
 
 def diff(old: StudyVersion, new: StudyVersion) -> list[Change]:
-    """Every change from ``old`` to ``new``, parameters first, in a stable order."""
+    """Every change from ``old`` to ``new``, parameters first, in a stable order.
+
+    Both must be versions of one study (``SpaceError`` naming both otherwise): across studies nothing
+    carries, so a list of changes would suggest a lineage that does not exist."""
+    if old.study != new.study:
+        raise SpaceError([Problem("study", _different_studies(old, new), _where(new))])
     pa, pb = _by_path(old.params), _by_path(new.params)
     changes: list[Change] = []
     for path in pa.keys() | pb.keys():
@@ -99,6 +105,16 @@ def diff(old: StudyVersion, new: StudyVersion) -> list[Change]:
     changes.extend(_settings(old, new))
     changes.sort(key=lambda c: (ORDER.index(c.kind), c.path))
     return changes
+
+
+def _different_studies(old: StudyVersion, new: StudyVersion) -> str:
+    """Why two versions of different studies have no diff, naming both studies (the new file is the problem's)."""
+    return (f"{new.study!r}, but {_where(old) or 'the old version'} is study {old.study!r}: a diff compares two "
+            "versions of one study")  # fmt: skip
+
+
+def _where(version: StudyVersion) -> str | None:
+    return str(version.source) if version.source else None
 
 
 def _default_note(p: Param | None) -> str:

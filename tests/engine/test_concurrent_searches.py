@@ -1,5 +1,6 @@
-"""Two searches of one study and version started at once: no shared folder, no crash on a fresh SQLite store,
-each trial recorded exactly once; a search started after them carries their trials."""
+"""Two searches of one study started at once (one version, or two versions of it): no shared folder, no crash on
+a fresh SQLite store or a real ``mlflow server``, each trial recorded exactly once; a search started after them
+carries their trials."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.engine.runner import SearchOptions, SearchResult, run_search
 from orchestrator.engine.storage import META, open_storage
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import SQLITE_LOCK_SUFFIX, sqlite_path, sqlite_store_lock
 from tests.conftest import ROOT
-from tests.engine.conftest import write_space
+from tests.engine.conftest import MlflowServer, write_space
 from tests.engine.test_resume import PARAMS, cli, trial_runs
 
 TRIALS = 2
@@ -73,37 +75,80 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path: Pa
         assert opener.returncode == 0, output[-2000:]
 
 
-@pytest.mark.slow
-def test_two_searches_at_once_on_a_fresh_sqlite_store_then_one_after(tmp_path: Path, local_ray: None) -> None:
-    space = write_space(tmp_path, "team", PARAMS, trials=TRIALS, epochs=2, startup=TRIALS)
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # does not exist yet: both drivers create it
-    storage = tmp_path / "ray"
+def start_drivers(spaces: list[Path], uri: str, storage: Path) -> list[tuple[subprocess.Popen[str], str]]:
+    """One ``orchestrator run`` process per space file, all started at once; each with its output once it ended."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = cli("run", str(space), "--tracking-uri", uri, "--storage", str(storage), "--concurrency", "1",
-                  "--no-live")  # fmt: skip
+    commands = [cli("run", str(space), "--tracking-uri", uri, "--storage", str(storage), "--concurrency", "1",
+                    "--no-live") for space in spaces]  # fmt: skip
     drivers = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True) for _ in range(2)]  # fmt: skip
-    outputs = [driver.communicate(timeout=400)[0] for driver in drivers]
-    for driver, output in zip(drivers, outputs, strict=True):
-        assert driver.returncode == 0, output[-3000:]
-        assert f"{TRIALS} finished, 0 failed" in output
+                                text=True) for command in commands]  # fmt: skip
+    return [(driver, driver.communicate(timeout=400)[0]) for driver in drivers]
 
+
+def assert_each_finished(drivers: list[tuple[subprocess.Popen[str], str]]) -> None:
+    for driver, output in drivers:
+        assert driver.returncode == 0, output[-3000:]
+        assert f"{TRIALS} finished, 0 failed" in output, output[-3000:]
+
+
+def assert_two_searches_recorded(storage: Path, client: MlflowClient, study: str) -> list[Any]:
+    """Two experiment folders, each with its own parent run; each trial exactly once, in its search, FINISHED.
+    Returns the trial runs."""
     folders = sorted(p for p in storage.iterdir() if p.is_dir())
     assert len(folders) == 2, "each search has its own experiment folder"
     parents = {json.loads((folder / META).read_text())["parent_run_id"] for folder in folders}
     assert len(parents) == 2, "neither search overwrote the other's orchestrator.json"
-
-    client = MlflowClient(uri)
-    runs = trial_runs(client, "team")
+    runs = trial_runs(client, study)
     by_parent = Counter(r.data.tags[schema.PARENT] for r in runs)
     assert set(by_parent) == parents and set(by_parent.values()) == {TRIALS}, by_parent
     trial_ids = [r.data.tags[schema.TRIAL_ID] for r in runs]
     assert len(set(trial_ids)) == len(trial_ids), "each trial exactly once"
     assert {r.info.status for r in runs} == {"FINISHED"}
+    return runs
 
-    lines: list[str] = []
-    later = run_search(space, SearchOptions(tracking_uri=uri, storage=str(storage), live=False), lines.append)
-    assert later.carry["carried"] == 2 * TRIALS, later.carry
+
+def assert_a_later_search_carries_both(space: Path, uri: str, storage: Path, study: str) -> SearchResult:
+    """A search started after both finished: it carries their trials, and its parent run says so."""
+    later = run_search(space, SearchOptions(tracking_uri=uri, storage=str(storage), live=False), lambda _: None)
+    assert later.carry["carried"] == 2 * TRIALS and later.carry["dropped"] == 0, later.carry
+    client = MlflowClient(uri)
     parent = client.get_run(later.parent_run_id)
     assert parent.data.metrics[schema.CARRIED_TRIALS] == 2 * TRIALS
-    assert len(trial_runs(client, "team")) == 3 * TRIALS
+    assert json.loads(parent.data.tags[schema.CARRY])["carried"] == 2 * TRIALS
+    assert len(trial_runs(client, study)) == 3 * TRIALS
+    return later
+
+
+@pytest.mark.slow
+def test_two_searches_at_once_on_a_fresh_sqlite_store_then_one_after(tmp_path: Path, local_ray: None) -> None:
+    space = write_space(tmp_path, "team", PARAMS, trials=TRIALS, epochs=2, startup=TRIALS)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # does not exist yet: both drivers create it
+    storage = tmp_path / "ray"
+    assert_each_finished(start_drivers([space, space], uri, storage))
+    assert_two_searches_recorded(storage, MlflowClient(uri), "team")
+    assert_a_later_search_carries_both(space, uri, storage, "team")
+
+
+# v2 refines v1 by adding a parameter with a default: every v1 trial carries into v2 (defaulted).
+ADDED = "  z: {uniform: [-1.0, 1.0], default: 0.0}\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("versions", [(1, 1), (1, 2)], ids=["same-version", "v1-and-v2"])
+def test_two_drivers_at_once_on_one_mlflow_server_then_one_after(
+    tmp_path: Path, mlflow_server: MlflowServer, local_ray: None, versions: tuple[int, int]
+) -> None:
+    """Two ``orchestrator run`` processes against one real server, each starting its own local Ray."""
+    study = f"team-server-v{versions[0]}-v{versions[1]}"
+    spaces = {1: write_space(tmp_path, study, PARAMS, trials=TRIALS, epochs=2, startup=TRIALS)}
+    if 2 in versions:
+        spaces[2] = write_space(tmp_path, study, PARAMS + ADDED, version=2, trials=TRIALS, epochs=2, startup=TRIALS)
+    storage = tmp_path / "ray"
+    assert_each_finished(start_drivers([spaces[v] for v in versions], mlflow_server.uri, storage))
+
+    runs = assert_two_searches_recorded(storage, MlflowClient(mlflow_server.uri), study)
+    logged = Counter(r.data.tags[schema.VERSION] for r in runs)
+    assert logged == Counter(str(v) for v in versions for _ in range(TRIALS)), logged
+    later = assert_a_later_search_carries_both(spaces[max(versions)], mlflow_server.uri, storage, study)
+    if 2 in versions:
+        assert later.carry["defaulted"] == {"z": TRIALS}, "the v1 trials carry into v2 with z's default"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
-from orchestrator.spaces import load_version, parse_version
+import pytest
+
+from orchestrator.spaces import SpaceError, load_version, parse_version
 from orchestrator.spaces.diff import diff, render
-from tests.conftest import SPACES
+from tests.conftest import ROOT, SPACES
 
 HEAD = "study: s\nversion: {v}\n{parent}trainable: t\nmetric: {{name: m, mode: min}}\n"
 
@@ -82,3 +86,18 @@ def test_settings_written_as_int_or_float_are_no_change() -> None:
     assert diff(old, new) == []
     flipped = parse_version(head.format(v=2) + "parent: 1\nresources: {cpu: 2}\nparams:\n  x: {uniform: [0.0, 1.0]}\n")
     assert {(c.kind, c.path) for c in diff(old, flipped)} == {("setting", "resources.cpu"), ("default", "x")}
+
+
+def test_versions_of_two_studies_have_no_diff(tmp_path) -> None:
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    text = HEAD.format(v=1, parent="") + "params:\n  a: {uniform: [0, 1]}\n"
+    first.write_text(text)
+    second.write_text(text.replace("study: s", "study: other"))
+    with pytest.raises(SpaceError) as e:
+        diff(load_version(first), load_version(second))
+    assert str(e.value) == (
+        f"{second}: study: 'other', but {first} is study 's': a diff compares two versions of one study"
+    )
+    r = subprocess.run([sys.executable, "-m", "orchestrator", "space", "diff", str(first), str(second)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1 and r.stderr == f"error: {e.value}\n" and r.stdout == ""
