@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import IO
 
 LOOPBACK = "127.0.0.1"
+DEFAULT_UI_PORT = 5000  # MLflow's own default; `orchestrator ui --port` changes it
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 LOG_TAIL_CHARS = 2000
@@ -46,14 +47,17 @@ class LoopbackMlflowServer:
     process without waiting, for callers that have other start-up work to overlap with it.
     """
 
-    def __init__(self, root: Path, *, port: int | None = None, workers: int = 1, jobs: bool = False) -> None:
-        """``jobs=True`` keeps MLflow's job runner on (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``)."""
+    def __init__(self, root: Path, *, port: int | None = None, workers: int = 1, jobs: bool = False,
+                 backend_store_uri: str | None = None) -> None:  # fmt: skip
+        """``jobs=True`` keeps MLflow's job runner on (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``);
+        ``backend_store_uri`` serves an existing store (``orchestrator ui``) instead of ``root/mlflow.db``."""
         self.root = Path(root)
         self.port = port if port is not None else free_loopback_port()
         self.workers = workers
         self.jobs = jobs
         self.uri = f"http://{LOOPBACK}:{self.port}"
         self.db_path = self.root / "mlflow.db"
+        self._backend_store_uri = backend_store_uri
         self.log_path = self.root / "server.log"
         self.startup_s = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -62,8 +66,8 @@ class LoopbackMlflowServer:
 
     @property
     def backend_store_uri(self) -> str:
-        """The SQLite store the server writes, for reading it directly (no HTTP)."""
-        return f"sqlite:///{self.db_path}"
+        """The store the server writes (by default the SQLite file ``db_path``), for reading it directly (no HTTP)."""
+        return self._backend_store_uri or f"sqlite:///{self.db_path}"
 
     @property
     def running(self) -> bool:

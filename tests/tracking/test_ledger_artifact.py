@@ -156,11 +156,12 @@ def test_finishing_a_search_writes_the_artifact_and_a_failure_never_fails_it(
         study = STUDY
         metric = type("M", (), {"name": "loss"})()
 
+    monkeypatch.setattr(runner, "_log_review", lambda *args, **kwargs: None)  # the review has its own tests
     parent = search_run(store)
     add_trial(store, parent, 0, CONFIGS[0], 1.0)
     result = runner.SearchResult(STUDY, 1, "exp", parent, store.uri, planned=1, finished=1, best_value=1.0)
     lines: list[str] = []
-    runner._finish_parent(store, Version(), result, lines.append)  # type: ignore[arg-type]
+    runner._finish_parent(store, Version(), result, lines.append, None, None)  # type: ignore[arg-type]
     assert lines == [] and store.newest_ledger(STUDY) is not None
     assert store.client.get_run(parent).info.status == "FINISHED"
 
@@ -170,7 +171,7 @@ def test_finishing_a_search_writes_the_artifact_and_a_failure_never_fails_it(
     other = search_run(store)
     monkeypatch.setattr(store, "log_artifact", broken)
     result.parent_run_id = other
-    runner._finish_parent(store, Version(), result, lines.append)  # type: ignore[arg-type]
+    runner._finish_parent(store, Version(), result, lines.append, None, None)  # type: ignore[arg-type]
     assert len(lines) == 1 and "artifact store is read-only" in lines[0] and other in lines[0]
     assert store.client.get_run(other).info.status == "FINISHED"
     assert schema.LEDGER_AS_OF not in store.client.get_run(other).data.tags

@@ -48,6 +48,8 @@ SPEC = register(
     TrainableSpec(
         name="convnet",
         task="trainables.convnet.trainable:build_task",
+        review="trainables.convnet.review:render",
+        preflight="trainables.convnet.preflight:check",
         metrics=("val_accuracy", "val_loss", "train_loss", "samples_per_s", "epoch"),
         optional=DEFAULTS,
         description="network3-style ConvNet (conv-pool, FC, dropout, softmax) on digits or IDX.",

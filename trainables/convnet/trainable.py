@@ -21,6 +21,20 @@ def ensemble_loss(out: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(out.flatten(0, 1), y.repeat(members)) * members
 
 
+def vote(out: Tensor, rule: str = "softmax") -> tuple[Tensor, Tensor]:
+    """Log-probabilities and predicted classes of a net's logits (B, C), or of an ensemble's (N, B, C)
+    combined by ``rule`` (see ``ClassificationEvaluator``)."""
+    if out.dim() == 2:
+        logp = F.log_softmax(out, dim=-1)
+        return logp, logp.argmax(-1)
+    probs = F.softmax(out, dim=-1).mean(0)
+    pred = probs.argmax(-1)
+    if rule == "majority":
+        votes = F.one_hot(out.argmax(-1), out.shape[-1]).sum(0)
+        pred = (votes + 0.5 * probs).argmax(-1)
+    return probs.clamp_min(1e-12).log(), pred
+
+
 class ClassificationEvaluator:
     """Accuracy and mean negative log-likelihood over the validation set, on the device.
 
@@ -36,16 +50,7 @@ class ClassificationEvaluator:
         self.sums: Tensor | None = None
 
     def update(self, out: Tensor, y: Tensor) -> None:
-        if out.dim() == 2:
-            logp = F.log_softmax(out, dim=-1)
-            pred = logp.argmax(-1)
-        else:
-            probs = F.softmax(out, dim=-1).mean(0)
-            logp = probs.clamp_min(1e-12).log()
-            pred = probs.argmax(-1)
-            if self.vote == "majority":
-                votes = F.one_hot(out.argmax(-1), out.shape[-1]).sum(0)
-                pred = (votes + 0.5 * probs).argmax(-1)
+        logp, pred = vote(out, self.vote)
         batch = torch.stack(
             [
                 F.nll_loss(logp, y, reduction="sum"),

@@ -1,0 +1,174 @@
+"""A finished search's review artifacts, logged on its parent run while it is still RUNNING.
+
+What a reviewer opens on the search's run (names in ``tracking.schema``, all under ``review/``): the
+leaderboard as Markdown and Parquet (a copy of the Markdown on the best trial's run), the best values
+as a space-file fragment, the parameter importance (``review.importance``, a plot and its numbers) and
+the best value so far against trials; and the best trial's model in the Model Registry
+(``review.model``). Importance and model are optional parts: when one cannot be made, a tag on the run
+says why (``IMPORTANCE_SKIPPED``, ``MODEL_SKIPPED``) and the rest is still logged. The runner calls
+:func:`log_search_review` and turns any other failure into ``REVIEW_ERROR``: a review never fails a search.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+
+from orchestrator.engine.runner import failure_line
+from orchestrator.redaction import redact_config
+from orchestrator.spaces import StudyVersion
+from orchestrator.spaces.model import Fixed, SearchSpace
+from orchestrator.spaces.writer import to_document
+from orchestrator.tracking import schema
+from orchestrator.tracking.mlflow_store import MlflowStore
+
+from .importance import Importance, ImportanceSkipped, parameter_importance
+from .leaderboard import Leaderboard, TrialOutcome
+from .model import ModelSkipped, RegisteredModel, log_best_model
+
+Echo = Callable[[str], None]
+FRAGMENT_SECTIONS = ("fixed", "params")  # the sections of a space file the best-config fragment pins
+FIGURE_SIZE = (7.0, 4.2)  # inches
+FIGURE_DPI = 110
+
+
+def log_search_review(store: MlflowStore, version: StudyVersion, parent_run_id: str, board: Leaderboard,
+                      grid: Iterable[Any], echo: Echo) -> None:  # fmt: skip
+    """Render and log every review artifact of the search ``parent_run_id``; ``grid`` is Ray Tune's ``ResultGrid``.
+
+    ``board`` is the search's leaderboard; the trials' run ids and end times are read from ``store`` here.
+    """
+    board = board.with_runs(store.trials(version.study, parent_run_id=parent_run_id))
+    best, tags, logged = board.best, {}, []
+    with tempfile.TemporaryDirectory(prefix="orchestrator-review-") as tmp:
+        folder = Path(tmp)
+        files = {
+            schema.LEADERBOARD_ARTIFACT: _write_text(folder, schema.LEADERBOARD_ARTIFACT, board.markdown(
+                f"{version.label} ({version.short_hash}): search run {parent_run_id}")),
+        }  # fmt: skip
+        path = folder / schema.review_file_name(schema.LEADERBOARD_TABLE_ARTIFACT)
+        pq.write_table(board.table(), path)
+        files[schema.LEADERBOARD_TABLE_ARTIFACT] = path
+        if best is not None:
+            files[schema.BEST_CONFIG_ARTIFACT] = _write_text(folder, schema.BEST_CONFIG_ARTIFACT,
+                                                             best_config_fragment(version, best))  # fmt: skip
+            files[schema.BEST_SO_FAR_ARTIFACT] = plot_best_so_far(board, folder, version.label)
+        try:
+            importance = parameter_importance(version, board.rows)
+        except ImportanceSkipped as e:
+            tags[schema.IMPORTANCE_SKIPPED] = str(e)
+        except Exception as e:  # a plot is not worth a search: say why there is none
+            tags[schema.IMPORTANCE_SKIPPED] = f"failed: {failure_line(e)}"
+        else:
+            files[schema.IMPORTANCE_VALUES_ARTIFACT] = _write_text(
+                folder, schema.IMPORTANCE_VALUES_ARTIFACT, json.dumps(importance.as_dict(), indent=1)
+            )
+            files[schema.IMPORTANCE_ARTIFACT] = plot_importance(importance, folder, version.label)
+        for artifact, local in files.items():
+            store.log_artifact(parent_run_id, local, schema.REVIEW_ARTIFACT_DIR)
+            logged.append(artifact)
+        if best is not None and best.run_id:
+            store.log_artifact(best.run_id, files[schema.LEADERBOARD_ARTIFACT], schema.REVIEW_ARTIFACT_DIR)
+    model = _logged_model(store, version, parent_run_id, best, grid, tags)
+    if tags:
+        store.log_batch(parent_run_id, tags=tags)
+    echo(f"review: {', '.join(schema.review_file_name(a) for a in logged)} on run {parent_run_id}")
+    for reason in tags.values():
+        echo(f"review: {reason}")
+    if model is not None:
+        measured = "" if model.value is None else f" ({model.metric} {model.value:.5g} on the validation data)"
+        echo(f"review: best model {model.model_uri}{measured}, from trial {model.trial_id}")
+
+
+def _logged_model(store: MlflowStore, version: StudyVersion, parent_run_id: str, best: TrialOutcome | None,
+                  grid: Iterable[Any], tags: dict[str, str]) -> RegisteredModel | None:  # fmt: skip
+    """Log the best model; a reason in ``tags[MODEL_SKIPPED]`` instead when there is none."""
+    result = None if best is None else next((r for r in grid if _trial_id(r) == best.trial_id), None)
+    try:
+        if best is None or result is None:
+            raise ModelSkipped("no trial reported the metric" if best is None else
+                               f"no Ray Tune result for the best trial {best.trial_id}")  # fmt: skip
+        return log_best_model(store, version, parent_run_id, best, result)
+    except ModelSkipped as e:
+        tags[schema.MODEL_SKIPPED] = str(e)
+    except Exception as e:  # the artifacts above are logged already; the model is not worth a search
+        tags[schema.MODEL_SKIPPED] = f"failed: {failure_line(e)}"
+    return None
+
+
+def _trial_id(result: Any) -> str:
+    return str((result.metrics or {}).get("trial_id", ""))
+
+
+def best_config_fragment(version: StudyVersion, best: TrialOutcome) -> str:
+    """The best values as the ``fixed:`` and ``params:`` sections of a space file, each parameter pinned.
+
+    Built through the space model (every searched parameter becomes ``Fixed``) and the writer's
+    document form, so it reads as the files do; values of secret-looking keys are redacted.
+    """
+    pinned = SearchSpace({name: Fixed(value) for name, value in redact_config(best.config).items()})
+    document = to_document(replace(version, fixed=redact_config(version.fixed), params=pinned))
+    header = (
+        f"# best trial {best.trial_id} of {version.label} (space hash {version.content_hash}): "
+        f"{version.metric.name} {best.value!r}\n"
+        "# every searched parameter pinned to its value: paste over the fixed: and params: sections of a space file\n"
+    )
+    fragment = {key: document[key] for key in FRAGMENT_SECTIONS if key in document}
+    return header + yaml.safe_dump(fragment, sort_keys=False, allow_unicode=True)
+
+
+def plot_best_so_far(board: Leaderboard, folder: Path, title: str) -> Path:
+    """``best_so_far.png``: each trial's value in completion order (dots) and the best value so far (a step line)."""
+    ordered = board.completion_order()
+    values = [row.value for row in ordered]
+    so_far = [values[0]]
+    for value in values[1:]:
+        so_far.append(value if board.metric.better(value, so_far[-1]) else so_far[-1])
+    trials = list(range(1, len(values) + 1))
+    figure, axes = _figure()
+    axes.scatter(trials, values, color="tab:gray", s=18, label="trial", zorder=2)
+    axes.step(trials, so_far, where="post", color="tab:blue", linewidth=2, label="best so far", zorder=3)
+    axes.set_xlabel("trial (completion order)")
+    axes.set_ylabel(f"{board.metric.name} ({board.metric.mode})")
+    axes.set_title(f"{title}: best {board.metric.name} so far")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    return _save(figure, folder / schema.review_file_name(schema.BEST_SO_FAR_ARTIFACT))
+
+
+def plot_importance(importance: Importance, folder: Path, title: str) -> Path:
+    """``importance.png``: one horizontal bar per parameter, the most important on top."""
+    ranked = sorted(importance.values.items(), key=lambda item: item[1])
+    figure, axes = _figure()
+    axes.barh([name for name, _ in ranked], [value for _, value in ranked], color="tab:blue")
+    axes.set_xlabel(f"importance for {importance.metric} ({importance.evaluator}, {importance.trials} trials)")
+    axes.set_xlim(0, 1)
+    axes.set_title(f"{title}: parameter importance")
+    axes.grid(axis="x", alpha=0.3)
+    return _save(figure, folder / schema.review_file_name(schema.IMPORTANCE_ARTIFACT))
+
+
+def _figure() -> tuple[Any, Any]:
+    """A figure of its own (no pyplot: no global state, no GUI backend)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def _save(figure: Any, path: Path) -> Path:
+    figure.savefig(path, format="png")
+    return path
+
+
+def _write_text(folder: Path, artifact: str, text: str) -> Path:
+    path = folder / schema.review_file_name(artifact)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,141 @@
+"""``orchestrator ui``: the MLflow UI over the tracking store, with links to a study's experiment and best run.
+
+A local store (``sqlite:///``, the default ``.orchestrator/mlflow.db``, or another database) is served by a
+real ``mlflow server`` bound to 127.0.0.1 (``tracking.server.LoopbackMlflowServer``) until Ctrl-C; its
+log and proxied-artifact folder sit next to a SQLite file (``server.log``, ``artifacts/``, where the store
+already keeps the studies' artifacts). A team server (``http(s)://``) is already serving: its links are
+printed, without credentials, and the command returns.
+
+The best run is the study's best trial run (any version) by the metric of the study's newest search:
+its ``best_<metric>`` (the best epoch), else the metric's last value.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.redaction import redact_uri
+from orchestrator.spaces import Metric
+from orchestrator.tracking import schema
+from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, describe_uri, sqlite_path
+from orchestrator.tracking.server import DEFAULT_UI_PORT, LOOPBACK, LoopbackMlflowServer
+
+Echo = Callable[[str], None]
+REMOTE_SCHEMES = ("http", "https")
+GENAI_HINT = ('MLflow 3 opens in its GenAI view: choose "Model training" at the top of the sidebar to see the '
+              "experiments' runs")  # fmt: skip
+POLL_S = 0.5  # how often a served UI checks that its server is still up
+
+
+@dataclass(frozen=True)
+class StudyLinks:
+    """Where a study is in the MLflow UI."""
+
+    study: str
+    experiment_url: str
+    metric: Metric | None = None
+    best_run_id: str | None = None
+    best_value: float | None = None
+    best_run_url: str | None = None
+
+    def lines(self) -> list[str]:
+        out = [f"  study {self.study}: {self.experiment_url}"]
+        if self.best_run_url is not None and self.metric is not None:
+            out.append(f"  best run ({self.metric.name} {self.best_value:.5g}): {self.best_run_url}")
+        else:
+            out.append("  no finished trial with the study's metric yet")
+        return out
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}"
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{experiment_url(base, experiment_id)}/runs/{run_id}"
+
+
+def study_metric(store: MlflowStore, study: str) -> Metric | None:
+    """The metric and mode of the study's newest search (its parent run's params); None without searches."""
+    searches = sorted(store.searches(study), key=lambda run: run.info.start_time or 0)
+    for run in reversed(searches):
+        params = run.data.params
+        if params.get(schema.PARAM_METRIC) and params.get(schema.PARAM_MODE) in ("min", "max"):
+            return Metric(params[schema.PARAM_METRIC], params[schema.PARAM_MODE])
+    return None
+
+
+def best_trial(rows: list[TrialRow], metric: Metric) -> tuple[TrialRow, float] | None:
+    """The FINISHED trial with the best value of ``metric`` (its best epoch, else its last value), and that value."""
+    scored = []
+    for row in rows:
+        value = row.metrics.get(schema.best_metric(metric.name), row.metrics.get(metric.name))
+        if row.status == "FINISHED" and value is not None:
+            scored.append((metric.loss(value), row.end_time or 0, row, value))
+    if not scored:
+        return None
+    _, _, row, value = min(scored, key=lambda s: s[:2])
+    return row, value
+
+
+def study_links(store: MlflowStore, study: str, base: str) -> StudyLinks:
+    """The links of ``study`` in the UI at ``base``; ``OrchestratorError`` when the store has no such study."""
+    experiment_id = store.experiment_id(study, create=False)
+    if experiment_id is None:
+        raise OrchestratorError(f"no study {study!r} in the tracking store {describe_uri(store.uri)}")
+    links = StudyLinks(study, experiment_url(base, experiment_id))
+    metric = study_metric(store, study)
+    best = best_trial(store.trials(study), metric) if metric is not None else None
+    if best is None:
+        return links
+    row, value = best
+    return StudyLinks(study, links.experiment_url, metric, row.run_id, value, run_url(base, experiment_id, row.run_id))
+
+
+def open_ui(tracking_uri: str, study: str | None = None, port: int = DEFAULT_UI_PORT, echo: Echo = print,
+            wait: Callable[[LoopbackMlflowServer], None] | None = None) -> StudyLinks | None:  # fmt: skip
+    """Serve the local store at ``tracking_uri`` on 127.0.0.1:``port`` until Ctrl-C, or print a team server's links.
+
+    Prints the UI's address, then ``study``'s links (its experiment and best run) and a hint for MLflow 3's
+    start page. ``wait`` blocks while the UI is up (default: until Ctrl-C or the server exits); the
+    server is stopped when it returns. Returns the study's links (None without ``study``).
+    """
+    store = MlflowStore(tracking_uri)
+    store.check_reachable()
+    remote = urlparse(tracking_uri).scheme.lower() in REMOTE_SCHEMES
+    base = redact_uri(tracking_uri).rstrip("/") if remote else f"http://{LOOPBACK}:{port}"
+    links = study_links(store, study, base) if study else None  # before a server starts: a wrong name is one line
+    if remote:
+        _print_links(echo, f"MLflow UI of the team server {base}", links)
+        return links
+    db = sqlite_path(tracking_uri)
+    with ExitStack() as stack:
+        # the server's log (and MLflow's proxied-artifact folder) beside a SQLite file; else a folder of its own
+        root = db.resolve().parent if db is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        server = stack.enter_context(LoopbackMlflowServer(root, port=port, backend_store_uri=tracking_uri))
+        _print_links(echo, f"MLflow UI of {describe_uri(tracking_uri)} at {base} (Ctrl-C stops it)", links)
+        try:
+            (wait or _until_interrupted)(server)
+        except KeyboardInterrupt:
+            echo("stopping the MLflow UI")
+    return links
+
+
+def _print_links(echo: Echo, headline: str, links: StudyLinks | None) -> None:
+    echo(headline)
+    for line in links.lines() if links is not None else []:
+        echo(line)
+    echo(f"  {GENAI_HINT}")
+
+
+def _until_interrupted(server: LoopbackMlflowServer) -> None:
+    while server.running:
+        time.sleep(POLL_S)
+    raise OrchestratorError(f"the MLflow UI server exited:\n{server.log_tail()}")

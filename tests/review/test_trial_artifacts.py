@@ -1,0 +1,259 @@
+"""Per-trial review artifacts: the hooks render real pictures, the worker uploads or tags, searches log them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+import trainables
+from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.review.trial import REVIEW_WAIT_ENV, ReviewJob, error_line, review_trial, review_wait_s
+from orchestrator.tracking import schema
+from orchestrator.tracking.async_logger import AsyncTrialLogger
+from trainables.convnet.review import confusion_matrix
+from trainables.convnet.review import render as render_convnet
+from trainables.loop import Task, evaluate, prepare, save_checkpoint
+from trainables.unet.review import render as render_unet
+from trainables.unet.review import rgb_composite
+
+TRIAL_FILES = {
+    "convnet_tiny": {schema.MODEL_SUMMARY_ARTIFACT, schema.ARCHITECTURE_ARTIFACT, schema.CONFUSION_MATRIX_ARTIFACT},
+    "unet_tiny": {schema.MODEL_SUMMARY_ARTIFACT, schema.ARCHITECTURE_ARTIFACT, schema.PREDICTIONS_ARTIFACT},
+}
+
+
+def assert_real_picture(path: Path, min_side: int = 200, max_side: int = 2500) -> None:
+    """A PNG that decodes, of a plausible size, with content (not one flat colour)."""
+    pixels = imread(path)
+    height, width = pixels.shape[:2]
+    assert min_side <= height <= max_side and min_side <= width <= max_side, f"{path.name}: {width}x{height}"
+    rgb = pixels[..., :3].reshape(-1, 3)
+    assert rgb.std() > 0.05, f"{path.name} is blank"
+    assert len(np.unique(rgb, axis=0)) > 10, f"{path.name} has almost no colours"
+
+
+def total_params_line(summary: str) -> int:
+    line = next(ln for ln in summary.splitlines() if ln.startswith("Total params:"))
+    return int(line.split(":")[1].replace(",", ""))
+
+
+def render_into(tmp_path: Path, name: str, render: Callable[..., list[Path]], overrides: dict[str, Any]) -> Task:
+    task, runtime, cfg = prepare(name, overrides)
+    written = render(task, runtime, cfg, tmp_path)
+    assert {f"{schema.REVIEW_ARTIFACT_DIR}/{p.name}" for p in written} == TRIAL_FILES[name]
+    assert sorted(tmp_path.iterdir()) == sorted(written)
+    return task
+
+
+# --------------------------------------------------------------------------- the families' hooks
+
+
+@pytest.mark.parametrize("overrides", [{}, {"conv_layers": 2, "fc_layers": 2, "dropout": 0.3}, {"ensemble": 2}])
+def test_convnet_review_writes_summary_architecture_and_confusion_matrix(tmp_path: Path, overrides: dict) -> None:
+    task = render_into(tmp_path, "convnet_tiny", render_convnet, overrides)
+    summary = (tmp_path / "model_summary.txt").read_text()
+    assert total_params_line(summary) == sum(p.numel() for p in task.model.parameters())
+    assert "multiply-adds per sample" in summary.splitlines()[0] and "Mult-Adds" in summary
+    assert_real_picture(tmp_path / "architecture.png")
+    assert_real_picture(tmp_path / "confusion_matrix.png")
+
+
+def test_confusion_matrix_counts_every_validation_sample_and_agrees_with_the_evaluator() -> None:
+    task, runtime, _ = prepare("convnet_tiny", {"ensemble": 3, "vote": "majority"})
+    matrix = confusion_matrix(task, 10, "majority")
+    assert matrix.shape == (10, 10) and matrix.sum() == task.val.samples
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(evaluate(task, runtime)["val_accuracy"])
+
+
+@pytest.mark.parametrize("overrides", [{}, {"depth": 3, "dropout": 0.2, "upsampling": "bilinear"}])
+def test_unet_review_writes_summary_architecture_and_predictions(tmp_path: Path, overrides: dict) -> None:
+    task = render_into(tmp_path, "unet_tiny", render_unet, overrides)
+    summary = (tmp_path / "model_summary.txt").read_text()
+    assert total_params_line(summary) == sum(p.numel() for p in task.model.parameters())
+    assert_real_picture(tmp_path / "architecture.png")
+    assert_real_picture(tmp_path / "predictions.png")
+
+
+def test_rgb_composite_picks_the_named_bands_and_stretches_them() -> None:
+    tiles = np.zeros((2, 5, 4, 4), dtype=np.float32)
+    tiles[:, 2] = np.arange(16).reshape(4, 4)  # "r" is the third channel
+    rgb = rgb_composite(tiles, ["m0", "g", "r", "b", "ndwi"])
+    assert rgb.shape == (2, 4, 4, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    assert rgb[0, 3, 3, 0] == 1.0 and rgb[0, 0, 0, 0] == 0.0  # red from channel 2, stretched to [0, 1]
+    assert np.all(rgb[..., 1] == 0)  # "g" (channel 1) is flat
+    unnamed = rgb_composite(tiles, [])
+    assert np.all(unnamed[..., 2] == rgb[..., 0])  # without names: the first three channels
+
+
+# --------------------------------------------------------------------------- the worker's job
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module (creating one takes seconds); each test uses a study of its own."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def convnet_checkpoint(tmp_path: Path) -> tuple[dict[str, Any], Any]:
+    """The config of a convnet_tiny trial and a Ray Tune checkpoint of its untrained model."""
+    from ray.tune import Checkpoint
+
+    config = {"seed": 3}
+    task, _, _ = prepare("convnet_tiny", config)
+    save_checkpoint(tmp_path / "checkpoint", task, epoch=1)
+    return config, Checkpoint.from_directory(str(tmp_path / "checkpoint"))
+
+
+@pytest.mark.slow
+def test_review_job_uploads_under_review(store_uri: str, convnet_checkpoint: tuple[dict, Any]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store_uri)
+    run_id = client.create_run(client.create_experiment("jobs")).info.run_id
+    config, checkpoint = convnet_checkpoint
+    outcome = review_trial(ReviewJob("t1", "convnet_tiny", config, checkpoint, store_uri, run_id))
+    assert outcome.trial_id == "t1" and outcome.error == ""
+    listed = {a.path for a in client.list_artifacts(run_id, schema.REVIEW_ARTIFACT_DIR)}
+    assert listed == TRIAL_FILES["convnet_tiny"]
+
+
+def test_review_job_that_fails_returns_one_line(tmp_path: Path, convnet_checkpoint: tuple[dict, Any]) -> None:
+    config, checkpoint = convnet_checkpoint
+    store = (tmp_path / "mlruns").as_uri()  # a file store: no run with this id
+    missing_run = review_trial(ReviewJob("t1", "convnet_tiny", config, checkpoint, store, "0" * 32))
+    assert missing_run.trial_id == "t1" and missing_run.error and "\n" not in missing_run.error
+    broken = review_trial(ReviewJob("t2", "convnet_tiny", {"conv_layers": 9}, checkpoint, store, "0" * 32))
+    assert broken.error.startswith("TrainableConfigError: ") and "conv_layers" in broken.error
+
+
+def test_a_failure_line_names_the_error_without_credentials() -> None:
+    error = ConnectionError("cannot reach http://someone:hunter2@mlflow.example/api\nsecond line")
+    assert error_line(error) == "ConnectionError: cannot reach http://mlflow.example/api"
+
+
+def test_review_wait_is_bounded_and_its_variable_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(REVIEW_WAIT_ENV, "12.5")
+    assert review_wait_s() == 12.5
+    monkeypatch.setenv(REVIEW_WAIT_ENV, "soon")
+    with pytest.raises(Exception, match=f"{REVIEW_WAIT_ENV}='soon': give the seconds to wait"):
+        review_wait_s()
+
+
+class _RecordingStore:
+    """A tracking store that creates runs named r<k>, after ``gate`` is set."""
+
+    def __init__(self, gate: threading.Event):
+        self.gate = gate
+        self.created = 0
+
+    def create_run(self, *args: Any) -> str:
+        self.gate.wait(10)
+        self.created += 1
+        return f"r{self.created}"
+
+    def log_batch(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def end_run(self, *args: Any) -> None:
+        pass
+
+
+def test_logger_calls_back_once_the_run_exists_without_blocking() -> None:
+    gate = threading.Event()
+    store = _RecordingStore(gate)
+    logger = AsyncTrialLogger(lambda: store)  # type: ignore[arg-type, return-value]
+    logger.start()
+    seen: list[tuple[str, str]] = []
+    logger.open("a", "exp", "a", {}, {})
+    logger.when_run_exists("a", lambda run: seen.append(("a", run)))
+    assert seen == [], "the run does not exist yet: the call returns at once"
+    gate.set()
+    assert logger.flush(10)
+    assert seen == [("a", "r1")]
+    logger.when_run_exists("a", lambda run: seen.append(("again", run)))
+    assert seen[-1] == ("again", "r1"), "an existing run: called at once"
+    logger.stop()
+
+
+# --------------------------------------------------------------------------- real searches
+
+
+SPACE = """\
+study: {study}
+version: 1
+trainable: convnet_tiny
+metric: {{name: val_accuracy, mode: max}}
+schedule: {{scheduler: fifo, max_epochs: 2}}
+resources: {{cpu: 1, gpu: 0}}
+search: {{trials: 2, startup_trials: 2}}
+params:
+  filters: {{int: [2, 6]}}
+"""
+
+
+def search(tmp_path: Path, study: str, uri: str, **options: Any) -> list[Any]:
+    """Run a 2-trial convnet_tiny search; its child runs."""
+    from mlflow.tracking import MlflowClient
+
+    space = tmp_path / study / "v1.yaml"
+    space.parent.mkdir(parents=True)
+    space.write_text(SPACE.format(study=study))
+    result = run_search(space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False, **options),
+                        lambda _: None)  # fmt: skip
+    assert result.finished == 2 and result.failed == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(study)
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{schema.KIND}` = '{schema.TRIAL_RUN}'")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    return runs
+
+
+def review_files(uri: str, run_id: str) -> set[str]:
+    from mlflow.tracking import MlflowClient
+
+    return {a.path for a in MlflowClient(uri).list_artifacts(run_id, schema.REVIEW_ARTIFACT_DIR)}
+
+
+@pytest.mark.slow
+def test_every_finished_trial_gets_its_review_artifacts(tmp_path: Path, store_uri: str, local_ray: None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    for run in search(tmp_path, "reviewed", store_uri):
+        assert TRIAL_FILES["convnet_tiny"] <= review_files(store_uri, run.info.run_id)  # the best has more (part B)
+        assert schema.REVIEW_ERROR not in run.data.tags
+        client = MlflowClient(store_uri)
+        assert_real_picture(
+            Path(client.download_artifacts(run.info.run_id, schema.ARCHITECTURE_ARTIFACT, str(tmp_path)))
+        )
+
+
+@pytest.mark.slow
+def test_a_review_that_cannot_upload_is_a_tag_and_the_trials_still_finish(
+    tmp_path: Path, store_uri: str, local_ray: None
+) -> None:
+    blocked = Path(store_uri.removeprefix("sqlite:///")).parent / "artifacts" / "unwritable"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the study's artifact folder would be")
+    for run in search(tmp_path, "unwritable", store_uri):
+        assert run.data.tags[schema.REVIEW_ERROR], "the failure is on the trial's run"
+        assert "\n" not in run.data.tags[schema.REVIEW_ERROR]
+
+
+@pytest.mark.slow
+def test_no_review_artifacts_when_turned_off(tmp_path: Path, store_uri: str, local_ray: None) -> None:
+    for run in search(tmp_path, "unreviewed", store_uri, review_artifacts=False):
+        assert not review_files(store_uri, run.info.run_id) & set.union(*TRIAL_FILES.values())
+        assert schema.REVIEW_ERROR not in run.data.tags
+
+
+def test_the_shipped_families_name_their_review_hooks() -> None:
+    assert trainables.get("convnet").review == "trainables.convnet.review:render"
+    assert trainables.get("unet_tiny").review == "trainables.unet.review:render"
+    assert trainables.get("analytic").review == ""

@@ -1,0 +1,227 @@
+"""The MLflow UI as a reviewer opens it, in a real headless Chromium (issue 11).
+
+A real ``mlflow server`` on loopback, a tiny real search logging to it over HTTP, then Debian's
+``chromium`` driven by the ``playwright`` package (no browser download): the experiments list, the
+study's runs, the best trial's run and its review artifacts, and the registered model. Every step
+leaves a screenshot in ``test-artifacts/ui/`` at the repository root (the environment variable
+``ORCHESTRATOR_UI_SCREENSHOTS`` names another folder), which CI keeps as artifacts.
+
+Skipped, with the reason, only where Chromium is not installed or playwright is not importable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from orchestrator.engine.ray_session import ray_session
+from orchestrator.engine.runner import SearchOptions, SearchResult, run_search
+from orchestrator.tracking import schema
+from orchestrator.tracking.server import LoopbackMlflowServer
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from playwright.sync_api import Locator, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS_ENV = "ORCHESTRATOR_UI_SCREENSHOTS"
+DEFAULT_SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+UI_TIMEOUT_MS = 30_000  # a page of a fresh server on a busy 2-core machine can take many seconds
+
+STUDY = "ui_review"
+METRIC = "val_accuracy"
+TRIALS = 4
+SPACE = f"""\
+study: {STUDY}
+version: 1
+trainable: convnet_tiny
+metric: {{name: {METRIC}, mode: max}}
+schedule: {{scheduler: fifo, max_epochs: 1}}
+resources: {{cpu: 1, gpu: 0}}
+search: {{trials: {TRIALS}, startup_trials: {TRIALS}}}
+params:
+  filters: {{choice: [4, 8]}}
+  optimizer:
+    choice:
+      - {{name: adam, lr: {{loguniform: [1.0e-3, 1.0e-2]}}}}
+"""
+# What the best trial's Artifacts tab lists under review/: the architecture picture, the confusion matrix
+# (convnet_tiny classifies) and the search's leaderboard.
+BEST_RUN_ARTIFACTS = (schema.ARCHITECTURE_ARTIFACT, schema.CONFUSION_MATRIX_ARTIFACT, schema.LEADERBOARD_ARTIFACT)
+SCREENSHOTS = ("experiments", "runs", "best-run", "artifacts", "models")  # one per step, in order
+FAILED_SHOT = "failed"  # what the page showed when an expected element did not appear
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (Debian: apt-get install chromium)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None,
+        reason="playwright is not importable (pip install playwright; it drives /usr/bin/chromium, no download)",
+    ),
+]
+
+
+def screenshot_dir() -> Path:
+    """Where the screenshots go: ``$ORCHESTRATOR_UI_SCREENSHOTS`` or ``test-artifacts/ui/`` at the repository root.
+
+    Screenshots an earlier run left there are removed (only the names this test writes)."""
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or DEFAULT_SCREENSHOTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*SCREENSHOTS, FAILED_SHOT):
+        for old in folder.glob(f"[0-9][0-9]-{name}.png"):
+            old.unlink()
+    return folder
+
+
+@dataclass(frozen=True)
+class LoggedSearch:
+    server: LoopbackMlflowServer
+    result: SearchResult
+
+
+@pytest.fixture(scope="module")
+def logged_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedSearch]:
+    """A tiny real search (review artifacts on, the default) logged over HTTP to a real server on loopback."""
+    root = tmp_path_factory.mktemp("ui")
+    space = root / "search_spaces" / STUDY / "v1.yaml"
+    space.parent.mkdir(parents=True)
+    space.write_text(SPACE)
+    server = LoopbackMlflowServer(root / "mlflow").launch()
+    try:
+        with ray_session(None):  # Ray starts while the server boots; it is shut down before the browser opens
+            server.wait()
+            options = SearchOptions(tracking_uri=server.uri, storage=str(root / "ray"), concurrency=2, live=False)
+            result = run_search(space, options, echo=lambda line: None)
+        assert result.finished == TRIALS and result.failed == 0
+        yield LoggedSearch(server, result)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            new_page = browser.new_page(viewport={"width": 1400, "height": 900})
+            # MLflow announces new features in dialogs over the page (the new model registry UI): close them
+            announcement = new_page.get_by_role("dialog")
+            new_page.add_locator_handler(announcement, lambda: announcement.get_by_role("button", name="Close").click())
+            yield new_page
+        finally:
+            browser.close()
+
+
+def best_trial_run(search: LoggedSearch) -> Run:
+    """The run of the trial whose model is registered, checked to be a best trial of the search by the metric."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(search.server.uri)
+    versions = client.search_model_versions(f"name = '{STUDY}'")
+    assert len(versions) == 1, f"one version of the model {STUDY!r} is registered"
+    best = client.get_run(versions[0].tags[schema.SOURCE_RUN])
+    trials = client.search_runs(
+        [best.info.experiment_id],
+        f"tags.`{schema.PARENT}` = '{search.result.parent_run_id}' and tags.`{schema.KIND}` = '{schema.TRIAL_RUN}'",
+    )
+    assert len(trials) == TRIALS and best.info.run_id in {t.info.run_id for t in trials}
+    best_metric = schema.best_metric(METRIC)
+    assert best.data.metrics[best_metric] == max(t.data.metrics[best_metric] for t in trials)
+    assert best.data.metrics[best_metric] == search.result.best_value
+    return best
+
+
+class Reviewer:
+    """A reviewer's clicks in the MLflow UI, each step waited for and followed by a numbered screenshot."""
+
+    def __init__(self, page: Page, folder: Path) -> None:
+        self.page = page
+        self.folder = folder
+        self.shots: list[Path] = []
+
+    def shoot(self, name: str) -> None:
+        path = self.folder / f"{len(self.shots) + 1:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=True, animations="disabled")
+        self.shots.append(path)
+
+    def visible(self, locator: Locator) -> Locator:
+        from playwright.sync_api import expect
+
+        try:
+            expect(locator).to_be_visible(timeout=UI_TIMEOUT_MS)
+        except AssertionError:
+            self.shoot(FAILED_SHOT)
+            raise
+        return locator
+
+    def main_link(self, name: str) -> Locator:
+        return self.visible(self.page.get_by_role("main").get_by_role("link", name=name, exact=True))
+
+    def sidebar_link(self, name: str) -> Locator:
+        return self.visible(self.page.get_by_role("navigation").get_by_role("link", name=name, exact=True))
+
+    def open_training_view(self, uri: str) -> None:
+        """The home page, switched from MLflow's GenAI view to its model-training view, the assistant panel closed."""
+        self.page.goto(uri)
+        self.visible(self.page.get_by_role("button", name="Model training")).click()
+        self.visible(self.page.get_by_role("button", name="Close", exact=True)).click()
+
+    def open_experiment(self, study: str) -> None:
+        self.sidebar_link("Experiments").click()
+        experiment = self.main_link(study)
+        self.shoot("experiments")
+        experiment.click()
+
+    def open_trial_run(self, search_run_name: str, trial_run_name: str) -> None:
+        """Expand the search's run in the runs table (its trials are nested under it), then open one trial's run."""
+        search_cell = self.page.get_by_role("gridcell").filter(has=self.page.get_by_role("link", name=search_run_name))
+        self.visible(search_cell).get_by_role("button").first.click()
+        trial = self.main_link(trial_run_name)
+        self.shoot("runs")
+        trial.click()
+        self.visible(self.page.get_by_role("heading", name=trial_run_name, exact=True))
+        self.main_link(schema.best_metric(METRIC))  # its metrics are shown
+        self.shoot("best-run")
+
+    def artifacts_listed(self, artifacts: tuple[str, ...]) -> None:
+        """Open the Artifacts tab, expand the review folder and wait for each artifact's file name to be listed."""
+        self.visible(self.page.get_by_role("tab", name="Artifacts")).click()
+        self.visible(self.page.get_by_text(schema.REVIEW_ARTIFACT_DIR, exact=True)).click()
+        for artifact in artifacts:
+            self.visible(self.page.get_by_text(schema.review_file_name(artifact), exact=True))
+        self.page.get_by_text(schema.review_file_name(artifacts[0]), exact=True).click()  # previewed in the shot
+        self.visible(self.page.get_by_role("img", name=artifacts[0]))
+        self.shoot("artifacts")
+
+    def model_registered(self, name: str) -> None:
+        self.sidebar_link("Model registry").click()
+        row = self.page.get_by_role("row").filter(has=self.page.get_by_role("link", name=name, exact=True))
+        self.visible(row.get_by_role("link", name="Version 1", exact=True))
+        self.shoot("models")
+
+
+def test_a_reviewer_finds_the_best_trials_pictures_leaderboard_and_registered_model(
+    logged_search: LoggedSearch, page: Page
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    best = best_trial_run(logged_search)
+    search_run = MlflowClient(logged_search.server.uri).get_run(logged_search.result.parent_run_id)
+    reviewer = Reviewer(page, screenshot_dir())
+
+    reviewer.open_training_view(logged_search.server.uri)
+    reviewer.open_experiment(STUDY)
+    reviewer.open_trial_run(search_run.info.run_name, best.info.run_name)
+    reviewer.artifacts_listed(BEST_RUN_ARTIFACTS)
+    reviewer.model_registered(STUDY)
+
+    assert [p.name for p in reviewer.shots] == [f"{i:02d}-{name}.png" for i, name in enumerate(SCREENSHOTS, 1)]
+    assert all(p.stat().st_size > 0 for p in reviewer.shots)
