@@ -8,7 +8,13 @@ class OrchestratorError(Exception):
 
 
 def describe(error: BaseException) -> str:
-    """One readable line (or a short block) for an error, without a traceback."""
+    """One readable line (or a short block) for an error, without a traceback or credentials in URIs."""
+    from orchestrator.redaction import redact_text
+
+    return redact_text(_line(error))
+
+
+def _line(error: BaseException) -> str:
     from orchestrator.spaces.errors import SpaceError
 
     if isinstance(error, SpaceError | OrchestratorError):

@@ -1,4 +1,4 @@
-"""The one redaction rule: credentials in URIs and values of secret-looking keys (stdlib only).
+"""The one redaction rule: credentials in URIs and values of secret-looking keys (stdlib, and PyYAML for YAML).
 
 Everything the project prints, logs to MLflow, writes under storage or puts into a
 Kubernetes object goes through these functions first:
@@ -7,7 +7,9 @@ Kubernetes object goes through these functions first:
   query parameters (``?token=...``, ``password=...``);
 * :func:`redact_text` does the same for every URI inside free text (an exception message);
 * :func:`is_secret_key` says whether a key names a secret, by :data:`SECRET_WORDS`;
-* :func:`redact_config` replaces the values of such keys, at any depth, by :data:`REDACTED`.
+* :func:`redact_config` replaces the values of such keys, at any depth, by :data:`REDACTED`;
+  :func:`redacted_value` is what it records for one entry;
+* :func:`mask_yaml_secrets` does it to a YAML document (a space file), or says it holds none.
 
 A key is secret when one of its words is in :data:`SECRET_WORDS` (or is one plus ``s``), or two
 neighbouring words form one of :data:`SECRET_WORD_PAIRS`. Words are what remains after
@@ -103,9 +105,27 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
+def redacted_value(key: str, value: Any) -> Any:
+    """What is recorded for the entry ``key: value``: :data:`REDACTED` for a secret-looking key, else ``value``
+    with nested secrets masked and URI credentials dropped (the space model matches a fixed entry by it)."""
+    return REDACTED if is_secret_key(str(key)) else _redact_value(value)
+
+
 def redact_config(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``mapping`` with the values of secret-looking keys replaced by :data:`REDACTED`.
 
     Nested mappings and lists are walked; other strings lose URI credentials (:func:`redact_text`).
     """
-    return {key: REDACTED if is_secret_key(str(key)) else _redact_value(value) for key, value in mapping.items()}
+    return {key: redacted_value(key, value) for key, value in mapping.items()}
+
+
+def mask_yaml_secrets(text: str) -> str | None:
+    """The YAML document ``text`` dumped again with :func:`redact_config` applied, or ``None`` when that changes
+    nothing (the text can then be kept as it is, comments and all)."""
+    import yaml
+
+    data = yaml.safe_load(text)
+    if not isinstance(data, Mapping):
+        return None
+    masked = redact_config(data)
+    return None if masked == data else yaml.safe_dump(masked, sort_keys=False)

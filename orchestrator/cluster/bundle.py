@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.cluster.errors import ClusterError
+from orchestrator.redaction import mask_yaml_secrets
 from orchestrator.spaces.io import VERSION_FILE
 
 # KubeRay puts the entrypoint into one `bash -c` argument (at most 128 KiB on Linux) and a
@@ -74,9 +75,15 @@ class SpaceBundle:
         else:
             shipped = [path]
         files = {p.name: p.read_text(encoding="utf-8") for p in shipped}
-        for name in files:
+        for name, text in files.items():
             if not _FILE_NAME.match(name):
                 raise ClusterError(f"{path}: file name {name!r} cannot be shipped to a cluster; rename it")
+            if mask_yaml_secrets(text) is not None:
+                raise ClusterError(
+                    f"{path.parent / name} holds values of secret-looking keys (password, token, api key, ...); "
+                    "space files travel inline in the RayJob and its ConfigMap, so a submitted space cannot hold "
+                    "secrets (a trainable can read them from its environment, set from a Kubernetes Secret)"
+                )
         return cls(
             study=version.study,
             version=version.version,

@@ -3,20 +3,29 @@
 ``run`` builds a ``SearchPlan`` when it starts a search and writes it to ``orchestrator.json``;
 ``resume`` reads it back from there. Everything after that (the tuner, its callbacks, the
 final bookkeeping) takes its settings from the plan, never from the command's options.
+A resumed search gets a new tuner too (``build_tuner`` with the trials left), never Ray Tune's
+pickled state back (``Tuner.restore``): see ``runner.resume_search``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from orchestrator.spaces import StudyVersion, parse_version
+from orchestrator.errors import OrchestratorError
+from orchestrator.redaction import REDACTED, is_secret_key, mask_yaml_secrets
+from orchestrator.spaces import SearchSpace, StudyVersion, dump, parse_version
+from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import SpillFile
 from orchestrator.tracking.mlflow_store import describe_uri
 
 from .storage import FINISHED, Experiment
 
 CHECKPOINTS_TO_KEEP = 2
+SPACE_REDACTED = "space_redacted"  # orchestrator.json: the recorded space text has its secret values masked
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,20 @@ class SearchPlan:
     concurrency: int
     seed: int = 0
     reuse_actors: bool = True
+    review_artifacts: bool = True  # per-trial review artifacts (orchestrator.review.trial)
+    # ``schema.SEARCH_RUN``, or ``schema.TRAIN_RUN`` for ``orchestrator train`` (orchestrator.production.train):
+    # its trials are ``trainings``, the ``(values, seed)`` of each model in order, and its end registers the models.
+    kind: str = schema.SEARCH_RUN
+    trainings: tuple[tuple[dict[str, Any], int], ...] = ()
+
+    @property
+    def is_train(self) -> bool:
+        return self.kind == schema.TRAIN_RUN
+
+    @property
+    def trial_kind(self) -> str:
+        """The ``KIND`` of this plan's nested runs: a train's are not trials that a search's warm start reads."""
+        return schema.TRAINING_RUN if self.is_train else schema.TRIAL_RUN
 
     @property
     def shown_tracking_uri(self) -> str:
@@ -48,35 +71,123 @@ class SearchPlan:
         """What ``orchestrator.json`` holds."""
         v = self.version
         return {
-            "study": v.study, "version": v.version, "space_file": str(v.source), "space_text": self.space_text,
-            "space_hash": v.content_hash, "tracking_uri": self.shown_tracking_uri,
+            "study": v.study, "version": v.version, "space_file": str(v.source), "space_hash": v.content_hash,
+            "tracking_uri": self.shown_tracking_uri,
             "parent_run_id": self.parent_run_id, "experiment_id": self.experiment_id, "planned": self.planned,
             "concurrency": self.concurrency, "seed": self.seed, FINISHED: finished, "reuse_actors": self.reuse_actors,
-        }  # fmt: skip
+            "review_artifacts": self.review_artifacts, "kind": self.kind,
+            "trainings": [[values, seed] for values, seed in self.trainings],
+        } | recorded_space_text(self.space_text)  # fmt: skip
 
     @classmethod
     def from_meta(cls, experiment: Experiment, meta: dict[str, Any], tracking_uri: str) -> SearchPlan:
-        """The plan of a search that started earlier; ``tracking_uri`` replaces the recorded one (credentials)."""
+        """The plan of a search that started earlier; ``tracking_uri`` replaces the recorded one (credentials).
+
+        A space with secret values was recorded masked: it is read again from its file, which must be unchanged.
+        """
+        text = recorded_space(meta)
         return cls(
-            version=parse_version(meta["space_text"], meta["space_file"]), space_text=meta["space_text"],
+            version=parse_version(text, meta["space_file"]), space_text=text,
             tracking_uri=tracking_uri, experiment=experiment, experiment_id=meta["experiment_id"],
             parent_run_id=meta["parent_run_id"], planned=meta["planned"], concurrency=meta["concurrency"],
             seed=meta.get("seed", 0), reuse_actors=meta.get("reuse_actors", True),
+            review_artifacts=meta.get("review_artifacts", True), kind=meta.get("kind", schema.SEARCH_RUN),
+            trainings=tuple((dict(values), int(seed)) for values, seed in meta.get("trainings", ())),
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- secret values in a space
+#
+# The values of secret-looking keys (``orchestrator.redaction.is_secret_key``) are recorded as ``***``
+# everywhere: MLflow, Ray Tune's state and trial folders, ``orchestrator.json``. They must therefore be
+# fixed values (the space knows them): the searcher searches the masked space (``mask_secrets``), and the
+# trainable gets the values back in the driver's process (``with_fixed_values``, in its closure).
+
+
+def check_secrets(version: StudyVersion) -> None:
+    """Refuse a searched parameter with a secret-looking name: recorded as ``***``, its values could not be told
+    apart, carried or given back to the trainable."""
+    walk = version.params.walk()
+    searched = [label for label, p in walk if not p.is_fixed and is_secret_key(label.rpartition(".")[2])]
+    if searched:
+        raise OrchestratorError(
+            f"{version.source}: params " + ", ".join(searched) + f" look like secrets (recorded as {REDACTED} "
+            "wherever trials are kept), so they cannot be searched; make each a fixed value, or rename it if it "
+            "is not a secret"
+        )
+
+
+def mask_secrets(version: StudyVersion) -> StudyVersion:
+    """``version`` with the values of secret-looking keys masked: what Ray Tune may pickle, and the configs it
+    issues. The content hash is the masked space's; the real version's is recorded (``content_hash``)."""
+    masked = mask_yaml_secrets(dump(version))
+    return version if masked is None else parse_version(masked, version.source)
+
+
+def with_fixed_values(version: StudyVersion, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as Ray Tune holds it (secret-looking fixed entries redacted) with every fixed entry's value back."""
+    out = _with_fixed(version.params, config)
+    out.update({k: v for k, v in version.fixed.items() if k in out})
+    return out
+
+
+def _with_fixed(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(config)
+    for name, p in space.params.items():
+        if name not in out:
+            continue
+        if p.is_fixed:
+            out[name] = p.default_value
+            continue
+        option = p.select(out[name]) if p.is_choice else None
+        sub = None if option is None else p.sub_space(option)
+        if sub is not None and isinstance(out[name], Mapping):
+            out[name] = _with_fixed(sub, out[name])
+    return out
+
+
+def recorded_space_text(text: str) -> dict[str, Any]:
+    """The ``orchestrator.json`` entries for the space file's text: as it is, or masked when it holds secrets."""
+    masked = mask_yaml_secrets(text)
+    return {"space_text": text} if masked is None else {"space_text": masked, SPACE_REDACTED: True}
+
+
+def recorded_space(meta: Mapping[str, Any]) -> str:
+    """The space text an ``orchestrator.json`` recorded; read again from its file when it was recorded masked."""
+    return space_file_text(meta) if meta.get(SPACE_REDACTED) else meta["space_text"]
+
+
+def space_file_text(meta: Mapping[str, Any]) -> str:
+    """The text of the space file a search recorded masked, checked to be the file it started from."""
+    path = Path(meta["space_file"])
+    try:
+        text = path.read_text()
+        unchanged = parse_version(text, str(path)).content_hash == meta["space_hash"]
+    except (OSError, ValueError):
+        unchanged = False
+    if not unchanged:
+        raise OrchestratorError(
+            f"the search's space has secret values, which its state keeps masked: resume needs the space file "
+            f"{path} as it was when the search started (content hash {meta['space_hash']})"
+        )
+    return text
 
 
 # --------------------------------------------------------------------------- Ray Tune objects
 
 
 def build_searcher(plan: SearchPlan, carried: list[tuple[dict[str, Any], float]]) -> Any:
-    """The space's search algorithm, warm-started from the carried ``(values, loss)`` pairs."""
+    """The space's search algorithm, warm-started from the carried ``(values, loss)`` pairs.
+
+    It searches the space with its secrets masked: Ray Tune pickles it, and records the configs it issues."""
     from .searchers import searcher_class
 
-    return searcher_class(plan.version.search.algorithm)(plan.version, carried, seed=plan.seed)
+    return searcher_class(plan.version.search.algorithm)(mask_secrets(plan.version), carried, seed=plan.seed)
 
 
-def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None) -> Any:
-    """A new ``ray.tune.Tuner`` for ``plan``; ``live`` picks the progress view (None: a terminal gets the panel)."""
+def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None, trials: int | None = None) -> Any:
+    """A new ``ray.tune.Tuner`` for ``plan`` in its experiment folder, running ``trials`` (None: the planned ones);
+    ``live`` picks the progress view (None: a terminal gets the panel)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -85,20 +196,31 @@ def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None) -> An
 
     v = plan.version
     s = v.schedule
+    trials = plan.planned if trials is None else trials
     scheduler = (
         ASHAScheduler(time_attr="training_iteration", max_t=s.max_epochs, grace_period=s.grace_period,
                       reduction_factor=s.reduction_factor)
         if s.scheduler == "asha" else FIFOScheduler()
     )  # fmt: skip
     callbacks = [
-        MlflowTrialCallback(v, plan.tracking_uri, plan.experiment_id, plan.parent_run_id, plan.spill, searcher),
-        ProgressCallback(v.metric, plan.planned, list(v.params.params), live=live),
+        MlflowTrialCallback(
+            v,
+            plan.tracking_uri,
+            plan.experiment_id,
+            plan.parent_run_id,
+            plan.spill,
+            searcher,
+            review_artifacts=plan.review_artifacts,
+            trial_kind=plan.trial_kind,
+        ),
+        ProgressCallback(v.metric, trials, list(v.params.params), live=live),
     ]
     return tune.Tuner(
         _trainable(v),
         tune_config=tune.TuneConfig(
             metric=v.metric.name, mode=v.metric.mode, search_alg=searcher, scheduler=scheduler,
-            num_samples=plan.planned, max_concurrent_trials=plan.concurrency, reuse_actors=plan.reuse_actors,
+            num_samples=trials, max_concurrent_trials=plan.concurrency, reuse_actors=plan.reuse_actors,
+            trial_name_creator=trial_name, trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
             name=plan.experiment.name, storage_path=plan.experiment.storage.path,
@@ -109,17 +231,13 @@ def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None) -> An
     )  # fmt: skip
 
 
-def restore_tuner(plan: SearchPlan) -> Any:
-    """The tuner of a search whose driver stopped, from Ray Tune's saved state (its callbacks come back with it)."""
-    from ray import tune
-
-    return tune.Tuner.restore(
-        plan.experiment.path, trainable=_trainable(plan.version), resume_unfinished=True, resume_errored=True,
-        storage_filesystem=plan.experiment.storage.filesystem,
-    )  # fmt: skip
+def trial_name(trial: Any) -> str:
+    """A trial's name and folder: its trainable and id only (Ray Tune's default spells out config values)."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
 
 
 def _trainable(version: StudyVersion) -> Any:
     from .trainable import ray_trainable
 
-    return ray_trainable(version.trainable, version.resources.cpu, version.resources.gpu)
+    return ray_trainable(version.trainable, version.resources.cpu, version.resources.gpu,
+                         prepare=functools.partial(with_fixed_values, version))  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from orchestrator.redaction import redact_config
 from orchestrator.spaces import Metric
 
 from .results import user_metrics
@@ -62,7 +63,7 @@ class ProgressCallback(Callback):
         if value is not None:
             self._last[trial.trial_id] = value
             if self.best is None or self.metric.better(value, self.best[0]):
-                values = {k: trial.config[k] for k in self.params if k in trial.config}
+                values = redact_config({k: trial.config[k] for k in self.params if k in trial.config})
                 self.best = (value, trial.trial_id, values)
         self._refresh()
 

@@ -16,27 +16,33 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator.checks import check_version
 from orchestrator.errors import OrchestratorError
+from orchestrator.redaction import redact_config, redact_text
+from orchestrator.review.leaderboard import Leaderboard
 from orchestrator.spaces import StudyVersion, load_with_lineage
 from orchestrator.spaces.carry import CarryReport, carry
 from orchestrator.tracking import ledger as ledger_mod
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import replay_spill, tracking_wait_s
-from orchestrator.tracking.mlflow_store import MlflowStore, TrackingError, short_error
+from orchestrator.tracking.mlflow_store import MlflowStore, TrackingError, TrialRow, short_error
 
-from .plan import SearchPlan, build_searcher, build_tuner, restore_tuner
+from .plan import SearchPlan, build_searcher, build_tuner, check_secrets
 from .ray_session import ray_session, trial_slots
 from .results import MetricNotReported
+from .searchers.base import Replay
 from .storage import FINISHED, Experiment, open_experiment, open_storage
+from .trainable import RESUME_KEY, ResumeFrom
 
 STATE_DIR = Path(os.environ.get("ORCHESTRATOR_HOME", ".orchestrator"))
+ENDED = ("FINISHED", "FAILED")  # a trial run in one of these is done: it counts against the planned trials
+INTERRUPTED = ("RUNNING", "KILLED")  # a trial run a driver left in one of these continues on resume
 Echo = Callable[[str], None]
 
 
@@ -59,6 +65,7 @@ class SearchOptions:
     ledger: Path | None = None
     live: bool | None = None
     reuse_actors: bool = True
+    review_artifacts: bool = True  # per trial: model summary, network picture, predictions (orchestrator.review)
 
 
 @dataclass
@@ -114,6 +121,7 @@ def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> 
     """
     version, lineage = load_with_lineage(path)
     spec = check_version(version)
+    check_secrets(version)
     uri = options.tracking_uri or default_tracking_uri()
     store = open_store(uri)
     tracking_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
@@ -141,6 +149,7 @@ def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> 
                 version=version, space_text=Path(str(version.source)).read_text(), tracking_uri=uri,
                 experiment=experiment, experiment_id=experiment_id, parent_run_id=parent, planned=planned,
                 concurrency=concurrency, seed=options.seed, reuse_actors=options.reuse_actors,
+                review_artifacts=options.review_artifacts,
             )  # fmt: skip
             experiment.write_meta(plan.meta())
             echo(
@@ -168,8 +177,61 @@ def resume_search(experiment: str, options: SearchOptions, echo: Echo = print) -
     store.reopen_run(plan.parent_run_id)
     store.delete_tag(plan.parent_run_id, schema.END_REASON)  # why it stopped last time: no longer true
     with closes_parent_on_failure(store, plan.parent_run_id, echo), ray_session(options.address):
-        echo(f"resuming {folder.uri} ({plan.planned} trials planned)")
-        return _fit(restore_tuner(plan), plan, store, echo)
+        so_far = SearchSoFar.read(store, plan)
+        echo(f"resuming {folder.uri}: {so_far.summary(plan.planned)}")
+        carried: list[tuple[dict[str, Any], float]] = []  # a train runs its planned models: no warm start
+        if not plan.is_train:
+            report, carry_s, source = carried_trials(store, plan.version, options.ledger)
+            echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
+            carried = report.carried
+        left = plan.planned - len(so_far.ended)
+        searcher = build_searcher(plan, carried)
+        searcher.replay_first(so_far.continued)
+        searcher.replay_first(so_far.not_started(plan))
+        tuner = build_tuner(plan, searcher, live=options.live, trials=left) if left > 0 else None
+        return _fit(tuner, plan, store, echo, earlier=so_far.ended)
+
+
+@dataclass(frozen=True)
+class SearchSoFar:
+    """What the trials of a search whose driver stopped left in the tracking store (the trusted record).
+
+    Resume rebuilds the search from this and ``orchestrator.json``, never from Ray Tune's pickled state: the
+    trials that ended count against the planned ones, and each interrupted trial continues first, with its
+    values and seed, from its newest checkpoint that the store saw (or from epoch 1 without one), in its own run.
+    """
+
+    ended: list[TrialRow]
+    continued: list[Replay]
+
+    @classmethod
+    def read(cls, store: MlflowStore, plan: SearchPlan) -> SearchSoFar:
+        rows = store.trials(plan.version.study, parent_run_id=plan.parent_run_id, kind=plan.trial_kind)
+        interrupted = (_continued(store, plan, row) for row in rows if row.status in INTERRUPTED)
+        return cls([r for r in rows if r.status in ENDED], [c for c in interrupted if c is not None])
+
+    def not_started(self, plan: SearchPlan) -> list[Replay]:
+        """A train's planned models that neither ended nor continue (none for a search: its searcher suggests)."""
+        started = [redact_config(r.config) for r in self.ended] + [redact_config(c.values) for c in self.continued]
+        return [Replay(values, seed) for values, seed in plan.trainings if redact_config(values) not in started]
+
+    def summary(self, planned: int) -> str:
+        finished = sum(r.status == "FINISHED" for r in self.ended)
+        from_checkpoint = sum(bool(c.extra[RESUME_KEY]["checkpoint"]) for c in self.continued)
+        return (f"{finished} finished, {len(self.ended) - finished} failed of {planned} planned; "
+                f"{len(self.continued)} interrupted continue ({from_checkpoint} from a checkpoint)")  # fmt: skip
+
+
+def _continued(store: MlflowStore, plan: SearchPlan, row: TrialRow) -> Replay | None:
+    """How the interrupted trial of ``row`` continues; None without a recorded seed (a new trial takes its place)."""
+    tags = store.client.get_run(row.run_id).data.tags
+    seed = tags.get(schema.SEED, "")
+    if not seed.isdigit() or not row.trial_id:
+        return None
+    logged = store.metric_steps(row.run_id, plan.version.metric.name)
+    checkpoint = plan.experiment.last_checkpoint(tags.get(schema.RESUMED_AS) or row.trial_id, logged)
+    resume = ResumeFrom(trial_id=row.trial_id, checkpoint=checkpoint or "")
+    return Replay(row.config, int(seed), {RESUME_KEY: resume})
 
 
 class SearchEndNotRecorded(TrackingError):
@@ -238,20 +300,30 @@ def _log_carry(store: MlflowStore, parent: str, report: CarryReport, carry_s: fl
                                      (schema.WARM_START_S, carry_s, now, 0)])  # fmt: skip
 
 
-def _fit(tuner: Any, plan: SearchPlan, store: MlflowStore, echo: Echo,
-         carry_info: dict[str, Any] | None = None) -> SearchResult:  # fmt: skip
-    """Run the tuner, then record the search's end; errors are raised for ``closes_parent_on_failure``."""
+def fit_plan(plan: SearchPlan, searcher: Any, store: MlflowStore, echo: Echo, live: bool | None = None) -> SearchResult:
+    """Run every trial of a new ``plan`` (its parent run open, its ``orchestrator.json`` written) with ``searcher``
+    and record the end, as ``run_search`` does: how ``orchestrator train`` starts (``production.train``)."""
+    return _fit(build_tuner(plan, searcher, live=live), plan, store, echo)
+
+
+def _fit(tuner: Any | None, plan: SearchPlan, store: MlflowStore, echo: Echo,
+         carry_info: dict[str, Any] | None = None, earlier: Sequence[TrialRow] = ()) -> SearchResult:  # fmt: skip
+    """Run the tuner (None: no trial is left to run), then record the search's end; errors are raised for
+    ``closes_parent_on_failure``. ``earlier``: the search's trials that ended under an earlier driver."""
     version, parent = plan.version, plan.parent_run_id
     start = time.perf_counter()
     result = SearchResult(version.study, version.version, plan.experiment.uri, parent, plan.shown_tracking_uri,
                           plan.planned, carry=carry_info or {})  # fmt: skip
+    grid: Any = ()  # no trial ran: an empty result grid
     try:
-        grid = tuner.fit()
+        if tuner is not None:
+            grid = tuner.fit()
     except Exception as e:
         raise OrchestratorError(tune_error_message(e)) from None
     finally:
         result.wall_s = time.perf_counter() - start
-    result = _summarize(grid, version, result)
+    result = _summarize(grid if tuner is not None else None, version, result, earlier)
+    board = Leaderboard.from_grid(grid, version)
     if result.finished + result.failed < plan.planned:
         resume = f"continue with: orchestrator resume {plan.experiment.uri}"
         done = f"interrupted after {result.finished + result.failed} of {plan.planned} trials"
@@ -259,8 +331,23 @@ def _fit(tuner: Any, plan: SearchPlan, store: MlflowStore, echo: Echo,
         echo(f"{done}; {resume}")
         result.interrupted = True
         return result
+    if plan.is_train:  # its errors fail the train: ``resume`` registers the models it has not registered yet
+        _finish_train(store, plan, result, echo)
+    else:
+        _finish_search(store, plan, result, echo, grid, board)
+    plan.experiment.write_meta(plan.meta(finished=True))
+    echo(board.text())
+    best = json.dumps(result.best_config, sort_keys=True)
+    echo(f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; "
+         f"best {version.metric.name} {result.best_value} with {best}")  # fmt: skip
+    return result
+
+
+def _finish_search(store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo, grid: Any,
+                   board: Leaderboard) -> None:  # fmt: skip
+    """Record the end of a search; a store that fails here is ``SearchEndNotRecorded`` (``resume`` retries)."""
     try:
-        _finish_parent(store, version, result, echo)
+        _finish_parent(store, plan.version, result, echo, grid, board)
     except Exception as e:  # the server went away during the search: Ray's state and the spill keep everything
         kept = f"unsent updates are in {plan.spill.where}; " if plan.spill.exists() else ""
         raise SearchEndNotRecorded(
@@ -268,12 +355,6 @@ def _fit(tuner: Any, plan: SearchPlan, store: MlflowStore, echo: Echo,
             f"{plan.shown_tracking_uri} could not record its end ({short_error(e)}); {kept}"
             f"once it answers: orchestrator resume {plan.experiment.uri}"
         ) from None
-    plan.experiment.write_meta(plan.meta(finished=True))
-    echo(_leaderboard(grid, version))
-    best = json.dumps(result.best_config, sort_keys=True)
-    echo(f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; "
-         f"best {version.metric.name} {result.best_value} with {best}")  # fmt: skip
-    return result
 
 
 def tune_error_message(error: BaseException) -> str:
@@ -288,7 +369,7 @@ def tune_error_message(error: BaseException) -> str:
     if reported is not None:
         return str(reported)
     root = chain[-1]
-    text = str(root).strip()
+    text = redact_text(str(root).strip())
     return f"the search failed: {type(root).__name__}" + (f": {text.splitlines()[0]}" if text else "")
 
 
@@ -302,23 +383,48 @@ def exception_chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
-def _summarize(grid: Any, version: StudyVersion, result: SearchResult) -> SearchResult:
+def _summarize(grid: Any | None, version: StudyVersion, result: SearchResult,
+               earlier: Sequence[TrialRow] = ()) -> SearchResult:  # fmt: skip
+    """Counts and best trial of the search: Ray Tune's ``grid`` (None: no trial ran) and the ``earlier`` runs."""
     name = version.metric.name
-    result.finished, result.failed = grid.num_terminated, grid.num_errors
-    try:
-        best = grid.get_best_result(metric=name, mode=version.metric.mode, scope="all")
-        result.best_value = best.metrics.get(schema.best_metric(name), None)
-        df = best.metrics_dataframe
-        if df is not None and name in df:
-            result.best_value = float(df[name].max() if version.metric.mode == "max" else df[name].min())
-        result.best_config = {k: best.config[k] for k in version.params.params if k in best.config}
-    except (RuntimeError, KeyError, ValueError):
-        pass
+    result.finished = sum(r.status == "FINISHED" for r in earlier)
+    result.failed = len(earlier) - result.finished
+    best_of = [(r.metrics.get(schema.best_metric(name), r.metrics.get(name)), r.config) for r in earlier]
+    if grid is not None:
+        result.finished += grid.num_terminated
+        result.failed += grid.num_errors
+        try:
+            best = grid.get_best_result(metric=name, mode=version.metric.mode, scope="all")
+            value = best.metrics.get(schema.best_metric(name), None)
+            df = best.metrics_dataframe
+            if df is not None and name in df:
+                value = float(df[name].max() if version.metric.mode == "max" else df[name].min())
+            best_of.append((value, redact_config({k: best.config[k] for k in version.params.params
+                                                  if k in best.config})))  # fmt: skip
+        except (RuntimeError, KeyError, ValueError):
+            pass
+    scored = [(value, config) for value, config in best_of if value is not None]
+    if scored:
+        result.best_value, result.best_config = min(scored, key=lambda vc: version.metric.loss(vc[0]))
     return result
 
 
-def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResult, echo: Echo) -> None:
-    """Log the search's counts and best, write the study's ledger artifact (never failing the search), end it."""
+def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResult, echo: Echo, grid: Any,
+                   board: Leaderboard) -> None:  # fmt: skip
+    """Log the search's counts and best, write the study's ledger artifact and review artifacts (neither ever
+    fails the search), end it."""
+    _log_counts(store, version, result)
+    try:
+        ledger_mod.write_artifact(store, version.study, result.parent_run_id)
+    except Exception as e:  # only the next warm start's speed depends on it
+        echo(f"tracking: no ledger artifact on run {result.parent_run_id} ({short_error(e)}); "
+             "the next warm start reads the runs instead")  # fmt: skip
+    _log_review(store, version, result, grid, board, echo)
+    store.end_run(result.parent_run_id, "FINISHED")
+
+
+def _log_counts(store: MlflowStore, version: StudyVersion, result: SearchResult) -> None:
+    """The counts, the wall time and the best value and values on the parent run of a search or a train."""
     now = int(time.time() * 1000)
     metrics = [(schema.FINISHED_TRIALS, result.finished, now, 0), (schema.FAILED_TRIALS, result.failed, now, 0),
                (schema.SEARCH_WALL_S, result.wall_s, now, 0)]  # fmt: skip
@@ -326,23 +432,26 @@ def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResu
         metrics.append((schema.best_metric(version.metric.name), result.best_value, now, 0))
     store.log_batch(result.parent_run_id, metrics=metrics,
                     tags={schema.BEST_CONFIG: json.dumps(result.best_config, sort_keys=True)})  # fmt: skip
-    try:
-        ledger_mod.write_artifact(store, version.study, result.parent_run_id)
-    except Exception as e:  # only the next warm start's speed depends on it
-        echo(f"tracking: no ledger artifact on run {result.parent_run_id} ({short_error(e)}); "
-             "the next warm start reads the runs instead")  # fmt: skip
+
+
+def _finish_train(store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo) -> None:
+    """Log a train's counts, register each model it trained (``orchestrator.production.train``), end its run."""
+    from orchestrator.production.train import register_models
+
+    _log_counts(store, plan.version, result)
+    register_models(store, plan, echo)
     store.end_run(result.parent_run_id, "FINISHED")
 
 
-def _leaderboard(grid: Any, version: StudyVersion, top: int = 5) -> str:
-    name, rows = version.metric.name, []
-    for r in grid:
-        df = r.metrics_dataframe
-        if df is None or name not in df:
-            continue
-        value = float(df[name].max() if version.metric.mode == "max" else df[name].min())
-        rows.append((value, r.metrics.get("trial_id", "?"), {k: r.config.get(k) for k in version.params.params}))
-    rows.sort(key=lambda row: row[0], reverse=version.metric.mode == "max")
-    lines = [f"top {min(top, len(rows))} by {name}:"]
-    lines += [f"  {v:.5g}  {tid}  {json.dumps(cfg, sort_keys=True, default=str)}" for v, tid, cfg in rows[:top]]
-    return "\n".join(lines)
+def _log_review(store: MlflowStore, version: StudyVersion, result: SearchResult, grid: Any, board: Leaderboard,
+                echo: Echo) -> None:  # fmt: skip
+    """The search's review artifacts (``orchestrator.review.search``); a failure is a tag and one line, never more."""
+    try:
+        from orchestrator.review.search import log_search_review
+
+        log_search_review(store, version, result.parent_run_id, board, grid, echo)
+    except Exception as e:
+        reason = failure_line(e)
+        echo(f"review: no review artifacts on run {result.parent_run_id} ({reason})")
+        with suppress(Exception):  # the store is failing: ending the run reports it
+            store.log_batch(result.parent_run_id, tags={schema.REVIEW_ERROR: reason})

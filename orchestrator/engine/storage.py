@@ -9,6 +9,11 @@ a local folder and a bucket alike.
 
 The random suffix keeps two searches of one version started in the same second apart; on a
 local folder the experiment folder is also created exclusively, so no two drivers ever share one.
+
+``resume`` reads only JSON from here (``orchestrator.json``, the spill, each checkpoint's
+``CHECKPOINT_EPOCH``) and hands a trial the folder of its last checkpoint, which the trainable
+loads with ``torch.load(weights_only=True)``; Ray Tune's pickles (``tuner.pkl``, the trials'
+state in ``experiment_state-*.json``, the searcher state) are never read back.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ META = "orchestrator.json"
 SPILL = "tracking-spill.jsonl"
 FINISHED = "finished"  # the key of orchestrator.json that marks a search done
 WRITE_PROBE = ".orchestrator-write-check"  # a file written and removed to check that a storage can be written
+CHECKPOINT_NAME = re.compile(r"checkpoint_\d+")  # how Ray Tune names a trial's checkpoint folders
+CHECKPOINT_EPOCH = "orchestrator-epoch.json"  # in every checkpoint folder: {"epoch": the epoch it was saved at}
 SUFFIX_BYTES = 3  # an experiment folder's random suffix: 6 hex digits
 NAME_ATTEMPTS = 8  # suffixes tried before giving up (a clash needs two drivers in one second and one suffix)
 
@@ -176,6 +183,39 @@ class Experiment:
         with fs.open_output_stream(f"{self.path}/{META}") as f:
             f.write(json.dumps(meta, indent=2).encode())
 
+    def trial_folder(self, trial_id: str) -> str | None:
+        """The name of Ray Tune trial ``trial_id``'s folder here: the one whose name has the id as a whole word
+        (Ray Tune's default ``<trainable>_<id>_<index>_<values>_<date>`` and any name built from the id alike)."""
+        fs = self.storage.filesystem
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        except OSError:
+            return None
+        names = [i.base_name for i in infos if i.type == pafs.FileType.Directory]
+        matches = sorted(name for name in names if trial_id in re.split(r"[^0-9A-Za-z]+", name))
+        return matches[-1] if matches else None
+
+    def last_checkpoint(self, trial_id: str, upto_epoch: int) -> str | None:
+        """The URI of trial ``trial_id``'s newest checkpoint folder at or before epoch ``upto_epoch``; None if none.
+
+        ``upto_epoch`` is the last epoch the tracking store has: its result reached the driver, so that
+        checkpoint was stored whole, and a trial continued from it logs every later epoch once.
+        """
+        folder = self.trial_folder(trial_id)
+        if folder is None:
+            return None
+        fs, trial_path = self.storage.filesystem, f"{self.path}/{folder}"
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
+        except OSError:
+            return None
+        names = sorted((i.base_name for i in infos if CHECKPOINT_NAME.fullmatch(i.base_name)), reverse=True)
+        for name in names:
+            epoch = _saved_epoch(fs, f"{trial_path}/{name}/{CHECKPOINT_EPOCH}")
+            if epoch is not None and epoch <= upto_epoch:
+                return f"{self.uri}/{folder}/{name}"
+        return None
+
     def read_meta(self) -> dict[str, Any]:
         try:
             with self.storage.filesystem.open_input_stream(f"{self.path}/{META}") as f:
@@ -185,6 +225,16 @@ class Experiment:
                 f"{self.uri} is not a search started by orchestrator (no readable {META}); "
                 "give the experiment path printed by `orchestrator run`"
             ) from None
+
+
+def _saved_epoch(fs: pafs.FileSystem, path: str) -> int | None:
+    """The epoch in a checkpoint's ``CHECKPOINT_EPOCH`` file; None when it is missing or not an epoch."""
+    try:
+        with fs.open_input_stream(path) as f:
+            epoch = json.loads(f.read().decode()).get("epoch")
+    except (OSError, ValueError, AttributeError):  # missing, cut short, not JSON, not an object
+        return None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
 
 
 def _reason(error: OSError) -> str:
@@ -199,6 +249,14 @@ def open_storage(uri: str) -> Storage:
     filesystem, path = _resolve(uri)
     shown = path if scheme_of(uri) == "" else uri.rstrip("/")
     return Storage(shown, filesystem, path)
+
+
+def copy_to_local(uri: str, local_dir: str) -> str:
+    """Copy the folder at ``uri`` (a path or a URI of ``SCHEMES``) into ``local_dir``; returns ``local_dir``."""
+    filesystem, path = _resolve(uri)
+    Path(local_dir).mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(path, local_dir, source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
+    return local_dir
 
 
 def open_experiment(uri: str) -> Experiment:

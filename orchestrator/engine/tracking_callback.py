@@ -1,10 +1,13 @@
 """A Ray Tune callback that mirrors each trial into a nested MLflow run, off the critical path.
 
 Everything goes through ``AsyncTrialLogger``: the driver only enqueues. The callback is
-pickled with the tuner (for ``Tuner.restore``), so it holds plain data until ``setup``.
+pickled with the tuner (Ray Tune saves it; resume never loads it), so it holds plain data until ``setup``, and no
+credentials: the tracking URI without its login (``keep_login``; the driver's process connects
+with it) and trial values with secret-looking entries redacted.
 On a resumed search, ``setup`` closes child runs the dead driver left RUNNING as KILLED
-and remembers, per trial, the run and the last step logged; a trial that Ray resumes
-reopens its own run and skips steps already logged, so nothing is logged twice.
+and remembers, per trial, the run and the last step logged; a trial that ``resume`` continues
+(a new Ray Tune trial naming the old one under ``RESUME_KEY``) reopens the old trial's run and
+skips steps already logged, so nothing is logged twice.
 """
 
 from __future__ import annotations
@@ -16,17 +19,26 @@ from typing import Any
 
 from ray.tune import Callback
 
+from orchestrator.redaction import redact_config, redact_text
+from orchestrator.review.trial import TrialReviews, has_review_hook, review_wait_s
 from orchestrator.spaces import StudyVersion, flatten
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile, tracking_wait_s
-from orchestrator.tracking.mlflow_store import MlflowStore
+from orchestrator.tracking.mlflow_store import MlflowStore, keep_login, short_error, with_login
 
+from .plan import mask_secrets, with_fixed_values
+from .ray_session import driver_node_slots
 from .results import user_metrics
 from .searchers.base import SpaceSearcher
+from .trainable import RESUME_KEY
 
 
 class MlflowTrialCallback(Callback):
-    """``spill`` keeps what could not be sent when the search ends (``orchestrator resume`` sends it)."""
+    """``spill`` keeps what could not be sent when the search ends (``orchestrator resume`` sends it).
+
+    With ``review_artifacts``, every trial that ends with a checkpoint is reviewed by one low-priority process
+    (``orchestrator.review.trial``); the end of the search waits for it, bounded.
+    """
 
     flush_timeout_s: float | None = None  # None: tracking_wait_s() (TRACKING_WAIT_S or its environment variable)
 
@@ -38,24 +50,37 @@ class MlflowTrialCallback(Callback):
         parent_run_id: str,
         spill: SpillFile,
         searcher: SpaceSearcher | None = None,
+        *,
+        review_artifacts: bool = True,
+        trial_kind: str = schema.TRIAL_RUN,
     ):
         self.version = version
-        self.tracking_uri = tracking_uri
+        self.tracking_uri = keep_login(tracking_uri)  # pickled: no credentials
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.spill = spill
         self.searcher = searcher
+        self.trial_kind = trial_kind  # the runs' KIND: schema.TRAINING_RUN for the models of a train
         self.logger: AsyncTrialLogger | None = None
         self._best: dict[str, float] = {}
         self._last_step: dict[str, int] = {}
-        self._existing: dict[str, tuple[str, int]] = {}
-        self._killed: set[str] = set()
+        self._node: dict[str, str] = {}  # per trial, the node its placement tags name (a retry may move it)
+        self._existing: dict[str, tuple[str, int, float | None]] = {}  # trial id -> run, last step, best value
         self._open: set[str] = set()
+        # Review artifacts of ended trials (orchestrator.review.trial), when the trainable has a review hook.
+        self.review_artifacts = review_artifacts and has_review_hook(version.trainable)
+        if self.review_artifacts:
+            review_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
+        self.reviews: TrialReviews | None = None
+        self._driver_node, self._driver_slots = "", 0  # set up with the reviews: the driver's Ray node, trials it fits
+        self._on_driver_node: set[str] = set()  # open trials on it, or not placed yet
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["logger"] = None
+        state["version"] = mask_secrets(self.version)  # Ray Tune's state holds no secret value
         state["searcher"] = None  # the tuner pickles its own searcher
+        state["reviews"] = None  # a process and its queues
         return state
 
     # ------------------------------------------------------------------ lifecycle
@@ -66,37 +91,46 @@ class MlflowTrialCallback(Callback):
             lambda: MlflowStore(self.tracking_uri), on_error=lambda m: print(m, file=sys.stderr, flush=True)
         )
         self.logger.start()
+        if self.review_artifacts:
+            self.reviews = TrialReviews(self.version.trainable, with_login(self.tracking_uri), self.logger)
+            self._driver_node, self._driver_slots = driver_node_slots(self.version.resources.cpu)
+            self._update_review_gate()
 
-    def _close_orphans(self) -> dict[str, tuple[str, int]]:
-        """Child runs of this search from an earlier driver: RUNNING ones become KILLED."""
+    def _update_review_gate(self) -> None:
+        """Renders wait while trials fill the driver's machine (trials not yet placed count as on it)."""
+        if self.reviews is not None:
+            self.reviews.machine_busy(bool(self._on_driver_node) and len(self._on_driver_node) >= self._driver_slots)
+
+    def _close_orphans(self) -> dict[str, tuple[str, int, float | None]]:
+        """Child runs of this search from an earlier driver (RUNNING ones become KILLED): run, last step, best."""
         store = MlflowStore(self.tracking_uri)
-        existing: dict[str, tuple[str, int]] = {}
-        for row in store.trials(self.version.study, parent_run_id=self.parent_run_id):
+        metric = self.version.metric
+        existing: dict[str, tuple[str, int, float | None]] = {}
+        for row in store.trials(self.version.study, parent_run_id=self.parent_run_id, kind=self.trial_kind):
             if row.status == "RUNNING":
                 store.end_run(row.run_id, "KILLED")
-                self._killed.add(row.trial_id)
-            existing[row.trial_id] = (row.run_id, store.metric_steps(row.run_id, self.version.metric.name))
+            history = store.client.get_metric_history(row.run_id, metric.name)
+            best = min((m.value for m in history), key=metric.loss, default=None)
+            existing[row.trial_id] = (row.run_id, max((m.step for m in history), default=-1), best)
         return existing
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         assert self.logger is not None
+        interrupted = bool(self._open)
         for key in sorted(self._open):  # interrupted (Ctrl-C): `orchestrator resume` reopens them
             self.logger.close(key, "KILLED", {schema.STATUS: "KILLED"})
         self._open.clear()
-        self._tag_lost()
-        self.shutdown()
-
-    def _tag_lost(self) -> None:
-        """Runs killed with the old driver whose trial Ray did not resume: it started after the last saved state."""
-        assert self.logger is not None
-        for trial_id in self._killed & self._existing.keys():
-            run_id, _ = self._existing[trial_id]
-            self.logger.open(trial_id, self.experiment_id, "", {}, {}, reuse_run_id=run_id)
-            self.logger.close(trial_id, "KILLED", {schema.LOST: "the driver stopped before Ray Tune saved this "
-                                                   "trial; the resumed search ran another in its place"})  # fmt: skip
+        try:
+            if self.reviews is not None and not interrupted:
+                self.reviews.finish(review_wait_s())  # bounded, with a progress line; Ctrl-C stops it
+        finally:
+            self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> int:
         """Flush (up to ``timeout``, default the bounded wait) and stop; returns how many updates were unsent."""
+        if self.reviews is not None:  # before the logger stops: it sends the review tags
+            self.reviews.stop()
+            self.reviews = None
         if self.logger is None:
             return 0
         if timeout is None:
@@ -105,7 +139,7 @@ class MlflowTrialCallback(Callback):
             spilled = self.logger.stop(timeout=timeout, spill_to=self.spill)
             kept = f"kept in {self.spill.where}, sent by `orchestrator resume`"
         except OSError as e:  # the storage itself cannot be written
-            spilled, kept = self.logger.stop(timeout=0), f"lost: cannot write {self.spill.where} ({e})"
+            spilled, kept = self.logger.stop(timeout=0), f"lost: cannot write {self.spill.where} ({short_error(e)})"
         self.logger = None
         if spilled:
             print(f"tracking: {spilled} update(s) could not be sent within {timeout:.0f}s; {kept}", file=sys.stderr)
@@ -114,7 +148,7 @@ class MlflowTrialCallback(Callback):
     # ------------------------------------------------------------------ trials
 
     def _values(self, trial: Any) -> dict[str, Any]:
-        return {k: trial.config[k] for k in self.version.params.params if k in trial.config}
+        return redact_config({k: trial.config[k] for k in self.version.params.params if k in trial.config})
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         assert self.logger is not None
@@ -123,17 +157,27 @@ class MlflowTrialCallback(Callback):
             return  # a retry after a failure (FailureConfig): same trial, same run
         values = self._values(trial)
         v = self.version
+        continued = trial.config.get(RESUME_KEY)  # the trial's identity stays the one its run has
+        identity = continued["trial_id"] if continued else key
         tags = {
-            schema.PARENT: self.parent_run_id, schema.KIND: schema.TRIAL_RUN, schema.STUDY: v.study,
-            schema.VERSION: str(v.version), schema.HASH: v.content_hash, schema.TRIAL_ID: key,
+            schema.PARENT: self.parent_run_id, schema.KIND: self.trial_kind, schema.STUDY: v.study,
+            schema.VERSION: str(v.version), schema.HASH: v.content_hash, schema.TRIAL_ID: identity,
             schema.CONFIG: json.dumps(values, sort_keys=True), schema.TRAINABLE: v.trainable,
             schema.SEED: str(trial.config.get("seed", "")),
         }  # fmt: skip
-        if self.searcher is not None and key in self.searcher.suggested_by:
+        if continued:
+            tags[schema.RESUMED_AS] = key  # where its newer checkpoints are, for a later resume
+        elif self.searcher is not None and key in self.searcher.suggested_by:
             tags[schema.SUGGESTED_BY] = self.searcher.suggested_by[key]
         params = flatten(values)
-        reuse, done_upto = self._existing.pop(key, ("", -1))
+        reuse, done_upto, best = self._existing.pop(identity, ("", -1, None))
+        if reuse:  # a continued trial: its epochs so far count for its best value and where it stopped
+            self._last_step[key] = done_upto
+            if best is not None:
+                self._best[key] = best
         self._open.add(key)
+        self._on_driver_node.add(key)
+        self._update_review_gate()
         self.logger.open(
             key, self.experiment_id, f"{v.study}-v{v.version}-{key}", tags, params,
             reuse_run_id=reuse, skip_steps_upto=done_upto,
@@ -149,7 +193,14 @@ class MlflowTrialCallback(Callback):
             if best is None or self.version.metric.better(metrics[name], best):
                 self._best[trial.trial_id] = metrics[name]
         tags = {}
-        if trial.trial_id not in self._last_step and "node_id" in result:
+        if "node_id" in result and self._node.get(trial.trial_id) != str(result["node_id"]):
+            # the first result, or the first after a retry on another node (a lost node): the tags follow the trial
+            self._node[trial.trial_id] = str(result["node_id"])
+            if self._node[trial.trial_id] == self._driver_node:
+                self._on_driver_node.add(trial.trial_id)
+            else:
+                self._on_driver_node.discard(trial.trial_id)
+            self._update_review_gate()
             tags = {schema.NODE_ID: str(result["node_id"]), schema.GPU_IDS: str(result.get("gpu_ids", ""))}
         self._last_step[trial.trial_id] = step
         self.logger.log(trial.trial_id, metrics, step, tags=tags)
@@ -178,10 +229,22 @@ class MlflowTrialCallback(Callback):
             self.logger.log(key, {schema.best_metric(name): self._best[key]}, step=max(last, 0))
         self.logger.close(key, status, tags)
         self._open.discard(key)
+        self._on_driver_node.discard(key)
+        self._update_review_gate()
+        if self.reviews is not None:
+            self._review(trial)
+
+    def _review(self, trial: Any) -> None:
+        """Hand an ended trial with a checkpoint to the review worker, with the config its trainable received."""
+        assert self.reviews is not None
+        self.reviews.collect()  # tags the failures of earlier reviews
+        if trial.checkpoint is not None:
+            own = {k: v for k, v in trial.config.items() if k != RESUME_KEY}
+            self.reviews.add(trial.trial_id, with_fixed_values(self.version, own), trial.checkpoint)
 
 
 def failure_reason(trial: Any) -> str:
-    """The last line of the trial's error (for example ``TrialFailed: loss became NaN at epoch 3``)."""
+    """The last line of the trial's error (for example ``TrialFailed: loss became NaN at epoch 3``), URIs redacted."""
     try:
         text = str(trial.get_error() or "")
     except Exception:
@@ -192,5 +255,5 @@ def failure_reason(trial: Any) -> str:
         except OSError:
             text = ""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "\t"))]
-    reason = lines[-1] if lines else "failed without an error message"
+    reason = redact_text(lines[-1]) if lines else "failed without an error message"
     return reason[:4000]

@@ -1,9 +1,10 @@
 """Carry trials of earlier versions into a new version, so no finished trial is wasted.
 
 A trial is carried when every value it used can come from the new space: inside the new
-bounds, among the new choices, equal to fixed values. A parameter added since takes its
-declared ``default`` (no default: the trial is dropped); a parameter removed since is
-dropped from the trial's configuration. Each dropped trial is counted by reason.
+bounds, among the new choices, equal to fixed values (or to the form trials record them in:
+``***`` for a secret-looking key, ``orchestrator.redaction``; a carried trial keeps that form).
+A parameter added since takes its declared ``default`` (no default: the trial is dropped); a
+parameter removed since is dropped from the trial's configuration. Each dropped trial is counted by reason.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from orchestrator.redaction import redacted_value
 
 from .errors import ValueNotInSpace
 from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion
@@ -93,9 +96,10 @@ def fit(space: SearchSpace, config: Mapping[str, Any], report: CarryReport | Non
 
 def _fit_value(p: Param, value: Any, path: str, report: CarryReport | None) -> Any:
     if p.is_fixed:
-        if not p.contains(value):
-            raise ValueNotInSpace(path, f"{value!r} differs from fixed {p.value!r}", FIXED_DIFFERS)
-        return value
+        name = path.rpartition(".")[2]
+        if not p.agrees(name, value):
+            raise ValueNotInSpace(path, p.mismatch(name, value), FIXED_DIFFERS)
+        return redacted_value(name, value)  # as trials record it: a secret-looking entry stays ***
     if p.is_choice:
         # The option is the one ``select`` picks; the value then fits that option's sub-space.
         i = p.select(value)

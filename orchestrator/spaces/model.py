@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
+from orchestrator.redaction import is_secret_key, redacted_value
+
 from .errors import ValueNotInSpace
 
 Scalar = str | int | float | bool | None
@@ -130,6 +132,17 @@ class Fixed(_Kind):
     def spec(self) -> Any:
         """The parameter in the space file's syntax: a bare scalar, or ``{fixed: value}`` for lists and mappings."""
         return self.value if self.value is None or isinstance(self.value, str | int | float) else self.canonical()
+
+    def agrees(self, name: str, value: Any) -> bool:
+        """Whether ``value`` is this entry's value under the key ``name``, or the form trials record it in
+        (``orchestrator.redaction.redacted_value``: ``***`` for a secret-looking key), so a recorded trial fits."""
+        return self.contains(value) or same_value(value, redacted_value(name, self.value))
+
+    def mismatch(self, name: str, value: Any) -> str:
+        """Why ``value`` is not this entry's value, showing neither when ``name`` is a secret-looking key."""
+        if is_secret_key(name):
+            return "differs from the fixed value (a secret, not shown)"
+        return f"{redacted_value(name, value)!r} differs from the fixed value {redacted_value(name, self.value)!r}"
 
 
 @dataclass(frozen=True)
@@ -454,7 +467,7 @@ class Choice(_Kind):
         opt = self.options[i]
         if not isinstance(opt, SearchSpace):
             return json.dumps(opt)
-        fixed = [str(p.value) for p in opt.params.values() if isinstance(p, Fixed)]
+        fixed = [str(redacted_value(name, p.value)) for name, p in opt.params.items() if isinstance(p, Fixed)]
         return ",".join(fixed) if fixed else str(i)
 
     def contains(self, value: Any) -> bool:
@@ -581,9 +594,9 @@ class SearchSpace:
                 if sub is not None:
                     yield from sub._active(value, f"{label}[{i}].", f"{path}.")
                 continue
-            if not p.contains(value):
+            if not (p.agrees(name, value) if isinstance(p, Fixed) else p.contains(value)):
                 if isinstance(p, Fixed):
-                    raise ValueNotInSpace(path, f"{value!r} differs from the fixed value {p.value!r}")
+                    raise ValueNotInSpace(path, p.mismatch(name, value))
                 raise ValueNotInSpace(path, f"{value!r} is outside {p.describe()}")
             yield ActiveParam(label, path, p, value)
 
@@ -620,8 +633,8 @@ class SearchSpace:
         return None
 
     def fixed_entries_agree(self, value: Mapping[str, Any]) -> bool:
-        """Whether every fixed entry of this space is in ``value`` with the same value."""
-        return all(name in value and p.contains(value[name]) for name, p in self.params.items() if p.is_fixed)
+        """Whether every fixed entry of this space is in ``value`` with the same value (or its recorded form)."""
+        return all(name in value and p.agrees(name, value[name]) for name, p in self.params.items() if p.is_fixed)
 
     def defaults(self) -> dict[str, Any]:
         """Declared defaults of the top-level parameters (fixed values count as defaults)."""

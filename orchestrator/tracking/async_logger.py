@@ -38,15 +38,20 @@ TRACKING_WAIT_ENV = "ORCHESTRATOR_TRACKING_WAIT_S"  # overrides TRACKING_WAIT_S 
 
 def tracking_wait_s() -> float:
     """Seconds to wait for the tracking server at the end of a search: ``$ORCHESTRATOR_TRACKING_WAIT_S`` or default."""
-    text = os.environ.get(TRACKING_WAIT_ENV, "").strip()
+    return wait_seconds(TRACKING_WAIT_ENV, TRACKING_WAIT_S)
+
+
+def wait_seconds(variable: str, default: float) -> float:
+    """A bounded wait in seconds from the environment ``variable`` (a number >= 0), else ``default``."""
+    text = os.environ.get(variable, "").strip()
     if not text:
-        return TRACKING_WAIT_S
+        return default
     try:
         seconds = float(text)
     except ValueError:
         seconds = -1.0
     if not math.isfinite(seconds) or seconds < 0:
-        raise OrchestratorError(f"{TRACKING_WAIT_ENV}={text!r}: give the seconds to wait, a number >= 0")
+        raise OrchestratorError(f"{variable}={text!r}: give the seconds to wait, a number >= 0")
     return seconds
 
 
@@ -133,6 +138,8 @@ class AsyncTrialLogger:
         self._queue: queue.Queue[_Op | None] = queue.Queue()
         self._pending: list[_Op] = []
         self._runs: dict[str, str] = {}
+        self._run_waiters: dict[str, list[Callable[[str], None]]] = {}
+        self._runs_lock = threading.Lock()
         self._skip_upto: dict[str, int] = {}
         self._flush_interval = flush_interval
         self._max_backoff = max_backoff
@@ -194,6 +201,25 @@ class AsyncTrialLogger:
         while key not in self._runs and time.monotonic() < deadline:
             time.sleep(0.02)
         return self._runs.get(key)
+
+    def when_run_exists(self, key: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(run_id)`` once the run of ``key`` exists: now if it does, else from the worker thread
+        right after it creates (or reopens) the run. Never blocks; a run that is never created never calls it."""
+        with self._runs_lock:
+            run_id = self._runs.get(key)
+            if run_id is None:
+                self._run_waiters.setdefault(key, []).append(callback)
+                return
+        callback(run_id)
+
+    def _run_created(self, key: str) -> None:
+        with self._runs_lock:
+            waiting = self._run_waiters.pop(key, [])
+        for callback in waiting:
+            try:
+                callback(self._runs[key])
+            except Exception as e:  # a waiter's problem must not stop the sending of updates
+                self._on_error(f"tracking: a callback on the run of {key} failed: {short_error(e)}")
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until everything queued so far is sent; False if the timeout passed first."""
@@ -294,6 +320,8 @@ class AsyncTrialLogger:
                 _apply(store, op, self._runs)
                 self.calls += 1
                 self._pending.pop(0)
+                if op.kind == "open":
+                    self._run_created(op.key)
 
     def _send_logs(self, store: MlflowStore) -> None:
         group: list[_Op] = []

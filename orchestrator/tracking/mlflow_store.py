@@ -4,8 +4,8 @@ Layout (what the MLflow UI shows): experiment ``<study>``; a parent run ``<study
 per search; a nested child run per trial. Every tag, param and metric name is in ``schema``.
 
 Credentials for a team server come from MLflow's own environment variables
-(``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` / ``MLFLOW_TRACKING_TOKEN``);
-they are never logged or printed.
+(``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` / ``MLFLOW_TRACKING_TOKEN``) or from
+the URI; they are never logged or printed, and objects keep the URI without them (``keep_login``).
 
 A tracking URI is checked before MLflow sees it (``check_tracking_uri``): a scheme MLflow has no
 store for, or a database store whose driver package is missing, is one line naming the fix.
@@ -118,6 +118,27 @@ def describe_uri(uri: str) -> str:
     return redact_uri(uri)
 
 
+_LOGINS: dict[str, str] = {}  # a URI without credentials -> the URI it came from: this process's memory only
+
+
+def keep_login(uri: str) -> str:
+    """``uri`` without credentials, whose login this process keeps for :func:`with_login`.
+
+    What is pickled or written (the tracking callback in Ray Tune's state, ``orchestrator.json``) holds
+    only the returned URI; a new driver gets the login again from the URI it is given, or MLflow's
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` / ``MLFLOW_TRACKING_TOKEN``.
+    """
+    clean = redact_uri(uri)
+    if clean != uri:
+        _LOGINS[clean] = uri
+    return clean
+
+
+def with_login(uri: str) -> str:
+    """The URI to connect with: ``uri`` with the login :func:`keep_login` kept for it in this process, if any."""
+    return _LOGINS.get(uri, uri)
+
+
 @dataclass(frozen=True)
 class TrialRow:
     """One trial as stored: what the ledger exports and what warm start reads."""
@@ -142,15 +163,19 @@ class MlflowStore:
     """Thin, synchronous adapter over ``MlflowClient``; the async logger calls it off the driver."""
 
     def __init__(self, tracking_uri: str):
-        """Raises ``TrackingError`` for a URI MLflow cannot use (``check_tracking_uri``)."""
+        """Raises ``TrackingError`` for a URI MLflow cannot use (``check_tracking_uri``).
+
+        ``tracking_uri`` may hold credentials, or be a URI :func:`keep_login` returned in this process.
+        """
         check_tracking_uri(tracking_uri)
         _quiet_http_retries()
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri
+        keep_login(tracking_uri)  # a callback pickled with the URI without credentials connects with them
         # MlflowClient opens the store at once; a fresh SQLite store is created (migrated) there.
         with sqlite_store_lock(sqlite_path(tracking_uri)):
-            self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.client = MlflowClient(tracking_uri=with_login(tracking_uri))
 
     # ------------------------------------------------------------------ checks
 
@@ -251,13 +276,17 @@ class MlflowStore:
                 return
 
     def trials(
-        self, study: str, *, parent_run_id: str | None = None, ended_after_ms: int | None = None
-    ) -> list[TrialRow]:
-        """Every trial run of a study (optionally of one search, or ended after a time)."""
+        self, study: str, *, parent_run_id: str | None = None, ended_after_ms: int | None = None,
+        kind: str = TRIAL_RUN,
+    ) -> list[TrialRow]:  # fmt: skip
+        """Every trial run of a study (optionally of one search, or ended after a time).
+
+        ``kind``: the runs' ``KIND``; ``TRAINING_RUN`` reads the nested runs of trains instead, which a search's
+        warm start never sees."""
         exp = self.experiment_id(study, create=False)
         if exp is None:
             return []
-        filters = [f"tags.`{KIND}` = '{TRIAL_RUN}'"]
+        filters = [f"tags.`{KIND}` = '{kind}'"]
         if parent_run_id:
             filters.append(f"tags.`{PARENT}` = '{parent_run_id}'")
         if ended_after_ms is not None:

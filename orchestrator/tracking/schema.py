@@ -40,12 +40,20 @@ STATUS = "orchestrator.status"
 FAILURE = "orchestrator.failure"
 RETRIED_AFTER = "orchestrator.retried_after"
 STOPPED_EARLY = "orchestrator.stopped_early"
-LOST = "orchestrator.lost"
+RESUMED_AS = "orchestrator.resumed_as"
 LEDGER_AS_OF = "orchestrator.ledger_as_of"
+REVIEW_ERROR = "orchestrator.review_error"
+IMPORTANCE_SKIPPED = "orchestrator.importance_skipped"
+MODEL_SKIPPED = "orchestrator.model_skipped"
+SOURCE_RUN = "orchestrator.source_run_id"
+TRAIN_RUN_ID = "orchestrator.train_run_id"
+TRAINED_RUN = "orchestrator.trained_run_id"
 
 # Values of KIND.
 SEARCH_RUN = "search"
 TRIAL_RUN = "trial"
+TRAIN_RUN = "train"  # the parent run of ``orchestrator train`` (orchestrator/production/train.py)
+TRAINING_RUN = "training"  # a nested run of a train: one model's training (warm start never reads it)
 
 # --------------------------------------------------------------------------- params of a search run
 
@@ -58,6 +66,7 @@ PARAM_METRIC = "metric"
 PARAM_MODE = "mode"
 PARAM_TRIALS = "trials"
 PARAM_CONCURRENCY = "concurrency"
+PARAM_EPOCHS = "epochs"  # of a train run: the epochs each model trains for
 
 # --------------------------------------------------------------------------- metrics
 
@@ -77,13 +86,44 @@ def best_metric(metric: str) -> str:
     return BEST_METRIC.replace("<metric>", metric)
 
 
+MODEL_METRIC = "model_<metric>"  # documentation form; the name itself comes from model_metric()
+
+
+def model_metric(metric: str) -> str:
+    """The name of ``metric`` measured again on the validation data with the registered model's weights."""
+    return MODEL_METRIC.replace("<metric>", metric)
+
+
 # --------------------------------------------------------------------------- artifacts
 
 LEDGER_ARTIFACT = "ledger/trials.parquet"  # on a finished search's run: the study's trials (tracking/ledger.py)
 
+# On a trial's run: what orchestrator.review renders from its last checkpoint, all under REVIEW_ARTIFACT_DIR.
+REVIEW_ARTIFACT_DIR = "review"
+MODEL_SUMMARY_ARTIFACT = "review/model_summary.txt"
+ARCHITECTURE_ARTIFACT = "review/architecture.png"
+CONFUSION_MATRIX_ARTIFACT = "review/confusion_matrix.png"  # classification
+PREDICTIONS_ARTIFACT = "review/predictions.png"  # segmentation
+# On a finished search's run (orchestrator/review/search.py); the best trial's run gets the leaderboard too.
+LEADERBOARD_ARTIFACT = "review/leaderboard.md"
+LEADERBOARD_TABLE_ARTIFACT = "review/leaderboard.parquet"
+BEST_CONFIG_ARTIFACT = "review/best_config.yaml"
+IMPORTANCE_ARTIFACT = "review/importance.png"
+IMPORTANCE_VALUES_ARTIFACT = "review/importance.json"
+BEST_SO_FAR_ARTIFACT = "review/best_so_far.png"
+LOGGED_MODEL = "model"  # the name of the best trial's model logged on the search's run (orchestrator/review/model.py)
+
+
+def review_file_name(artifact: str) -> str:
+    """The file name of a review artifact inside REVIEW_ARTIFACT_DIR (``architecture.png``)."""
+    folder, _, name = artifact.rpartition("/")
+    assert folder == REVIEW_ARTIFACT_DIR, f"{artifact!r} is not a review artifact"
+    return name
+
+
 # --------------------------------------------------------------------------- the table
 
-On = Literal["experiment", "search", "trial"]
+On = Literal["experiment", "search", "trial", "train", "training", "model"]
 Kind = Literal["tag", "param", "metric", "artifact"]
 
 
@@ -144,6 +184,49 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         "every trial of the study (all versions) as of the search's end, a Parquet ledger; warm start reads the "
         "newest one plus the runs that ended after it",
     ),
+    SchemaEntry(REVIEW_ERROR, "search", "tag", "why the search's review artifacts are missing or partial (one line)"),
+    SchemaEntry(
+        IMPORTANCE_SKIPPED,
+        "search",
+        "tag",
+        f"why there is no `{IMPORTANCE_ARTIFACT}`: optuna not installed (`orchestrator[optuna]`), too few finished "
+        "trials or parameters, or the error",
+    ),
+    SchemaEntry(
+        MODEL_SKIPPED,
+        "search",
+        "tag",
+        f"why no `{LOGGED_MODEL}` was logged: a trainable without a PyTorch model, no checkpoint, or the error",
+    ),
+    SchemaEntry(MODEL_METRIC, "search", "metric", "the metric measured again with the registered model's weights"),
+    SchemaEntry(
+        LEADERBOARD_ARTIFACT,
+        "search",
+        "artifact",
+        "the search's trials ranked by the metric (trial, run, value, epoch reached, status, redacted values); "
+        "a copy is on the best trial's run",
+    ),
+    SchemaEntry(LEADERBOARD_TABLE_ARTIFACT, "search", "artifact", "the same leaderboard as a Parquet table"),
+    SchemaEntry(
+        BEST_CONFIG_ARTIFACT,
+        "search",
+        "artifact",
+        "the best trial's values pinned as a space-file fragment (`fixed:` and `params:`) to paste",
+    ),
+    SchemaEntry(
+        IMPORTANCE_ARTIFACT,
+        "search",
+        "artifact",
+        "parameter importance over the finished trials (Optuna's fANOVA), a bar chart",
+    ),
+    SchemaEntry(IMPORTANCE_VALUES_ARTIFACT, "search", "artifact", "the importance numbers (JSON, summing to 1)"),
+    SchemaEntry(BEST_SO_FAR_ARTIFACT, "search", "artifact", "best value so far against trials in completion order"),
+    SchemaEntry(
+        LOGGED_MODEL,
+        "search",
+        "artifact",
+        "the best trial's model (`mlflow.pytorch`, with input example and signature), registered under the study",
+    ),
     # a nested run per trial
     SchemaEntry(PARENT, "trial", "tag", "the search's run id"),
     SchemaEntry(KIND, "trial", "tag", f"`{TRIAL_RUN}`"),
@@ -155,16 +238,91 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(TRAINABLE, "trial", "tag", "registered trainable"),
     SchemaEntry(SEED, "trial", "tag", "seed the trial received"),
     SchemaEntry(SUGGESTED_BY, "trial", "tag", "what chose the values (for example `tpe`, `random`)"),
-    SchemaEntry(NODE_ID, "trial", "tag", "Ray node it ran on"),
+    SchemaEntry(NODE_ID, "trial", "tag", "the Ray node it last ran on (a retry on another node updates it)"),
     SchemaEntry(GPU_IDS, "trial", "tag", "GPU ids it saw (comma-separated, empty without GPUs)"),
     SchemaEntry(STATUS, "trial", "tag", "final status: FINISHED, FAILED or KILLED"),
     SchemaEntry(FAILURE, "trial", "tag", "last line of the error of a failed trial"),
     SchemaEntry(RETRIED_AFTER, "trial", "tag", "the error a retry (`max_failures`) followed"),
     SchemaEntry(STOPPED_EARLY, "trial", "tag", "the epoch the scheduler stopped it at"),
-    SchemaEntry(LOST, "trial", "tag", "KILLED with a dead driver and not resumable; another trial ran instead"),
+    SchemaEntry(
+        RESUMED_AS,
+        "trial",
+        "tag",
+        "the Ray Tune trial id that continues it after `orchestrator resume` (its folder holds the newer checkpoints)",
+    ),
+    SchemaEntry(
+        REVIEW_ERROR,
+        "trial",
+        "tag",
+        f"why the trial has no `{REVIEW_ARTIFACT_DIR}/` artifacts: the error (one line), or that they were skipped",
+    ),
     SchemaEntry(TRIAL_PARAMS, "trial", "param", "the trial's values under flattened paths (`optimizer.momentum`)"),
     SchemaEntry(TRIAL_METRICS, "trial", "metric", "what the trainable reports, per epoch (`step` = epoch)"),
     SchemaEntry(BEST_METRIC, "trial", "metric", "the trial's best value of the metric"),
+    SchemaEntry(
+        REVIEW_ARTIFACT_DIR,
+        "trial",
+        "artifact",
+        "review artifacts rendered from the trial's last checkpoint by a low-priority process, off the training "
+        f"path (off: `--no-review-artifacts`); missing ones are explained by `{REVIEW_ERROR}`",
+    ),
+    SchemaEntry(
+        MODEL_SUMMARY_ARTIFACT,
+        "trial",
+        "artifact",
+        "layer table with output shapes and parameter counts, total parameters, multiply-adds per sample",
+    ),
+    SchemaEntry(
+        ARCHITECTURE_ARTIFACT,
+        "trial",
+        "artifact",
+        "a drawing of the network (U-Net levels and skips with filter counts; ConvNet stages and FC layers)",
+    ),
+    SchemaEntry(
+        CONFUSION_MATRIX_ARTIFACT,
+        "trial",
+        "artifact",
+        "classification: the confusion matrix on the validation set, accuracy in the title",
+    ),
+    SchemaEntry(
+        PREDICTIONS_ARTIFACT,
+        "trial",
+        "artifact",
+        "segmentation: fixed validation tiles, RGB, truth and prediction per class, Jaccard per class",
+    ),
+    # the parent run of one `orchestrator train` and its nested runs (orchestrator/production/train.py)
+    SchemaEntry(
+        KIND,
+        "train",
+        "tag",
+        f"`{TRAIN_RUN}`: a search's tags, params and metrics (its space is the trained trial's values pinned, FIFO, "
+        "one trial per model), and those below",
+    ),
+    SchemaEntry(VERSION, "train", "tag", "the space version of the trial it trains"),
+    SchemaEntry(HASH, "train", "tag", "content hash of that space"),
+    SchemaEntry(TRIAL_ID, "train", "tag", "the trial whose values it trains"),
+    SchemaEntry(SOURCE_RUN, "train", "tag", "that trial's run id"),
+    SchemaEntry(PARAM_EPOCHS, "train", "param", "epochs each model trains for"),
+    SchemaEntry(
+        KIND,
+        "training",
+        "tag",
+        f"`{TRAINING_RUN}`: one model of a train, nested under it, with a trial run's tags, params and metrics; "
+        "warm start, refine and reports read only `trial` runs",
+    ),
+    # a version of the registered model named after the study
+    SchemaEntry(VERSION, "model", "tag", "the space version of the search that logged it"),
+    SchemaEntry(HASH, "model", "tag", "content hash of that space"),
+    SchemaEntry(TRIAL_ID, "model", "tag", "the trial whose last checkpoint it is"),
+    SchemaEntry(SOURCE_RUN, "model", "tag", "that trial's run id"),
+    SchemaEntry(MODEL_METRIC, "model", "tag", "the metric measured with these weights on the validation data"),
+    SchemaEntry(
+        TRAIN_RUN_ID,
+        "model",
+        "tag",
+        f"the `{TRAIN_RUN}` run that trained it (`orchestrator train`: models `<study>` or `<study>-<class>`)",
+    ),
+    SchemaEntry(TRAINED_RUN, "model", "tag", f"the `{TRAINING_RUN}` run whose last checkpoint it is"),
 )
 
 

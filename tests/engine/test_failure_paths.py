@@ -117,7 +117,7 @@ def test_failure_after_the_parent_run_closes_it_with_the_reason(
 def test_failed_resume_closes_the_reopened_parent_run(
     tmp_path: Path, sqlite_store: str, local_ray: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A search whose tuner never ran has ``orchestrator.json`` but no Ray Tune state: resuming it fails."""
+    """A resume whose tuner fails closes the parent run it reopened FAILED, with the new reason."""
     space = write_space(tmp_path, "noresume", PARAMS)
     opts = options(tmp_path, sqlite_store)
     with monkeypatch.context() as patch:
@@ -126,6 +126,7 @@ def test_failed_resume_closes_the_reopened_parent_run(
             run_search(space, opts, lambda _: None)
     (experiment,) = (tmp_path / "ray").iterdir()
     lines: list[str] = []
+    monkeypatch.setattr(runner, "build_tuner", lambda *a, **k: FailingTuner())
     with pytest.raises(Exception) as raised:
         resume_search(str(experiment), SearchOptions(live=False), lines.append)
     parent = the_parent(sqlite_store, "noresume")
@@ -220,7 +221,7 @@ def test_a_resumed_search_that_finishes_drops_the_old_reason(
             run_search(space, options(tmp_path, sqlite_store), lambda _: None)
     assert the_parent(sqlite_store, "resumedok").data.tags[schema.END_REASON] == "interrupted (Ctrl-C)"
     (experiment,) = (tmp_path / "ray").iterdir()
-    monkeypatch.setattr(runner, "restore_tuner", lambda plan: FinishedTuner())
+    monkeypatch.setattr(runner, "build_tuner", lambda *a, **k: FinishedTuner())
     result = resume_search(str(experiment), SearchOptions(live=False), lambda _: None)
     assert result.finished == 2 and not result.interrupted
     parent = the_parent(sqlite_store, "resumedok")

@@ -1,4 +1,8 @@
-"""Kill the driver mid-search, resume it: the planned trials finish, nothing duplicated or left RUNNING."""
+"""Kill the driver mid-search, resume it: the planned trials finish, nothing duplicated or left RUNNING.
+
+Resume rebuilds the search from ``orchestrator.json`` and the tracking store: every interrupted trial
+continues in its own run from its last checkpoint, and each epoch is logged once.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.engine.runner import SearchOptions, resume_search, run_search
+from orchestrator.engine.storage import open_experiment
 from orchestrator.engine.tracking_callback import MlflowTrialCallback
 from orchestrator.tracking.mlflow_store import TrackingError
 from orchestrator.tracking.server import LoopbackMlflowServer
@@ -53,8 +59,8 @@ def test_kill_driver_and_resume(tmp_path: Path, mlflow_server: MlflowServer) -> 
     while time.monotonic() < deadline:
         runs = trial_runs(client, "resumed")
         statuses = Counter(r.info.status for r in runs)
-        if statuses["FINISHED"] >= 2 and statuses["RUNNING"] >= 1:
-            break
+        if statuses["FINISHED"] >= 2 and any(logged_epochs(client, r) for r in runs if r.info.status == "RUNNING"):
+            break  # a running trial has a checkpoint to continue from
         assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
         time.sleep(0.3)
     else:
@@ -62,7 +68,8 @@ def test_kill_driver_and_resume(tmp_path: Path, mlflow_server: MlflowServer) -> 
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started die at once
     driver.wait()
     before = trial_runs(client, "resumed")
-    assert any(r.info.status == "RUNNING" for r in before), "runs the dead driver left RUNNING"
+    interrupted = {r.info.run_id: logged_epochs(client, r) for r in before if r.info.status == "RUNNING"}
+    assert interrupted, "runs the dead driver left RUNNING"
 
     (experiment,) = [p for p in storage.iterdir() if p.is_dir()]
     resumed = subprocess.run(
@@ -72,22 +79,36 @@ def test_kill_driver_and_resume(tmp_path: Path, mlflow_server: MlflowServer) -> 
     assert "6 finished, 0 failed" in resumed.stdout
 
     after = trial_runs(client, "resumed")
-    # A trial that started after Ray Tune's last saved state is not resumed; its run stays KILLED and says so.
-    lost = [r for r in after if "orchestrator.lost" in r.data.tags]
-    kept = [r for r in after if r not in lost]
-    assert all(r.info.status == "KILLED" for r in lost)
     trial_ids = [r.data.tags["orchestrator.trial_id"] for r in after]
     assert len(set(trial_ids)) == len(trial_ids), "one child run per trial, no duplicates"
-    assert len(kept) == 6 and {r.info.status for r in kept} == {"FINISHED"}, Counter(r.info.status for r in after)
-    assert not [r for r in after if r.info.status == "RUNNING"]
-    for run in kept:
+    assert len(after) == 6 and {r.info.status for r in after} == {"FINISHED"}, Counter(r.info.status for r in after)
+    for run in after:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
         assert sorted(steps) == [1, 2, 3], (run.data.tags["orchestrator.trial_id"], steps)  # nothing logged twice
-    after = kept
+    folder = open_experiment(str(experiment))
+    for run in (r for r in after if r.info.run_id in interrupted):  # every interrupted trial continued
+        before_run = next(r for r in before if r.info.run_id == run.info.run_id)
+        assert run.data.tags["orchestrator.seed"] == before_run.data.tags["orchestrator.seed"]
+        continued_as = run.data.tags["orchestrator.resumed_as"]
+        assert continued_as != run.data.tags["orchestrator.trial_id"]
+        epochs = ray_epochs(experiment / str(folder.trial_folder(continued_as)))
+        logged = interrupted[run.info.run_id]
+        assert epochs == list(range(epochs[0], 4)) and 1 <= epochs[0] <= logged + 1, (logged, epochs)
+        assert (epochs[0] > 1) == (logged > 0), (logged, epochs)  # from its checkpoint when it had one
     parent = client.get_run(after[0].data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FINISHED" and parent.data.metrics["finished_trials"] == 6
     meta = json.loads((experiment / "orchestrator.json").read_text())
     assert meta["finished"] is True
+
+
+def logged_epochs(client: MlflowClient, run: Any) -> int:
+    """The last epoch logged on ``run`` (0 for none)."""
+    return max((m.step for m in client.get_metric_history(run.info.run_id, "loss")), default=0)
+
+
+def ray_epochs(trial_folder: Path) -> list[int]:
+    """The epochs a Ray Tune trial reported, from its result log (Ray Tune's ``result.json``, JSON lines)."""
+    return [json.loads(line)["epoch"] for line in (trial_folder / "result.json").read_text().splitlines()]
 
 
 def stop_when_running(server: LoopbackMlflowServer, study: str, trials: int, timeout: float = 120) -> None:

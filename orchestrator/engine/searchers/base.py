@@ -19,14 +19,20 @@ trial. With FIFO there is one budget, ``max_epochs``, and every scored trial is 
 **Pending trials.** Trials that run while a suggestion is made (only with concurrency > 1) are
 treated as observed with a lie (constant liar, ``search.liar``): the worst, mean or best loss
 observed at the fitted budget, or left out (``off``).
+
+**Replays.** ``replay_first`` queues trials to suggest again, as they ran (values and seed), before any
+new suggestion: ``orchestrator resume`` continues the trials a dead driver left running this way. A
+replayed trial is the searcher's own suggestion from then on (running, then scored as it ends).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -42,6 +48,16 @@ PriorTrial = tuple[dict[str, Any], float] | tuple[dict[str, Any], float, Mapping
 Prior = Sequence[PriorTrial]
 Budgets = dict[int, float]  # budget (a rung epoch, or max_epochs for the full budget) -> the loss there
 EPOCH_KEY = "training_iteration"  # what Ray Tune's ASHA counts its rungs in (``plan.build_tuner``)
+REPLAYED = "resume"  # ``suggested_by`` of a replayed trial
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A trial to suggest again: its values and seed as they ran, and keys to add to its config as they are."""
+
+    values: dict[str, Any]
+    seed: int
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def budgets_of(schedule: Schedule) -> tuple[int, ...]:
@@ -103,7 +119,14 @@ class SpaceSearcher(Searcher, ABC):
         self._live_rungs: dict[str, Budgets] = {}  # rungs a running trial has reached
         self.suggested_by: dict[str, str] = {}
         self._count = 0
+        self._replays: list[Replay] = []
         self._build()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's ``suggest`` hands out queued replays first (``replay_first``), whatever library it speaks."""
+        super().__init_subclass__(**kwargs)
+        if "suggest" in cls.__dict__:
+            cls.suggest = _replays_first(cls.__dict__["suggest"])  # type: ignore[method-assign]
 
     @abstractmethod
     def _build(self) -> None:
@@ -180,6 +203,18 @@ class SpaceSearcher(Searcher, ABC):
         config.update(max_epochs=self.version.schedule.max_epochs, seed=seed % 100_000)
         return config
 
+    def replay_first(self, trials: Iterable[Replay]) -> None:
+        """Suggest ``trials``, in order, before any new suggestion."""
+        self._replays.extend(trials)
+
+    def _replay(self, trial_id: str) -> dict[str, Any]:
+        """The next queued replay, issued as this searcher's suggestion ``trial_id``."""
+        replay = self._replays.pop(0)
+        config = self._issue(trial_id, dict(replay.values), REPLAYED, replay.seed)
+        self._build()  # the library sees it running; a resume replays at most the trials a driver ran at once
+        config.update(replay.extra)
+        return config
+
     def _loss(self, result: Mapping[str, Any] | None, error: bool) -> float | None:
         """The loss of a result, or ``None`` when it errored or its metric is missing or not finite."""
         value = None if error else metric_value(result, self.version.metric.name)
@@ -235,6 +270,7 @@ class SpaceSearcher(Searcher, ABC):
             "live_rungs": self._live_rungs,
             "suggested_by": self.suggested_by,
             "count": self._count,
+            "replays": [[r.values, r.seed, dict(r.extra)] for r in self._replays],
         }
         with open(checkpoint_path, "w") as f:
             json.dump(state, f)
@@ -248,6 +284,7 @@ class SpaceSearcher(Searcher, ABC):
         self._live_rungs = {t: self._budgets_from_json(live_rungs.get(t, {})) for t in self._live}
         self.suggested_by = state["suggested_by"]
         self._count = state["count"]
+        self._replays = [Replay(values, seed, extra) for values, seed, extra in state.get("replays", [])]
         self._build()
 
     def _budgets_from_json(self, saved: Mapping[str, float] | float) -> Budgets:
@@ -265,3 +302,13 @@ class SpaceSearcher(Searcher, ABC):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._build()
+
+
+def _replays_first(suggest: Callable[[SpaceSearcher, str], dict[str, Any] | None]) -> Callable[..., Any]:
+    """``suggest``, except that a queued replay is handed out first."""
+
+    @functools.wraps(suggest)
+    def suggest_or_replay(self: SpaceSearcher, trial_id: str) -> dict[str, Any] | None:
+        return self._replay(trial_id) if self._replays else suggest(self, trial_id)
+
+    return suggest_or_replay
