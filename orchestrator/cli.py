@@ -18,7 +18,10 @@ from typing import Any
 import click
 
 from orchestrator import __version__
+from orchestrator.production import defaults as predict_defaults
+from orchestrator.production.rules import DEFAULT_RULES, RULE_SYNTAX, parse_rules
 from orchestrator.spaces.refine import RefineOptions
+from orchestrator.tracking.server import DEFAULT_UI_PORT
 
 DEFAULT_SPACES = "search_spaces"
 REFINE_DEFAULTS = RefineOptions()
@@ -192,13 +195,23 @@ def space_lint(paths: tuple[Path, ...], tracking_uri: str | None, quiet: bool) -
 # --------------------------------------------------------------------------- search
 
 
-def _search_options(**kw: Any) -> Any:
-    if not kw.get("address") and not os.environ.get("RAY_ADDRESS"):
+def _embedded_ray_on_loopback(address: str | None) -> None:
+    if not address and not os.environ.get("RAY_ADDRESS"):
         # An embedded Ray serves this process alone: keep it on 127.0.0.1 (read by Ray at import).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def _search_options(**kw: Any) -> Any:
+    _embedded_ray_on_loopback(kw.get("address"))
     from orchestrator.engine.runner import SearchOptions
 
     return SearchOptions(**kw)
+
+
+no_review_option = click.option(
+    "--no-review-artifacts", "no_review", is_flag=True,
+    help="Log no per-trial review artifacts (model summary, network picture, predictions).",
+)  # fmt: skip
 
 
 @cli.command()
@@ -212,8 +225,10 @@ def _search_options(**kw: Any) -> Any:
 @click.option("--ledger", type=click.Path(path_type=Path), help="A trials export to warm-start from (plus newer runs).")
 @click.option("--resume", "resume_", is_flag=True, help="Continue the latest unfinished search of this version.")
 @click.option("--no-live", is_flag=True, help="Plain log lines even on a terminal.")
+@no_review_option
 def run(file: Path, trials: int | None, concurrency: int | None, address: str | None, tracking_uri: str | None,
-        seed: int, storage: str | None, ledger: Path | None, resume_: bool, no_live: bool) -> None:  # fmt: skip
+        seed: int, storage: str | None, ledger: Path | None, resume_: bool, no_live: bool,
+        no_review: bool) -> None:  # fmt: skip
     """Run a search for the space FILE: Ray Tune + HyperOpt TPE, every trial in MLflow.
 
     Earlier trials of the study (any version) that fit FILE are carried into the searcher.
@@ -221,7 +236,8 @@ def run(file: Path, trials: int | None, concurrency: int | None, address: str | 
     from orchestrator.engine import runner
 
     options = _search_options(trials=trials, concurrency=concurrency, address=address, tracking_uri=tracking_uri,
-                              seed=seed, storage=storage, ledger=ledger, live=False if no_live else None)  # fmt: skip
+                              seed=seed, storage=storage, ledger=ledger, live=False if no_live else None,
+                              review_artifacts=not no_review)  # fmt: skip
     if resume_:
         from orchestrator.spaces import load_version
 
@@ -241,11 +257,41 @@ def run(file: Path, trials: int | None, concurrency: int | None, address: str | 
 @click.option("--tracking-uri", help="Override the tracking URI recorded when the search started.")
 @click.option("--no-live", is_flag=True, help="Plain log lines even on a terminal.")
 def resume(experiment: str, address: str | None, tracking_uri: str | None, no_live: bool) -> None:
-    """Continue a search whose driver stopped, from Ray Tune's saved state (EXPERIMENT: its path)."""
+    """Continue a search (or a train) whose driver stopped, from its saved state (EXPERIMENT: its path)."""
     from orchestrator.engine import runner
 
     options = _search_options(address=address, tracking_uri=tracking_uri, live=False if no_live else None)
     runner.resume_search(experiment, options, echo=click.echo)
+
+
+@cli.command()
+@click.argument("study")
+@click.option("--trial", "trial_id", help="The trial to train (its orchestrator.trial_id); default: --best.")
+@click.option("--best", is_flag=True, help="Train the study's best finished trial (the default).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of each model (default: the trial's max_epochs).")
+@click.option("--per-class", is_flag=True, help="One model per class of the trial's classes, in parallel.")
+@click.option("--space", type=click.Path(path_type=Path),
+              help="The trial's space file, when its search's recorded space cannot be read.")  # fmt: skip
+@click.option("--address", help="Ray cluster address; default: start a local Ray.")
+@click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
+@click.option("--storage", help="Where Ray Tune keeps the train's state: a folder or a URI (s3://, gs://, hdfs://).")
+@click.option("--no-live", is_flag=True, help="Plain log lines even on a terminal.")
+@no_review_option
+def train(study: str, trial_id: str | None, best: bool, epochs: int | None, per_class: bool, space: Path | None,
+          address: str | None, tracking_uri: str | None, storage: str | None, no_live: bool,
+          no_review: bool) -> None:  # fmt: skip
+    """Train the chosen trial of STUDY for the longer schedule on the Ray cluster (one model, or one per class),
+    checkpointed and resumable (`orchestrator resume`), and register each model (STUDY or STUDY-<class>)."""
+    if best and trial_id:
+        raise click.UsageError("--best and --trial choose the trial two ways; give one")
+    _embedded_ray_on_loopback(address)
+    from orchestrator.production.train import train_models
+
+    result = train_models(study, trial_id=trial_id, epochs=epochs, per_class=per_class, tracking_uri=tracking_uri,
+                          address=address, storage=storage, space=space, review_artifacts=not no_review,
+                          live=False if no_live else None, echo=click.echo)  # fmt: skip
+    for model in result.models:
+        click.echo(f"model {model.model_uri}")
 
 
 @cli.group()
@@ -303,6 +349,89 @@ def _open_store(uri: str) -> Any:
     return open_store(uri)
 
 
+@cli.command()
+@click.argument("study", required=False)
+@click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_UI_PORT, show_default=True,
+              help="Port on 127.0.0.1 for a local store's UI.")  # fmt: skip
+def ui(study: str | None, tracking_uri: str | None, port: int) -> None:
+    """The MLflow UI with links to STUDY's experiment and best run: a local store is served on
+    127.0.0.1 until Ctrl-C; for a team server (http/https) the links are printed."""
+    from orchestrator.engine.runner import default_tracking_uri
+    from orchestrator.review.ui import open_ui
+
+    open_ui(tracking_uri or default_tracking_uri(), study, port, echo=click.echo)
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@cli.command()
+@click.argument("model_uris", nargs=-1, required=True, metavar="MODEL_URI...")
+@click.option(
+    "--images",
+    "images",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A scene (<dstl folder>/three_band/<id>.tif) or a DSTL folder (all its scenes); repeatable.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Folder for <id>.tif masks and submission.csv."
+)
+@click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
+@click.option(
+    "--overlap",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=predict_defaults.DEFAULT_OVERLAP,
+    show_default=True,
+    help="Fraction of a window shared with its neighbour.",
+)
+@click.option(
+    "--d4/--no-d4",
+    default=predict_defaults.DEFAULT_D4,
+    show_default=True,
+    help="Average each window over the 8 flips and rotations.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=predict_defaults.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Windows per forward pass.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=predict_defaults.DEFAULT_THRESHOLD,
+    show_default=True,
+    help="Probability that makes a mask.",
+)
+@click.option(
+    "--rule",
+    "rules",
+    multiple=True,
+    metavar="RULE",
+    help=f"Post-processing, repeatable: {RULE_SYNTAX}. Default: {DEFAULT_RULES.describe()}.",
+)
+@click.option("--device", help="torch device (cpu, cuda, cuda:1); default: CUDA when available.")
+@click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal.")
+def predict(model_uris: tuple[str, ...], images: tuple[Path, ...], out: Path, tracking_uri: str | None,
+            overlap: float, d4: bool, batch_size: int, threshold: float, rules: tuple[str, ...],
+            device: str | None, no_live: bool) -> None:  # fmt: skip
+    """Predict whole DSTL scenes with one or more logged models (one per class or several classes each):
+    GeoTIFF masks (one band per class) and the WKT polygons of submission.csv, in bounded memory."""
+    from orchestrator.production.predict import predict_scenes
+
+    if tracking_uri is None:  # the engine (and ray) only for the default: predict's memory is measured
+        from orchestrator.engine.runner import default_tracking_uri
+
+        tracking_uri = default_tracking_uri()
+    predict_scenes(model_uris, images, out, tracking_uri=tracking_uri, overlap=overlap, d4=d4,
+                   batch_size=batch_size, rules=parse_rules(rules), threshold=threshold, device=device,
+                   echo=click.echo, live=False if no_live else None)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -313,7 +442,8 @@ DEMO_SPACE = "convnet_digits/v1.yaml"
 @click.option("--spaces", type=click.Path(path_type=Path), default=DEFAULT_SPACES, show_default=True)
 @click.option("--trials", type=click.IntRange(min=1), help="Trials of the demo search (default: the file's).")
 @click.option("--no-search", is_flag=True, help="Only validate and diff the spaces.")
-def demo(spaces: Path, trials: int | None, no_search: bool) -> None:
+@no_review_option
+def demo(spaces: Path, trials: int | None, no_search: bool, no_review: bool) -> None:
     """The README's first command: check the shipped spaces, then run a real small search.
 
     The search is convnet_digits/v1.yaml (a ConvNet on scikit-learn's bundled digits) on an
@@ -338,7 +468,7 @@ def demo(spaces: Path, trials: int | None, no_search: bool) -> None:
             click.echo(render(lineage[-2], newer, diff(lineage[-2], newer)))
     if no_search:
         return
-    options = _search_options(trials=trials)
+    options = _search_options(trials=trials, review_artifacts=not no_review)
     from orchestrator.engine.runner import default_tracking_uri, run_search
 
     click.echo(f"\n== searching {spaces / DEMO_SPACE}")
@@ -364,6 +494,9 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(e.ctx.get_help(), err=True)
         sys.exit(2)
     except click.ClickException as e:
+        from orchestrator.redaction import redact_text
+
+        e.message = redact_text(e.message)
         e.show()
         sys.exit(e.exit_code)
     except click.Abort:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
-from bench import common, search_at_scale, search_quality, warmstart
+from bench import common, per_class, predict_memory, review_cost, search_at_scale, search_quality, warmstart
 from bench.spacetools import sample_config
-from orchestrator.spaces import parse_version
+from orchestrator.spaces import load_version, parse_version
 from orchestrator.spaces.carry import PriorTrial, carry
 from orchestrator.spaces.refine import RefineOptions
 from orchestrator.spaces.writer import dump
@@ -123,3 +125,78 @@ def test_search_at_scale_prints_a_result_line(tmp_path: Path, capsys: pytest.Cap
     assert set(result["parallel"]["problems"]) == {"branin", "hartmann6", "conditional"}
     assert set(result["latency_ms"]) == {"300", "2500"} and result["goal"]["latency_met"] == {}
     assert result["prior_quality"]["problems"]["branin"]["now"]["seeds"] == 2
+
+
+def _cost_run(trial_wall_s: float, review_wait_s: float) -> dict[str, Any]:
+    """One search as ``review_cost.run_once`` describes it: three trials of ``trial_wall_s`` over 4 epochs each."""
+    trial = {"wall_s": trial_wall_s, "epochs": 4, "s_per_epoch": trial_wall_s / 4, "reviewed": review_wait_s > 0}
+    return {"call_s": 5 * trial_wall_s, "fit_s": 4 * trial_wall_s, "review_wait_s": review_wait_s, "best": 0.9,
+            "trials": [trial] * 3}  # fmt: skip
+
+
+def test_review_cost_alternates_sides_and_compares_medians(capsys: pytest.CaptureFixture[str]) -> None:
+    assert [review_cost.side_order(i) for i in range(3)] == [["off", "on"], ["on", "off"], ["off", "on"]]
+    assert load_version(review_cost.demo_space()).study == "convnet_digits"  # what `orchestrator demo` searches
+    sides = {"off": review_cost.summarize([_cost_run(10.0, 0.0), _cost_run(12.0, 0.0)]),
+             "on": review_cost.summarize([_cost_run(10.5, 2.0), _cost_run(12.5, 3.0)])}  # fmt: skip
+    assert sides["off"]["trial_wall_s_median"] == 11.0 and sides["on"]["trial_wall_s_median"] == 11.5
+    assert sides["on"]["review_wait_s_max"] == 3.0 and sides["on"]["trials_reviewed"] == 6
+    assert sides["off"]["trials_reviewed"] == 0 and sides["off"]["trials_measured"] == 6
+    compared = review_cost.compare(sides)
+    assert compared["ratios_on_over_off"]["trial_wall_s_median"] == pytest.approx(11.5 / 11.0)
+    goal = compared["goal"]
+    assert goal["trial_cost"] == pytest.approx(0.5 / 11.0) and goal["met"] is (review_cost.GOAL_COST >= 0.5 / 11.0)
+    review_cost.report({"space": "demo.yaml", "rounds": 2, "seed": 0, "sides": sides, **compared})
+    printed = capsys.readouterr().out
+    assert "on / off" in printed and "+4.55% (NOT met)" in printed
+
+
+def test_review_cost_times_the_drivers_wait_for_the_review_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.review.trial import TrialReviews
+
+    timeouts: list[float] = []
+
+    def finish(self: object, timeout: float) -> None:
+        time.sleep(0.05)
+        timeouts.append(timeout)
+
+    monkeypatch.setattr(TrialReviews, "finish", finish)
+    waits: list[float] = []
+    with review_cost.timed_review_waits(waits):
+        TrialReviews.finish(object(), 1.5)  # type: ignore[arg-type]
+    assert timeouts == [1.5] and len(waits) == 1 and waits[0] >= 0.05
+    assert TrialReviews.finish is finish  # restored after the block
+
+
+def test_per_class_compares_the_same_total_epochs_and_prints_a_result_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = {"scenes": 4, "scene_size": 64, "patch": 32, "depth": 2, "base_filters": 4, "convs_per_block": 1,
+            "samples_per_epoch": 16, "batch_size": 8, "classes": ["buildings", "water"]}  # fmt: skip
+    monkeypatch.setitem(per_class.SIZES, "config", (tiny, tiny))
+    payload = per_class.main(["--quick", "--epochs", "2", "--seeds", "1", "--out", str(tmp_path / "pc.json")])
+    out = capsys.readouterr().out
+    assert common.parse_result_line(out) == json.loads((tmp_path / "pc.json").read_text())
+    assert payload["epochs_per_model"] == {per_class.ALL: 2, per_class.SAME_TOTAL: 1, per_class.EACH_FULL: 2}
+    assert payload["total_epochs"][per_class.ALL] == payload["total_epochs"][per_class.SAME_TOTAL] == 2
+    for arm in per_class.ARMS:
+        medians = payload["median_jaccard"][arm]
+        assert set(medians) == {"buildings", "water"} and all(0.0 <= v <= 1.0 for v in medians.values())
+    means = payload["mean_of_medians"]
+    assert payload["per_class_helps_same_total_epochs"] is (means[per_class.SAME_TOTAL] > means[per_class.ALL])
+    assert ("holds here" if payload["per_class_helps_same_total_epochs"] else "does not hold") in payload["verdict"]
+    assert "per class (E/K each): 1 ep" in out
+
+
+@pytest.mark.slow
+def test_predict_memory_measures_the_child_and_checks_identity(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    out_file = tmp_path / "predict.json"
+    predict_memory.main(["--quick", "--size", "256", "--out", str(out_file)])
+    result = common.parse_result_line(capsys.readouterr().out)
+    assert result == json.loads(out_file.read_text())
+    assert result["scene"]["full_stack_bytes"] == 24 * 4 * 256 * 256 and not result["goal"]["scene_large_enough"]
+    cpu = result["runs"]["cpu"]
+    assert cpu["device"] == "cpu" and cpu["tiles"] == 81 and cpu["tiles_per_s"] > 0  # (256 + 2 * 32) / 32 - 1 = 9
+    assert 0 < cpu["peak_rss_bytes"] < 4 * 2**30
+    assert result["identity"]["identical"] and result["identity"]["pixels_compared"] > 0.99 * 2 * 128 * 128
