@@ -129,7 +129,9 @@ def test_search_at_scale_prints_a_result_line(tmp_path: Path, capsys: pytest.Cap
 
 def _cost_run(trial_wall_s: float, review_wait_s: float) -> dict[str, Any]:
     """One search as ``review_cost.run_once`` describes it: three trials of ``trial_wall_s`` over 4 epochs each."""
-    trial = {"wall_s": trial_wall_s, "epochs": 4, "s_per_epoch": trial_wall_s / 4, "reviewed": review_wait_s > 0}
+    train_s = 0.9 * trial_wall_s  # the trainable's own epoch_time_s, summed
+    trial = {"wall_s": trial_wall_s, "epochs": 4, "s_per_epoch": trial_wall_s / 4, "reviewed": review_wait_s > 0,
+             "train_s": train_s, "train_s_per_epoch": train_s / 4}  # fmt: skip
     return {"call_s": 5 * trial_wall_s, "fit_s": 4 * trial_wall_s, "review_wait_s": review_wait_s, "best": 0.9,
             "trials": [trial] * 3}  # fmt: skip
 
@@ -144,6 +146,7 @@ def test_review_cost_alternates_sides_and_compares_medians(capsys: pytest.Captur
     assert sides["off"]["trials_reviewed"] == 0 and sides["off"]["trials_measured"] == 6
     compared = review_cost.compare(sides)
     assert compared["ratios_on_over_off"]["trial_wall_s_median"] == pytest.approx(11.5 / 11.0)
+    assert compared["ratios_on_over_off"]["trial_train_s_per_epoch_median"] == pytest.approx(11.5 / 11.0)
     goal = compared["goal"]
     assert goal["trial_cost"] == pytest.approx(0.5 / 11.0) and goal["met"] is (review_cost.GOAL_COST >= 0.5 / 11.0)
     review_cost.report({"space": "demo.yaml", "rounds": 2, "seed": 0, "sides": sides, **compared})
