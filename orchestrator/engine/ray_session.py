@@ -92,11 +92,10 @@ def trial_slots(version: StudyVersion) -> int:
     return slots
 
 
-def driver_node_slots(cpu_per_trial: float) -> tuple[str, int]:
-    """The Ray node the driver runs on and how many trials of ``cpu_per_trial`` CPUs fit on it (0: none, as on
-    a head node started with no CPUs)."""
+def driver_node_cpus() -> tuple[str, float]:
+    """The Ray node the driver runs on and its CPUs (0 on a head node started with none)."""
     import ray
 
     node = ray.get_runtime_context().get_node_id()
     cpus = next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == node and n["Alive"]), 0)
-    return node, math.floor(cpus / max(cpu_per_trial, 1e-9) + 1e-9)
+    return node, float(cpus)

@@ -20,14 +20,14 @@ from typing import Any
 from ray.tune import Callback
 
 from orchestrator.redaction import redact_config, redact_text
-from orchestrator.review.trial import TrialReviews, has_review_hook, review_wait_s
+from orchestrator.review.trial import REVIEW_SPARE_CPUS, TrialReviews, has_review_hook, review_wait_s
 from orchestrator.spaces import StudyVersion, flatten
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile, tracking_wait_s
 from orchestrator.tracking.mlflow_store import MlflowStore, keep_login, short_error, with_login
 
 from .plan import mask_secrets, with_fixed_values
-from .ray_session import driver_node_slots
+from .ray_session import driver_node_cpus
 from .results import user_metrics
 from .searchers.base import SpaceSearcher
 from .trainable import RESUME_KEY
@@ -72,7 +72,7 @@ class MlflowTrialCallback(Callback):
         if self.review_artifacts:
             review_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
         self.reviews: TrialReviews | None = None
-        self._driver_node, self._driver_slots = "", 0  # set up with the reviews: the driver's Ray node, trials it fits
+        self._driver_node, self._driver_cpus = "", 0.0  # set up with the reviews: the driver's Ray node, its CPUs
         self._on_driver_node: set[str] = set()  # open trials on it, or not placed yet
 
     def __getstate__(self) -> dict[str, Any]:
@@ -93,13 +93,14 @@ class MlflowTrialCallback(Callback):
         self.logger.start()
         if self.review_artifacts:
             self.reviews = TrialReviews(self.version.trainable, with_login(self.tracking_uri), self.logger)
-            self._driver_node, self._driver_slots = driver_node_slots(self.version.resources.cpu)
-            self._update_review_gate()
+            self._driver_node, self._driver_cpus = driver_node_cpus()  # the worker waits until a trial has ended
 
     def _update_review_gate(self) -> None:
-        """Renders wait while trials fill the driver's machine (trials not yet placed count as on it)."""
+        """Renders wait while trials on the driver's machine (those not yet placed count as on it) leave fewer
+        than ``REVIEW_SPARE_CPUS`` of its CPUs free."""
         if self.reviews is not None:
-            self.reviews.machine_busy(bool(self._on_driver_node) and len(self._on_driver_node) >= self._driver_slots)
+            used = len(self._on_driver_node) * self.version.resources.cpu
+            self.reviews.machine_busy(used > 0 and used > self._driver_cpus - REVIEW_SPARE_CPUS)
 
     def _close_orphans(self) -> dict[str, tuple[str, int, float | None]]:
         """Child runs of this search from an earlier driver (RUNNING ones become KILLED): run, last step, best."""

@@ -3,11 +3,13 @@
 When a trial ends with a checkpoint, the tracking callback hands its trainable, config and last
 checkpoint to :class:`TrialReviews`; once the async logger has created the trial's MLflow run, a
 :class:`ReviewJob` goes to the review worker: ONE process (``spawn``) at the lowest CPU priority
-(``SCHED_IDLE``, see :func:`lowest_cpu_priority`) with one torch thread, so it takes CPU from trials
-only when a core is idle. The worker restores the trained model (``trainables.loop.restore_task``, on
-the CPU), calls the family's review hook (``TrainableSpec.review``, see ``trainables.review``) into a
-temporary folder and uploads it as ``review/`` of the trial's run. A job that fails is a tag on its run
-(``orchestrator.review_error``, one redacted line), never a lost trial: nothing here raises into Ray Tune.
+(``SCHED_IDLE``, see :func:`lowest_cpu_priority`) with one torch thread, which moreover holds its next
+job while the trials on the driver's machine leave fewer than :data:`REVIEW_SPARE_CPUS` free (the
+callback tells it, :meth:`TrialReviews.machine_busy`). The worker restores the trained model
+(``trainables.loop.restore_task``, on the CPU), calls the family's review hook
+(``TrainableSpec.review``, see ``trainables.review``) into a temporary folder and uploads it as
+``review/`` of the trial's run. A job that fails is a tag on its run (``orchestrator.review_error``, one
+redacted line), never a lost trial: nothing here raises into Ray Tune.
 
 At the end of a search the driver waits for the queue, bounded by ``review_wait_s()``
 (:data:`REVIEW_WAIT_S`, or ``$ORCHESTRATOR_REVIEW_WAIT_S``), with a progress line every
@@ -108,6 +110,11 @@ def error_line(error: BaseException) -> str:
     """One line for a failed review, without credentials: the error's type and first line."""
     text = short_error(error)
     return type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}"
+
+
+# The worker renders only while trials on the driver's machine leave this many CPUs free: a physical core
+# (two hyperthreads), since even an idle-class process slows a trial on its core's sibling.
+REVIEW_SPARE_CPUS = 2.0
 
 
 def lowest_cpu_priority() -> None:
@@ -239,8 +246,8 @@ class TrialReviews:
         self._logger.when_run_exists(trial_id, submit)
 
     def machine_busy(self, busy: bool) -> None:
-        """Whether trials fill the driver's machine now: the worker renders only while they do not, so that it
-        never slows a trial (on a hyperthreaded core even an idle-class process would)."""
+        """Whether trials leave too little of the driver's machine free now (``REVIEW_SPARE_CPUS``): the worker
+        renders only while they do not, so that it never slows a trial."""
         with self._lock:
             if self._worker is not None:
                 self._worker.pause(busy)
