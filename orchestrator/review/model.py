@@ -35,6 +35,7 @@ from .leaderboard import TrialOutcome
 INPUT_EXAMPLE_SAMPLES = 2  # validation samples in the logged input example; more than 1 keeps the batch dynamic
 SERIALIZATION_FORMAT = "pt2"  # torch.export: no pickle to run when loading (see the module docstring)
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT_ID_ENV = "MLFLOW_EXPERIMENT_ID"
 # The review measures on the CPU in full precision: what anyone loading the model without a GPU gets.
 REVIEW_RUNTIME = {"device": "cpu", "precision": "fp32"}
 
@@ -79,6 +80,20 @@ def fluent_tracking_uri(uri: str) -> Iterator[None]:
 
 
 @contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``$name`` set to ``value`` for the block, then as before."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+@contextmanager
 def _torch_threads_kept() -> Iterator[None]:
     """Building a task sets torch's thread count from the trial's ``cpus``; the driver keeps its own."""
     import torch
@@ -98,8 +113,12 @@ def log_pytorch_model(tracking_uri: str, model: Any, example: Any, run_id: str, 
     ``registered_model_name``; returns MLflow's ``ModelInfo``."""
     import mlflow.pytorch
     import torch
+    from mlflow.tracking import MlflowClient
 
-    with fluent_tracking_uri(tracking_uri):
+    # MLflow 3 files a logged model under the fluent API's experiment (the Default one unless set), not its
+    # run's, and for a database store puts its files under ./mlruns: name the run's experiment for the call.
+    experiment_id = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    with fluent_tracking_uri(tracking_uri), _environment(EXPERIMENT_ID_ENV, experiment_id):
         return mlflow.pytorch.log_model(
             model, name=schema.LOGGED_MODEL, input_example=example, run_id=run_id,
             registered_model_name=registered_model_name, serialization_format=SERIALIZATION_FORMAT,

@@ -188,6 +188,10 @@ def test_registered_model_gives_the_logged_metric_on_the_same_validation_data(se
     assert tags[schema.VERSION] == "1" and tags[schema.HASH] == search.version.content_hash
     assert tags[schema.TRIAL_ID] == source.data.tags[schema.TRIAL_ID]
     assert source.data.metrics[schema.best_metric(METRIC)] == search.result.best_value
+    logged_model = client.get_logged_model(model_version.model_id or model_version.source.rpartition("/")[2])
+    study_experiment = client.get_experiment_by_name(STUDY)
+    assert logged_model.experiment_id == study_experiment.experiment_id, "filed under the study, not Default"
+    assert logged_model.artifact_location.startswith(study_experiment.artifact_location), "not under ./mlruns"
     logged = float(tags[schema.model_metric(METRIC)])
     parent = client.get_run(search.result.parent_run_id)
     assert parent.data.metrics[schema.model_metric(METRIC)] == pytest.approx(logged, abs=1e-9)
