@@ -23,7 +23,6 @@ from .leaderboard import TrialOutcome
 MIN_TRIALS = 4  # fewer trials than this tell nothing about importance
 MIN_PARAMS = 2  # one parameter is trivially "all the importance"
 EVALUATOR = "fanova"
-OPTUNA_EXTRA = "orchestrator[optuna]"
 
 
 class ImportanceSkipped(Exception):
@@ -54,7 +53,10 @@ def parameter_importance(version: StudyVersion, trials: Sequence[TrialOutcome], 
 
         from orchestrator.engine.backends.optuna import encode
     except ImportError:
-        raise ImportanceSkipped(f"parameter importance needs optuna: pip install '{OPTUNA_EXTRA}'") from None
+        from orchestrator.engine.searchers import SEARCHERS
+
+        hint = SEARCHERS["optuna_tpe"].install_hint()  # the one place the optuna extra is named
+        raise ImportanceSkipped(f"parameter importance needs optuna: {hint}") from None
 
     encoded = []
     for trial in trials:
