@@ -63,3 +63,12 @@ def write_space(
     path = folder / f"v{version}.yaml"
     path.write_text(text)
     return path
+
+
+def convnet_tiny_space(study: str, params: str, *, trials: int) -> str:
+    """A space file's text: ``trials`` FIFO trials of two epochs of convnet_tiny searching ``params`` (YAML lines)."""
+    return (
+        f"study: {study}\nversion: 1\ntrainable: convnet_tiny\nmetric: {{name: val_accuracy, mode: max}}\n"
+        "schedule: {scheduler: fifo, max_epochs: 2}\nresources: {cpu: 1, gpu: 0}\n"
+        f"search: {{trials: {trials}, startup_trials: 2}}\nparams:\n{params}"
+    )

@@ -23,20 +23,9 @@ from orchestrator.engine.searchers.base import REPLAYED, Replay
 from orchestrator.engine.storage import CHECKPOINT_EPOCH, copy_to_local, open_experiment
 from orchestrator.spaces import parse_version
 from orchestrator.tracking import schema
-from tests.engine.conftest import write_space
+from tests.engine.conftest import convnet_tiny_space, write_space
 
 PARAMS = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
-CONVNET_SPACE = """\
-study: {study}
-version: 1
-trainable: convnet_tiny
-metric: {{name: val_accuracy, mode: max}}
-schedule: {{scheduler: fifo, max_epochs: 2}}
-resources: {{cpu: 1, gpu: 0}}
-search: {{trials: 1, startup_trials: 2}}
-params:
-  dropout: {{uniform: [0.0, 0.5]}}
-"""
 
 
 class Planted:
@@ -148,7 +137,7 @@ def test_a_planted_checkpoint_fails_its_trial_and_the_search_goes_on(
     folder = tmp_path / "search_spaces" / "untrusted_weights"
     folder.mkdir(parents=True)
     space = folder / "v1.yaml"
-    space.write_text(CONVNET_SPACE.format(study="untrusted_weights"))
+    space.write_text(convnet_tiny_space("untrusted_weights", "  dropout: {uniform: [0.0, 0.5]}\n", trials=1))
     first = run_search(space, options(tmp_path, sqlite_store), lambda _: None)
     experiment = Path(first.experiment_path)
     (interrupted,) = [r for r in trial_runs(sqlite_store, first) if r.data.tags.get(schema.KIND) == schema.TRIAL_RUN]

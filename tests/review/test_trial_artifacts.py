@@ -16,6 +16,7 @@ from orchestrator.engine.runner import SearchOptions, run_search
 from orchestrator.review.trial import REVIEW_WAIT_ENV, ReviewJob, error_line, review_trial, review_wait_s
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import AsyncTrialLogger
+from tests.engine.conftest import convnet_tiny_space
 from trainables.convnet.review import confusion_matrix
 from trainables.convnet.review import render as render_convnet
 from trainables.loop import Task, evaluate, prepare, save_checkpoint
@@ -185,26 +186,13 @@ def test_logger_calls_back_once_the_run_exists_without_blocking() -> None:
 # --------------------------------------------------------------------------- real searches
 
 
-SPACE = """\
-study: {study}
-version: 1
-trainable: convnet_tiny
-metric: {{name: val_accuracy, mode: max}}
-schedule: {{scheduler: fifo, max_epochs: 2}}
-resources: {{cpu: 1, gpu: 0}}
-search: {{trials: 2, startup_trials: 2}}
-params:
-  filters: {{int: [2, 6]}}
-"""
-
-
 def search(tmp_path: Path, study: str, uri: str, **options: Any) -> list[Any]:
     """Run a 2-trial convnet_tiny search; its child runs."""
     from mlflow.tracking import MlflowClient
 
     space = tmp_path / study / "v1.yaml"
     space.parent.mkdir(parents=True)
-    space.write_text(SPACE.format(study=study))
+    space.write_text(convnet_tiny_space(study, "  filters: {int: [2, 6]}\n", trials=2))
     result = run_search(space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False, **options),
                         lambda _: None)  # fmt: skip
     assert result.finished == 2 and result.failed == 0
