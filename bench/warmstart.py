@@ -2,7 +2,8 @@
 
 A study with n finished trials is put into a real ``mlflow server`` (SQLite store), laid out as the
 orchestrator writes them (child runs tagged ``orchestrator.kind=trial`` with study, version, space hash,
-trial id and config tags, flattened params, ``loss`` / ``best_loss`` metrics). Then, timed stage by stage:
+trial id and config tags, the per-epoch history tag of an ASHA study's trial, flattened params, ``loss`` /
+``best_loss`` metrics). Then, timed stage by stage:
 
 * from MLflow: ``MlflowStore.trials`` (over HTTP) -> ``carry`` -> ``HyperoptSearcher(...)`` -> first ``suggest``;
 * from a Parquet ledger: ``ledger.trials_with_ledger`` (ledger + newer runs from the server) -> same;
@@ -44,7 +45,7 @@ from bench.spacetools import make_version, sample_config
 from orchestrator.engine.backends.hyperopt import encode, labels, to_hyperopt
 from orchestrator.spaces import StudyVersion, flatten
 from orchestrator.tracking import ledger, schema
-from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, _param_text
+from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, _param_text, history_tag
 from orchestrator.tracking.server import LoopbackMlflowServer
 
 # 8 searched parameters, two choices, one conditional (the shape of design.md section 6)
@@ -72,6 +73,12 @@ def loss_of(config: dict[str, Any]) -> float:
     return branin + (math.log10(config["lr"]) + 2) ** 2 + 0.1 * config["depth"] + config["dropout"]
 
 
+def history_of(version: StudyVersion, config: dict[str, Any]) -> dict[int, float]:
+    """The per-epoch losses a trial is tagged with: ``max_epochs`` of them, falling to ``loss_of(config)``."""
+    epochs = version.schedule.max_epochs
+    return {epoch: loss_of(config) * (2 - epoch / epochs) for epoch in range(1, epochs + 1)}
+
+
 def study_version(n: int) -> StudyVersion:
     return make_version(f"warmstart_{n}", PARAMS, search={"trials": 20, "startup_trials": 10})
 
@@ -87,7 +94,7 @@ def trial_tags(version: StudyVersion, parent: str, i: int, config: dict[str, Any
         schema.VERSION: str(version.version), schema.HASH: version.content_hash, schema.TRIAL_ID: tid,
         schema.CONFIG: json.dumps(config, sort_keys=True), schema.TRAINABLE: version.trainable,
         schema.SEED: str(i), schema.SUGGESTED_BY: "tpe", schema.NODE_ID: "0" * 56, schema.GPU_IDS: "",
-        schema.STATUS: "FINISHED",
+        schema.STATUS: "FINISHED", schema.METRIC_HISTORY: history_tag("loss", history_of(version, config)) or "",
     }  # fmt: skip
 
 
@@ -232,6 +239,7 @@ def expected_rows(study: Study) -> list[TrialRow]:
             start_time=now - 1000,
             end_time=now,
             parent_run_id="",
+            history={"loss": history_of(v, c)},
         )
         for i, c in enumerate(study.configs)
     ]
@@ -245,8 +253,8 @@ def check_rows(rows: Sequence[TrialRow], study: Study) -> None:
     expected = expected_rows(study)
     for i in (0, len(rows) // 2, len(rows) - 1):
         got, want = by_id[f"bench_{i:05d}"], expected[i]
-        same = (got.status, got.version, got.config, got.space_hash) == (
-            want.status, want.version, want.config, want.space_hash)  # fmt: skip
+        same = (got.status, got.version, got.config, got.space_hash, got.history) == (
+            want.status, want.version, want.config, want.space_hash, want.history)  # fmt: skip
         if not same or not all(math.isclose(got.metrics[k], v) for k, v in want.metrics.items()):
             raise RuntimeError(f"trial {i} reads back wrong: {got}")
 

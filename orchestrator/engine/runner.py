@@ -27,7 +27,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import redact_config, redact_text
 from orchestrator.review.leaderboard import Leaderboard
 from orchestrator.spaces import StudyVersion, load_with_lineage
-from orchestrator.spaces.carry import CarryReport, carry
+from orchestrator.spaces.carry import CarriedTrial, CarryReport, carry
 from orchestrator.tracking import ledger as ledger_mod
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import replay_spill, tracking_wait_s
@@ -179,7 +179,7 @@ def resume_search(experiment: str, options: SearchOptions, echo: Echo = print) -
     with closes_parent_on_failure(store, plan.parent_run_id, echo), ray_session(options.address):
         so_far = SearchSoFar.read(store, plan)
         echo(f"resuming {folder.uri}: {so_far.summary(plan.planned)}")
-        carried: list[tuple[dict[str, Any], float]] = []  # a train runs its planned models: no warm start
+        carried: list[CarriedTrial] = []  # a train runs its planned models: no warm start
         if not plan.is_train:
             report, carry_s, source = carried_trials(store, plan.version, options.ledger)
             echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")

@@ -24,7 +24,15 @@ from orchestrator.review.trial import REVIEW_SPARE_CPUS, TrialReviews, has_revie
 from orchestrator.spaces import StudyVersion, flatten
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile, tracking_wait_s
-from orchestrator.tracking.mlflow_store import MlflowStore, keep_login, short_error, with_login
+from orchestrator.tracking.mlflow_store import (
+    History,
+    MlflowStore,
+    history_tag,
+    keep_login,
+    per_step,
+    short_error,
+    with_login,
+)
 
 from .plan import mask_secrets, with_fixed_values
 from .ray_session import driver_node_cpus
@@ -64,8 +72,9 @@ class MlflowTrialCallback(Callback):
         self.logger: AsyncTrialLogger | None = None
         self._best: dict[str, float] = {}
         self._last_step: dict[str, int] = {}
+        self._history: dict[str, History] = {}  # per open trial, the metric by epoch (its METRIC_HISTORY tag)
         self._node: dict[str, str] = {}  # per trial, the node its placement tags name (a retry may move it)
-        self._existing: dict[str, tuple[str, int, float | None]] = {}  # trial id -> run, last step, best value
+        self._existing: dict[str, tuple[str, History, float | None]] = {}  # trial id -> run, history, best value
         self._open: set[str] = set()
         # Review artifacts of ended trials (orchestrator.review.trial), when the trainable has a review hook.
         self.review_artifacts = review_artifacts and has_review_hook(version.trainable)
@@ -102,17 +111,18 @@ class MlflowTrialCallback(Callback):
             used = len(self._on_driver_node) * self.version.resources.cpu
             self.reviews.machine_busy(used > 0 and used > self._driver_cpus - REVIEW_SPARE_CPUS)
 
-    def _close_orphans(self) -> dict[str, tuple[str, int, float | None]]:
-        """Child runs of this search from an earlier driver (RUNNING ones become KILLED): run, last step, best."""
+    def _close_orphans(self) -> dict[str, tuple[str, History, float | None]]:
+        """Child runs of this search from an earlier driver (RUNNING ones become KILLED): run, metric by epoch
+        (its last step is the last one logged), best."""
         store = MlflowStore(self.tracking_uri)
         metric = self.version.metric
-        existing: dict[str, tuple[str, int, float | None]] = {}
+        existing: dict[str, tuple[str, History, float | None]] = {}
         for row in store.trials(self.version.study, parent_run_id=self.parent_run_id, kind=self.trial_kind):
             if row.status == "RUNNING":
                 store.end_run(row.run_id, "KILLED")
-            history = store.client.get_metric_history(row.run_id, metric.name)
-            best = min((m.value for m in history), key=metric.loss, default=None)
-            existing[row.trial_id] = (row.run_id, max((m.step for m in history), default=-1), best)
+            points = store.client.get_metric_history(row.run_id, metric.name)
+            best = min((m.value for m in points), key=metric.loss, default=None)
+            existing[row.trial_id] = (row.run_id, per_step(points), best)
         return existing
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
@@ -171,9 +181,11 @@ class MlflowTrialCallback(Callback):
         elif self.searcher is not None and key in self.searcher.suggested_by:
             tags[schema.SUGGESTED_BY] = self.searcher.suggested_by[key]
         params = flatten(values)
-        reuse, done_upto, best = self._existing.pop(identity, ("", -1, None))
-        if reuse:  # a continued trial: its epochs so far count for its best value and where it stopped
+        reuse, history, best = self._existing.pop(identity, ("", {}, None))
+        done_upto = max(history, default=-1)
+        if reuse:  # a continued trial: its epochs so far count for its best value, history and where it stopped
             self._last_step[key] = done_upto
+            self._history[key] = dict(history)
             if best is not None:
                 self._best[key] = best
         self._open.add(key)
@@ -193,6 +205,7 @@ class MlflowTrialCallback(Callback):
             best = self._best.get(trial.trial_id)
             if best is None or self.version.metric.better(metrics[name], best):
                 self._best[trial.trial_id] = metrics[name]
+            self._history.setdefault(trial.trial_id, {})[step] = float(metrics[name])
         tags = {}
         if "node_id" in result and self._node.get(trial.trial_id) != str(result["node_id"]):
             # the first result, or the first after a retry on another node (a lost node): the tags follow the trial
@@ -226,6 +239,9 @@ class MlflowTrialCallback(Callback):
         last = self._last_step.get(key, 0)
         if status == "FINISHED" and last < self.version.schedule.max_epochs:
             tags[schema.STOPPED_EARLY] = f"at epoch {last} of {self.version.schedule.max_epochs}"
+        history = history_tag(name, self._history.pop(key, {}))
+        if history is not None:
+            tags[schema.METRIC_HISTORY] = history
         if key in self._best:
             self.logger.log(key, {schema.best_metric(name): self._best[key]}, step=max(last, 0))
         self.logger.close(key, status, tags)

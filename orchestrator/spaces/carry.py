@@ -5,6 +5,8 @@ bounds, among the new choices, equal to fixed values (or to the form trials reco
 ``***`` for a secret-looking key, ``orchestrator.redaction``; a carried trial keeps that form).
 A parameter added since takes its declared ``default`` (no default: the trial is dropped); a
 parameter removed since is dropped from the trial's configuration. Each dropped trial is counted by reason.
+When the new version schedules with ASHA, a carried trial whose per-epoch history is known brings it along
+(as losses by epoch), so the searcher counts a trial stopped early at the rungs it reached, not as final.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from orchestrator.redaction import redacted_value
 
 from .errors import ValueNotInSpace
-from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion
+from .model import NO_DEFAULT, Metric, Param, SearchSpace, StudyVersion
 
 OUTSIDE = "outside the new range"
 NOT_A_CHOICE = "not among the new choices"
@@ -35,13 +37,18 @@ class PriorTrial:
     status: str = "FINISHED"
     version: int | None = None
     run_id: str = ""
+    history: Mapping[int, float] | None = None  # the metric's value per epoch (the epoch ASHA counts), if known
+
+
+# What the searcher is warm-started with: (values, loss), or (values, loss, {epoch: loss}) with a known history.
+CarriedTrial = tuple[dict[str, Any], float] | tuple[dict[str, Any], float, dict[int, float]]
 
 
 @dataclass
 class CarryReport:
     """What happened to each earlier trial: carried (some with defaults) or dropped by reason."""
 
-    carried: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    carried: list[CarriedTrial] = field(default_factory=list)
     carried_from: Counter[int | None] = field(default_factory=Counter)
     defaulted: Counter[str] = field(default_factory=Counter)
     removed: Counter[str] = field(default_factory=Counter)
@@ -116,6 +123,7 @@ def carry(trials: Iterable[PriorTrial], version: StudyVersion) -> CarryReport:
     """Sort earlier trials into carried (fitted to ``version``) and dropped (by reason)."""
     report = CarryReport()
     metric = version.metric
+    with_history = version.schedule.scheduler == "asha"  # FIFO compares trials at the end only
     for trial in trials:
         if trial.status != "FINISHED":
             report.dropped[f"not finished ({trial.status})"] += 1
@@ -131,6 +139,13 @@ def carry(trials: Iterable[PriorTrial], version: StudyVersion) -> CarryReport:
             continue
         report.defaulted.update(scratch.defaulted)
         report.removed.update(scratch.removed)
-        report.carried.append((fitted, metric.loss(trial.value)))
+        loss = metric.loss(trial.value)
+        history = _losses_by_epoch(trial.history, metric) if with_history else {}
+        report.carried.append((fitted, loss, history) if history else (fitted, loss))
         report.carried_from[trial.version] += 1
     return report
+
+
+def _losses_by_epoch(history: Mapping[int, float] | None, metric: Metric) -> dict[int, float]:
+    """A trial's per-epoch values of ``metric`` as losses (the searcher's sense), non-finite ones left out."""
+    return {int(epoch): metric.loss(value) for epoch, value in (history or {}).items() if math.isfinite(value)}

@@ -18,12 +18,13 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import json
+import math
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,9 +33,26 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import redact_text, redact_uri
 from orchestrator.spaces.carry import PriorTrial
 
-from .schema import CONFIG, HASH, KIND, LEDGER_AS_OF, PARENT, SEARCH_RUN, STUDY, TRIAL_ID, TRIAL_RUN, VERSION
+from .schema import (
+    CONFIG,
+    HASH,
+    KIND,
+    LEDGER_AS_OF,
+    METRIC_HISTORY,
+    PARENT,
+    SEARCH_RUN,
+    STUDY,
+    TRIAL_ID,
+    TRIAL_RUN,
+    VERSION,
+)
 
 MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag's value (``mlflow.utils.validation.MAX_TAG_VAL_LENGTH``)
+# A history too long for a tag at full precision is written with this many significant digits (float32's).
+HISTORY_DIGITS = 7
+
+History = dict[int, float]  # epoch (the step a metric is logged at) -> the metric's value then
 
 # Tracking-URI schemes MLflow has a store for. Database stores are SQLAlchemy URIs, ``dialect[+driver]://``:
 # each maps to the module SQLAlchemy imports for it and the package that provides the module.
@@ -154,9 +172,14 @@ class TrialRow:
     start_time: int | None
     end_time: int | None
     parent_run_id: str
+    # metric -> its value per epoch, as far as the run recorded it (``METRIC_HISTORY``); empty when unknown
+    history: Mapping[str, History] = field(default_factory=dict)
 
     def prior(self, metric: str) -> PriorTrial:
-        return PriorTrial(self.config, self.metrics.get(metric), self.status, self.version, self.run_id)
+        """The trial as warm start carries it: ``metric``'s final value and its per-epoch history, if known."""
+        return PriorTrial(
+            self.config, self.metrics.get(metric), self.status, self.version, self.run_id, self.history.get(metric)
+        )
 
 
 class MlflowStore:
@@ -260,6 +283,10 @@ class MlflowStore:
         history = self.client.get_metric_history(run_id, key)
         return max((m.step for m in history), default=-1)
 
+    def metric_history(self, run_id: str, key: str) -> History:
+        """``{step: value}`` of ``key`` on the run (one request); see :func:`per_step`."""
+        return per_step(self.client.get_metric_history(run_id, key))
+
     # ------------------------------------------------------------------ reading trials
 
     def _search(self, experiment_id: str, filter_string: str) -> Iterator[Any]:
@@ -346,7 +373,44 @@ def _row(run: Any) -> TrialRow:
         start_time=run.info.start_time,
         end_time=run.info.end_time,
         parent_run_id=tags.get(PARENT, ""),
+        history=read_history_tag(tags.get(METRIC_HISTORY)),
     )
+
+
+def per_step(points: Iterable[Any]) -> History:
+    """MLflow metric points (``step``, ``timestamp``, ``value``) as ``{step: value}``; the newest value of a step wins
+    (a retried or resumed trial may log a step again)."""
+    return {int(m.step): float(m.value) for m in sorted(points, key=lambda m: (m.step, m.timestamp))}
+
+
+def history_tag(metric: str, history: Mapping[int, float]) -> str | None:
+    """The value of a trial's ``METRIC_HISTORY`` tag: ``metric``'s finite values by epoch as compact JSON.
+
+    Full precision when it fits MLflow's tag limit, else ``HISTORY_DIGITS`` significant digits (about 500 epochs
+    fit); None when there is no finite value or it does not fit even so (warm start then counts the trial final).
+    """
+    points = sorted((int(epoch), float(value)) for epoch, value in history.items() if math.isfinite(value))
+    if not points:
+        return None
+    epochs = [epoch for epoch, _ in points]
+    exact = [value for _, value in points]
+    for values in (exact, [float(f"{v:.{HISTORY_DIGITS}g}") for v in exact]):
+        text = json.dumps({"metric": metric, "epochs": epochs, "values": values}, separators=(",", ":"))
+        if len(text) <= MAX_TAG_LENGTH:
+            return text
+    return None
+
+
+def read_history_tag(text: str | None) -> dict[str, History]:
+    """``{metric: {epoch: value}}`` from a ``METRIC_HISTORY`` tag's value; empty for none or one that is not one."""
+    if not text:
+        return {}
+    try:
+        record = json.loads(text)
+        history = {int(e): float(v) for e, v in zip(record["epochs"], record["values"], strict=True)}
+        return {str(record["metric"]): history}
+    except (ValueError, TypeError, KeyError):
+        return {}
 
 
 def _param_text(value: Any) -> str:

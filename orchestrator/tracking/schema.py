@@ -40,6 +40,7 @@ STATUS = "orchestrator.status"
 FAILURE = "orchestrator.failure"
 RETRIED_AFTER = "orchestrator.retried_after"
 STOPPED_EARLY = "orchestrator.stopped_early"
+METRIC_HISTORY = "orchestrator.metric_history"
 RESUMED_AS = "orchestrator.resumed_as"
 LEDGER_AS_OF = "orchestrator.ledger_as_of"
 REVIEW_ERROR = "orchestrator.review_error"
@@ -244,6 +245,13 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(FAILURE, "trial", "tag", "last line of the error of a failed trial"),
     SchemaEntry(RETRIED_AFTER, "trial", "tag", "the error a retry (`max_failures`) followed"),
     SchemaEntry(STOPPED_EARLY, "trial", "tag", "the epoch the scheduler stopped it at"),
+    SchemaEntry(
+        METRIC_HISTORY,
+        "trial",
+        "tag",
+        'the searched metric per epoch as JSON (`{"metric": ..., "epochs": [...], "values": [...]}`), set when '
+        "the trial ends; warm start reads it with the run, so carried trials count at the ASHA rungs they reached",
+    ),
     SchemaEntry(
         RESUMED_AS,
         "trial",
