@@ -4,9 +4,17 @@ The search is what ``orchestrator demo`` runs (``search_spaces/convnet_digits/v1
 ConvNet on scikit-learn's digits, TPE + ASHA), through ``run_search`` in this process on one local Ray,
 ``SearchOptions.review_artifacts`` off and on taking turns (the side that goes first alternates by
 round), the same seed, each run with a fresh SQLite store. Measured per run: every trial's wall time (its
-MLflow run's end - start; per epoch too, since ASHA stops trials at different epochs), the search's wall
-time (the whole ``run_search`` call, and Ray Tune's part of it) and how long the driver waited at the end
-for the review worker. Reported: medians over the trials and rounds of each side, on / off, and the goal.
+MLflow run's end - start; per epoch too, since ASHA stops trials at different epochs) and its config, the
+search's wall time (the whole ``run_search`` call, and Ray Tune's part of it), how long the driver waited at
+the end for the review worker, and the worker's own CPU time (its warm-up imports, each job).
+
+Reported, on / off: medians over the trials and rounds of each side (pooled), and paired ratios. Both sides of
+a round have the same seed, so TPE suggests the same configs in the same order until the scheduler's decisions
+diverge: each "on" trial is paired with the "off" trial of its round that ran the same config, and the paired
+estimate is the median over the pairs of on / off, per epoch (wall time, and the trainable's own epoch time).
+Pairs cancel the differences between configs that the pooled medians mix in. The goal metric is the paired
+per-epoch wall-time ratio when at least :data:`PAIRED_MIN_FRACTION` of the trials pair up, else the pooled
+per-epoch median's ratio (the report says which).
 
     python -m bench.review_cost --quick    # 2 rounds of each side, 4 trials per search
     python -m bench.review_cost            # 5 rounds of each side, the demo's 16 trials per search
@@ -16,7 +24,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,7 @@ from bench import common
 GOAL_COST = 0.02  # review artifacts add at most 2 % to a trial's wall time (per epoch, the median)
 EPOCH_TIME_METRIC = "epoch_time_s"  # what the shared loop reports per epoch: its own train + validate time
 QUICK_TRIALS = 4  # --quick: trials per search (a full run searches the demo file's 16)
+PAIRED_MIN_FRACTION = 0.5  # the paired estimate is the goal metric when at least this share of trials pair up
 SIDES: dict[str, bool] = {"off": False, "on": True}  # side -> SearchOptions.review_artifacts
 
 
@@ -43,8 +52,10 @@ def side_order(round_index: int) -> list[str]:
 
 
 @contextmanager
-def timed_review_waits(waits: list[float]) -> Iterator[None]:
-    """Record the seconds of each ``TrialReviews.finish``: the driver's wait for the review worker at a search's end.
+def timed_review_waits(waits: list[float], worker_cpu: list[dict[str, Any]] | None = None) -> Iterator[None]:
+    """Record the seconds of each ``TrialReviews.finish``: the driver's wait for the review worker at a search's end;
+    and into ``worker_cpu``, the worker's CPU seconds it reported: ``warm_up_cpu_s`` (None if it never said) and
+    ``job_cpu_s`` (one per job).
 
     Benchmark only: the method is wrapped while the block runs and restored after it."""
     from orchestrator.review.trial import TrialReviews
@@ -57,6 +68,10 @@ def timed_review_waits(waits: list[float]) -> Iterator[None]:
             original(self, timeout)
         finally:
             waits.append(time.perf_counter() - started)
+            if worker_cpu is not None:
+                warm_up = self.warm_up.cpu_s if self.warm_up is not None else None
+                worker_cpu.append({"warm_up_cpu_s": warm_up, "job_cpu_s": list(self.job_cpu_s),
+                                   "activity": [list(a) for a in self.activity]})  # fmt: skip
 
     TrialReviews.finish = finish  # type: ignore[method-assign]
     try:
@@ -66,8 +81,8 @@ def timed_review_waits(waits: list[float]) -> Iterator[None]:
 
 
 def trial_times(uri: str, study: str, metric: str, parent_run_id: str) -> list[dict[str, Any]]:
-    """Wall time (s), epochs reached, seconds per epoch and whether it has review artifacts, of each finished trial
-    of the search ``parent_run_id``."""
+    """Wall time (s), epochs reached, seconds per epoch, whether it has review artifacts and its config (the JSON of
+    its ``orchestrator.config`` tag), of each finished trial of the search ``parent_run_id``."""
     from mlflow.tracking import MlflowClient
 
     from orchestrator.tracking import schema
@@ -90,8 +105,28 @@ def trial_times(uri: str, study: str, metric: str, parent_run_id: str) -> list[d
         listed = {f.path for f in client.list_artifacts(run.info.run_id, schema.REVIEW_ARTIFACT_DIR)}
         reviewed = schema.ARCHITECTURE_ARTIFACT in listed  # per trial; the best trial has the leaderboard either way
         times.append({"wall_s": wall_s, "epochs": epochs, "s_per_epoch": wall_s / max(epochs, 1), "reviewed": reviewed,
-                      "train_s": train_s, "train_s_per_epoch": train_s / max(epochs, 1)})  # fmt: skip
+                      "train_s": train_s, "train_s_per_epoch": train_s / max(epochs, 1),
+                      "config": run.data.tags.get(schema.CONFIG, ""),
+                      "start": run.info.start_time / 1000, "end": run.info.end_time / 1000})  # fmt: skip
     return times
+
+
+def worker_cpu_during_trials(activity: Iterable[Sequence[float]], trials: Sequence[dict[str, Any]]) -> float:
+    """CPU seconds the review worker spent while at least one trial ran: each stretch of its work (start, end, CPU
+    seconds) counted for the share of its wall time that falls inside the union of the trials' runs. A trial can lose
+    no more than that to the worker, so over the trials' summed wall time it bounds the cost from above."""
+    busy: list[tuple[float, float]] = []
+    for start, end in sorted((t["start"], t["end"]) for t in trials):
+        if busy and start <= busy[-1][1]:
+            busy[-1] = (busy[-1][0], max(busy[-1][1], end))
+        else:
+            busy.append((start, end))
+    total = 0.0
+    for start, end, cpu_s in activity:
+        span = end - start
+        inside = sum(max(0.0, min(end, b) - max(start, a)) for a, b in busy)
+        total += cpu_s * (inside / span if span > 0 else float(any(a <= start <= b for a, b in busy)))
+    return total
 
 
 def run_once(space: Path, folder: Path, review: bool, seed: int, trials: int | None) -> dict[str, Any]:
@@ -105,14 +140,23 @@ def run_once(space: Path, folder: Path, review: bool, seed: int, trials: int | N
                             review_artifacts=review)  # fmt: skip
     lines: list[str] = []
     waits: list[float] = []
-    with timed_review_waits(waits), common.swallow_stdout(), common.Timer() as call:
+    worker_cpu: list[dict[str, Any]] = []
+    with timed_review_waits(waits, worker_cpu), common.swallow_stdout(), common.Timer() as call:
         result = run_search(space, options, echo=lines.append)
     times = trial_times(uri, version.study, version.metric.name, result.parent_run_id)
+    cpu = worker_cpu[0] if worker_cpu else {"warm_up_cpu_s": None, "job_cpu_s": [], "activity": []}
+    cpu["cpu_during_trials_s"] = worker_cpu_during_trials(cpu["activity"], times)
     return {
-        "call_s": call.s, "fit_s": result.wall_s, "review_wait_s": sum(waits),
+        "call_s": call.s, "fit_s": result.wall_s, "review_wait_s": sum(waits), **cpu,
         "reviewed": sum(t["reviewed"] for t in times),
         "finished": result.finished, "failed": result.failed, "best": result.best_value, "trials": times,
     }  # fmt: skip
+
+
+def median_or_none(values: Iterable[float | None]) -> float | None:
+    """The median of the values given (None ones left out), None when there are none."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,22 +176,69 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "review_wait_s_median": statistics.median(r["review_wait_s"] for r in runs),
         "review_wait_s_max": max(r["review_wait_s"] for r in runs),
         "best_median": statistics.median(r["best"] for r in runs if r["best"] is not None),
+        "worker_warm_up_cpu_s_median": median_or_none(r.get("warm_up_cpu_s") for r in runs),
+        "worker_job_cpu_s_median": median_or_none(s for r in runs for s in r.get("job_cpu_s", ())),
+        "worker_cpu_during_trials_s": sum(r.get("cpu_during_trials_s", 0.0) for r in runs),
+        "trial_wall_s_total": sum(t["wall_s"] for t in trials),
     }
 
 
-def compare(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """on / off of each median, and the goal: the median trial's wall time costs at most ``GOAL_COST`` more."""
+def pair_trials(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
+    """(off trial, on trial) of the same round with the same config; each trial in one pair at most, in order."""
+    pairs = []
+    for off_run, on_run in zip(off_runs, on_runs, strict=True):
+        unmatched: dict[str, list[dict[str, Any]]] = {}
+        for trial in off_run["trials"]:
+            unmatched.setdefault(trial["config"], []).append(trial)
+        for trial in on_run["trials"]:
+            if unmatched.get(trial["config"]):
+                pairs.append((unmatched[trial["config"]].pop(0), trial))
+    return pairs
+
+
+def paired_ratios(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over the pairs of trials (:func:`pair_trials`) of on / off, per epoch; how many pairs and trials."""
+    pairs = pair_trials(off_runs, on_runs)
+    trials = min(sum(len(r["trials"]) for r in off_runs), sum(len(r["trials"]) for r in on_runs))
+
+    def median_ratio(key: str) -> float | None:
+        return median_or_none(on[key] / off[key] for off, on in pairs if off[key] > 0)
+
+    return {"pairs": len(pairs), "trials": trials, "s_per_epoch_ratio": median_ratio("s_per_epoch"),
+            "train_s_per_epoch_ratio": median_ratio("train_s_per_epoch")}  # fmt: skip
+
+
+def compare(sides: dict[str, dict[str, Any]], paired: dict[str, Any]) -> dict[str, Any]:
+    """on / off of each pooled median, the paired ratios (:func:`paired_ratios`), and the goal: a trial's wall time
+    per epoch costs at most ``GOAL_COST`` more. Its measure is the paired per-epoch ratio when at least
+    ``PAIRED_MIN_FRACTION`` of the trials paired up, else the pooled per-epoch median's ratio."""
     off, on = sides["off"], sides["on"]
     keys = ("trial_wall_s_median", "trial_s_per_epoch_median", "trial_train_s_median",
             "trial_train_s_per_epoch_median", "search_call_s_median", "search_fit_s_median")  # fmt: skip
     ratios = {key: on[key] / off[key] for key in keys}
     # Per epoch: ASHA stops trials at different rungs from run to run, so whole-trial medians mix 2-epoch and
     # 12-epoch trials; the wall time of a trial per epoch it ran compares like with like.
-    cost = ratios["trial_s_per_epoch_median"] - 1
+    enough_pairs = paired["s_per_epoch_ratio"] is not None and paired["pairs"] >= PAIRED_MIN_FRACTION * paired["trials"]
+    if enough_pairs:
+        measure, ratio = "paired trial time per epoch, median of on / off", paired["s_per_epoch_ratio"]
+    else:
+        measure, ratio = "pooled trial time per epoch, on median / off median", ratios["trial_s_per_epoch_median"]
+    cost = ratio - 1
+    bound = on["worker_cpu_during_trials_s"] / on["trial_wall_s_total"] if on["trial_wall_s_total"] else None
     return {
         "ratios_on_over_off": ratios,
-        "goal": {"max_trial_cost": GOAL_COST, "trial_cost": cost, "met": cost <= GOAL_COST},
+        "paired": paired,
+        "worker_cpu_bound": bound,
+        "goal": {"max_trial_cost": GOAL_COST, "measure": measure, "trial_cost": cost, "met": cost <= GOAL_COST},
     }
+
+
+def noise_floor(runs: list[dict[str, Any]]) -> float | None:
+    """The paired per-epoch ratio between consecutive rounds of one side (the same seed suggests the same configs
+    each round): how far the paired measure strays with nothing changed, to set beside the on / off one."""
+    if len(runs) < 2:
+        return None
+    return paired_ratios(runs[:-1], runs[1:])["s_per_epoch_ratio"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -176,13 +267,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         ray.shutdown()
     out["sides"] = {side: summarize(runs) for side, runs in out["runs"].items()}
-    out.update(compare(out["sides"]))
+    out.update(compare(out["sides"], paired_ratios(out["runs"]["off"], out["runs"]["on"])))
+    out["noise_floor"] = {side: noise_floor(runs) for side, runs in out["runs"].items()}
     report(out)
     return common.finish("review_cost", args.quick, out, args.out)
 
 
 def report(out: dict[str, Any]) -> None:
-    off, on, ratios = out["sides"]["off"], out["sides"]["on"], out["ratios_on_over_off"]
+    off, on, ratios, paired = out["sides"]["off"], out["sides"]["on"], out["ratios_on_over_off"], out["paired"]
     rows = [
         ["trial wall time, median (s)", off["trial_wall_s_median"], on["trial_wall_s_median"],
          ratios["trial_wall_s_median"]],
@@ -196,8 +288,14 @@ def report(out: dict[str, Any]) -> None:
          ratios["search_call_s_median"]],
         ["search: Ray Tune fit, median (s)", off["search_fit_s_median"], on["search_fit_s_median"],
          ratios["search_fit_s_median"]],
+        [f"paired: trial time per epoch ({paired['pairs']} pairs)", None, None, paired["s_per_epoch_ratio"]],
+        ["paired: trial training time per epoch", None, None, paired["train_s_per_epoch_ratio"]],
         ["driver waited for the review worker, median (s)", off["review_wait_s_median"], on["review_wait_s_median"],
          None],
+        ["review worker: warm-up imports, median (CPU s)", None, on["worker_warm_up_cpu_s_median"], None],
+        ["review worker: one job, median (CPU s)", None, on["worker_job_cpu_s_median"], None],
+        ["review worker: CPU s while trials ran (all rounds)", None, on["worker_cpu_during_trials_s"], None],
+        ["trials' wall time, summed (s)", off["trial_wall_s_total"], on["trial_wall_s_total"], None],
         ["trials measured", off["trials_measured"], on["trials_measured"], None],
         ["trials with review artifacts", off["trials_reviewed"], on["trials_reviewed"], None],
         ["epochs reached, median", off["epochs_median"], on["epochs_median"], None],
@@ -207,8 +305,16 @@ def report(out: dict[str, Any]) -> None:
     common.print_table(["measure", "off", "on", "on / off"], rows, title)
     goal = out["goal"]
     verdict = "met" if goal["met"] else "NOT met"
-    print(f"\ngoal: review artifacts cost <= {goal['max_trial_cost']:.0%} of a trial's wall time (per epoch, median): "
-          f"{goal['trial_cost']:+.2%} ({verdict})", flush=True)  # fmt: skip
+    print(f"\npaired up {paired['pairs']} of {paired['trials']} trials (same round, same config)")
+    floor = out.get("noise_floor", {})
+    if all(floor.get(side) is not None for side in SIDES):
+        print("noise floor, the same paired ratio between consecutive rounds of one side: "
+              + ", ".join(f"{side} {floor[side] - 1:+.2%}" for side in SIDES))  # fmt: skip
+    if out.get("worker_cpu_bound") is not None:
+        print(f"upper bound from the worker's CPU time while trials ran, over the trials' summed wall time: "
+              f"{out['worker_cpu_bound']:.2%}")  # fmt: skip
+    print(f"goal: review artifacts cost <= {goal['max_trial_cost']:.0%} of a trial's wall time, by the "
+          f"{goal['measure']}: {goal['trial_cost']:+.2%} ({verdict})", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@ checkpoint to :class:`TrialReviews`; once the async logger has created the trial
 :class:`ReviewJob` goes to the review worker: ONE process (``spawn``) at the lowest CPU priority
 (``SCHED_IDLE``, see :func:`lowest_cpu_priority`) with one torch thread, which moreover holds its next
 job while the trials on the driver's machine leave fewer than :data:`REVIEW_SPARE_CPUS` free (the
-callback tells it, :meth:`TrialReviews.machine_busy`). The worker restores the trained model
-(``trainables.loop.restore_task``, on the CPU), calls the family's review hook
-(``TrainableSpec.review``, see ``trainables.review``) into a temporary folder and uploads it as
+callback tells it, :meth:`TrialReviews.machine_busy`), and until they have left them free for
+:data:`REVIEW_SETTLE_S` (a trial that ends is soon followed by the next one). It starts free, so its
+warm-up (mlflow, torch, matplotlib, torchinfo, the family's hook, a rehearsal: about 8 CPU seconds,
+:func:`warm_up`) begins while the search is starting, in steps that each wait for the gate like a job; it
+reports their CPU time (:class:`WorkerReady`) and that of each job (:attr:`ReviewOutcome.cpu_s`). For a
+job it restores the trained model (``trainables.loop.restore_task``, on the CPU), calls the family's review
+hook (``TrainableSpec.review``, see ``trainables.review``) into a temporary folder and uploads it as
 ``review/`` of the trial's run. A job that fails is a tag on its run (``orchestrator.review_error``, one
 redacted line), never a lost trial: nothing here raises into Ray Tune.
 
@@ -19,6 +23,7 @@ and mlflow are imported only inside the worker.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -27,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +81,23 @@ class ReviewJob:
 class ReviewOutcome:
     trial_id: str
     error: str = ""  # one redacted line; empty when the artifacts were uploaded
+    cpu_s: float = 0.0  # CPU seconds the worker spent on the job (restore, render, upload)
+    started: float = 0.0  # when the job began and ended, ``time.time()`` (for a benchmark to set beside the trials)
+    ended: float = 0.0
+
+
+# What the worker did when: (start, end) as ``time.time()``, and the CPU seconds it spent in between.
+Activity = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    """The worker's first message: its heavy imports are done, in ``cpu_s`` CPU seconds (``wall_s`` of wall time),
+    step by step in ``steps``."""
+
+    cpu_s: float
+    wall_s: float
+    steps: tuple[Activity, ...] = ()
 
 
 # --------------------------------------------------------------------------- the worker process
@@ -83,18 +105,27 @@ class ReviewOutcome:
 
 def render_artifacts(trainable: str, config: Mapping[str, Any], checkpoint_dir: str | Path, out: Path) -> list[Path]:
     """The family's review files for the model in the checkpoint folder, written into ``out``; their paths."""
+    from trainables.loop import restore_task
+
+    hook, config = _review_hook(trainable, config)
+    task, runtime, cfg = restore_task(trainable, config, checkpoint_dir)
+    return hook(task, runtime, cfg, out)
+
+
+def _review_hook(trainable: str, config: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The family's review hook and ``config`` with the worker's runtime (:data:`REVIEW_RUNTIME`) where accepted."""
     import trainables
     from trainables.api import load_object
-    from trainables.loop import restore_task
 
     spec = trainables.get(trainable)
     runtime_keys = {key: value for key, value in REVIEW_RUNTIME.items() if key in spec.accepted}
-    task, runtime, cfg = restore_task(trainable, {**config, **runtime_keys}, checkpoint_dir)
-    return load_object(spec.review)(task, runtime, cfg, out)
+    return load_object(spec.review), {**config, **runtime_keys}
 
 
 def review_trial(job: ReviewJob) -> ReviewOutcome:
     """Render the trial's review files and upload them as ``review/`` of its run; an error becomes the outcome."""
+    started, cpu = time.time(), time.process_time()
+    error = ""
     try:
         from mlflow.tracking import MlflowClient
 
@@ -102,8 +133,51 @@ def review_trial(job: ReviewJob) -> ReviewOutcome:
             render_artifacts(job.trainable, job.config, ckpt, Path(tmp))
             MlflowClient(job.tracking_uri).log_artifacts(job.run_id, tmp, REVIEW_ARTIFACT_DIR)
     except Exception as e:
-        return ReviewOutcome(job.trial_id, error_line(e))
-    return ReviewOutcome(job.trial_id)
+        error = error_line(e)
+    return ReviewOutcome(job.trial_id, error, cpu_s=time.process_time() - cpu, started=started, ended=time.time())
+
+
+def warm_up(trainable: str, tracking_uri: str, wait: Callable[[], Any] = lambda: None) -> WorkerReady:
+    """Do once what would make the worker's first job cost several times what the others do (4 CPU seconds against
+    half a second in a demo search): the heavy imports and first uses, in :func:`warm_up_steps`, calling ``wait``
+    before each (the worker waits for its gate, so that a step runs only while no trial does). A step that fails
+    here is left to the jobs to report. ``WorkerReady.wall_s`` counts the waits too."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    steps: list[Activity] = []
+    for step in warm_up_steps(trainable, tracking_uri):
+        wait()
+        started, step_cpu = time.time(), time.process_time()
+        with contextlib.suppress(Exception):
+            step()
+        steps.append((started, time.time(), time.process_time() - step_cpu))
+    return WorkerReady(time.process_time() - cpu, time.perf_counter() - wall, tuple(steps))
+
+
+def warm_up_steps(trainable: str, tracking_uri: str) -> list[Callable[[], Any]]:
+    """The warm-up in steps of one to three CPU seconds each: mlflow's client and its store for ``tracking_uri``
+    (an SQLite store imports SQLAlchemy); the family's review hook (torch, matplotlib, torchinfo); a rehearsal of
+    a job without a checkpoint or an upload, the hook on the family's untrained tiny variant (``TrainableSpec.tiny``)
+    into a scratch folder, which loads the fonts and builds an optimizer (the first one imports ``torch._dynamo``)."""
+
+    def open_store() -> None:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri)
+
+    def import_hook() -> None:
+        import trainables
+
+        _review_hook(trainable, trainables.get(trainable).tiny)
+
+    def rehearse() -> None:
+        import trainables
+        from trainables.loop import prepare
+
+        hook, config = _review_hook(trainable, trainables.get(trainable).tiny)
+        with tempfile.TemporaryDirectory(prefix="orchestrator-review-warm-up-") as tmp:
+            hook(*prepare(trainable, config), Path(tmp))
+
+    return [open_store, import_hook, rehearse]
 
 
 def error_line(error: BaseException) -> str:
@@ -115,6 +189,9 @@ def error_line(error: BaseException) -> str:
 # The worker renders only while trials on the driver's machine leave this many CPUs free: a physical core
 # (two hyperthreads), since even an idle-class process slows a trial on its core's sibling.
 REVIEW_SPARE_CPUS = 2.0
+# ... and only once they have left them free this long: a trial that ends is usually followed within a second or two
+# by the next one (the searcher suggests, Ray Tune reuses the actor), and a render started in between runs into it.
+REVIEW_SETTLE_S = 3.0
 
 
 def lowest_cpu_priority() -> None:
@@ -128,35 +205,33 @@ def lowest_cpu_priority() -> None:
         os.nice(19)
 
 
-def _serve(jobs: Any, outcomes: Any, may_work: Any) -> None:
-    """The worker's loop: lowest CPU priority, one torch thread, Ctrl-C left to the driver; a job at a time
-    until ``None``, each only while ``may_work`` is set (the driver clears it while trials fill this machine)."""
+def _serve(trainable: str, tracking_uri: str, jobs: Any, outcomes: Any, may_work: Any) -> None:
+    """The worker's loop: lowest CPU priority, one torch thread, Ctrl-C left to the driver; its warm-up, then a job
+    at a time until ``None``; each step of the warm-up and each job only while ``may_work`` is set (the driver
+    clears it while trials fill this machine)."""
     lowest_cpu_priority()
     os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported
     os.environ.setdefault("MPLBACKEND", "Agg")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches the whole process group
-    may_work.wait()
-    # Heavy imports at the first chance, rather than when the first job comes.
-    import mlflow.tracking  # noqa: F401
-
-    import trainables.review  # noqa: F401
-
+    outcomes.put(warm_up(trainable, tracking_uri, may_work.wait))
     while (job := jobs.get()) is not None:
         may_work.wait()
         outcomes.put(review_trial(job))
 
 
 class ReviewWorker:
-    """The one review process (``spawn`` context, daemonic: it dies with the driver) and its two queues."""
+    """The one review process for jobs of ``trainable`` logged to ``tracking_uri`` (``spawn`` context, daemonic: it
+    dies with the driver) and its two queues. It starts free to work (no trial runs yet): its :func:`warm_up` begins
+    while the search is starting, and goes on between the trials that :meth:`pause` it."""
 
-    def __init__(self) -> None:
+    def __init__(self, trainable: str, tracking_uri: str) -> None:
         context = multiprocessing.get_context("spawn")
         self._jobs = context.Queue()
         self._outcomes = context.Queue()
         self._may_work = context.Event()
-        self._process = context.Process(
-            target=_serve, args=(self._jobs, self._outcomes, self._may_work), name="orchestrator-review", daemon=True
-        )
+        self._may_work.set()
+        args = (trainable, tracking_uri, self._jobs, self._outcomes, self._may_work)
+        self._process = context.Process(target=_serve, args=args, name="orchestrator-review", daemon=True)
         self._process.start()
 
     def pause(self, paused: bool) -> None:
@@ -166,11 +241,16 @@ class ReviewWorker:
         else:
             self._may_work.set()
 
+    @property
+    def held(self) -> bool:
+        """Whether the worker holds its next job (:meth:`pause`)."""
+        return not self._may_work.is_set()
+
     def submit(self, job: ReviewJob) -> None:
         """Queue ``job`` (returns at once; a feeder thread pickles and sends it)."""
         self._jobs.put(job)
 
-    def outcomes(self, timeout: float = 0.0) -> Iterator[ReviewOutcome]:
+    def outcomes(self, timeout: float = 0.0) -> Iterator[ReviewOutcome | WorkerReady]:
         """The outcomes ready now, waiting up to ``timeout`` for the first one."""
         try:
             yield self._outcomes.get(timeout=timeout) if timeout > 0 else self._outcomes.get_nowait()
@@ -214,13 +294,17 @@ class TrialReviews:
         self._logger = logger
         self._worker: ReviewWorker | None = None
         try:
-            self._worker = ReviewWorker()
+            self._worker = ReviewWorker(trainable, tracking_uri)
         except OSError as e:  # no process to spare: the search runs without review artifacts
             print(f"review artifacts: off, the review process did not start ({error_line(e)})", file=sys.stderr)
         self._lock = threading.Lock()  # _waiting and _submitted change in the logger's thread too
         self._waiting: set[str] = set()  # ended trials whose run the logger has not created yet
         self._submitted: set[str] = set()  # handed to the worker, outcome not yet read
+        self._release: threading.Timer | None = None  # lets the worker go on once the machine stayed free
         self.done = 0  # outcomes read (artifacts uploaded or an error tagged)
+        self.warm_up: WorkerReady | None = None  # the worker's imports, once it has done them
+        self.job_cpu_s: list[float] = []  # the worker's CPU seconds per job, in the order the outcomes came
+        self.activity: list[Activity] = []  # the worker's warm-up steps and jobs, as they were reported
 
     @property
     def pending(self) -> int:
@@ -245,21 +329,51 @@ class TrialReviews:
 
         self._logger.when_run_exists(trial_id, submit)
 
-    def machine_busy(self, busy: bool) -> None:
+    def machine_busy(self, busy: bool, settle_s: float = REVIEW_SETTLE_S) -> None:
         """Whether trials leave too little of the driver's machine free now (``REVIEW_SPARE_CPUS``): the worker
-        renders only while they do not, so that it never slows a trial."""
+        holds its next job at once while they do, and goes on once they have not for ``settle_s`` seconds, so
+        that it never slows a trial."""
         with self._lock:
-            if self._worker is not None:
-                self._worker.pause(busy)
+            if self._worker is None:
+                return
+            if not busy and settle_s > 0:
+                if self._release is None and self._worker.held:  # free since now: the clock starts
+                    timer = threading.Timer(settle_s, lambda: self._release_now(timer))
+                    timer.daemon = True
+                    self._release = timer
+                    timer.start()
+                return
+            self._cancel_release()
+            self._worker.pause(busy)
+
+    def _cancel_release(self) -> None:
+        """Forget a pending release (under the lock)."""
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+
+    def _release_now(self, timer: threading.Timer) -> None:
+        """``timer``'s settle time passed with the machine free (in its thread): the worker goes on, unless a later
+        call replaced or cancelled the timer meanwhile."""
+        with self._lock:
+            if self._worker is not None and self._release is timer:
+                self._release = None
+                self._worker.pause(False)
 
     def collect(self, timeout: float = 0.0) -> None:
         """Read the outcomes ready now (waiting up to ``timeout`` for one); a failure becomes its run's tag."""
         if self._worker is None:
             return
         for outcome in self._worker.outcomes(timeout):
+            if isinstance(outcome, WorkerReady):
+                self.warm_up = outcome
+                self.activity.extend(outcome.steps)
+                continue
             with self._lock:
                 self._submitted.discard(outcome.trial_id)
             self.done += 1
+            self.job_cpu_s.append(outcome.cpu_s)
+            self.activity.append((outcome.started, outcome.ended, outcome.cpu_s))
             if outcome.error:
                 self._logger.log(outcome.trial_id, tags={REVIEW_ERROR: outcome.error})
 
@@ -267,7 +381,7 @@ class TrialReviews:
         """Wait up to ``timeout`` seconds for every job, a progress line every ``PROGRESS_EVERY_S``; then stop."""
         deadline = time.monotonic() + timeout
         next_line = time.monotonic()
-        self.machine_busy(False)
+        self.machine_busy(False, settle_s=0)  # no trial is left to slow
         try:
             while self.pending and self._worker is not None and self._worker.exit_code is None:
                 now = time.monotonic()
@@ -288,6 +402,7 @@ class TrialReviews:
         self.collect()
         with self._lock:  # from here no job is submitted (the logger's thread checks _worker under the lock)
             worker, self._worker = self._worker, None
+            self._cancel_release()
             skipped, unlogged = sorted(self._submitted), len(self._waiting)
             self._submitted.clear()
             self._waiting.clear()

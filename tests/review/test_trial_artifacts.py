@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,18 @@ from matplotlib.image import imread
 
 import trainables
 from orchestrator.engine.runner import SearchOptions, run_search
-from orchestrator.review.trial import REVIEW_WAIT_ENV, ReviewJob, error_line, review_trial, review_wait_s
+from orchestrator.review import trial as review_module
+from orchestrator.review.trial import (
+    REVIEW_WAIT_ENV,
+    ReviewJob,
+    ReviewOutcome,
+    ReviewWorker,
+    TrialReviews,
+    WorkerReady,
+    error_line,
+    review_trial,
+    review_wait_s,
+)
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import AsyncTrialLogger
 from tests.engine.conftest import convnet_tiny_space
@@ -125,6 +137,44 @@ def test_review_job_uploads_under_review(store_uri: str, convnet_checkpoint: tup
     assert listed == TRIAL_FILES["convnet_tiny"]
 
 
+@pytest.mark.slow
+def test_the_worker_warms_up_first_then_reports_each_jobs_cpu_time(
+    store_uri: str, convnet_checkpoint: tuple[dict, Any]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store_uri)
+    run_id = client.create_run(client.create_experiment("worker")).info.run_id
+    config, checkpoint = convnet_checkpoint
+    worker = ReviewWorker("convnet_tiny", store_uri)
+    try:
+        assert not worker.held, "free to warm up at once: no trial runs yet"
+        ready = next(worker.outcomes(timeout=120))
+        assert isinstance(ready, WorkerReady) and ready.cpu_s > 0.5 and ready.wall_s >= ready.cpu_s * 0.5
+        worker.pause(True)
+        worker.submit(ReviewJob("t1", "convnet_tiny", config, checkpoint, store_uri, run_id))
+        assert list(worker.outcomes(timeout=1.0)) == [], "held: the job waits"
+        worker.pause(False)
+        done = next(worker.outcomes(timeout=120))
+        assert isinstance(done, ReviewOutcome) and done.error == "" and 0 < done.cpu_s < ready.cpu_s
+    finally:
+        worker.stop()
+    assert worker.exit_code is not None  # ended (at SCHED_IDLE on a loaded machine it may be terminated)
+    assert {a.path for a in client.list_artifacts(run_id, schema.REVIEW_ARTIFACT_DIR)} == TRIAL_FILES["convnet_tiny"]
+
+
+def test_each_warm_up_step_waits_for_the_gate_and_a_failing_step_is_left_to_the_jobs(store_uri: str) -> None:
+    steps = review_module.warm_up_steps("convnet_tiny", store_uri)
+    assert len(steps) == 3
+    waits: list[int] = []
+    ready = review_module.warm_up("convnet_tiny", store_uri, wait=lambda: waits.append(len(waits)))
+    assert waits == [0, 1, 2] and ready.cpu_s > 0
+    assert len(ready.steps) == 3 and all(start <= end and cpu >= 0 for start, end, cpu in ready.steps)
+    assert sum(cpu for _, _, cpu in ready.steps) == pytest.approx(ready.cpu_s, abs=0.05)
+    unknown = review_module.warm_up("no_such_trainable", store_uri)  # every step fails: no error here
+    assert isinstance(unknown, WorkerReady)
+
+
 def test_review_job_that_fails_returns_one_line(tmp_path: Path, convnet_checkpoint: tuple[dict, Any]) -> None:
     config, checkpoint = convnet_checkpoint
     store = (tmp_path / "mlruns").as_uri()  # a file store: no run with this id
@@ -145,6 +195,70 @@ def test_review_wait_is_bounded_and_its_variable_checked(monkeypatch: pytest.Mon
     monkeypatch.setenv(REVIEW_WAIT_ENV, "soon")
     with pytest.raises(Exception, match=f"{REVIEW_WAIT_ENV}='soon': give the seconds to wait"):
         review_wait_s()
+
+
+class _FakeWorker:
+    """Stands in for the review process: records when it is held or let go, hands out queued outcomes."""
+
+    def __init__(self, trainable: str, tracking_uri: str) -> None:
+        self.held = True
+        self.changes: list[bool] = []  # the held state after each pause() that changed it
+        self.ready: list[ReviewOutcome | WorkerReady] = []
+
+    def pause(self, paused: bool) -> None:
+        if paused != self.held:
+            self.changes.append(paused)
+        self.held = paused
+
+    def outcomes(self, timeout: float = 0.0) -> Iterator[ReviewOutcome | WorkerReady]:
+        while self.ready:
+            yield self.ready.pop(0)
+
+    exit_code = None
+
+    def stop(self, timeout: float = 0.0) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_reviews(monkeypatch: pytest.MonkeyPatch) -> tuple[TrialReviews, _FakeWorker]:
+    monkeypatch.setattr(review_module, "ReviewWorker", _FakeWorker)
+    reviews = TrialReviews("convnet_tiny", "sqlite:///unused.db", logger=None)  # type: ignore[arg-type]
+    worker = reviews._worker
+    assert isinstance(worker, _FakeWorker)
+    return reviews, worker
+
+
+def test_the_gate_closes_at_once_and_opens_only_once_the_machine_stayed_free(
+    fake_reviews: tuple[TrialReviews, _FakeWorker],
+) -> None:
+    reviews, worker = fake_reviews
+    settle = 0.3
+    reviews.machine_busy(False, settle_s=settle)
+    time.sleep(settle / 3)
+    reviews.machine_busy(False, settle_s=settle)  # still free: the clock is not restarted
+    reviews.machine_busy(True, settle_s=settle)  # a trial started before the settle time passed
+    time.sleep(settle * 1.5)
+    assert worker.held and worker.changes == [], "never let go: the machine was free for less than the settle time"
+    reviews.machine_busy(False, settle_s=settle)
+    time.sleep(settle / 3)
+    assert worker.held
+    time.sleep(settle * 1.5)
+    assert not worker.held and worker.changes == [False]
+    reviews.machine_busy(True, settle_s=settle)
+    assert worker.held and worker.changes == [False, True], "held at once"
+    reviews.machine_busy(False, settle_s=0)
+    assert not worker.held, "no settle time (the search's end): at once"
+    reviews.stop()
+
+
+def test_collect_records_the_warm_up_and_each_jobs_cpu_time(fake_reviews: tuple[TrialReviews, _FakeWorker]) -> None:
+    reviews, worker = fake_reviews
+    ready = WorkerReady(cpu_s=6.0, wall_s=9.0, steps=((1.0, 4.0, 6.0),))
+    worker.ready = [ready, ReviewOutcome("a", cpu_s=0.2, started=5.0, ended=5.5), ReviewOutcome("b", cpu_s=0.3)]
+    reviews.collect()
+    assert reviews.warm_up == ready and reviews.job_cpu_s == [0.2, 0.3] and reviews.done == 2
+    assert reviews.activity == [(1.0, 4.0, 6.0), (5.0, 5.5, 0.2), (0.0, 0.0, 0.3)]  # set beside trials by the bench
 
 
 class _RecordingStore:

@@ -13,7 +13,16 @@ from orchestrator.tracking.schema import ARCHITECTURE_ARTIFACT, CONFUSION_MATRIX
 
 from ..config import Config
 from ..loop import Runtime, Task
-from ..review import artifact_path, diagram, draw_arrow, draw_box, new_figure, save_figure, write_model_summary
+from ..review import (
+    artifact_path,
+    diagram,
+    draw_arrow,
+    draw_box,
+    new_figure,
+    place_axes,
+    save_figure,
+    write_model_summary,
+)
 from .model import ConvNetShape, Ensemble
 from .trainable import vote
 
@@ -50,15 +59,19 @@ def confusion_matrix(task: Task, classes: int, rule: str) -> np.ndarray:
     return counts.reshape(classes, classes).numpy()
 
 
+CONFUSION_MARGINS_IN = (0.65, 0.55, 0.2, 0.35)  # left, bottom, right, top: tick and axis labels, the title
+
+
 def confusion_figure(matrix: np.ndarray) -> Figure:
-    """The confusion matrix as a heat map with counts in the cells and the accuracy in the title."""
+    """The confusion matrix as a heat map with counts in the cells (no colour bar: they say more) and the accuracy
+    in the title."""
     classes = len(matrix)
     accuracy = np.trace(matrix) / max(int(matrix.sum()), 1)
-    size = 2.5 + 0.35 * classes
-    figure = new_figure(size + 0.8, size)
-    axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues", vmin=0)
-    figure.colorbar(image, ax=axes, shrink=0.8)
+    cells = 0.35 * classes + 1.6  # the matrix's side (inches)
+    left, bottom, right, top = CONFUSION_MARGINS_IN
+    figure = new_figure(cells + left + right, cells + bottom + top)
+    axes = place_axes(figure, *CONFUSION_MARGINS_IN)
+    axes.imshow(matrix, cmap="Blues", vmin=0)
     axes.set_xticks(range(classes))
     axes.set_yticks(range(classes))
     axes.set_xlabel("predicted class")

@@ -26,6 +26,8 @@ from ..review import (
 from .model import UNet, UNetShape
 
 PREVIEW_TILES = 3  # the first validation tiles: the same for every trial of a search
+TILE_IN = 1.5  # a tile's cell (inches)
+HEADER_IN = 0.5  # above the tiles: the title and the column titles (inches)
 RGB_CHANNELS = ("r", "g", "b")
 STRETCH_PERCENTILES = (2.0, 98.0)
 
@@ -110,8 +112,21 @@ def predictions_figure(task: Task) -> Figure:
     truth = (y > 0.5).cpu().numpy()
     predicted = (logits > 0).cpu().numpy()
     columns = 1 + 2 * len(classes)
-    figure = new_figure(1.5 * columns, 1.5 * len(x) + 0.5)
-    grid = figure.subplots(len(x), columns, squeeze=False)
+    height = TILE_IN * len(x) + HEADER_IN
+    figure = new_figure(TILE_IN * columns, height)
+    grid = figure.subplots(
+        len(x),
+        columns,
+        squeeze=False,
+        gridspec_kw={
+            "left": 0.01,
+            "right": 0.99,
+            "bottom": 0.01,
+            "top": 1 - HEADER_IN / height,
+            "wspace": 0.08,
+            "hspace": 0.2,
+        },
+    )
     for row, cells in enumerate(grid):
         cells[0].imshow(rgb[row])
         for k, name in enumerate(classes):
