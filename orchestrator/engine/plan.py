@@ -18,6 +18,8 @@ from typing import Any
 from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import REDACTED, is_secret_key, mask_yaml_secrets
 from orchestrator.spaces import SearchSpace, StudyVersion, dump, parse_version
+from orchestrator.spaces.carry import CarriedTrial
+from orchestrator.spaces.model import Schedule
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import SpillFile
 from orchestrator.tracking.mlflow_store import describe_uri
@@ -176,8 +178,9 @@ def space_file_text(meta: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- Ray Tune objects
 
 
-def build_searcher(plan: SearchPlan, carried: list[tuple[dict[str, Any], float]]) -> Any:
-    """The space's search algorithm, warm-started from the carried ``(values, loss)`` pairs.
+def build_searcher(plan: SearchPlan, carried: list[CarriedTrial]) -> Any:
+    """The space's search algorithm, warm-started from the carried ``(values, loss)`` or, with a known per-epoch
+    history, ``(values, loss, {epoch: loss})`` trials.
 
     It searches the space with its secrets masked: Ray Tune pickles it, and records the configs it issues."""
     from .searchers import searcher_class
@@ -185,11 +188,20 @@ def build_searcher(plan: SearchPlan, carried: list[tuple[dict[str, Any], float]]
     return searcher_class(plan.version.search.algorithm)(mask_secrets(plan.version), carried, seed=plan.seed)
 
 
+def asha_scheduler(schedule: Schedule) -> Any:
+    """Ray Tune's ``ASHAScheduler`` for the space's schedule (its ``brackets``: asynchronous Hyperband), counting
+    epochs as ``training_iteration`` (the searchers' ``EPOCH_KEY``)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", max_t=schedule.max_epochs, grace_period=schedule.grace_period,
+                         reduction_factor=schedule.reduction_factor, brackets=schedule.brackets)  # fmt: skip
+
+
 def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None, trials: int | None = None) -> Any:
     """A new ``ray.tune.Tuner`` for ``plan`` in its experiment folder, running ``trials`` (None: the planned ones);
     ``live`` picks the progress view (None: a terminal gets the panel)."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     from .progress import ProgressCallback
     from .tracking_callback import MlflowTrialCallback
@@ -197,11 +209,7 @@ def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None, trial
     v = plan.version
     s = v.schedule
     trials = plan.planned if trials is None else trials
-    scheduler = (
-        ASHAScheduler(time_attr="training_iteration", max_t=s.max_epochs, grace_period=s.grace_period,
-                      reduction_factor=s.reduction_factor)
-        if s.scheduler == "asha" else FIFOScheduler()
-    )  # fmt: skip
+    scheduler = asha_scheduler(s) if s.scheduler == "asha" else FIFOScheduler()
     callbacks = [
         MlflowTrialCallback(
             v,

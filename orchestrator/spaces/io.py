@@ -520,11 +520,21 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
         "max_epochs": lambda v, p: _positive_int(ctx, v, p, "max_epochs"),
         "grace_period": lambda v, p: _positive_int(ctx, v, p, "grace_period"),
         "reduction_factor": lambda v, p: _number_above(ctx, v, p, "reduction_factor", 1.0),
+        "brackets": lambda v, p: _positive_int(ctx, v, p, "brackets"),
     })  # fmt: skip
     if schedule is not None and schedule.grace_period > schedule.max_epochs:
         ctx.error(
             ("schedule", "grace_period"),
             f"grace_period ({schedule.grace_period}) must not exceed max_epochs ({schedule.max_epochs})",
+        )
+    elif schedule is not None and schedule.brackets > 1 and schedule.scheduler != "asha":
+        ctx.error(("schedule", "brackets"), f"brackets ({schedule.brackets}) needs scheduler: asha")
+    elif schedule is not None and schedule.brackets > schedule.max_brackets():
+        ctx.error(
+            ("schedule", "brackets"),
+            f"brackets ({schedule.brackets}) must not exceed {schedule.max_brackets()} here: one per ASHA milestone "
+            f"below max_epochs ({schedule.max_epochs}), from grace_period {schedule.grace_period} times "
+            f"reduction_factor {schedule.reduction_factor:g}, plus one that never stops early",
         )
     resources = _parse_section(ctx, data, "resources", Resources, {
         "cpu": num("cpu"), "gpu": lambda v, p: _gpu(ctx, v, p),

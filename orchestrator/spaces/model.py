@@ -694,12 +694,36 @@ class Metric:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Early stopping. ``asha`` stops weak trials at rungs; ``fifo`` runs every trial to the end."""
+    """Early stopping. ``asha`` stops weak trials at rungs; ``fifo`` runs every trial to the end.
+
+    ``brackets`` > 1 makes ASHA asynchronous Hyperband (Ray Tune's ``ASHAScheduler(brackets=...)``): bracket
+    ``s`` starts stopping at ``grace_period * reduction_factor**s``, so a trial drawn into a later bracket is
+    judged only after more epochs, and the last of ``max_brackets()`` brackets never stops a trial early.
+    Ray draws a trial's bracket with weight ``e**(its rungs)``: most trials go to the first, the most aggressive.
+    Slow starters that end best then still reach the full budget now and then, which one bracket never allows
+    when early ranking misleads (``bench.search_at_scale``)."""
 
     scheduler: Literal["asha", "fifo"] = "asha"
     max_epochs: int = 10
     grace_period: int = 1
     reduction_factor: float = 3.0
+    brackets: int = 1
+
+    # Fields added after content hashes were recorded (see ``SearchSettings``).
+    _HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = ("brackets",)
+
+    def max_brackets(self) -> int:
+        """The most brackets that differ: one per ASHA milestone below ``max_epochs`` (``grace_period *
+        reduction_factor**k``), plus one that never stops a trial early."""
+        milestones, milestone = 0, float(self.grace_period)
+        while milestone < self.max_epochs - 1e-9:
+            milestones += 1
+            milestone *= self.reduction_factor
+        return milestones + 1
+
+    def canonical(self) -> dict[str, Any]:
+        """The settings that enter the content hash."""
+        return _without_defaults(self, self._HASHED_WHEN_SET)
 
 
 @dataclass(frozen=True)
@@ -735,9 +759,7 @@ class SearchSettings:
 
     def canonical(self) -> dict[str, Any]:
         """The settings that enter the content hash."""
-        defaults = SearchSettings()
-        return {k: v for k, v in vars_of(self).items()
-                if k not in self._HASHED_WHEN_SET or v != getattr(defaults, k)}  # fmt: skip
+        return _without_defaults(self, self._HASHED_WHEN_SET)
 
 
 @dataclass(frozen=True)
@@ -763,7 +785,7 @@ class StudyVersion:
             "study": self.study,
             "trainable": self.trainable,
             "metric": {"name": self.metric.name, "mode": self.metric.mode},
-            "schedule": _canon_numbers(vars_of(self.schedule)),
+            "schedule": _canon_numbers(self.schedule.canonical()),
             "resources": _canon_numbers(vars_of(self.resources)),
             "search": _canon_numbers(self.search.canonical()),
             "fixed": dict(self.fixed),
@@ -792,6 +814,13 @@ class StudyVersion:
 def vars_of(obj: Any) -> dict[str, Any]:
     """A dataclass's fields by name (``dataclasses.fields``: class variables are not fields)."""
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _without_defaults(settings: Any, hashed_when_set: tuple[str, ...]) -> dict[str, Any]:
+    """A settings dataclass's fields, less those of ``hashed_when_set`` that hold their default: fields added
+    after content hashes were recorded, so a file that does not use them keeps the hash its trials ran with."""
+    defaults = type(settings)()
+    return {k: v for k, v in vars_of(settings).items() if k not in hashed_when_set or v != getattr(defaults, k)}
 
 
 def _canon_numbers(x: Any) -> Any:

@@ -108,7 +108,7 @@ def test_search_at_scale_curves_cross_and_asha_stops_trials() -> None:
     assert curve(fast, 1) < curve(slow, 1) and curve(fast, 27) > curve(slow, 27)  # early ranking misleads
     version = search_at_scale.make_version("mf", search_at_scale.MF_PARAMS, schedule=search_at_scale.MF_SCHEDULE)
     searcher = search_at_scale.variant("tpe")(version, [], seed=0)
-    trace = search_at_scale.asha_search(searcher, version, 12)
+    trace = search_at_scale.asha_search(searcher, version, search_at_scale.learning_curve, 12, seed=0)
     assert 0 < len(trace.finals) < 12 and trace.epochs < 12 * 27  # ASHA stopped some trials early
     assert searcher.observed_at(1) == 12 and searcher.observed_at(27) == len(trace.finals)
 
@@ -120,42 +120,82 @@ def test_search_at_scale_prints_a_result_line(tmp_path: Path, capsys: pytest.Cap
                           "--out", str(out_file)])  # fmt: skip
     result = common.parse_result_line(capsys.readouterr().out)
     assert result == json.loads(out_file.read_text())
-    assert set(result["multifidelity"]["methods"]) >= {"tpe, fidelity-aware", "Ray HyperOptSearch + ASHA",
-                                                       "Optuna TPE + HyperbandPruner"}  # fmt: skip
+    assert set(result["multifidelity"]) == {"crossing curves", "convnet digits"}
+    crossing = result["multifidelity"]["crossing curves"]
+    assert crossing["ours"] == "tpe, fidelity-aware + ASHA, 4 brackets"
+    assert {crossing["ours"], "Ray HyperOptSearch + ASHA, 1 bracket", "Optuna TPE + HyperbandPruner"} <= set(
+        crossing["methods"]
+    )
     assert set(result["parallel"]["problems"]) == {"branin", "hartmann6", "conditional"}
     assert set(result["latency_ms"]) == {"300", "2500"} and result["goal"]["latency_met"] == {}
     assert result["prior_quality"]["problems"]["branin"]["now"]["seeds"] == 2
 
 
-def _cost_run(trial_wall_s: float, review_wait_s: float) -> dict[str, Any]:
-    """One search as ``review_cost.run_once`` describes it: three trials of ``trial_wall_s`` over 4 epochs each."""
-    train_s = 0.9 * trial_wall_s  # the trainable's own epoch_time_s, summed
-    trial = {"wall_s": trial_wall_s, "epochs": 4, "s_per_epoch": trial_wall_s / 4, "reviewed": review_wait_s > 0,
-             "train_s": train_s, "train_s_per_epoch": train_s / 4}  # fmt: skip
+def _cost_trial(wall_s: float, config: str, epochs: int = 4) -> dict[str, Any]:
+    """One trial as ``review_cost.trial_times`` describes it; its trainable's own time is 0.9 of its wall time."""
+    return {"wall_s": wall_s, "epochs": epochs, "s_per_epoch": wall_s / epochs, "reviewed": False,
+            "train_s": 0.9 * wall_s, "train_s_per_epoch": 0.9 * wall_s / epochs, "config": config}  # fmt: skip
+
+
+def _cost_run(trial_wall_s: float, review_wait_s: float, configs: tuple[str, ...] = ("a", "b", "c"),
+              job_cpu_s: tuple[float, ...] = ()) -> dict[str, Any]:  # fmt: skip
+    """One search as ``review_cost.run_once`` describes it: a trial of ``trial_wall_s`` over 4 epochs per config."""
+    trials = [{**_cost_trial(trial_wall_s, config), "reviewed": review_wait_s > 0} for config in configs]
     return {"call_s": 5 * trial_wall_s, "fit_s": 4 * trial_wall_s, "review_wait_s": review_wait_s, "best": 0.9,
-            "trials": [trial] * 3}  # fmt: skip
+            "warm_up_cpu_s": 6.0 if job_cpu_s else None, "job_cpu_s": list(job_cpu_s), "trials": trials}  # fmt: skip
 
 
 def test_review_cost_alternates_sides_and_compares_medians(capsys: pytest.CaptureFixture[str]) -> None:
     assert [review_cost.side_order(i) for i in range(3)] == [["off", "on"], ["on", "off"], ["off", "on"]]
     assert load_version(review_cost.demo_space()).study == "convnet_digits"  # what `orchestrator demo` searches
-    sides = {"off": review_cost.summarize([_cost_run(10.0, 0.0), _cost_run(12.0, 0.0)]),
-             "on": review_cost.summarize([_cost_run(10.5, 2.0), _cost_run(12.5, 3.0)])}  # fmt: skip
+    runs = {"off": [_cost_run(10.0, 0.0), _cost_run(12.0, 0.0)],
+            "on": [_cost_run(10.5, 2.0, job_cpu_s=(0.2, 0.3)), _cost_run(12.5, 3.0, job_cpu_s=(0.4,))]}  # fmt: skip
+    sides = {side: review_cost.summarize(side_runs) for side, side_runs in runs.items()}
     assert sides["off"]["trial_wall_s_median"] == 11.0 and sides["on"]["trial_wall_s_median"] == 11.5
     assert sides["on"]["review_wait_s_max"] == 3.0 and sides["on"]["trials_reviewed"] == 6
     assert sides["off"]["trials_reviewed"] == 0 and sides["off"]["trials_measured"] == 6
-    compared = review_cost.compare(sides)
+    assert sides["on"]["worker_job_cpu_s_median"] == 0.3 and sides["on"]["worker_warm_up_cpu_s_median"] == 6.0
+    assert sides["off"]["worker_job_cpu_s_median"] is None
+    paired = review_cost.paired_ratios(runs["off"], runs["on"])
+    assert paired["pairs"] == paired["trials"] == 6
+    # per pair 10.5/10 three times, 12.5/12 three times: the median is between them
+    assert paired["s_per_epoch_ratio"] == pytest.approx((10.5 / 10 + 12.5 / 12) / 2)
+    compared = review_cost.compare(sides, paired)
     assert compared["ratios_on_over_off"]["trial_wall_s_median"] == pytest.approx(11.5 / 11.0)
     assert compared["ratios_on_over_off"]["trial_train_s_per_epoch_median"] == pytest.approx(11.5 / 11.0)
     goal = compared["goal"]
-    assert goal["trial_cost"] == pytest.approx(0.5 / 11.0) and goal["met"] is (review_cost.GOAL_COST >= 0.5 / 11.0)
+    cost = (10.5 / 10 + 12.5 / 12) / 2 - 1
+    assert goal["measure"].startswith("paired") and goal["trial_cost"] == pytest.approx(cost)
+    assert goal["met"] is (cost <= review_cost.GOAL_COST)
     review_cost.report({"space": "demo.yaml", "rounds": 2, "seed": 0, "sides": sides, **compared})
     printed = capsys.readouterr().out
-    assert "on / off" in printed and "+4.55% (NOT met)" in printed
+    assert "on / off" in printed and f"{cost:+.2%} (NOT met)" in printed and "paired up 6 of 6 trials" in printed
+
+
+def test_review_cost_pairs_trials_of_the_same_round_and_config_else_falls_back_to_pooled_medians() -> None:
+    off = [{"trials": [_cost_trial(10.0, "a"), _cost_trial(20.0, "b", epochs=8), _cost_trial(30.0, "c")]},
+           {"trials": [_cost_trial(10.0, "a")]}]  # fmt: skip
+    on = [
+        {"trials": [_cost_trial(22.0, "b", epochs=4), _cost_trial(11.0, "x")]},  # b stopped at another rung
+        {"trials": [_cost_trial(10.2, "a"), _cost_trial(10.0, "a")]},
+    ]  # a config twice: paired once
+    pairs = review_cost.pair_trials(off, on)
+    assert [(o["config"], n["config"]) for o, n in pairs] == [("b", "b"), ("a", "a")]
+    assert pairs[0][1]["wall_s"] == 22.0 and pairs[1][1]["wall_s"] == 10.2, "the first unmatched trial, in order"
+    paired = review_cost.paired_ratios(off, on)
+    assert paired["pairs"] == 2 and paired["trials"] == 4
+    assert paired["s_per_epoch_ratio"] == pytest.approx(((22 / 4) / (20 / 8) + 10.2 / 10) / 2)  # per epoch
+    sides = {"off": review_cost.summarize([{**_cost_run(10.0, 0.0), **run} for run in off]),
+             "on": review_cost.summarize([{**_cost_run(10.0, 1.0), **run} for run in on])}  # fmt: skip
+    assert review_cost.compare(sides, paired)["goal"]["measure"].startswith("paired"), "2 of 4: half pair up"
+    few = {**paired, "pairs": 1}
+    goal = review_cost.compare(sides, few)["goal"]
+    pooled = sides["on"]["trial_s_per_epoch_median"] / sides["off"]["trial_s_per_epoch_median"] - 1
+    assert goal["measure"].startswith("pooled") and goal["trial_cost"] == pytest.approx(pooled)
 
 
 def test_review_cost_times_the_drivers_wait_for_the_review_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.review.trial import TrialReviews
+    from orchestrator.review.trial import TrialReviews, WorkerReady
 
     timeouts: list[float] = []
 
@@ -169,6 +209,13 @@ def test_review_cost_times_the_drivers_wait_for_the_review_worker(monkeypatch: p
         TrialReviews.finish(object(), 1.5)  # type: ignore[arg-type]
     assert timeouts == [1.5] and len(waits) == 1 and waits[0] >= 0.05
     assert TrialReviews.finish is finish  # restored after the block
+    worker_cpu: list[dict[str, Any]] = []
+    with review_cost.timed_review_waits(waits, worker_cpu):
+        done = SimpleNamespace(warm_up=WorkerReady(6.5, 9.0), job_cpu_s=[0.2], activity=[(1.0, 2.0, 0.2)])
+        TrialReviews.finish(done, 1.0)  # type: ignore[arg-type]
+        TrialReviews.finish(SimpleNamespace(warm_up=None, job_cpu_s=[], activity=[]), 1.0)  # type: ignore[arg-type]
+    assert worker_cpu == [{"warm_up_cpu_s": 6.5, "job_cpu_s": [0.2], "activity": [[1.0, 2.0, 0.2]]},
+                          {"warm_up_cpu_s": None, "job_cpu_s": [], "activity": []}]  # fmt: skip
 
 
 def test_per_class_compares_the_same_total_epochs_and_prints_a_result_line(
@@ -203,3 +250,18 @@ def test_predict_memory_measures_the_child_and_checks_identity(tmp_path: Path,
     assert cpu["device"] == "cpu" and cpu["tiles"] == 81 and cpu["tiles_per_s"] > 0  # (256 + 2 * 32) / 32 - 1 = 9
     assert 0 < cpu["peak_rss_bytes"] < 4 * 2**30
     assert result["identity"]["identical"] and result["identity"]["pixels_compared"] > 0.99 * 2 * 128 * 128
+
+
+def test_review_cost_bounds_the_cost_by_the_workers_cpu_while_trials_ran() -> None:
+    trials = [{"start": 0.0, "end": 10.0}, {"start": 5.0, "end": 15.0}, {"start": 20.0, "end": 30.0}]
+    activity = [(12.0, 16.0, 2.0),  # 3 of its 4 seconds inside a trial: 1.5 CPU s counted
+                (16.0, 19.0, 1.0),  # between trials: none
+                (25.0, 25.0, 0.5)]  # an instant inside a trial: all of it  # fmt: skip
+    assert review_cost.worker_cpu_during_trials(activity, trials) == pytest.approx(2.0)
+    assert review_cost.worker_cpu_during_trials([], trials) == 0.0
+
+
+def test_review_cost_noise_floor_pairs_consecutive_rounds_of_one_side() -> None:
+    runs = [{"trials": [_cost_trial(wall_s, "a")]} for wall_s in (10.0, 11.0, 9.9)]
+    assert review_cost.noise_floor(runs) == pytest.approx((11.0 / 10.0 + 9.9 / 11.0) / 2)
+    assert review_cost.noise_floor(runs[:1]) is None

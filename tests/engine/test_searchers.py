@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,13 +18,29 @@ from orchestrator.engine.searchers.base import budgets_of, lie
 from orchestrator.engine.searchers.hyperopt import HyperoptSearcher, good_count, model_selection
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import SpaceError, StudyVersion, parse_version
-from tests.engine.searcher_contract import HEAD, QUADRATIC_PARAMS, SearcherContract
+from tests.engine.searcher_contract import HEAD, QUADRATIC_PARAMS, SearcherContract, quadratic, values_of
 
 
 class TestTpe(SearcherContract):
     @pytest.fixture
     def algorithm(self) -> str:
         return "tpe"
+
+    def test_running_trials_count_towards_the_start_up_phase(self, tmp_path: Path) -> None:
+        """As in hyperopt's own ``tpe.suggest``: the first ``startup_trials`` suggestions are random whatever the
+        concurrency (once a trial is scored). Four at a time with ``startup_trials: 4``, TPE suggests as soon as
+        the first one ends, also after a save/restore or a pickle round trip."""
+        version = self.version("tpe", QUADRATIC_PARAMS, startup=4)
+        s = self.searcher(version, seed=5)
+        configs = {f"p{i}": s.suggest(f"p{i}") for i in range(6)}
+        assert set(s.suggested_by.values()) == {"startup"}  # nothing scored yet: nothing to model
+        s.on_trial_complete("p0", {"loss": quadratic(values_of(version, configs["p0"]))})
+        s.save(str(tmp_path / "state.json"))
+        restored = self.searcher(version, seed=5)
+        restored.restore(str(tmp_path / "state.json"))
+        for copy in (s, restored, pickle.loads(pickle.dumps(s))):
+            copy.suggest("next")  # one scored and five running: past the start-up phase
+            assert copy.suggested_by["next"] == "tpe"
 
 
 class TestRandom(SearcherContract):
@@ -75,6 +93,66 @@ def test_ray_asha_judges_trials_at_the_same_rungs() -> None:
                          reduction_factor=s.reduction_factor)  # fmt: skip
     milestones = sorted(math.ceil(milestone) for milestone, _ in asha._brackets[0]._rungs)
     assert tuple(m for m in milestones if m < s.max_epochs) == budgets_of(s)[:-1]
+
+
+@pytest.mark.parametrize("schedule", ["{max_epochs: 27, brackets: 4}", "{max_epochs: 10, brackets: 4}",
+                                      "{max_epochs: 40, grace_period: 4, brackets: 4}"])  # fmt: skip
+def test_every_ray_asha_bracket_judges_at_rungs_the_searcher_records(schedule: str) -> None:
+    """With brackets (asynchronous Hyperband), each bracket's milestones are budgets of the searcher, and the
+    last of ``max_brackets()`` never stops a trial before the full budget."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from orchestrator.engine.plan import asha_scheduler
+
+    s = parse_version(f"{HEAD}schedule: {schedule}\n{QUADRATIC_PARAMS}").schedule
+    asha = asha_scheduler(s)
+    assert isinstance(asha, ASHAScheduler) and len(asha._brackets) == s.brackets == s.max_brackets()
+    early = [[m for m, _ in b._rungs if math.ceil(m) < s.max_epochs] for b in asha._brackets]
+    assert all({math.ceil(m) for m in milestones} <= set(budgets_of(s)) for milestones in early)
+    assert early[0] and not early[-1]
+
+
+def test_a_carried_trial_that_ran_longer_counts_with_its_loss_at_this_full_budget() -> None:
+    """A trial of a version with 27 epochs, carried into one with 9: its loss at epoch 9, not its final one."""
+    version = parse_version(f"{HEAD}schedule: {{max_epochs: 9}}\n{QUADRATIC_PARAMS}")
+    prior = [({"x": 0.1, "y": 0}, 0.1, {1: 0.9, 3: 0.6, 9: 0.4, 27: 0.1})]
+    assert searcher_class("tpe")(version, prior)._prior[0][1] == {1: 0.9, 3: 0.6, 9: 0.4}
+
+
+def test_trials_stopped_below_the_model_budget_rank_after_those_that_reached_it() -> None:
+    """TPE's good set is made of trials observed at the budget it fits on; trials ASHA stopped earlier join its
+    bad set with the worst loss seen there (however good their early loss was)."""
+    version = parse_version(f"{HEAD}schedule: {{max_epochs: 9}}\n{QUADRATIC_PARAMS}")
+    reached = [({"x": x, "y": 0}, x**2, {1: 0.5, 3: 0.4, 9: x**2}) for x in np.linspace(-1, 1, 8)]
+    stopped = [({"x": x, "y": 1}, -5.0, {1: -5.0}) for x in np.linspace(-1, 1, 30)]
+    s = searcher_class("tpe")(version, reached + stopped)
+    assert s.model_budget() == 9
+    trials, gamma = s._model_trials()
+    losses = sorted(t["result"]["loss"] for t in trials.trials)
+    assert len(losses) == 38 and losses.count(1.0) == 30 + 2  # the worst at epoch 9 is 1.0, at x = -1 and 1
+    n_good = math.ceil(gamma * math.sqrt(len(losses)))
+    assert n_good <= 8 and all(loss < 1.0 for loss in losses[:n_good])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="needs the optuna extra")
+def test_optuna_counts_trials_stopped_below_the_model_budget_as_pruned() -> None:
+    """Optuna's TPE ranks pruned trials after completed ones, by the step they reached: carried and own trials
+    that ASHA stopped below the budget the study fits on become pruned trials with their losses per rung."""
+    from optuna.trial import TrialState
+
+    version = parse_version(f"{HEAD}schedule: {{max_epochs: 9}}\nsearch: {{algorithm: optuna_tpe}}\n{QUADRATIC_PARAMS}")
+    reached = [({"x": x, "y": 0}, x**2, {1: 0.5, 3: 0.4, 9: x**2}) for x in np.linspace(-1, 1, 8)]
+    stopped = [({"x": x, "y": 1}, -5.0, {1: -5.0}) for x in np.linspace(-1, 1, 6)]
+    s = searcher_class("optuna_tpe")(version, reached + stopped)
+    assert s.model_budget() == 9
+    pruned = [t for t in s._study.get_trials(deepcopy=False) if t.state == TrialState.PRUNED]
+    assert len(pruned) == 6 and all(t.intermediate_values == {1: -5.0} for t in pruned)
+    s.suggest("a")
+    s.on_trial_result("a", {"loss": 0.3, "training_iteration": 1})
+    s.on_trial_result("a", {"loss": 0.2, "training_iteration": 3})
+    s.on_trial_complete("a", {"loss": 0.2, "training_iteration": 3})  # stopped at rung 3
+    last = s._study.get_trials(deepcopy=False)[-1]
+    assert last.state == TrialState.PRUNED and last.intermediate_values == {1: 0.3, 3: 0.2}
 
 
 def test_lie_values() -> None:

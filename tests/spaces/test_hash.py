@@ -68,6 +68,7 @@ def test_hash_ignores_order_formatting_comments_and_notes() -> None:
         ("function: quadratic", "function: branin"),
         ("max_epochs: 5", "max_epochs: 6"),
         ("mode: min", "mode: max"),
+        ("grace_period: 1}", "grace_period: 1, brackets: 2}"),
     ],
 )
 def test_hash_changes_with_any_range_or_choice(old: str, new: str) -> None:
@@ -94,3 +95,10 @@ SHIPPED_HASHES = {
 def test_shipped_hashes_are_unchanged() -> None:
     shipped = {str(p.relative_to(SPACES)): load_version(p).content_hash for p in sorted(SPACES.glob("*/v*.yaml"))}
     assert shipped == SHIPPED_HASHES
+
+
+def test_a_setting_at_its_default_keeps_the_hash_it_had_before_the_setting_existed() -> None:
+    """``schedule.brackets`` and ``search.liar`` came after hashes were recorded: written at their default,
+    a file hashes as one that does not name them."""
+    spelled_out = BASE.replace("grace_period: 1}", "grace_period: 1, brackets: 1}") + "search: {liar: worst}\n"
+    assert parse_version(spelled_out).content_hash == parse_version(BASE).content_hash

@@ -7,18 +7,27 @@ then, that the library learns from before its first suggestion. Its state is sav
 (values, never pickles), so a resumed search rebuilds the library's state from the prior and
 the completed trials, and pending trials survive a save/restore or a pickle round trip.
 
-**Budgets.** Each scored trial holds its loss per *budget*: an ASHA rung epoch
-(``grace_period * reduction_factor**k`` below ``max_epochs``, where ASHA compares trials) or
-``max_epochs`` itself (the full budget). A trial's loss at a rung is the one of its first result
-at or past that epoch, as ASHA records it. With ASHA the library fits on the highest budget with
-at least ``search.min_rung_trials`` observations (default d + 2 for d searched parameters, the
-rule of BOHB, Falkner et al. 2018), so an early-stopped trial counts at the rungs it reached,
-never as a final result. A prior without history counts at the full budget only, as a finished
-trial. With FIFO there is one budget, ``max_epochs``, and every scored trial is final.
+**Budgets.** Each scored trial holds its loss per *budget*: an ASHA rung epoch (``grace_period *
+reduction_factor**k`` below ``max_epochs``, where ASHA compares trials) or ``max_epochs`` itself
+(the full budget). A trial's loss at a rung is the one of its first result at or past that epoch, as
+ASHA records it. With ASHA the library fits on the highest budget with at least
+``search.min_rung_trials`` observations (default d + 2 for d searched parameters, the rule of BOHB,
+Falkner et al. 2018), so an early-stopped trial counts at the rungs it reached, never as a final
+result; at that budget, a trial ASHA stopped below it ranks after every trial that reached it (as
+Optuna's TPE ranks pruned trials: each library's searcher says how), so the model still learns where
+trials do not get that far. With ``schedule.brackets`` > 1 (asynchronous Hyperband) some trials are
+judged later or never stopped, and the full budget gathers observations sooner. A prior without
+history counts at the full budget only, as a finished trial. With FIFO there is one budget,
+``max_epochs``, and every scored trial is final.
 
 **Pending trials.** Trials that run while a suggestion is made (only with concurrency > 1) are
 treated as observed with a lie (constant liar, ``search.liar``): the worst, mean or best loss
-observed at the fitted budget, or left out (``off``).
+observed at the fitted budget, or left out (``off``). Whether they count towards the start-up phase
+is the library's own rule: hyperopt's ``tpe.suggest`` counts running trials, and so does
+``in_startup`` (the hyperopt searcher's), so the first ``search.startup_trials`` suggestions are random
+whatever the concurrency; Optuna's ``TPESampler`` counts completed trials only, and the Optuna searcher
+leaves it so (counting running ones there cost more on the conditional space than it gained elsewhere:
+``bench.search_at_scale``, parallel part).
 
 **Replays.** ``replay_first`` queues trials to suggest again, as they ran (values and seed), before any
 new suggestion: ``orchestrator resume`` continues the trials a dead driver left running this way. A
@@ -153,14 +162,14 @@ class SpaceSearcher(Searcher, ABC):
         self, config: Mapping[str, Any], loss: float, history: Mapping[int, float] | None = None
     ) -> tuple[dict[str, Any], Budgets]:
         """A carried trial's losses per budget: without a history it is final (full budget), as a finished
-        trial; with one it counts at the rungs its history reached, and at the full budget only if it got there."""
+        trial; with one it counts at the budgets its history reached, each with its first loss at or past it
+        (a trial of a version with more epochs counts at this version's full budget with its loss then)."""
         budgets: Budgets = {}
         per_epoch = sorted((int(epoch), float(value)) for epoch, value in (history or {}).items())
         if self.rungs and per_epoch:
             for epoch, value in per_epoch:
-                record_rungs(budgets, self.rungs, epoch, value)
-            if per_epoch[-1][0] < self.full_budget:
-                return dict(config), budgets
+                record_rungs(budgets, self.budgets, epoch, value)
+            return dict(config), budgets
         budgets[self.full_budget] = float(loss)
         return dict(config), budgets
 
@@ -186,6 +195,14 @@ class SpaceSearcher(Searcher, ABC):
     def n_scored(self) -> int:
         """Trials with a score that the library learns from (prior and completed)."""
         return len(self._prior) + len(self._completed)
+
+    def in_startup(self) -> bool:
+        """Whether the next suggestion is a start-up (random) one: fewer than ``search.startup_trials`` trials are
+        scored or running, running ones counting once one is scored (before that there is nothing to model).
+        Sequentially nothing runs at a suggestion and this is ``n_scored < startup_trials``; with k trials at a
+        time the first ``startup_trials`` suggestions are random, not ``startup_trials + k - 1``."""
+        scored = self.n_scored
+        return scored + (len(self._live) if scored else 0) < self.version.search.startup_trials
 
     # ------------------------------------------------------------------ suggestions and results
 

@@ -1,17 +1,20 @@
 """HyperOpt TPE (``search.algorithm: tpe``) or random search (``random``), warm-started from scored trials.
 
-Ray's own ``HyperOptSearch`` cannot take scored prior trials (its ``add_evaluated_point``
-is not implemented and ``points_to_evaluate`` re-runs points). This searcher keeps every
-trial's encoded draw (``orchestrator.engine.backends.hyperopt``) and its losses per budget,
-and hands ``tpe.suggest`` a fresh ``Trials`` of finished documents for each suggestion: the
-trials observed at the budget the model fits on (``SpaceSearcher.model_budget``), the running
-ones with the liar's loss, and past ``model_trials`` observations a thinned selection of them
-(``model_selection``), so 10,000 carried trials load in well under a second, TPE is past its
-start-up phase from the first suggestion, and a suggestion stays fast however long the history.
+Ray's own ``HyperOptSearch`` cannot take scored prior trials (its ``add_evaluated_point`` is not
+implemented and ``points_to_evaluate`` re-runs points). This searcher keeps every trial's encoded
+draw (``orchestrator.engine.backends.hyperopt``) and its losses per budget, and hands
+``tpe.suggest`` a fresh ``Trials`` of finished documents for each suggestion: the trials observed at
+the budget the model fits on (``SpaceSearcher.model_budget``), those ASHA stopped below it with the
+worst loss observed there (``_stopped_below``: in TPE's bad set, its good set made of trials that
+reached the budget), the running ones with the liar's loss, and past ``model_trials`` observations a
+thinned selection of them (``model_selection``), so 10,000 carried trials load in well under a
+second, TPE is past its start-up phase from the first suggestion, and a suggestion stays fast
+however long the history.
 
 Pending trials: hyperopt's ``tpe.suggest`` gives a document without a loss (a running trial) an
 infinite one, so before ``search.liar`` this searcher already lied "worst" about running trials;
-``worst`` keeps that ranking with a finite value, ``off`` now leaves them out.
+``worst`` keeps that ranking with a finite value, ``off`` now leaves them out. ``tpe.suggest`` counts running
+trials towards its start-up phase too, and so does this searcher (``SpaceSearcher.in_startup``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from hyperopt import JOB_STATE_DONE, STATUS_OK, Domain, Trials, rand, tpe
 
 from orchestrator.engine.backends.hyperopt import decode, encode, to_hyperopt, trial_misc
 
-from .base import SpaceSearcher, lie
+from .base import Budgets, SpaceSearcher, lie
 
 DEFAULT_GAMMA = 0.25  # hyperopt's ``tpe.suggest`` default
 GOOD_CAP = 25  # hyperopt's cap on the trials TPE calls good (``ap_split_trials``'s ``gamma_cap``)
@@ -92,17 +95,20 @@ class HyperoptSearcher(SpaceSearcher):
     def _model_trials(self) -> tuple[Trials, float]:
         """The finished documents TPE fits on for the next suggestion, and the ``gamma`` that keeps its good set."""
         budget = self.model_budget()
-        observed = [(misc, b[budget]) for misc, (_, b) in zip(self._miscs, self._scored(), strict=True) if budget in b]
+        scored = list(zip(self._miscs, self._scored(), strict=True))
+        observed = [(misc, b[budget]) for misc, (_, b) in scored if budget in b]
         observed += [(self._misc_of(t), rungs[budget]) for t, rungs in self._live_rungs.items() if budget in rungs]
-        # In suggestion order: hyperopt's linear forgetting weighs the newest most.
-        order = np.argsort([misc["tid"] for misc, _ in observed], kind="stable")
-        losses = np.array([loss for _, loss in observed])[order]
-        lied = lie(losses, self.version.search.liar)
+        lied = lie([loss for _, loss in observed], self.version.search.liar)
         pending = [] if lied is None else [(self._misc_of(t), lied) for t in self.pending_at(budget)]
+        modelled = observed + self._stopped_below(scored, budget, observed)
+        # In suggestion order: hyperopt's linear forgetting weighs the newest most.
+        order = np.argsort([misc["tid"] for misc, _ in modelled], kind="stable")
+        losses = np.array([loss for _, loss in modelled])[order]
         gamma = float(self.tpe_settings.get("gamma", DEFAULT_GAMMA))
-        n_good = good_count(len(observed) + len(pending), gamma)
-        kept = [observed[i] for i in order[model_selection(losses, self.model_trials or len(losses), n_good)]]
-        if len(kept) < len(observed):  # the same good set out of fewer trials
+        default_good = good_count(len(modelled) + len(pending), gamma)
+        n_good = min(default_good, len(observed))  # the good set: trials that reached the budget
+        kept = [modelled[i] for i in order[model_selection(losses, self.model_trials or len(losses), n_good)]]
+        if len(kept) < len(modelled) or n_good < default_good:  # that good set out of fewer trials
             gamma = (n_good - 0.5) / math.sqrt(len(kept) + len(pending))
         trials = Trials()
         trials._dynamic_trials = [
@@ -112,19 +118,33 @@ class HyperoptSearcher(SpaceSearcher):
         trials.refresh()
         return trials, gamma
 
+    @staticmethod
+    def _stopped_below(
+        scored: list[tuple[dict[str, Any], tuple[dict[str, Any], Budgets]]],
+        budget: int,
+        observed: list[tuple[dict[str, Any], float]],
+    ) -> list[tuple[dict[str, Any], float]]:
+        """The scored trials ASHA stopped below ``budget``, each with the worst loss observed there: they rank
+        after every trial that reached it (as Optuna's TPE ranks pruned trials), so TPE's bad density learns
+        where trials do not get that far, while its good set stays made of trials that did."""
+        if not observed:
+            return []
+        worst = max(loss for _, loss in observed)
+        return [(misc, worst) for misc, (_, b) in scored if budget not in b and max(b) < budget]
+
     # ------------------------------------------------------------------ Ray Tune API
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         search = self.version.search
         tid = self._take_tid()
         seed = self._next_seed()
-        startup = self.n_scored < search.startup_trials
+        startup = self.in_startup()
         if search.algorithm == "random" or startup:
             docs = rand.suggest([tid], self._domain, Trials(), seed)
         else:
             trials, gamma = self._model_trials()
             settings = {**self.tpe_settings, "gamma": gamma}
-            # The searcher decides the start-up phase (n_scored above), so TPE never falls back to random itself.
+            # The searcher decides the start-up phase (``in_startup``), so TPE never falls back to random itself.
             docs = tpe.suggest([tid], self._domain, trials, seed, n_startup_jobs=0, **settings)
         values = decode(self.version.params, docs[0]["misc"]["vals"])
         self._live_tids[trial_id] = tid

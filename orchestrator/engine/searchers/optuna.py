@@ -5,7 +5,10 @@ the budget the model fits on (``SpaceSearcher.model_budget``): carried and compl
 as completed trials (``study.add_trial``), new trials go through ask/tell and the space is sampled
 define-by-run (``orchestrator.engine.backends.optuna``), so a conditional sub-space is only sampled
 when its option is chosen (``group=True`` lets TPE model each sub-space). A running trial is told
-its loss once it reaches that budget; one that stops below it leaves the model (told as failed).
+its loss once it reaches that budget; one that ASHA stops below it, and a carried or completed trial
+that stopped there, is a ``PRUNED`` trial with its losses per rung as intermediate values: Optuna's TPE
+ranks pruned trials after every completed one (by the rung reached, then the loss there), as with its
+own pruners. A trial that failed leaves the model.
 When the fitted budget moves up (a higher rung gathered enough trials), the study is rebuilt on
 it, as a resumed search rebuilds it from the carried and completed trials.
 
@@ -29,7 +32,7 @@ from orchestrator.engine.backends.optuna import encode, sample
 from orchestrator.errors import OrchestratorError
 
 from . import unsupported_liar
-from .base import SpaceSearcher
+from .base import Budgets, SpaceSearcher
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -63,6 +66,8 @@ class OptunaSearcher(SpaceSearcher):
         for config, budgets in self._scored():
             if self._budget in budgets:
                 self._add(config, TrialState.COMPLETE, budgets[self._budget])
+            elif self._stopped_below(budgets):
+                self._add(config, TrialState.PRUNED, rungs=budgets)
         self._trials: dict[str, int] = {}  # running trials of this study: trial id -> optuna trial number
         for trial_id, values in self._live.items():
             loss = self._live_rungs[trial_id].get(self._budget)
@@ -72,10 +77,32 @@ class OptunaSearcher(SpaceSearcher):
                 self._add(values, TrialState.RUNNING)
                 self._trials[trial_id] = len(self._study.get_trials(deepcopy=False)) - 1
 
-    def _add(self, config: Mapping[str, Any], state: TrialState, loss: float | None = None) -> None:
+    def _add(
+        self, config: Mapping[str, Any], state: TrialState, loss: float | None = None, rungs: Budgets | None = None
+    ) -> None:
         params, dists = encode(self.version.params, config)
-        trial = optuna.trial.create_trial(params=params, distributions=dists, value=loss, state=state)
+        trial = optuna.trial.create_trial(
+            params=params, distributions=dists, value=loss, state=state, intermediate_values=rungs
+        )
         self._study.add_trial(trial)
+
+    def _stopped_below(self, budgets: Budgets) -> bool:
+        """Whether ASHA stopped the trial below the fitted budget: Optuna's TPE then ranks it as a pruned trial
+        (after every completed one, by the rung it reached, then its loss there)."""
+        return bool(budgets) and self._budget not in budgets and max(budgets) < self._budget
+
+    def _tell_stopped(self, trial_id: str, budgets: Budgets) -> None:
+        """End a running trial that ASHA stopped below the fitted budget: pruned, its losses at its rungs reported."""
+        number = self._trials.pop(trial_id, None)
+        if number is None:
+            return
+        frozen = self._study.get_trials(deepcopy=False)[number]
+        trial = optuna.trial.Trial(self._study, frozen._trial_id)  # Optuna reports on a live trial only
+        for rung, loss in sorted(budgets.items()):
+            trial.report(loss, rung)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            self._study.tell(number, state=TrialState.PRUNED)
 
     def _tell(self, trial_id: str, loss: float | None) -> None:
         """End a running trial of the study: completed at ``loss``, or failed (left out of the model) with None."""
@@ -112,5 +139,8 @@ class OptunaSearcher(SpaceSearcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         budgets = self._finish(trial_id, result, error)
-        self._tell(trial_id, None if budgets is None else budgets.get(self._budget))
+        if budgets is not None and self._stopped_below(budgets):
+            self._tell_stopped(trial_id, budgets)
+        else:
+            self._tell(trial_id, None if budgets is None else budgets.get(self._budget))
         self._follow_budget()
