@@ -102,7 +102,7 @@ class MlflowTrialCallback(Callback):
         self.logger.start()
         if self.review_artifacts:
             self.reviews = TrialReviews(self.version.trainable, with_login(self.tracking_uri), self.logger)
-            self._driver_node, self._driver_cpus = driver_node_cpus()  # the worker waits until a trial has ended
+            self._driver_node, self._driver_cpus = driver_node_cpus()  # the worker starts held
 
     def _update_review_gate(self) -> None:
         """Renders wait while trials on the driver's machine (those not yet placed count as on it) leave fewer

@@ -6,14 +6,15 @@ checkpoint to :class:`TrialReviews`; once the async logger has created the trial
 (``SCHED_IDLE``, see :func:`lowest_cpu_priority`) with one torch thread, which moreover holds its next
 job while the trials on the driver's machine leave fewer than :data:`REVIEW_SPARE_CPUS` free (the
 callback tells it, :meth:`TrialReviews.machine_busy`), and until they have left them free for
-:data:`REVIEW_SETTLE_S` (a trial that ends is soon followed by the next one). It starts free, so its
-warm-up (mlflow, torch, matplotlib, torchinfo, the family's hook, a rehearsal: about 8 CPU seconds,
-:func:`warm_up`) begins while the search is starting, in steps that each wait for the gate like a job; it
+:data:`REVIEW_SETTLE_S` (a trial that ends is soon followed by the next one). It starts held; its warm-
+up (mlflow, torch, matplotlib, torchinfo, the family's hook, a rehearsal: about 7 CPU seconds,
+:func:`warm_up`) goes in steps that each wait for the gate like a job, so a search on one machine
+renders everything at its end, the first job costing what the others do (0.2-0.3 CPU seconds); it
 reports their CPU time (:class:`WorkerReady`) and that of each job (:attr:`ReviewOutcome.cpu_s`). For a
-job it restores the trained model (``trainables.loop.restore_task``, on the CPU), calls the family's review
-hook (``TrainableSpec.review``, see ``trainables.review``) into a temporary folder and uploads it as
-``review/`` of the trial's run. A job that fails is a tag on its run (``orchestrator.review_error``, one
-redacted line), never a lost trial: nothing here raises into Ray Tune.
+job it restores the trained model (``trainables.loop.restore_task``, on the CPU), calls the family's
+review hook (``TrainableSpec.review``, see ``trainables.review``) into a temporary folder and uploads it
+as ``review/`` of the trial's run. A job that fails is a tag on its run (``orchestrator.review_error``,
+one redacted line), never a lost trial: nothing here raises into Ray Tune.
 
 At the end of a search the driver waits for the queue, bounded by ``review_wait_s()``
 (:data:`REVIEW_WAIT_S`, or ``$ORCHESTRATOR_REVIEW_WAIT_S``), with a progress line every
@@ -221,15 +222,16 @@ def _serve(trainable: str, tracking_uri: str, jobs: Any, outcomes: Any, may_work
 
 class ReviewWorker:
     """The one review process for jobs of ``trainable`` logged to ``tracking_uri`` (``spawn`` context, daemonic: it
-    dies with the driver) and its two queues. It starts free to work (no trial runs yet): its :func:`warm_up` begins
-    while the search is starting, and goes on between the trials that :meth:`pause` it."""
+    dies with the driver) and its two queues. It starts held, its :func:`warm_up` included: the search's start is no
+    quiet time (Ray, the driver and the first trials start then), and a warm-up step begun then ran on into the first
+    trials (``bench.review_cost``: 2.5 CPU seconds of the worker's per search while trials ran). The driver lets it
+    go on (:meth:`pause`) once trials leave enough of the machine free for a while, or at the search's end."""
 
     def __init__(self, trainable: str, tracking_uri: str) -> None:
         context = multiprocessing.get_context("spawn")
         self._jobs = context.Queue()
         self._outcomes = context.Queue()
-        self._may_work = context.Event()
-        self._may_work.set()
+        self._may_work = context.Event()  # clear: held until the driver lets it go on
         args = (trainable, tracking_uri, self._jobs, self._outcomes, self._may_work)
         self._process = context.Process(target=_serve, args=args, name="orchestrator-review", daemon=True)
         self._process.start()

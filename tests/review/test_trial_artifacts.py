@@ -138,7 +138,7 @@ def test_review_job_uploads_under_review(store_uri: str, convnet_checkpoint: tup
 
 
 @pytest.mark.slow
-def test_the_worker_warms_up_first_then_reports_each_jobs_cpu_time(
+def test_the_worker_starts_held_warms_up_when_let_go_then_reports_each_jobs_cpu_time(
     store_uri: str, convnet_checkpoint: tuple[dict, Any]
 ) -> None:
     from mlflow.tracking import MlflowClient
@@ -148,7 +148,9 @@ def test_the_worker_warms_up_first_then_reports_each_jobs_cpu_time(
     config, checkpoint = convnet_checkpoint
     worker = ReviewWorker("convnet_tiny", store_uri)
     try:
-        assert not worker.held, "free to warm up at once: no trial runs yet"
+        assert worker.held, "held from the start, its warm-up too"
+        assert list(worker.outcomes(timeout=2.0)) == [], "no warm-up before the driver lets it go on"
+        worker.pause(False)
         ready = next(worker.outcomes(timeout=120))
         assert isinstance(ready, WorkerReady) and ready.cpu_s > 0.5 and ready.wall_s >= ready.cpu_s * 0.5
         worker.pause(True)
