@@ -712,14 +712,20 @@ class Schedule:
     # Fields added after content hashes were recorded (see ``SearchSettings``).
     _HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = ("brackets",)
 
-    def max_brackets(self) -> int:
-        """The most brackets that differ: one per ASHA milestone below ``max_epochs`` (``grace_period *
-        reduction_factor**k``), plus one that never stops a trial early."""
-        milestones, milestone = 0, float(self.grace_period)
-        while milestone < self.max_epochs - 1e-9:
-            milestones += 1
+    def asha_milestones(self) -> tuple[float, ...]:
+        """Where Ray Tune's ASHA judges trials before ``max_epochs``: ``grace_period * reduction_factor**k``, each
+        at a trial's first result at or past it, so only those whose epoch (rounded up) comes before ``max_epochs``."""
+        milestones: list[float] = []
+        milestone = float(self.grace_period)
+        while math.ceil(milestone - 1e-9) < self.max_epochs:
+            milestones.append(milestone)
             milestone *= self.reduction_factor
-        return milestones + 1
+        return tuple(milestones)
+
+    def max_brackets(self) -> int:
+        """The most brackets that differ: one per ASHA milestone (``asha_milestones``), plus one that never stops a
+        trial early."""
+        return len(self.asha_milestones()) + 1
 
     def canonical(self) -> dict[str, Any]:
         """The settings that enter the content hash."""

@@ -73,16 +73,11 @@ def budgets_of(schedule: Schedule) -> tuple[int, ...]:
     """The epochs where the searcher keeps a trial's loss, ascending: ASHA's rungs below ``max_epochs``, then
     ``max_epochs`` (the full budget). FIFO compares trials at the end only: ``(max_epochs,)``.
 
-    The rungs are Ray Tune's ``ASHAScheduler`` milestones ``grace_period * reduction_factor**k``; a trial is
-    judged at its first result at or past a milestone, so a fractional milestone is rounded up."""
+    The rungs are Ray Tune's ``ASHAScheduler`` milestones (``Schedule.asha_milestones``); a trial is judged at its
+    first result at or past a milestone, so a fractional milestone is rounded up."""
     if schedule.scheduler != "asha":
         return (schedule.max_epochs,)
-    rungs: list[int] = []
-    milestone = float(schedule.grace_period)
-    while (epoch := math.ceil(milestone - 1e-9)) < schedule.max_epochs:
-        if epoch not in rungs:
-            rungs.append(epoch)
-        milestone *= schedule.reduction_factor
+    rungs = dict.fromkeys(math.ceil(milestone - 1e-9) for milestone in schedule.asha_milestones())
     return (*rungs, schedule.max_epochs)
 
 
