@@ -81,6 +81,12 @@ def budgets_of(schedule: Schedule) -> tuple[int, ...]:
     return (*rungs, schedule.max_epochs)
 
 
+def stopped_below(budgets: Budgets, budget: int) -> bool:
+    """Whether a scored trial's losses per budget say ASHA stopped it below ``budget``: it has losses, none at
+    ``budget``, and none past it (the searchers rank such a trial after every trial that reached ``budget``)."""
+    return bool(budgets) and budget not in budgets and max(budgets) < budget
+
+
 def record_rungs(budgets: Budgets, rungs: Iterable[int], epoch: int, loss: float) -> None:
     """Keep ``loss`` (reported at ``epoch``) as the loss at each rung up to ``epoch`` that has none yet."""
     for rung in rungs:

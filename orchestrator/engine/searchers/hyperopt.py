@@ -28,7 +28,7 @@ from hyperopt import JOB_STATE_DONE, STATUS_OK, Domain, Trials, rand, tpe
 
 from orchestrator.engine.backends.hyperopt import decode, encode, to_hyperopt, trial_misc
 
-from .base import Budgets, SpaceSearcher, lie
+from .base import Budgets, SpaceSearcher, lie, stopped_below
 
 DEFAULT_GAMMA = 0.25  # hyperopt's ``tpe.suggest`` default
 GOOD_CAP = 25  # hyperopt's cap on the trials TPE calls good (``ap_split_trials``'s ``gamma_cap``)
@@ -124,13 +124,13 @@ class HyperoptSearcher(SpaceSearcher):
         budget: int,
         observed: list[tuple[dict[str, Any], float]],
     ) -> list[tuple[dict[str, Any], float]]:
-        """The scored trials ASHA stopped below ``budget``, each with the worst loss observed there: they rank
-        after every trial that reached it (as Optuna's TPE ranks pruned trials), so TPE's bad density learns
-        where trials do not get that far, while its good set stays made of trials that did."""
+        """The scored trials ASHA stopped below ``budget`` (``base.stopped_below``), each with the worst loss
+        observed there: they rank after every trial that reached it (as Optuna's TPE ranks pruned trials), so TPE's
+        bad density learns where trials do not get that far, while its good set stays made of trials that did."""
         if not observed:
             return []
         worst = max(loss for _, loss in observed)
-        return [(misc, worst) for misc, (_, b) in scored if budget not in b and max(b) < budget]
+        return [(misc, worst) for misc, (_, b) in scored if stopped_below(b, budget)]
 
     # ------------------------------------------------------------------ Ray Tune API
 

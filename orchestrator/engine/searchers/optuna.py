@@ -32,7 +32,7 @@ from orchestrator.engine.backends.optuna import encode, sample
 from orchestrator.errors import OrchestratorError
 
 from . import unsupported_liar
-from .base import Budgets, SpaceSearcher
+from .base import Budgets, SpaceSearcher, stopped_below
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -66,7 +66,7 @@ class OptunaSearcher(SpaceSearcher):
         for config, budgets in self._scored():
             if self._budget in budgets:
                 self._add(config, TrialState.COMPLETE, budgets[self._budget])
-            elif self._stopped_below(budgets):
+            elif stopped_below(budgets, self._budget):  # Optuna's TPE ranks it as pruned
                 self._add(config, TrialState.PRUNED, rungs=budgets)
         self._trials: dict[str, int] = {}  # running trials of this study: trial id -> optuna trial number
         for trial_id, values in self._live.items():
@@ -85,11 +85,6 @@ class OptunaSearcher(SpaceSearcher):
             params=params, distributions=dists, value=loss, state=state, intermediate_values=rungs
         )
         self._study.add_trial(trial)
-
-    def _stopped_below(self, budgets: Budgets) -> bool:
-        """Whether ASHA stopped the trial below the fitted budget: Optuna's TPE then ranks it as a pruned trial
-        (after every completed one, by the rung it reached, then its loss there)."""
-        return bool(budgets) and self._budget not in budgets and max(budgets) < self._budget
 
     def _tell_stopped(self, trial_id: str, budgets: Budgets) -> None:
         """End a running trial that ASHA stopped below the fitted budget: pruned, its losses at its rungs reported."""
@@ -139,7 +134,7 @@ class OptunaSearcher(SpaceSearcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         budgets = self._finish(trial_id, result, error)
-        if budgets is not None and self._stopped_below(budgets):
+        if budgets is not None and stopped_below(budgets, self._budget):
             self._tell_stopped(trial_id, budgets)
         else:
             self._tell(trial_id, None if budgets is None else budgets.get(self._budget))
