@@ -20,28 +20,27 @@ def scored_trials(store: MlflowStore, version: StudyVersion) -> list[ScoredTrial
     """Every trial of ``version``'s study (all versions), with per-epoch histories under ASHA.
 
     Without early stopping every finished trial ran ``max_epochs`` and its final value is the
-    one to rank on, so histories are read only when the version schedules with ASHA, and only
-    for the trials refine can use (finished, a finite value, fitting ``version``): one read each.
+    one to rank on, so histories are used only when the version schedules with ASHA, and only
+    for the trials refine can use (finished, a finite value, fitting ``version``): the one a run
+    carries in its ``orchestrator.metric_history`` tag, else one read of its metric history
+    (runs logged before the tag).
     """
     metric = version.metric.name
-    trials = [
-        ScoredTrial(r.config, r.metrics.get(metric), {}, r.status, r.version, r.run_id)
-        for r in store.trials(version.study)
-    ]
+    rows = store.trials(version.study)
+    trials = [ScoredTrial(r.config, r.metrics.get(metric), {}, r.status, r.version, r.run_id) for r in rows]
     if version.schedule.scheduler != "asha":
         return trials
+    tagged = {r.run_id: dict(r.history[metric]) for r in rows if metric in r.history}
     needed = [t.run_id for _, t in usable_trials(version, trials)]
-    histories = dict(zip(needed, metric_histories(store, needed, metric), strict=True))
+    untagged = [run_id for run_id in needed if run_id not in tagged]
+    histories = {run_id: tagged[run_id] for run_id in needed if run_id in tagged}
+    histories.update(zip(untagged, metric_histories(store, untagged, metric), strict=True))
     return [dataclasses.replace(t, history=histories[t.run_id]) if t.run_id in histories else t for t in trials]
 
 
 def metric_histories(store: MlflowStore, run_ids: Sequence[str], metric: str) -> list[dict[int, float]]:
-    """``{step: value}`` of ``metric`` for each run, in order (steps are epochs); the last value of a step wins."""
-
-    def history(run_id: str) -> dict[int, float]:
-        points = sorted(store.client.get_metric_history(run_id, metric), key=lambda m: (m.step, m.timestamp))
-        return {int(m.step): float(m.value) for m in points}
-
+    """``{step: value}`` of ``metric`` for each run, in order (``MlflowStore.metric_history``: steps are epochs, the
+    last value of a step wins), read concurrently from a tracking server."""
     workers = HISTORY_READERS if store.uri.startswith(("http://", "https://")) else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(history, run_ids))
+        return list(pool.map(lambda run_id: store.metric_history(run_id, metric), run_ids))
