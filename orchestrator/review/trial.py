@@ -305,8 +305,17 @@ class TrialReviews:
         self._release: threading.Timer | None = None  # lets the worker go on once the machine stayed free
         self.done = 0  # outcomes read (artifacts uploaded or an error tagged)
         self.warm_up: WorkerReady | None = None  # the worker's imports, once it has done them
-        self.job_cpu_s: list[float] = []  # the worker's CPU seconds per job, in the order the outcomes came
-        self.activity: list[Activity] = []  # the worker's warm-up steps and jobs, as they were reported
+        self.jobs: list[Activity] = []  # each job the worker did, in the order the outcomes came
+
+    @property
+    def job_cpu_s(self) -> list[float]:
+        """The worker's CPU seconds per job, in the order the outcomes came."""
+        return [cpu_s for _, _, cpu_s in self.jobs]
+
+    @property
+    def activity(self) -> list[Activity]:
+        """What the worker did when: its warm-up steps (once it has reported them), then its jobs."""
+        return [*(self.warm_up.steps if self.warm_up is not None else ()), *self.jobs]
 
     @property
     def pending(self) -> int:
@@ -369,13 +378,11 @@ class TrialReviews:
         for outcome in self._worker.outcomes(timeout):
             if isinstance(outcome, WorkerReady):
                 self.warm_up = outcome
-                self.activity.extend(outcome.steps)
                 continue
             with self._lock:
                 self._submitted.discard(outcome.trial_id)
             self.done += 1
-            self.job_cpu_s.append(outcome.cpu_s)
-            self.activity.append((outcome.started, outcome.ended, outcome.cpu_s))
+            self.jobs.append((outcome.started, outcome.ended, outcome.cpu_s))
             if outcome.error:
                 self._logger.log(outcome.trial_id, tags={REVIEW_ERROR: outcome.error})
 
