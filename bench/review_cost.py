@@ -35,6 +35,15 @@ GOAL_COST = 0.02  # review artifacts add at most 2 % to a trial's wall time (per
 EPOCH_TIME_METRIC = "epoch_time_s"  # what the shared loop reports per epoch: its own train + validate time
 QUICK_TRIALS = 4  # --quick: trials per search (a full run searches the demo file's 16)
 PAIRED_MIN_FRACTION = 0.5  # the paired estimate is the goal metric when at least this share of trials pair up
+# The pooled medians both sides have, compared as on / off: report label -> ``summarize`` key.
+COMPARED: dict[str, str] = {
+    "trial wall time, median (s)": "trial_wall_s_median",
+    "trial time per epoch, median (s)": "trial_s_per_epoch_median",
+    "trial training time (its epoch_time_s), median (s)": "trial_train_s_median",
+    "  per epoch, median (s)": "trial_train_s_per_epoch_median",
+    "search: run_search call, median (s)": "search_call_s_median",
+    "search: Ray Tune fit, median (s)": "search_fit_s_median",
+}
 SIDES: dict[str, bool] = {"off": False, "on": True}  # side -> SearchOptions.review_artifacts
 
 
@@ -213,9 +222,7 @@ def compare(sides: dict[str, dict[str, Any]], paired: dict[str, Any]) -> dict[st
     per epoch costs at most ``GOAL_COST`` more. Its measure is the paired per-epoch ratio when at least
     ``PAIRED_MIN_FRACTION`` of the trials paired up, else the pooled per-epoch median's ratio."""
     off, on = sides["off"], sides["on"]
-    keys = ("trial_wall_s_median", "trial_s_per_epoch_median", "trial_train_s_median",
-            "trial_train_s_per_epoch_median", "search_call_s_median", "search_fit_s_median")  # fmt: skip
-    ratios = {key: on[key] / off[key] for key in keys}
+    ratios = {key: on[key] / off[key] for key in COMPARED.values()}
     # Per epoch: ASHA stops trials at different rungs from run to run, so whole-trial medians mix 2-epoch and
     # 12-epoch trials; the wall time of a trial per epoch it ran compares like with like.
     enough_pairs = paired["s_per_epoch_ratio"] is not None and paired["pairs"] >= PAIRED_MIN_FRACTION * paired["trials"]
@@ -275,19 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def report(out: dict[str, Any]) -> None:
     off, on, ratios, paired = out["sides"]["off"], out["sides"]["on"], out["ratios_on_over_off"], out["paired"]
-    rows = [
-        ["trial wall time, median (s)", off["trial_wall_s_median"], on["trial_wall_s_median"],
-         ratios["trial_wall_s_median"]],
-        ["trial time per epoch, median (s)", off["trial_s_per_epoch_median"], on["trial_s_per_epoch_median"],
-         ratios["trial_s_per_epoch_median"]],
-        ["trial training time (its epoch_time_s), median (s)", off["trial_train_s_median"], on["trial_train_s_median"],
-         ratios["trial_train_s_median"]],
-        ["  per epoch, median (s)", off["trial_train_s_per_epoch_median"], on["trial_train_s_per_epoch_median"],
-         ratios["trial_train_s_per_epoch_median"]],
-        ["search: run_search call, median (s)", off["search_call_s_median"], on["search_call_s_median"],
-         ratios["search_call_s_median"]],
-        ["search: Ray Tune fit, median (s)", off["search_fit_s_median"], on["search_fit_s_median"],
-         ratios["search_fit_s_median"]],
+    rows = [[label, off[key], on[key], ratios[key]] for label, key in COMPARED.items()] + [
         [f"paired: trial time per epoch ({paired['pairs']} pairs)", None, None, paired["s_per_epoch_ratio"]],
         ["paired: trial training time per epoch", None, None, paired["train_s_per_epoch_ratio"]],
         ["driver waited for the review worker, median (s)", off["review_wait_s_median"], on["review_wait_s_median"],

@@ -246,7 +246,8 @@ def asha_method(name: str, version: StudyVersion, curve: Curve) -> Callable[[int
 def fidelity_methods(problem: FidelityProblem) -> dict[str, Callable[[int, int], FidelityTrace]]:
     """Every ASHA method under asynchronous Hyperband (the schedule's ``max_brackets()``) and under one bracket
     (Ray's default), and Optuna's Hyperband."""
-    one, many = problem.version(1), problem.version(problem.version(1).schedule.max_brackets())
+    one = problem.version(1)
+    many = problem.version(one.schedule.max_brackets())
     methods = {f"{name} + ASHA, {many.schedule.brackets} brackets": asha_method(name, many, problem.curve)
                for name in ASHA_METHODS}  # fmt: skip
     methods.update({f"{name} + ASHA, 1 bracket": asha_method(name, one, problem.curve) for name in ASHA_METHODS})
