@@ -41,7 +41,7 @@ class PriorTrial:
 
 
 # What the searcher is warm-started with: (values, loss), or (values, loss, {epoch: loss}) with a known history.
-CarriedTrial = tuple[dict[str, Any], float] | tuple[dict[str, Any], float, dict[int, float]]
+CarriedTrial = tuple[dict[str, Any], float] | tuple[dict[str, Any], float, Mapping[int, float]]
 
 
 @dataclass

@@ -50,11 +50,11 @@ from ray.tune.search import Searcher
 
 from orchestrator.engine.results import check_metric_reported, metric_value
 from orchestrator.spaces import StudyVersion
+from orchestrator.spaces.carry import CarriedTrial
 from orchestrator.spaces.model import Schedule
 
-# A scored earlier trial: (config, loss) or (config, loss, {epoch: loss reported at that epoch}).
-PriorTrial = tuple[dict[str, Any], float] | tuple[dict[str, Any], float, Mapping[int, float]]
-Prior = Sequence[PriorTrial]
+# Scored earlier trials as warm start carries them (``spaces.carry``): (config, loss) or (config, loss, history).
+Prior = Sequence[CarriedTrial]
 Budgets = dict[int, float]  # budget (a rung epoch, or max_epochs for the full budget) -> the loss there
 EPOCH_KEY = "training_iteration"  # what Ray Tune's ASHA counts its rungs in (``plan.build_tuner``)
 REPLAYED = "resume"  # ``suggested_by`` of a replayed trial
