@@ -6,7 +6,9 @@ ConvNet on scikit-learn's digits, TPE + ASHA), through ``run_search`` in this pr
 round), the same seed, each run with a fresh SQLite store. Measured per run: every trial's wall time (its
 MLflow run's end - start; per epoch too, since ASHA stops trials at different epochs) and its config, the
 search's wall time (the whole ``run_search`` call, and Ray Tune's part of it), how long the driver waited at
-the end for the review worker, and the worker's own CPU time (its warm-up imports, each job).
+the end for the review worker, the worker's own CPU time (its warm-up imports, each job), and the driver
+process's CPU time, sampled every :data:`DRIVER_SAMPLE_S` (all its threads: Ray Tune's loop, the tracking
+logger, the review bookkeeping).
 
 Reported, on / off: medians over the trials and rounds of each side (pooled), and paired ratios. Both sides of
 a round have the same seed, so TPE suggests the same configs in the same order until the scheduler's decisions
@@ -16,13 +18,23 @@ Pairs cancel the differences between configs that the pooled medians mix in. The
 per-epoch wall-time ratio when at least :data:`PAIRED_MIN_FRACTION` of the trials pair up, else the pooled
 per-epoch median's ratio (the report says which).
 
+How far that ratio can be trusted: on a shared 2-core machine one search's trials run up to 20 % slower or
+faster than the next search's, whatever the side, so beside it come the paired ratio of each round, an 80 %
+interval from resampling whole rounds (:func:`round_interval`), and the noise floor (the same ratio between
+consecutive rounds of one side). A bound that does not depend on that noise: trials can lose to the review
+artifacts at most the CPU time that the review worker and the driver's extra work took while trials ran, so
+(worker CPU while trials ran + the driver's CPU while trials ran, on minus off) over the trials' summed wall
+time bounds the cost from above (``cpu_bound``). An even number of rounds runs each side first equally often.
+
     python -m bench.review_cost --quick    # 2 rounds of each side, 4 trials per search
-    python -m bench.review_cost            # 5 rounds of each side, the demo's 16 trials per search
+    python -m bench.review_cost            # 6 rounds of each side, the demo's 16 trials per search
 """
 
 from __future__ import annotations
 
+import random
 import statistics
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +47,9 @@ GOAL_COST = 0.02  # review artifacts add at most 2 % to a trial's wall time (per
 EPOCH_TIME_METRIC = "epoch_time_s"  # what the shared loop reports per epoch: its own train + validate time
 QUICK_TRIALS = 4  # --quick: trials per search (a full run searches the demo file's 16)
 PAIRED_MIN_FRACTION = 0.5  # the paired estimate is the goal metric when at least this share of trials pair up
+DRIVER_SAMPLE_S = 0.25  # how often the driver's own CPU time is sampled while a search runs
+INTERVAL = (0.1, 0.9)  # the quantiles of the paired ratio's interval from resampling rounds
+RESAMPLES = 2000  # resampled sets of rounds behind that interval
 # The pooled medians both sides have, compared as on / off: report label -> ``summarize`` key.
 COMPARED: dict[str, str] = {
     "trial wall time, median (s)": "trial_wall_s_median",
@@ -120,10 +135,35 @@ def trial_times(uri: str, study: str, metric: str, parent_run_id: str) -> list[d
     return times
 
 
-def worker_cpu_during_trials(activity: Iterable[Sequence[float]], trials: Sequence[dict[str, Any]]) -> float:
-    """CPU seconds the review worker spent while at least one trial ran: each stretch of its work (start, end, CPU
-    seconds) counted for the share of its wall time that falls inside the union of the trials' runs. A trial can lose
-    no more than that to the worker, so over the trials' summed wall time it bounds the cost from above."""
+@contextmanager
+def sampled_cpu(activity: list[tuple[float, float, float]], every_s: float = DRIVER_SAMPLE_S) -> Iterator[None]:
+    """While the block runs, this process's CPU time (all its threads) into ``activity``, as stretches of ``every_s``
+    (start, end, CPU seconds): what :func:`cpu_during_trials` takes."""
+    stop = threading.Event()
+
+    def sample() -> None:
+        start, cpu = time.time(), time.process_time()
+        while True:
+            stopping = stop.wait(every_s)
+            now, used = time.time(), time.process_time()
+            activity.append((start, now, used - cpu))
+            if stopping:
+                return
+            start, cpu = now, used
+
+    sampler = threading.Thread(target=sample, name="bench-cpu-sampler", daemon=True)
+    sampler.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def cpu_during_trials(activity: Iterable[Sequence[float]], trials: Sequence[dict[str, Any]]) -> float:
+    """CPU seconds a process spent while at least one trial ran: each stretch of its work (start, end, CPU seconds)
+    counted for the share of its wall time that falls inside the union of the trials' runs. A trial can lose no more
+    than that to the process, so over the trials' summed wall time it bounds what the process cost them."""
     busy: list[tuple[float, float]] = []
     for start, end in sorted((t["start"], t["end"]) for t in trials):
         if busy and start <= busy[-1][1]:
@@ -150,13 +190,16 @@ def run_once(space: Path, folder: Path, review: bool, seed: int, trials: int | N
     lines: list[str] = []
     waits: list[float] = []
     worker_cpu: list[dict[str, Any]] = []
-    with timed_review_waits(waits, worker_cpu), common.swallow_stdout(), common.Timer() as call:
+    driver: list[tuple[float, float, float]] = []
+    with timed_review_waits(waits, worker_cpu), sampled_cpu(driver), common.swallow_stdout(), common.Timer() as call:
         result = run_search(space, options, echo=lines.append)
     times = trial_times(uri, version.study, version.metric.name, result.parent_run_id)
     cpu = worker_cpu[0] if worker_cpu else {"warm_up_cpu_s": None, "job_cpu_s": [], "activity": []}
-    cpu["cpu_during_trials_s"] = worker_cpu_during_trials(cpu["activity"], times)
+    cpu["cpu_during_trials_s"] = cpu_during_trials(cpu["activity"], times)
     return {
         "call_s": call.s, "fit_s": result.wall_s, "review_wait_s": sum(waits), **cpu,
+        "driver_cpu_s": sum(used for _, _, used in driver),
+        "driver_cpu_during_trials_s": cpu_during_trials(driver, times),
         "reviewed": sum(t["reviewed"] for t in times),
         "finished": result.finished, "failed": result.failed, "best": result.best_value, "trials": times,
     }  # fmt: skip
@@ -188,6 +231,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "worker_warm_up_cpu_s_median": median_or_none(r.get("warm_up_cpu_s") for r in runs),
         "worker_job_cpu_s_median": median_or_none(s for r in runs for s in r.get("job_cpu_s", ())),
         "worker_cpu_during_trials_s": sum(r.get("cpu_during_trials_s", 0.0) for r in runs),
+        "driver_cpu_during_trials_s": sum(r.get("driver_cpu_during_trials_s", 0.0) for r in runs),
         "trial_wall_s_total": sum(t["wall_s"] for t in trials),
     }
 
@@ -205,22 +249,46 @@ def pair_trials(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -
     return pairs
 
 
+def median_ratio(pairs: Iterable[tuple[dict, dict]], key: str = "s_per_epoch") -> float | None:
+    """The median over ``pairs`` of on / off of the trials' ``key`` (None without pairs)."""
+    return median_or_none(on[key] / off[key] for off, on in pairs if off[key] > 0)
+
+
 def paired_ratios(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median over the pairs of trials (:func:`pair_trials`) of on / off, per epoch; how many pairs and trials."""
+    """Median over the pairs of trials (:func:`pair_trials`) of on / off, per epoch; how many pairs and trials; the
+    same ratio for each round alone."""
     pairs = pair_trials(off_runs, on_runs)
     trials = min(sum(len(r["trials"]) for r in off_runs), sum(len(r["trials"]) for r in on_runs))
+    per_round = [median_ratio(pair_trials([off], [on])) for off, on in zip(off_runs, on_runs, strict=True)]
+    return {"pairs": len(pairs), "trials": trials, "s_per_epoch_ratio": median_ratio(pairs),
+            "train_s_per_epoch_ratio": median_ratio(pairs, "train_s_per_epoch"), "per_round": per_round}  # fmt: skip
 
-    def median_ratio(key: str) -> float | None:
-        return median_or_none(on[key] / off[key] for off, on in pairs if off[key] > 0)
 
-    return {"pairs": len(pairs), "trials": trials, "s_per_epoch_ratio": median_ratio("s_per_epoch"),
-            "train_s_per_epoch_ratio": median_ratio("train_s_per_epoch")}  # fmt: skip
+def round_interval(
+    off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]], quantiles: tuple[float, float] = INTERVAL,
+    resamples: int = RESAMPLES, seed: int = 0,
+) -> list[float] | None:  # fmt: skip
+    """The ``quantiles`` of the paired per-epoch ratio over ``resamples`` sets of rounds drawn with replacement: the
+    trials of one search share its machine's mood, so whole rounds are the units that vary. None under 2 rounds."""
+    rounds = [pair_trials([off], [on]) for off, on in zip(off_runs, on_runs, strict=True)]
+    if len(rounds) < 2:
+        return None
+    rng = random.Random(seed)
+    drawn = [median_ratio(pair for _ in rounds for pair in rng.choice(rounds)) for _ in range(resamples)]
+    estimates = sorted(r for r in drawn if r is not None)
+    if not estimates:
+        return None
+    return [estimates[min(len(estimates) - 1, int(q * len(estimates)))] for q in quantiles]
 
 
 def compare(sides: dict[str, dict[str, Any]], paired: dict[str, Any]) -> dict[str, Any]:
-    """on / off of each pooled median, the paired ratios (:func:`paired_ratios`), and the goal: a trial's wall time
-    per epoch costs at most ``GOAL_COST`` more. Its measure is the paired per-epoch ratio when at least
-    ``PAIRED_MIN_FRACTION`` of the trials paired up, else the pooled per-epoch median's ratio."""
+    """on / off of each pooled median, the paired ratios (:func:`paired_ratios`), the CPU bound, and the goal: a
+    trial's wall time per epoch costs at most ``GOAL_COST`` more. Its measure is the paired per-epoch ratio when at
+    least ``PAIRED_MIN_FRACTION`` of the trials paired up, else the pooled per-epoch median's ratio.
+
+    The CPU bound (a share of the trials' wall time): the worker's CPU seconds while trials ran, plus how much more
+    CPU the driver spent while trials ran with review artifacts on than off (per second of trial time, none if
+    less), over the "on" trials' summed wall time."""
     off, on = sides["off"], sides["on"]
     ratios = {key: on[key] / off[key] for key in COMPARED.values()}
     # Per epoch: ASHA stops trials at different rungs from run to run, so whole-trial medians mix 2-epoch and
@@ -232,10 +300,15 @@ def compare(sides: dict[str, dict[str, Any]], paired: dict[str, Any]) -> dict[st
         measure, ratio = "pooled trial time per epoch, on median / off median", ratios["trial_s_per_epoch_median"]
     cost = ratio - 1
     bound = on["worker_cpu_during_trials_s"] / on["trial_wall_s_total"] if on["trial_wall_s_total"] else None
+    cpu_bound = None
+    if bound is not None and off["trial_wall_s_total"]:
+        driver_rates = {side: s["driver_cpu_during_trials_s"] / s["trial_wall_s_total"] for side, s in sides.items()}
+        cpu_bound = bound + max(0.0, driver_rates["on"] - driver_rates["off"])
     return {
         "ratios_on_over_off": ratios,
         "paired": paired,
         "worker_cpu_bound": bound,
+        "cpu_bound": cpu_bound,
         "goal": {"max_trial_cost": GOAL_COST, "measure": measure, "trial_cost": cost, "met": cost <= GOAL_COST},
     }
 
@@ -250,11 +323,11 @@ def noise_floor(runs: list[dict[str, Any]]) -> float | None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__)
-    p.add_argument("--rounds", type=int, help="searches of each side (default 2 with --quick, else 5)")
+    p.add_argument("--rounds", type=int, help="searches of each side (default 2 with --quick, else 6)")
     p.add_argument("--trials", type=int, help=f"trials per search (default {QUICK_TRIALS} with --quick, else the "
                    "demo file's)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of every search (default %(default)s)")
-    args = common.parse_args(p, argv, sizes={"rounds": (2, 5), "trials": (QUICK_TRIALS, None)})
+    args = common.parse_args(p, argv, sizes={"rounds": (2, 6), "trials": (QUICK_TRIALS, None)})
     space = demo_space()
     out: dict[str, Any] = {
         "space": str(space.relative_to(common.ROOT)), "rounds": args.rounds, "seed": args.seed,
@@ -275,6 +348,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ray.shutdown()
     out["sides"] = {side: summarize(runs) for side, runs in out["runs"].items()}
     out.update(compare(out["sides"], paired_ratios(out["runs"]["off"], out["runs"]["on"])))
+    out["paired"]["interval"] = round_interval(out["runs"]["off"], out["runs"]["on"])
     out["noise_floor"] = {side: noise_floor(runs) for side, runs in out["runs"].items()}
     report(out)
     return common.finish("review_cost", args.quick, out, args.out)
@@ -290,6 +364,8 @@ def report(out: dict[str, Any]) -> None:
         ["review worker: warm-up imports, median (CPU s)", None, on["worker_warm_up_cpu_s_median"], None],
         ["review worker: one job, median (CPU s)", None, on["worker_job_cpu_s_median"], None],
         ["review worker: CPU s while trials ran (all rounds)", None, on["worker_cpu_during_trials_s"], None],
+        ["driver: CPU s while trials ran (all rounds)", off["driver_cpu_during_trials_s"],
+         on["driver_cpu_during_trials_s"], None],
         ["trials' wall time, summed (s)", off["trial_wall_s_total"], on["trial_wall_s_total"], None],
         ["trials measured", off["trials_measured"], on["trials_measured"], None],
         ["trials with review artifacts", off["trials_reviewed"], on["trials_reviewed"], None],
@@ -301,6 +377,13 @@ def report(out: dict[str, Any]) -> None:
     goal = out["goal"]
     verdict = "met" if goal["met"] else "NOT met"
     print(f"\npaired up {paired['pairs']} of {paired['trials']} trials (same round, same config)")
+    if paired.get("per_round"):
+        print("paired ratio of each round (the side that ran first): " + ", ".join(
+            "n/a" if ratio is None else f"{ratio - 1:+.1%} ({side_order(i)[0]})"
+            for i, ratio in enumerate(paired["per_round"])))  # fmt: skip
+    if paired.get("interval"):
+        low, high = paired["interval"]
+        print(f"80% interval of the paired ratio, resampling whole rounds: {low - 1:+.2%} .. {high - 1:+.2%}")
     floor = out.get("noise_floor", {})
     if all(floor.get(side) is not None for side in SIDES):
         print("noise floor, the same paired ratio between consecutive rounds of one side: "
@@ -308,6 +391,9 @@ def report(out: dict[str, Any]) -> None:
     if out.get("worker_cpu_bound") is not None:
         print(f"upper bound from the worker's CPU time while trials ran, over the trials' summed wall time: "
               f"{out['worker_cpu_bound']:.2%}")  # fmt: skip
+    if out.get("cpu_bound") is not None:
+        print(f"... with the driver's extra CPU time while trials ran (on minus off, per trial second): "
+              f"{out['cpu_bound']:.2%}")  # fmt: skip
     print(f"goal: review artifacts cost <= {goal['max_trial_cost']:.0%} of a trial's wall time, by the "
           f"{goal['measure']}: {goal['trial_cost']:+.2%} ({verdict})", flush=True)  # fmt: skip
 

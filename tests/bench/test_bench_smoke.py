@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -257,11 +258,45 @@ def test_review_cost_bounds_the_cost_by_the_workers_cpu_while_trials_ran() -> No
     activity = [(12.0, 16.0, 2.0),  # 3 of its 4 seconds inside a trial: 1.5 CPU s counted
                 (16.0, 19.0, 1.0),  # between trials: none
                 (25.0, 25.0, 0.5)]  # an instant inside a trial: all of it  # fmt: skip
-    assert review_cost.worker_cpu_during_trials(activity, trials) == pytest.approx(2.0)
-    assert review_cost.worker_cpu_during_trials([], trials) == 0.0
+    assert review_cost.cpu_during_trials(activity, trials) == pytest.approx(2.0)
+    assert review_cost.cpu_during_trials([], trials) == 0.0
 
 
 def test_review_cost_noise_floor_pairs_consecutive_rounds_of_one_side() -> None:
     runs = [{"trials": [_cost_trial(wall_s, "a")]} for wall_s in (10.0, 11.0, 9.9)]
     assert review_cost.noise_floor(runs) == pytest.approx((11.0 / 10.0 + 9.9 / 11.0) / 2)
     assert review_cost.noise_floor(runs[:1]) is None
+
+
+def test_review_cost_pairs_each_round_and_resamples_whole_rounds() -> None:
+    off = [{"trials": [_cost_trial(10.0, "a"), _cost_trial(10.0, "b")]}, {"trials": [_cost_trial(10.0, "a")]}]
+    on = [{"trials": [_cost_trial(11.0, "a"), _cost_trial(11.0, "b")]}, {"trials": [_cost_trial(9.0, "a")]}]
+    paired = review_cost.paired_ratios(off, on)
+    assert paired["per_round"] == [pytest.approx(1.1), pytest.approx(0.9)]
+    low, high = review_cost.round_interval(off, on)
+    # resampled sets: both rounds (median 1.1 of three pairs), round 1 twice (1.1) or round 2 twice (0.9)
+    assert low == pytest.approx(0.9) and high == pytest.approx(1.1)
+    assert review_cost.round_interval(off[:1], on[:1]) is None
+
+
+def test_review_cost_samples_the_drivers_cpu_in_contiguous_stretches() -> None:
+    activity: list[tuple[float, float, float]] = []
+    with review_cost.sampled_cpu(activity, every_s=0.05):
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:  # busy: CPU time this process spends
+            pass
+    assert len(activity) >= 3
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(activity)), "no gap between stretches"
+    assert 0.25 <= sum(cpu for _, _, cpu in activity) <= 1.0
+
+
+def test_review_cost_cpu_bound_adds_the_drivers_extra_cpu_per_trial_second() -> None:
+    sides = {side: review_cost.summarize([_cost_run(10.0, 0.0)]) for side in review_cost.SIDES}  # 30 s of trials each
+    sides["on"] = {**sides["on"], "worker_cpu_during_trials_s": 0.3, "driver_cpu_during_trials_s": 1.5}
+    sides["off"] = {**sides["off"], "driver_cpu_during_trials_s": 0.9}
+    paired = review_cost.paired_ratios([_cost_run(10.0, 0.0)], [_cost_run(10.0, 0.0)])
+    compared = review_cost.compare(sides, paired)
+    assert compared["worker_cpu_bound"] == pytest.approx(0.3 / 30)
+    assert compared["cpu_bound"] == pytest.approx(0.3 / 30 + (1.5 - 0.9) / 30)
+    sides["off"]["driver_cpu_during_trials_s"] = 3.0  # the driver worked less with review artifacts on: no credit
+    assert review_cost.compare(sides, paired)["cpu_bound"] == pytest.approx(0.3 / 30)
