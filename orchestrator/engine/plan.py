@@ -189,12 +189,21 @@ def build_searcher(plan: SearchPlan, carried: list[CarriedTrial]) -> Any:
 
 
 def asha_scheduler(schedule: Schedule) -> Any:
-    """Ray Tune's ``ASHAScheduler`` for the space's schedule (its ``brackets``: asynchronous Hyperband), counting
-    epochs as ``training_iteration`` (the searchers' ``EPOCH_KEY``)."""
+    """Ray Tune's ``ASHAScheduler`` for the space's schedule, counting epochs as ``training_iteration`` (the
+    searchers' ``EPOCH_KEY``); with ``brackets`` > 1 (asynchronous Hyperband) trials join the brackets in
+    Hyperband's proportions (``brackets.HyperbandAsha``), with one it is Ray's stock scheduler."""
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", max_t=schedule.max_epochs, grace_period=schedule.grace_period,
-                         reduction_factor=schedule.reduction_factor, brackets=schedule.brackets)  # fmt: skip
+    from .brackets import HyperbandAsha
+
+    settings = asha_settings(schedule)
+    return HyperbandAsha(schedule, **settings) if schedule.brackets > 1 else ASHAScheduler(**settings)
+
+
+def asha_settings(schedule: Schedule) -> dict[str, Any]:
+    """The ``ASHAScheduler`` arguments of a schedule but its brackets: epochs as ``training_iteration``."""
+    return {"time_attr": "training_iteration", "max_t": schedule.max_epochs, "grace_period": schedule.grace_period,
+            "reduction_factor": schedule.reduction_factor}  # fmt: skip
 
 
 def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None, trials: int | None = None) -> Any:

@@ -699,7 +699,8 @@ class Schedule:
     ``brackets`` > 1 makes ASHA asynchronous Hyperband (Ray Tune's ``ASHAScheduler(brackets=...)``): bracket
     ``s`` starts stopping at ``grace_period * reduction_factor**s``, so a trial drawn into a later bracket is
     judged only after more epochs, and the last of ``max_brackets()`` brackets never stops a trial early.
-    Ray draws a trial's bracket with weight ``e**(its rungs)``: most trials go to the first, the most aggressive.
+    Trials join the brackets in Hyperband's proportions, most of them the first, the most aggressive
+    (``engine.brackets``).
     Slow starters that end best then still reach the full budget now and then, which one bracket never allows
     when early ranking misleads (``bench.search_at_scale``)."""
 
