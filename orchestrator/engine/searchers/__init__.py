@@ -38,10 +38,7 @@ class SearcherEntry:
 
 
 _HYPEROPT = SearcherEntry("orchestrator.engine.searchers.hyperopt", "HyperoptSearcher", "hyperopt")
-# Optuna's constant liar can only count a running trial as the worst (TPESampler(constant_liar=True)).
-_OPTUNA = SearcherEntry(
-    "orchestrator.engine.searchers.optuna", "OptunaSearcher", "optuna", extra="optuna", liars=("worst", "off")
-)
+_OPTUNA = SearcherEntry("orchestrator.engine.searchers.optuna", "OptunaSearcher", "optuna", extra="optuna")
 
 SEARCHERS: dict[str, SearcherEntry] = {
     "tpe": _HYPEROPT,  # HyperOpt TPE, the default

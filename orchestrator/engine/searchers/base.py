@@ -25,9 +25,8 @@ treated as observed with a lie (constant liar, ``search.liar``): the worst, mean
 observed at the fitted budget, or left out (``off``). Whether they count towards the start-up phase
 is the library's own rule: hyperopt's ``tpe.suggest`` counts running trials, and so does
 ``in_startup`` (the hyperopt searcher's), so the first ``search.startup_trials`` suggestions are random
-whatever the concurrency; Optuna's ``TPESampler`` counts completed trials only, and the Optuna searcher
-leaves it so (counting running ones there cost more on the conditional space than it gained elsewhere:
-``bench.search_at_scale``, parallel part).
+whatever the concurrency; Optuna's ``TPESampler`` counts completed trials only, and the Optuna searcher's
+sampler sees a running trial as completed with the lie, so it counts them too (but not with ``off``).
 
 **Replays.** ``replay_first`` queues trials to suggest again, as they ran (values and seed), before any
 new suggestion: ``orchestrator resume`` continues the trials a dead driver left running this way. A

@@ -12,35 +12,104 @@ own pruners. A trial that failed leaves the model.
 When the fitted budget moves up (a higher rung gathered enough trials), the study is rebuilt on
 it, as a resumed search rebuilds it from the carried and completed trials.
 
-Running trials are Optuna's ``RUNNING`` trials: with ``search.liar: worst`` Optuna's own constant
-liar (``TPESampler(constant_liar=True)``) models them among the bad trials, as if they had the
-worst loss; ``off`` leaves them out. Optuna has no liar with a mean or best value.
+Running trials are Optuna's ``RUNNING`` trials. With ``search.liar`` worst, mean or best the sampler
+sees each of them as a completed trial with the liar's loss (``PendingAwareTPESampler``): among the
+good or bad trials as that loss ranks, and towards the start-up phase, as ``tpe`` counts them
+(``SpaceSearcher.in_startup``); ``off`` leaves them out. Sequentially nothing runs at a suggestion and
+the sampler is Optuna's ``TPESampler``, draw for draw.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import ExperimentalWarning
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.engine.backends.optuna import encode, sample
 from orchestrator.errors import OrchestratorError
 
 from . import unsupported_liar
-from .base import Budgets, SpaceSearcher, stopped_below
+from .base import Budgets, SpaceSearcher, lie, stopped_below
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class _StudyWithLies:
+    """A study as a sampler reads it, with some running trials completed at a lie: ``lies`` maps their numbers
+    to the loss each counts with. Everything else is the study's own.
+
+    Read from Optuna 5.0.0: ``TPESampler`` (its start-up count, its group search space and its Parzen
+    estimators) reads a study's trials through the private ``Study._get_trials`` only, which is the one hook
+    here; the other attributes it reads (directions, study id) are delegated.
+    """
+
+    def __init__(self, study: optuna.Study, lies: Mapping[int, float]):
+        self._study = study
+        self._lies = lies
+        self._lied: dict[int, FrozenTrial] = {}  # completed copies, made once per suggestion
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _lied_copy(self, trial: FrozenTrial) -> FrozenTrial:
+        if trial.number not in self._lied:
+            lied = optuna.trial.create_trial(
+                params=trial.params, distributions=trial.distributions, value=self._lies[trial.number]
+            )
+            lied.number = trial.number  # Optuna's TPE weighs and orders trials by number
+            self._lied[trial.number] = lied
+        return self._lied[trial.number]
+
+    def _get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
+    ) -> list[FrozenTrial]:
+        read = None if states is None else (*states, TrialState.RUNNING)
+        trials = self._study._get_trials(deepcopy=deepcopy, states=read, use_cache=use_cache)
+        wanted = (lambda _: True) if states is None else states.__contains__
+        return [
+            self._lied_copy(t) if t.number in self._lies and wanted(TrialState.COMPLETE) else t
+            for t in trials
+            if t.number in self._lies or wanted(t.state)
+        ]
+
+
+class PendingAwareTPESampler(optuna.samplers.TPESampler):
+    """Optuna's TPE that sees the running trials numbered in ``lies`` as completed with those losses (set before
+    each ``ask``): among the good or bad trials as each loss ranks, and towards the start-up phase. With no lies
+    it is ``TPESampler`` itself. Optuna's own ``constant_liar`` stays off: it ranks a running trial after every
+    completed one whatever the liar, and leaves it out of the start-up count."""
+
+    def __init__(self, **settings: Any):
+        super().__init__(constant_liar=False, **settings)
+        self.lies: dict[int, float] = {}
+
+    def _view(self, study: optuna.Study) -> optuna.Study:
+        return _StudyWithLies(study, self.lies) if self.lies else study  # type: ignore[return-value]
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return super().infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return super().sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return super().sample_independent(self._view(study), trial, param_name, param_distribution)
 
 
 class OptunaSearcher(SpaceSearcher):
     """Optuna TPE over a ``StudyVersion``'s params, warm-started from ``(config, loss)`` pairs."""
 
-    _derived = ("_study", "_trials", "_budget")
+    _derived = ("_study", "_sampler", "_trials", "_budget")
 
     # ------------------------------------------------------------------ optuna state
 
@@ -59,10 +128,8 @@ class OptunaSearcher(SpaceSearcher):
             startup = min(startup, self.min_rung_trials)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=search.liar != "off"
-            )
-        self._study = optuna.create_study(direction="minimize", sampler=sampler)
+            self._sampler = PendingAwareTPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
+        self._study = optuna.create_study(direction="minimize", sampler=self._sampler)
         for config, budgets in self._scored():
             if self._budget in budgets:
                 self._add(config, TrialState.COMPLETE, budgets[self._budget])
@@ -73,7 +140,7 @@ class OptunaSearcher(SpaceSearcher):
             loss = self._live_rungs[trial_id].get(self._budget)
             if loss is not None:
                 self._add(values, TrialState.COMPLETE, loss)
-            else:  # running: Optuna's constant liar sees it
+            else:  # running: the sampler sees it with the liar's loss
                 self._add(values, TrialState.RUNNING)
                 self._trials[trial_id] = len(self._study.get_trials(deepcopy=False)) - 1
 
@@ -108,6 +175,13 @@ class OptunaSearcher(SpaceSearcher):
             warnings.simplefilter("ignore", ExperimentalWarning)
             self._study.tell(number, loss, state=TrialState.COMPLETE if loss is not None else TrialState.FAIL)
 
+    def _lies(self) -> dict[int, float]:
+        """The loss each running trial of the study counts with at the next suggestion (``search.liar``): the
+        worst, mean or best loss completed at the fitted budget; none with ``off`` or before any loss."""
+        trials = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        lied = lie([t.value for t in trials if t.value is not None], self.version.search.liar)
+        return {} if lied is None else dict.fromkeys(self._trials.values(), lied)
+
     def _follow_budget(self) -> None:
         """Rebuild the study when the budget to fit on has moved (a rung gathered enough trials)."""
         if self.rungs and self.model_budget() != self._budget:
@@ -117,11 +191,16 @@ class OptunaSearcher(SpaceSearcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         seed = self._next_seed()
-        startup = self.n_scored < self.version.search.startup_trials
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            trial = self._study.ask()
-            values = sample(self.version.params, trial)
+        self._sampler.lies = self._lies()
+        # As the sampler counts: scored trials, and running ones that count with a lie.
+        startup = self.n_scored + len(self._sampler.lies) < self.version.search.startup_trials
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                trial = self._study.ask()
+                values = sample(self.version.params, trial)
+        finally:
+            self._sampler.lies = {}
         self._trials[trial_id] = trial.number
         return self._issue(trial_id, values, "startup" if startup else "optuna_tpe", seed)
 
