@@ -173,7 +173,7 @@ def fmt(x: Any, digits: int = 4) -> str:
         return str(x)
     if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
         return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}g}" if abs(x) >= 1 else f"{x:.{digits - 1}f}".rstrip("0").rstrip(".") or "0"
+    return f"{x:.{digits}g}"  # significant digits: medians that differ in the fourth one stay apart
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:

@@ -6,11 +6,12 @@ Three parts, each side by side in one run, medians over seeds, searchers driven 
 * **multi-fidelity**: problems where early ranking misleads. The analytic crossing curves
   (``learning_curve``: a high learning rate starts fast and plateaus high, a low one starts slow and ends best,
   ASHA grace 1, reduction 3, 27 epochs: rungs 1, 3, 9) and the ConvNet on digits at a small budget (real
-  training, cached curves: ``bench.convnet_curves``). Every ASHA method runs under the product's scheduler
-  (``plan.asha_scheduler``, Ray Tune's ``ASHAScheduler``) fed by hand, with the schedule's
-  ``max_brackets()`` brackets (asynchronous Hyperband) and with one (Ray's default): fidelity-aware ``tpe``
-  and ``optuna_tpe``, the same searchers treating every trial as final (as before budgets), Ray's
-  ``HyperOptSearch`` and random search; beside them Optuna TPE + ``HyperbandPruner`` (a study of its own).
+  training, cached curves: ``bench.convnet_curves``). Every ASHA method runs with the schedule's
+  ``max_brackets()`` brackets (asynchronous Hyperband) and with one (Ray's default), fed by hand:
+  fidelity-aware ``tpe`` and ``optuna_tpe``, the same searchers treating every trial as final (as before
+  budgets) and random search under the product's scheduler (``plan.asha_scheduler``: Ray Tune's
+  ``ASHAScheduler``, trials joining the brackets in Hyperband's proportions), Ray's ``HyperOptSearch`` under
+  Ray's own ``ASHAScheduler`` (its random bracket draw); beside them Optuna TPE + ``HyperbandPruner``.
   Best final loss (at max_epochs) after N trials, trials one at a time; ours is fidelity-aware ``tpe`` with
   brackets. With one bracket no searcher gets a slow starter past rung 1, whatever it suggests.
 * **parallel**: concurrency 8 (eight trials pending; the oldest finishes, the next is suggested) against
@@ -18,10 +19,11 @@ Three parts, each side by side in one run, medians over seeds, searchers driven 
   each ``search.liar``. Goal: best-after-N within 5% of the gap to random of sequential, and better than
   the liar off. ``tpe`` counts running trials towards its start-up phase, as hyperopt does
   (``SpaceSearcher.in_startup``): its first ``startup_trials`` suggestions are random at any concurrency;
-  ``optuna_tpe`` keeps Optuna's count (completed trials). Medians of best-after-N are noisy, so
+  so does ``optuna_tpe`` with a liar, whose sampler sees each running trial as completed with the lie
+  (``optuna.PendingAwareTPESampler``). Medians of best-after-N are noisy, so
   each gap lost comes with an 80% bootstrap interval over the seeds (``gap_lost_interval``);
   ``--parallel-seeds`` runs this part with more seeds than the others (50 seeds x 60 trials: about 15 minutes
-  on 2 cores).
+  on 2 cores), ``--parallel-searchers`` for some of the searchers only.
 * **many priors**: ``tpe`` suggestion latency with 1,000 / 5,000 / 10,000 carried trials, fitting on a
   selection of 1,000 (``HyperoptSearcher.model_trials``, now) against all of them (before); and the quality
   cost: best of N suggestions after P random carried trials on the same three problems, both ways.
@@ -131,14 +133,19 @@ class FidelityTrace:
 
 
 class Asha:
-    """The product's scheduler (``plan.asha_scheduler``: Ray Tune's ``ASHAScheduler``, its brackets included) fed
-    by hand, one trial at a time. Ray draws a trial's bracket from numpy's global generator: seeded per trial
-    here (and the generator's state put back), so a search's brackets are the same for every method."""
+    """The product's scheduler (``plan.asha_scheduler``: Ray Tune's ``ASHAScheduler``; with brackets, trials join
+    them in Hyperband's proportions, ``engine.brackets``) or, ``stock``, Ray's own ``ASHAScheduler`` as a user
+    gets it (a random draw of each trial's bracket), fed by hand, one trial at a time. Ray draws a bracket from
+    numpy's global generator: seeded per trial here (and the generator's state put back), so a search's brackets
+    are the same for every method under the stock scheduler."""
 
-    def __init__(self, version: StudyVersion, seed: int):
-        from orchestrator.engine.plan import asha_scheduler
+    def __init__(self, version: StudyVersion, seed: int, stock: bool = False):
+        from ray.tune.schedulers import ASHAScheduler
 
-        self._scheduler = asha_scheduler(version.schedule)
+        from orchestrator.engine.plan import asha_scheduler, asha_settings
+
+        s = version.schedule
+        self._scheduler = ASHAScheduler(**asha_settings(s), brackets=s.brackets) if stock else asha_scheduler(s)
         self._scheduler.set_search_properties("loss", "min")
         self._seed = seed
         self._added = 0
@@ -164,9 +171,11 @@ class Asha:
         self._scheduler.on_trial_remove(None, trial)
 
 
-def asha_search(searcher: Searcher, version: StudyVersion, curve: Curve, n: int, seed: int) -> FidelityTrace:
-    """``n`` trials one at a time: each reports every epoch until ASHA stops it or it reaches max_epochs."""
-    asha, trace, max_epochs = Asha(version, seed), FidelityTrace(), version.schedule.max_epochs
+def asha_search(searcher: Searcher, version: StudyVersion, curve: Curve, n: int, seed: int,
+                stock: bool = False) -> FidelityTrace:  # fmt: skip
+    """``n`` trials one at a time: each reports every epoch until ASHA (``Asha``, ``stock`` or the product's) stops
+    it or it reaches max_epochs."""
+    asha, trace, max_epochs = Asha(version, seed, stock), FidelityTrace(), version.schedule.max_epochs
     for i in range(n):
         trial_id = f"t{i}"
         config = searcher.suggest(trial_id)
@@ -204,7 +213,10 @@ def optuna_hyperband(version: StudyVersion, curve: Curve, n: int, seed: int) -> 
     s = version.schedule
     pruner = optuna.pruners.HyperbandPruner(min_resource=s.grace_period, max_resource=s.max_epochs,
                                             reduction_factor=s.reduction_factor)  # fmt: skip
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    # The pruner puts a trial in a bracket by a hash of the study's name and the trial's number: a name of the
+    # seed's, not Optuna's random one, makes the brackets (and so the run) the same for the same seed.
+    study = optuna.create_study(study_name=f"hyperband-seed-{seed}", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=pruner)  # fmt: skip
     trace = FidelityTrace()
 
     def objective(trial: Any) -> float:
@@ -236,8 +248,8 @@ HYPERBAND = "Optuna TPE + HyperbandPruner"
 
 def asha_method(name: str, version: StudyVersion, curve: Curve) -> Callable[[int, int], FidelityTrace]:
     algorithm, attributes = ASHA_METHODS[name]
-    if algorithm == "ray_hyperopt":
-        return lambda n, seed: asha_search(ray_hyperopt_search(version, seed), version, curve, n, seed)
+    if algorithm == "ray_hyperopt":  # Ray's method as a user gets it: its searcher under its own scheduler
+        return lambda n, seed: asha_search(ray_hyperopt_search(version, seed), version, curve, n, seed, stock=True)
     cls = variant(algorithm, **attributes)
     searched = with_search(version, algorithm=algorithm)
     return lambda n, seed: asha_search(cls(searched, [], seed=seed), version, curve, n, seed)
@@ -319,6 +331,8 @@ PARALLEL_METHODS: dict[str, tuple[str, int, str]] = {  # name -> (algorithm, con
     "tpe x8 liar off": ("tpe", 8, "off"),
     "optuna_tpe sequential": ("optuna_tpe", 1, "worst"),
     "optuna_tpe x8 liar worst": ("optuna_tpe", 8, "worst"),
+    "optuna_tpe x8 liar mean": ("optuna_tpe", 8, "mean"),
+    "optuna_tpe x8 liar best": ("optuna_tpe", 8, "best"),
     "optuna_tpe x8 liar off": ("optuna_tpe", 8, "off"),
     "random": ("random", 1, "worst"),
 }
@@ -340,15 +354,21 @@ def gap_lost_interval(parallel: np.ndarray, sequential: np.ndarray, random: np.n
     return float(low), float(high)
 
 
-def parallel_problem(problem: Problem, n: int, seeds: int) -> dict[str, Any]:
+PARALLEL_SEARCHERS = ("tpe", "optuna_tpe")  # the searchers whose parallel suggestions the goal judges
+
+
+def parallel_problem(problem: Problem, n: int, seeds: int, searchers: Sequence[str] = PARALLEL_SEARCHERS
+                     ) -> dict[str, Any]:  # fmt: skip
     methods, bests = {}, {}
     for name, (algorithm, concurrency, liar) in PARALLEL_METHODS.items():
+        if algorithm not in (*searchers, "random"):
+            continue
         version = with_search(problem.version, algorithm=algorithm, liar=liar)
         cls = searcher_class(algorithm)
         runs = [concurrent_search(cls, version, problem.objective, n, seed, concurrency) for seed in range(seeds)]
         methods[name], bests[name] = summarize(runs), np.array(runs)
     goals = {}
-    for algorithm in ("tpe", "optuna_tpe"):
+    for algorithm in searchers:
         compared = (bests[f"{algorithm} x8 liar worst"], bests[f"{algorithm} sequential"], bests["random"])
         lost = gap_lost(*compared)
         worst, off = methods[f"{algorithm} x8 liar worst"]["median"], methods[f"{algorithm} x8 liar off"]["median"]
@@ -357,9 +377,9 @@ def parallel_problem(problem: Problem, n: int, seeds: int) -> dict[str, Any]:
     return {"optimum": problem.optimum, "methods": methods, "goal": goals}
 
 
-def parallel(n: int, seeds: int) -> dict[str, Any]:
+def parallel(n: int, seeds: int, searchers: Sequence[str] = PARALLEL_SEARCHERS) -> dict[str, Any]:
     return {"trials": n, "seeds": seeds, "concurrency": 8,
-            "problems": {p.name: parallel_problem(p, n, seeds) for p in analytic_problems()}}  # fmt: skip
+            "problems": {p.name: parallel_problem(p, n, seeds, searchers) for p in analytic_problems()}}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- many priors
@@ -426,6 +446,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--mf-trials", type=int, help="trials per multi-fidelity search (default 30 quick, 60 full)")
     p.add_argument("--parallel-trials", type=int, help="trials per parallel search (default 30 quick, 60 full)")
     p.add_argument("--parallel-seeds", type=int, help="seeds per parallel method (default: --seeds)")
+    p.add_argument("--parallel-searchers", type=lambda text: tuple(text.split(",")), default=PARALLEL_SEARCHERS,
+                   help=f"searchers of the parallel part, comma-separated, random always beside them (default "
+                   f"{','.join(PARALLEL_SEARCHERS)})")  # fmt: skip
     p.add_argument("--prior-trials", type=int, help="carried trials for the quality check (2500 quick, 5000 full)")
     p.add_argument("--suggestions", type=int, help="suggestions per latency / quality run (default 8 quick, 20 full)")
     p.add_argument(
@@ -444,6 +467,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         p.error(f"--parts: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(PARTS)}")
+    if not set(args.parallel_searchers) <= set(PARALLEL_SEARCHERS):
+        p.error(f"--parallel-searchers: expected some of {', '.join(PARALLEL_SEARCHERS)}")
     out: dict[str, Any] = {}
     if "multifidelity" in args.parts:
         out["multifidelity"] = {}
@@ -453,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "parallel" in args.parts:
         parallel_seeds = args.parallel_seeds or args.seeds
         print(f"parallel: {parallel_seeds} seeds x {args.parallel_trials} trials, concurrency 8 ...", flush=True)
-        out["parallel"] = parallel(args.parallel_trials, parallel_seeds)
+        out["parallel"] = parallel(args.parallel_trials, parallel_seeds, args.parallel_searchers)
     if "latency" in args.parts:
         print("TPE suggestion latency with many carried trials ...", flush=True)
         out["latency_ms"] = latency(args.suggestions, args.latency_priors)

@@ -300,3 +300,11 @@ def test_review_cost_cpu_bound_adds_the_drivers_extra_cpu_per_trial_second() -> 
     assert compared["cpu_bound"] == pytest.approx(0.3 / 30 + (1.5 - 0.9) / 30)
     sides["off"]["driver_cpu_during_trials_s"] = 3.0  # the driver worked less with review artifacts on: no credit
     assert review_cost.compare(sides, paired)["cpu_bound"] == pytest.approx(0.3 / 30)
+
+
+def test_optuna_hyperband_baseline_is_the_same_run_for_the_same_seed() -> None:
+    """Optuna's HyperbandPruner brackets trials by a hash of the study's name: the bench names it by the seed."""
+    problem = search_at_scale.crossing_curves()
+    version = problem.version(1)
+    runs = [search_at_scale.optuna_hyperband(version, problem.curve, 20, seed=3) for _ in range(2)]
+    assert runs[0].finals == runs[1].finals and runs[0].epochs == runs[1].epochs
