@@ -149,9 +149,9 @@ class Reviewer:
 
     def shoot(self, name: str) -> None:
         path = self.folder / f"{len(self.shots) + 1:02d}-{name}.png"
-        # The viewport as the reviewer sees it: MLflow's panes fill the window, and a full-page capture, which resizes
-        # the viewport, caught the artifact tree redrawn with only its selected row.
-        self.page.screenshot(path=str(path), animations="disabled")
+        # The viewport (MLflow's panes fill the window) as painted: animations="disabled" ends the artifact tree's
+        # expand motion early, and the tree then drew itself collapsed or one row high in the shot.
+        self.page.screenshot(path=str(path))
         self.shots.append(path)
 
     def visible(self, locator: Locator) -> Locator:
@@ -195,13 +195,13 @@ class Reviewer:
 
     def artifacts_listed(self, artifacts: tuple[str, ...]) -> None:
         """Open the Artifacts tab, expand the review folder and wait for each artifact's file name to be listed, then
-        preview the first; the shot waits for the list again (the tree redraws when a file is opened)."""
+        preview the first; the shot (list and preview) waits for the list again."""
         self.visible(self.page.get_by_role("tab", name="Artifacts")).click()
         self.visible(self.page.get_by_text(schema.REVIEW_ARTIFACT_DIR, exact=True)).click()
         listed = [self.page.get_by_text(schema.review_file_name(artifact), exact=True) for artifact in artifacts]
         for name in listed:
             self.visible(name)
-        listed[0].click()  # previewed in the shot
+        listed[0].click()
         self.visible(self.page.get_by_role("img", name=artifacts[0]))
         for name in listed:
             self.visible(name)
