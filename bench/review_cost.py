@@ -236,17 +236,20 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def pair_trials(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
-    """(off trial, on trial) of the same round with the same config; each trial in one pair at most, in order."""
-    pairs = []
+def pairs_by_round(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -> list[list[tuple[dict, dict]]]:
+    """Per round, (off trial, on trial) with the same config; each trial in one pair at most, in order."""
+    rounds = []
     for off_run, on_run in zip(off_runs, on_runs, strict=True):
         unmatched: dict[str, list[dict[str, Any]]] = {}
         for trial in off_run["trials"]:
             unmatched.setdefault(trial["config"], []).append(trial)
-        for trial in on_run["trials"]:
-            if unmatched.get(trial["config"]):
-                pairs.append((unmatched[trial["config"]].pop(0), trial))
-    return pairs
+        rounds.append([(unmatched[t["config"]].pop(0), t) for t in on_run["trials"] if unmatched.get(t["config"])])
+    return rounds
+
+
+def pair_trials(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
+    """The pairs of every round (:func:`pairs_by_round`), in order."""
+    return [pair for pairs in pairs_by_round(off_runs, on_runs) for pair in pairs]
 
 
 def median_ratio(pairs: Iterable[tuple[dict, dict]], key: str = "s_per_epoch") -> float | None:
@@ -257,9 +260,10 @@ def median_ratio(pairs: Iterable[tuple[dict, dict]], key: str = "s_per_epoch") -
 def paired_ratios(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median over the pairs of trials (:func:`pair_trials`) of on / off, per epoch; how many pairs and trials; the
     same ratio for each round alone."""
-    pairs = pair_trials(off_runs, on_runs)
+    rounds = pairs_by_round(off_runs, on_runs)
+    pairs = [pair for round_pairs in rounds for pair in round_pairs]
     trials = min(sum(len(r["trials"]) for r in off_runs), sum(len(r["trials"]) for r in on_runs))
-    per_round = [median_ratio(pair_trials([off], [on])) for off, on in zip(off_runs, on_runs, strict=True)]
+    per_round = [median_ratio(round_pairs) for round_pairs in rounds]
     return {"pairs": len(pairs), "trials": trials, "s_per_epoch_ratio": median_ratio(pairs),
             "train_s_per_epoch_ratio": median_ratio(pairs, "train_s_per_epoch"), "per_round": per_round}  # fmt: skip
 
@@ -270,7 +274,7 @@ def round_interval(
 ) -> list[float] | None:  # fmt: skip
     """The ``quantiles`` of the paired per-epoch ratio over ``resamples`` sets of rounds drawn with replacement: the
     trials of one search share its machine's mood, so whole rounds are the units that vary. None under 2 rounds."""
-    rounds = [pair_trials([off], [on]) for off, on in zip(off_runs, on_runs, strict=True)]
+    rounds = pairs_by_round(off_runs, on_runs)
     if len(rounds) < 2:
         return None
     rng = random.Random(seed)
