@@ -262,6 +262,13 @@ def _positive_int(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str, minimum: 
     return x
 
 
+def _boolean(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str) -> bool | None:
+    if not isinstance(x, bool):
+        ctx.error(path, f"{what} must be true or false, got {_show(x)}")
+        return None
+    return x
+
+
 # --------------------------------------------------------------------------- parameters
 
 
@@ -548,6 +555,7 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
         # YAML reads a bare ``off`` as false
         "liar": lambda v, p: _one_of(ctx, LIARS)("off" if v is False else v, p),
         "min_rung_trials": lambda v, p: _positive_int(ctx, v, p, "min_rung_trials"),
+        "repeats": lambda v, p: _boolean(ctx, v, p, "repeats"),
     })  # fmt: skip
 
     fixed: Mapping[str, Any] | None = {}

@@ -759,10 +759,13 @@ class SearchSettings:
     # With ASHA the searcher fits on the highest rung with at least this many observations (None: d + 2 for d
     # searched parameters).
     min_rung_trials: int | None = None
+    # Whether a suggestion may repeat the values of a scored or running trial. False: the searcher proposes
+    # values no trial has (a repeat runs again what is known), until every configuration of a finite space is.
+    repeats: bool = False
 
     # Fields added after content hashes were recorded: hashed only when set to something else than their
     # default, so a file that does not use them keeps the hash its recorded trials ran with.
-    _HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = ("liar", "min_rung_trials")
+    _HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = ("liar", "min_rung_trials", "repeats")
 
     def canonical(self) -> dict[str, Any]:
         """The settings that enter the content hash."""

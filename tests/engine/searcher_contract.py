@@ -58,6 +58,9 @@ NESTED_OPTIMIZERS = [
     ({"name": "sgd", "momentum": 0.6, "schedule": {"kind": "cosine", "warmup": 2}}, 0.3),
 ]
 BRANIN_PARAMS = "params:\n  x1: {uniform: [-5.0, 10.0]}\n  x2: {uniform: [0.0, 15.0]}\n"
+# 3 x 2 x 2 = 12 configurations; ``grid_loss`` puts its optimum at a = 1, b = x, c = 0
+GRID_PARAMS = "params:\n  a: {choice: [1, 2, 3]}\n  b: {choice: [x, y]}\n  c: {int: [0, 1]}\n"
+GRID = [{"a": a, "b": b, "c": c} for a in (1, 2, 3) for b in ("x", "y") for c in (0, 1)]
 ASHA_9 = "schedule: {scheduler: asha, max_epochs: 9, grace_period: 1, reduction_factor: 3}\n"  # rungs 1 and 3
 # Suggestions of each searcher on FIFO searches, recorded before the searchers became fidelity- and pending-aware
 # (``fifo_sequences`` makes them).
@@ -107,6 +110,14 @@ def fifo_sequences(algorithm: str) -> dict[str, list[dict[str, Any]]]:
         s.on_trial_complete(f"n{i}", {"loss": (values["x"] - 1) ** 2 + (values["optimizer"]["name"] == "adam")})
         nested.append(values)
     return {"quadratic": warm, "nested": nested}
+
+
+def grid_loss(c: Mapping[str, Any]) -> float:
+    return c["a"] + 2 * (c["b"] == "y") + 0.5 * c["c"]
+
+
+def keys(values: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [json.dumps(v, sort_keys=True) for v in values]
 
 
 def report_epochs(s: SpaceSearcher, trial_id: str, losses: Sequence[float]) -> dict[str, Any]:
@@ -390,3 +401,47 @@ class SearcherContract:
         s = self.searcher(self.version(algorithm, QUADRATIC_PARAMS, startup=4), seed=5)
         self.run(s, 6, quadratic)
         assert list(s.suggested_by.values()) == ["startup"] * 4 + [algorithm] * 2
+
+    # ------------------------------------------------------------------ repeats
+
+    def test_no_configuration_twice_until_every_one_is_known(self, algorithm: str) -> None:
+        s = self.searcher(self.version(algorithm, GRID_PARAMS, startup=3), seed=3)
+        suggestions = self.run(s, len(GRID), grid_loss)
+        assert sorted(keys(suggestions)) == sorted(keys(GRID))
+        again = self.run(s, 1, grid_loss, start=len(GRID))  # every configuration is known: a repeat, drawn
+        assert again[0] in GRID and s.suggested_by[f"t{len(GRID)}"] == "random"
+
+    def test_repeats_allowed_when_asked(self, algorithm: str) -> None:
+        """``search.repeats: true`` is the searchers' old behaviour: on 12 configurations, 12 suggestions repeat."""
+        s = self.searcher(self.version(algorithm, GRID_PARAMS, startup=3, repeats="true"), seed=3)
+        assert len(set(keys(self.run(s, len(GRID), grid_loss)))) < len(GRID)
+        assert not s.is_repeat(GRID[0])
+
+    def test_carried_and_running_trials_are_not_repeated(self, algorithm: str) -> None:
+        version = self.version(algorithm, GRID_PARAMS, startup=3)
+        prior = [(c, grid_loss(c)) for c in GRID[:-3]]
+        s = self.searcher(version, prior, seed=1)
+        running = [values_of(version, s.suggest(f"r{i}")) for i in range(3)]  # none finished: all pending
+        assert sorted(keys(running)) == sorted(keys(GRID[-3:]))
+
+    def test_a_configuration_that_failed_may_come_back(self, algorithm: str) -> None:
+        version = self.version(algorithm, GRID_PARAMS, startup=3)
+        s = self.searcher(version, [(c, grid_loss(c)) for c in GRID[1:]], seed=1)
+        first = values_of(version, s.suggest("t0"))
+        assert first == GRID[0]  # the only configuration not carried
+        s.on_trial_complete("t0", error=True)
+        assert values_of(version, s.suggest("t1")) == GRID[0]
+        s.on_trial_complete("t1", {"loss": grid_loss(GRID[0])})
+        assert s.is_repeat(GRID[0]) and all(s.is_repeat(c) for c in GRID)
+
+    def test_known_configurations_survive_save_restore_and_pickling(self, algorithm: str, tmp_path: Path) -> None:
+        version = self.version(algorithm, GRID_PARAMS, startup=3)
+        prior = [(c, grid_loss(c)) for c in GRID[:5]]
+        s = self.searcher(version, prior, seed=2)
+        seen = self.run(s, 5, grid_loss) + [values_of(version, s.suggest("pending"))]
+        s.save(str(tmp_path / "state.json"))
+        restored = self.searcher(version, prior, seed=2)
+        restored.restore(str(tmp_path / "state.json"))
+        missing = sorted(set(keys(GRID)) - set(keys(GRID[:5] + seen)))
+        for clone in (restored, pickle.loads(pickle.dumps(s))):
+            assert keys([values_of(version, clone.suggest("next"))]) == missing

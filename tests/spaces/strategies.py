@@ -159,6 +159,7 @@ def version_docs(draw) -> dict:
                 "max_failures": st.integers(0, 5),
                 "liar": st.sampled_from(["worst", "mean", "best", "off"]),
                 "min_rung_trials": st.integers(1, 20),
+                "repeats": st.booleans(),
             },
         ),
         "fixed": st.dictionaries(st.sampled_from(["data", "patch", "seed", "tag_1"]), fixed_values, max_size=3),

@@ -98,7 +98,10 @@ def test_shipped_hashes_are_unchanged() -> None:
 
 
 def test_a_setting_at_its_default_keeps_the_hash_it_had_before_the_setting_existed() -> None:
-    """``schedule.brackets`` and ``search.liar`` came after hashes were recorded: written at their default,
-    a file hashes as one that does not name them."""
-    spelled_out = BASE.replace("grace_period: 1}", "grace_period: 1, brackets: 1}") + "search: {liar: worst}\n"
+    """``schedule.brackets``, ``search.liar`` and ``search.repeats`` came after hashes were recorded: written at
+    their default, a file hashes as one that does not name them; set otherwise, the hash changes."""
+    search = "search: {liar: worst, repeats: false}\n"
+    spelled_out = BASE.replace("grace_period: 1}", "grace_period: 1, brackets: 1}") + search
     assert parse_version(spelled_out).content_hash == parse_version(BASE).content_hash
+    repeating = parse_version(BASE + "search: {repeats: true}\n")
+    assert repeating.search.repeats and repeating.content_hash != parse_version(BASE).content_hash

@@ -133,6 +133,7 @@ def test_bad_parameter(spec: str, expect: str) -> None:
         (MINIMAL.replace("  x:", "  step:"), "reserved word"),
         (MINIMAL.replace("trainable: analytic\n", ""), "missing required key 'trainable'"),
         (MINIMAL + "search: {algorithm: 2}\n", "expected a searcher name"),
+        (MINIMAL + "search: {repeats: 1}\n", "repeats must be true or false, got 1"),
         (MINIMAL + "search: {algorithm: optuna-tpe}\n", "expected a searcher name"),
     ],
 )

@@ -28,6 +28,15 @@ is the library's own rule: hyperopt's ``tpe.suggest`` counts running trials, and
 whatever the concurrency; Optuna's ``TPESampler`` counts completed trials only, and the Optuna searcher's
 sampler sees a running trial as completed with the lie, so it counts them too (but not with ``off``).
 
+**Repeats.** A trial's values are a configuration; with ``search.repeats`` false (the default) a suggestion
+avoids the configuration of every carried, completed and running trial (``is_repeat``): on a space of
+choices and integers a TPE converges on the best configuration it knows and proposes it again, which
+trains what is known once more. The library is asked again with the repeat counted as a poor result
+(``REPEAT_RETRIES`` times), then values are drawn at random (``REPEAT_DRAWS`` times); when every draw
+repeats (a finite space whose configurations are all known) the repeat is suggested. A trial that ended
+without a score (failed, or stopped before its first rung) may be suggested again. Continuous values
+practically never repeat, so the rule changes nothing there.
+
 **Replays.** ``replay_first`` queues trials to suggest again, as they ran (values and seed), before any
 new suggestion: ``orchestrator resume`` continues the trials a dead driver left running this way. A
 replayed trial is the searcher's own suggestion from then on (running, then scored as it ends).
@@ -39,6 +48,7 @@ import functools
 import json
 import math
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -57,6 +67,9 @@ Prior = Sequence[CarriedTrial]
 Budgets = dict[int, float]  # budget (a rung epoch, or max_epochs for the full budget) -> the loss there
 EPOCH_KEY = "training_iteration"  # what Ray Tune's ASHA counts its rungs in (``plan.build_tuner``)
 REPLAYED = "resume"  # ``suggested_by`` of a replayed trial
+DRAWN = "random"  # ``suggested_by`` of values drawn at random (random search, or in place of a repeat)
+REPEAT_RETRIES = 8  # times the library is asked again, the repeat counted as a poor result, before random draws
+REPEAT_DRAWS = 100  # random draws for values no trial has, before a repeat is suggested after all
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,16 @@ def record_rungs(budgets: Budgets, rungs: Iterable[int], epoch: int, loss: float
         budgets.setdefault(rung, loss)
 
 
+def values_key(values: Mapping[str, Any]) -> str:
+    """What tells two trials' values apart: equal values (nested ones too) give the same text, in any key order."""
+    return json.dumps(values, sort_keys=True, default=repr)
+
+
+def derived_seed(seed: int, attempt: int) -> int:
+    """The seed of a suggestion's ``attempt``-th retry, fixed by the suggestion's seed."""
+    return int(np.random.default_rng([seed, attempt]).integers(2**31 - 1))
+
+
 def lie(losses: Sequence[float] | np.ndarray, liar: str) -> float | None:
     """The loss a pending trial counts with (``search.liar``): worst, mean or best of ``losses``; None when off."""
     if liar == "off" or len(losses) == 0:
@@ -129,6 +152,7 @@ class SpaceSearcher(Searcher, ABC):
         self.suggested_by: dict[str, str] = {}
         self._count = 0
         self._replays: list[Replay] = []
+        self._known: Counter[str] | None = None  # values_key of carried, completed and running trials; see ``known``
         self._build()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -204,15 +228,62 @@ class SpaceSearcher(Searcher, ABC):
         scored = self.n_scored
         return scored + (len(self._live) if scored else 0) < self.version.search.startup_trials
 
+    # ------------------------------------------------------------------ repeats
+
+    @property
+    def known(self) -> Counter[str]:
+        """How many carried, completed and running trials have each configuration (by ``values_key``); built on
+        first use, then kept up as trials are suggested and end."""
+        if self._known is None:
+            scored = (values for values, _ in self._scored())
+            self._known = Counter(map(values_key, [*scored, *self._live.values()]))
+        return self._known
+
+    def is_repeat(self, values: Mapping[str, Any]) -> bool:
+        """Whether ``values`` are the configuration of a carried, completed or running trial, and
+        ``search.repeats`` says a suggestion must not repeat one."""
+        return not self.version.search.repeats and self.known[values_key(values)] > 0
+
+    def _avoid_repeat(
+        self,
+        values: dict[str, Any],
+        seed: int,
+        ask_again: Callable[[dict[str, Any], int], dict[str, Any]] | None,
+        draw: Callable[[int], dict[str, Any]],
+    ) -> tuple[dict[str, Any], bool]:
+        """``values``, or in place of a repeat (``is_repeat``) the first new values that ``ask_again(repeat,
+        seed)`` gives (the library asked again with ``repeat`` counted as a poor result; None: it has no model
+        yet), then ``draw(seed)`` (a random draw); each try gets its own seed (``derived_seed``). Returns the
+        values of the last try (the library's state is that try's) and whether they were drawn at random: a
+        repeat only when every try repeated."""
+        if not self.is_repeat(values):
+            return values, False
+        for attempt in range(REPEAT_RETRIES if ask_again is not None else 0):
+            values = ask_again(values, derived_seed(seed, attempt + 1))
+            if not self.is_repeat(values):
+                return values, False
+        for attempt in range(REPEAT_DRAWS):
+            values = draw(derived_seed(seed, REPEAT_RETRIES + attempt + 1))
+            if not self.is_repeat(values):
+                break
+        return values, True
+
+    def _forget(self, values: Mapping[str, Any]) -> None:
+        """A running trial ended without a score: its configuration may be suggested again."""
+        if self._known is not None:
+            self._known[values_key(values)] -= 1
+
     # ------------------------------------------------------------------ suggestions and results
 
     def _next_seed(self) -> int:
         """The seed of the next suggestion: fixed by the searcher's seed and how many came before."""
-        return int(np.random.default_rng([self.seed, self._count]).integers(2**31 - 1))
+        return derived_seed(self.seed, self._count)
 
     def _issue(self, trial_id: str, values: dict[str, Any], suggested_by: str, seed: int) -> dict[str, Any]:
         """Record a suggestion and return what the trainable receives: fixed + values + reserved keys."""
         self._live[trial_id] = values
+        if self._known is not None:
+            self._known[values_key(values)] += 1
         self._live_rungs[trial_id] = {}
         self.suggested_by[trial_id] = suggested_by
         self._count += 1
@@ -256,12 +327,15 @@ class SpaceSearcher(Searcher, ABC):
         loss = self._loss(result, error)
         if values is None or loss is None:
             self._live_rungs.pop(trial_id, None)
+            if values is not None:
+                self._forget(values)
             return None
         at = self._record_result(trial_id, result)
         budgets = self._live_rungs.pop(trial_id)
         if at is None or at[0] >= self.full_budget or not self.rungs:
             budgets[self.full_budget] = loss
         if not budgets:  # stopped before its first rung: nothing comparable to learn from
+            self._forget(values)
             return None
         self._completed.append((values, budgets))
         return budgets
@@ -302,6 +376,7 @@ class SpaceSearcher(Searcher, ABC):
         self.suggested_by = state["suggested_by"]
         self._count = state["count"]
         self._replays = [Replay(values, seed, extra) for values, seed, extra in state.get("replays", [])]
+        self._known = None
         self._build()
 
     def _budgets_from_json(self, saved: Mapping[str, float] | float) -> Budgets:

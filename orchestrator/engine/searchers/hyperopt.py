@@ -19,6 +19,7 @@ trials towards its start-up phase too, and so does this searcher (``SpaceSearche
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -28,7 +29,7 @@ from hyperopt import JOB_STATE_DONE, STATUS_OK, Domain, Trials, rand, tpe
 
 from orchestrator.engine.backends.hyperopt import decode, encode, to_hyperopt, trial_misc
 
-from .base import Budgets, SpaceSearcher, lie, stopped_below
+from .base import DRAWN, Budgets, SpaceSearcher, lie, stopped_below
 
 DEFAULT_GAMMA = 0.25  # hyperopt's ``tpe.suggest`` default
 GOOD_CAP = 25  # hyperopt's cap on the trials TPE calls good (``ap_split_trials``'s ``gamma_cap``)
@@ -134,21 +135,45 @@ class HyperoptSearcher(SpaceSearcher):
 
     # ------------------------------------------------------------------ Ray Tune API
 
+    def _draw(self, tid: int, seed: int) -> dict[str, Any]:
+        """Values drawn at random from the space (hyperopt's ``rand.suggest``)."""
+        return decode(self.version.params, rand.suggest([tid], self._domain, Trials(), seed)[0]["misc"]["vals"])
+
+    def _tpe(self, tid: int, trials: Trials, gamma: float, seed: int) -> dict[str, Any]:
+        """TPE's values fitted on ``trials``."""
+        settings = {**self.tpe_settings, "gamma": gamma}
+        # The searcher decides the start-up phase (``in_startup``), so TPE never falls back to random itself.
+        docs = tpe.suggest([tid], self._domain, trials, seed, n_startup_jobs=0, **settings)
+        return decode(self.version.params, docs[0]["misc"]["vals"])
+
+    def _tpe_without(self, tid: int, trials: Trials, gamma: float, repeat: dict[str, Any], seed: int) -> dict[str, Any]:
+        """TPE again with ``repeat`` one more observation in ``trials``, at the worst loss there: the density
+        ratio falls at the repeated configuration (``SpaceSearcher._avoid_repeat``)."""
+        worst = max(doc["result"]["loss"] for doc in trials._dynamic_trials)
+        fake = self._next_tid + len(trials._dynamic_trials)  # a tid no trial has: the newest, at full weight
+        misc = trial_misc(fake, encode(self.version.params, repeat))
+        result = {"loss": worst, "status": STATUS_OK}
+        trials._dynamic_trials.append({"tid": fake, "misc": misc, "state": JOB_STATE_DONE, "result": result})
+        trials.refresh()
+        return self._tpe(tid, trials, gamma, seed)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         search = self.version.search
         tid = self._take_tid()
         seed = self._next_seed()
         startup = self.in_startup()
-        if search.algorithm == "random" or startup:
-            docs = rand.suggest([tid], self._domain, Trials(), seed)
-        else:
+        modelled = search.algorithm != "random" and not startup
+        ask_again = None
+        if modelled:
             trials, gamma = self._model_trials()
-            settings = {**self.tpe_settings, "gamma": gamma}
-            # The searcher decides the start-up phase (``in_startup``), so TPE never falls back to random itself.
-            docs = tpe.suggest([tid], self._domain, trials, seed, n_startup_jobs=0, **settings)
-        values = decode(self.version.params, docs[0]["misc"]["vals"])
+            values = self._tpe(tid, trials, gamma, seed)
+            if trials._dynamic_trials:
+                ask_again = functools.partial(self._tpe_without, tid, trials, gamma)
+        else:
+            values = self._draw(tid, seed)
+        values, drawn = self._avoid_repeat(values, seed, ask_again, lambda draw_seed: self._draw(tid, draw_seed))
         self._live_tids[trial_id] = tid
-        suggested_by = "random" if search.algorithm == "random" else "startup" if startup else "tpe"
+        suggested_by = DRAWN if search.algorithm == "random" else "startup" if startup else DRAWN if drawn else "tpe"
         return self._issue(trial_id, values, suggested_by, seed)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

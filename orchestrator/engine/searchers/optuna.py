@@ -35,7 +35,7 @@ from orchestrator.engine.backends.optuna import encode, sample
 from orchestrator.errors import OrchestratorError
 
 from . import unsupported_liar
-from .base import Budgets, SpaceSearcher, lie, stopped_below
+from .base import DRAWN, Budgets, SpaceSearcher, lie, stopped_below
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -175,12 +175,29 @@ class OptunaSearcher(SpaceSearcher):
             warnings.simplefilter("ignore", ExperimentalWarning)
             self._study.tell(number, loss, state=TrialState.COMPLETE if loss is not None else TrialState.FAIL)
 
-    def _lies(self) -> dict[int, float]:
-        """The loss each running trial of the study counts with at the next suggestion (``search.liar``): the
-        worst, mean or best loss completed at the fitted budget; none with ``off`` or before any loss."""
+    def _completed_losses(self) -> list[float]:
+        """The losses of the study's completed trials (at the fitted budget)."""
         trials = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        lied = lie([t.value for t in trials if t.value is not None], self.version.search.liar)
+        return [t.value for t in trials if t.value is not None]
+
+    def _lies(self, losses: list[float] | None = None) -> dict[int, float]:
+        """The loss each running trial of the study counts with at the next suggestion (``search.liar``): the
+        worst, mean or best loss completed at the fitted budget (``losses``, when read already); none with ``off``
+        or before any loss."""
+        lied = lie(self._completed_losses() if losses is None else losses, self.version.search.liar)
         return {} if lied is None else dict.fromkeys(self._trials.values(), lied)
+
+    def _ask(self, sampler: optuna.samplers.BaseSampler | None = None) -> tuple[optuna.Trial, dict[str, Any]]:
+        """A new trial of the study and its values, drawn by the study's sampler or by ``sampler``."""
+        own = self._study.sampler
+        self._study.sampler = sampler or own
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                trial = self._study.ask()
+                return trial, sample(self.version.params, trial)
+        finally:
+            self._study.sampler = own
 
     def _follow_budget(self) -> None:
         """Rebuild the study when the budget to fit on has moved (a rung gathered enough trials)."""
@@ -191,18 +208,39 @@ class OptunaSearcher(SpaceSearcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         seed = self._next_seed()
-        self._sampler.lies = self._lies()
+        losses = self._completed_losses()
+        self._sampler.lies = self._lies(losses)
         # As the sampler counts: scored trials, and running ones that count with a lie.
         startup = self.n_scored + len(self._sampler.lies) < self.version.search.startup_trials
+        repeated: list[int] = []  # trials asked whose values repeat a known trial's: they end as failed
+        worst = lie(losses, "worst")
+
+        def ask_again(_repeat: dict[str, Any], _seed: int) -> dict[str, Any]:
+            """The sampler again (its own generator moves on), the repeat counted as running at the worst loss."""
+            nonlocal trial
+            repeated.append(trial.number)
+            if worst is not None:
+                self._sampler.lies = {**self._sampler.lies, trial.number: worst}
+            trial, again = self._ask()
+            return again
+
+        def draw(draw_seed: int) -> dict[str, Any]:
+            nonlocal trial
+            repeated.append(trial.number)
+            trial, drawn = self._ask(optuna.samplers.RandomSampler(seed=draw_seed))
+            return drawn
+
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                trial = self._study.ask()
-                values = sample(self.version.params, trial)
+            trial, values = self._ask()
+            values, drawn = self._avoid_repeat(values, seed, ask_again, draw)
         finally:
             self._sampler.lies = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            for number in repeated:
+                self._study.tell(number, state=TrialState.FAIL)
         self._trials[trial_id] = trial.number
-        return self._issue(trial_id, values, "startup" if startup else "optuna_tpe", seed)
+        return self._issue(trial_id, values, "startup" if startup else DRAWN if drawn else "optuna_tpe", seed)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         super().on_trial_result(trial_id, result)
