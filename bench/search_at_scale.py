@@ -8,12 +8,14 @@ Three parts, each side by side in one run, medians over seeds, searchers driven 
   ASHA grace 1, reduction 3, 27 epochs: rungs 1, 3, 9) and the ConvNet on digits at a small budget (real
   training, cached curves: ``bench.convnet_curves``). Every ASHA method runs with the schedule's
   ``max_brackets()`` brackets (asynchronous Hyperband) and with one (Ray's default), fed by hand:
-  fidelity-aware ``tpe`` and ``optuna_tpe``, the same searchers treating every trial as final (as before
-  budgets) and random search under the product's scheduler (``plan.asha_scheduler``: Ray Tune's
-  ``ASHAScheduler``, trials joining the brackets in Hyperband's proportions), Ray's ``HyperOptSearch`` under
-  Ray's own ``ASHAScheduler`` (its random bracket draw); beside them Optuna TPE + ``HyperbandPruner``.
-  Best final loss (at max_epochs) after N trials, trials one at a time; ours is fidelity-aware ``tpe`` with
-  brackets. With one bracket no searcher gets a slow starter past rung 1, whatever it suggests.
+  fidelity-aware ``tpe`` and ``optuna_tpe`` (no repeats: ``search.repeats`` false), ``tpe`` with repeats
+  allowed, both searchers as before (every trial final, repeats allowed) and random search under the
+  product's scheduler (``plan.asha_scheduler``: Ray Tune's ``ASHAScheduler``, trials joining the brackets in
+  Hyperband's proportions), Ray's ``HyperOptSearch`` under Ray's own ``ASHAScheduler`` (its random bracket
+  draw); beside them Optuna TPE + ``HyperbandPruner``. Best final loss (at max_epochs) after N trials, trials
+  one at a time, and the share of seeds that reached the bar (on the ConvNet grid, its best configuration);
+  ours is fidelity-aware ``tpe`` with brackets. Goal: ours at least as good as ``ISSUE_COMPARATORS``. With
+  one bracket no searcher gets a slow starter past rung 1, whatever it suggests.
 * **parallel**: concurrency 8 (eight trials pending; the oldest finishes, the next is suggested) against
   sequential suggestion, on Branin, Hartmann-6 and the conditional space of ``bench.search_quality``, for
   each ``search.liar``. Goal: best-after-N within 5% of the gap to random of sequential, and better than
@@ -235,23 +237,29 @@ def optuna_hyperband(version: StudyVersion, curve: Curve, n: int, seed: int) -> 
 
 
 OURS = "tpe, fidelity-aware"
-ASHA_METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (algorithm, searcher class settings)
-    OURS: ("tpe", {}),
-    "tpe, every trial final (before)": ("tpe", {"fidelity_aware": False}),
-    "optuna_tpe, fidelity-aware": ("optuna_tpe", {}),
-    "optuna_tpe, every trial final (before)": ("optuna_tpe", {"fidelity_aware": False}),
-    "Ray HyperOptSearch": ("ray_hyperopt", {}),
-    "random": ("random", {}),
+BEFORE = {"fidelity_aware": False}, {"repeats": True}  # the searchers before budgets and before avoiding repeats
+# name -> (algorithm, searcher class settings, search settings)
+ASHA_METHODS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    OURS: ("tpe", {}, {}),
+    "tpe, fidelity-aware, repeats allowed": ("tpe", {}, {"repeats": True}),
+    "tpe, every trial final, repeats allowed (before)": ("tpe", *BEFORE),
+    "optuna_tpe, fidelity-aware": ("optuna_tpe", {}, {}),
+    "optuna_tpe, every trial final, repeats allowed (before)": ("optuna_tpe", *BEFORE),
+    "Ray HyperOptSearch": ("ray_hyperopt", {}, {}),
+    "random": ("random", {}, {}),
 }
 HYPERBAND = "Optuna TPE + HyperbandPruner"
+# What the goal compares ours with (each ASHA one with either bracket count): today's tpe, Ray's own HyperOptSearch
+# under its ASHAScheduler, Optuna TPE with its Hyperband pruner. ``as_good_as_every_searcher`` adds optuna_tpe's rows.
+ISSUE_COMPARATORS = ("tpe, every trial final, repeats allowed (before)", "Ray HyperOptSearch", HYPERBAND)
 
 
 def asha_method(name: str, version: StudyVersion, curve: Curve) -> Callable[[int, int], FidelityTrace]:
-    algorithm, attributes = ASHA_METHODS[name]
+    algorithm, attributes, search = ASHA_METHODS[name]
     if algorithm == "ray_hyperopt":  # Ray's method as a user gets it: its searcher under its own scheduler
         return lambda n, seed: asha_search(ray_hyperopt_search(version, seed), version, curve, n, seed, stock=True)
     cls = variant(algorithm, **attributes)
-    searched = with_search(version, algorithm=algorithm)
+    searched = with_search(version, algorithm=algorithm, **search)
     return lambda n, seed: asha_search(cls(searched, [], seed=seed), version, curve, n, seed)
 
 
@@ -287,19 +295,27 @@ def multifidelity(problem: FidelityProblem, n: int, seeds: int) -> dict[str, Any
         seconds[name] = time.perf_counter() - t0
         print(f"  {problem.name}: {name}: median {median_of([t.best for t in traces[name]]):.4g} "
               f"({seconds[name]:.0f} s)", flush=True)  # fmt: skip
-    ours = next(name for name in traces if name.startswith(OURS) and "1 bracket" not in name)
+    ours = next(name for name in traces if name.split(" + ")[0] == OURS and "1 bracket" not in name)
     budgets = [t.epochs for t in traces[ours]]
     methods = {}
     for name, ts in traces.items():
         same_epochs = median_of([t.best_within(e) for t, e in zip(ts, budgets, strict=True)])
+        # On a grid (ConvNet digits) a median only says whether half the seeds reached the best: the share that did.
+        at_reference = float(np.mean([t.best <= problem.reference + 1e-12 for t in ts]))
         methods[name] = {**summarize([t.best for t in ts]), "epochs": statistics.median(t.epochs for t in ts),
-                         "median_within_same_epochs": same_epochs, "seconds": seconds[name]}  # fmt: skip
-    others = [m for m in methods if m != ours and not m.startswith("random")]
+                         "median_within_same_epochs": same_epochs, "at_reference": at_reference,
+                         "seconds": seconds[name]}  # fmt: skip
+    named = [m for m in methods if m.split(" + ")[0] in ISSUE_COMPARATORS]
+    searchers = [m for m in methods if m != ours and not m.startswith(("random", OURS))]
+
+    def at_least_as_good(others: list[str], measure: str) -> bool:
+        return all(methods[ours][measure] <= methods[m][measure] for m in others)
+
     return {"problem": problem.name, "trials": n, "seeds": seeds, "ours": ours, "reference": problem.reference,
             "reference_label": problem.reference_label, "methods": methods,
-            "goal_met": all(methods[ours]["median"] <= methods[m]["median"] for m in others),
-            "goal_met_same_epochs": all(methods[ours]["median_within_same_epochs"]
-                                        <= methods[m]["median_within_same_epochs"] for m in others)}  # fmt: skip
+            "goal_met": at_least_as_good(named, "median"),
+            "goal_met_same_epochs": at_least_as_good(named, "median_within_same_epochs"),
+            "as_good_as_every_searcher": at_least_as_good(searchers, "median")}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- parallel suggestions
@@ -499,6 +515,9 @@ def goal(out: dict[str, Any]) -> dict[str, Any]:
         goals["fidelity_aware_at_least_as_good_for_the_same_epochs"] = {
             k: v["goal_met_same_epochs"] for k, v in mf.items()
         }
+        goals["fidelity_aware_at_least_as_good_as_every_searcher"] = {
+            k: v["as_good_as_every_searcher"] for k, v in mf.items()
+        }
     if "parallel" in out:
         par = out["parallel"]["problems"]
         goals["parallel_within_5pct_of_sequential"] = {
@@ -515,12 +534,12 @@ def goal(out: dict[str, Any]) -> dict[str, Any]:
 
 def report(out: dict[str, Any]) -> None:
     for mf in out.get("multifidelity", {}).values():
+        columns = {"median best final": "median", "q1": "q1", "q3": "q3", "mean": "mean",
+                   "seeds at the bar": "at_reference", "median epochs": "epochs",
+                   "same epochs as ours": "median_within_same_epochs", "seconds": "seconds"}  # fmt: skip
         common.print_table(
-            ["method", "median best final", "q1", "q3", "median epochs", "same epochs as ours", "seconds"],
-            [
-                [name, m["median"], m["q1"], m["q3"], m["epochs"], m["median_within_same_epochs"], m["seconds"]]
-                for name, m in mf["methods"].items()
-            ],
+            ["method", *columns],
+            [[name, *(m[key] for key in columns.values())] for name, m in mf["methods"].items()],
             f"multi-fidelity, {mf['problem']}: best final loss after {mf['trials']} trials, {mf['seeds']} seeds "
             f"({mf['reference_label']}: {mf['reference']:.4g}); ours: {mf['ours']}",
         )
