@@ -15,6 +15,9 @@ Pending trials: hyperopt's ``tpe.suggest`` gives a document without a loss (a ru
 infinite one, so before ``search.liar`` this searcher already lied "worst" about running trials;
 ``worst`` keeps that ranking with a finite value, ``off`` now leaves them out. ``tpe.suggest`` counts running
 trials towards its start-up phase too, and so does this searcher (``SpaceSearcher.in_startup``).
+
+A suggestion that repeats a known trial's values (``SpaceSearcher._avoid_repeat``) is asked again of TPE with
+the repeat one more document at the worst loss fitted on (``_tpe_without``); random draws are ``rand.suggest``'s.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ sees each of them as a completed trial with the liar's loss (``PendingAwareTPESa
 good or bad trials as that loss ranks, and towards the start-up phase, as ``tpe`` counts them
 (``SpaceSearcher.in_startup``); ``off`` leaves them out. Sequentially nothing runs at a suggestion and
 the sampler is Optuna's ``TPESampler``, draw for draw.
+
+A trial asked whose values repeat a known trial's (``SpaceSearcher._avoid_repeat``) stays running while the
+sampler is asked again, seen with the worst completed loss, and a random draw is Optuna's ``RandomSampler``'s;
+the repeated trials then end as failed, out of the model.
 """
 
 from __future__ import annotations
