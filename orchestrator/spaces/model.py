@@ -632,6 +632,33 @@ class SearchSpace:
             return str(e)
         return None
 
+    def configuration_key(self, config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """What tells two configurations of this space apart: each searched parameter active in ``config`` (by
+        label) with its choice's option, its step on a stepped range, or its value as a float. Fixed values are
+        left out (every configuration has them), so a value recorded as ``2.0`` or ``0.30000000000000004`` keys
+        as ``2`` or ``0.3`` does. Raises ``ValueNotInSpace`` as :meth:`active` does."""
+        key: list[tuple[str, Any]] = []
+        for a in self.active(config):
+            if a.option is not None:
+                key.append((a.label, a.option))
+            elif not a.param.is_fixed:
+                key.append((a.label, a.param.index_of(a.value) if a.param.is_stepped else float(a.value)))
+        return tuple(key)
+
+    def size(self) -> int | None:
+        """How many configurations this space holds; None when a searched parameter is continuous."""
+        total = 1
+        for p in self.params.values():
+            if isinstance(p, Choice):
+                counts = [1 if sub is None else sub.size() for sub in map(p.sub_space, range(len(p.options)))]
+                count = None if None in counts else sum(c for c in counts if c is not None)
+            else:
+                count = 1 if p.is_fixed else p.steps + 1 if p.is_stepped else None
+            if count is None:
+                return None
+            total *= count
+        return total
+
     def fixed_entries_agree(self, value: Mapping[str, Any]) -> bool:
         """Whether every fixed entry of this space is in ``value`` with the same value (or its recorded form)."""
         return all(name in value and p.agrees(name, value[name]) for name, p in self.params.items() if p.is_fixed)

@@ -155,3 +155,25 @@ def test_build_then_active_yields_exactly_the_labels_built(params: dict, rnd: ra
             assert a.param.contains(a.value)
         assert a.param.contains(a.value)
     assert fit(space, config) == config, "carry keeps a configuration of the same space as it is"
+
+
+# --------------------------------------------------------------------------- configurations: keys and counts
+
+
+def test_configuration_key_tells_configurations_apart_as_the_space_sees_them() -> None:
+    key = NESTED.configuration_key(CONFIG)
+    assert key == NESTED.configuration_key({**CONFIG, "depth": 4.0, "lr": 0.5})  # recorded as floats: the same
+    assert key == NESTED.configuration_key(dict(reversed(list(CONFIG.items()))))  # key order does not matter
+    assert key != NESTED.configuration_key({**CONFIG, "depth": 6})
+    assert key != NESTED.configuration_key({**CONFIG, "optimizer": {"name": "adam"}})
+    assert ("act", "relu") not in key and ("optimizer", 1) in key  # fixed values left out; a choice by option
+    with pytest.raises(ValueNotInSpace):
+        NESTED.configuration_key({**CONFIG, "depth": 5})
+
+
+def test_size_counts_configurations_of_finite_spaces_only() -> None:
+    grid = SearchSpace({"a": Choice((1, 2, 3)), "b": IntRange(0, 4, step=2), "c": Fixed("x")})
+    assert grid.size() == 9
+    nested = SearchSpace({"opt": Choice((SearchSpace({"n": IntRange(1, 3)}), "plain")), "b": IntRange(0, 1)})
+    assert nested.size() == (3 + 1) * 2
+    assert NESTED.size() is None and A_AND_B.size() is None  # a continuous parameter

@@ -32,8 +32,9 @@ sampler sees a running trial as completed with the lie, so it counts them too (b
 avoids the configuration of every carried, completed and running trial (``is_repeat``): on a space of
 choices and integers a TPE converges on the best configuration it knows and proposes it again, which
 trains what is known once more. The library is asked again with the repeat counted as a poor result
-(``REPEAT_RETRIES`` times), then values are drawn at random (``REPEAT_DRAWS`` times); when every draw
-repeats (a finite space whose configurations are all known) the repeat is suggested. A trial that ended
+(``REPEAT_RETRIES`` times), then values are drawn at random (``REPEAT_DRAWS`` times); once every
+configuration of a finite space is known (``SearchSpace.size``), or every draw repeats, the repeat is
+suggested. Configurations are told apart as the space sees them (``SearchSpace.configuration_key``). A trial that ended
 without a score (failed, or stopped before its first rung) may be suggested again. Continuous values
 practically never repeat, so the rule changes nothing there.
 
@@ -107,11 +108,6 @@ def record_rungs(budgets: Budgets, rungs: Iterable[int], epoch: int, loss: float
         budgets.setdefault(rung, loss)
 
 
-def values_key(values: Mapping[str, Any]) -> str:
-    """What tells two trials' values apart: equal values (nested ones too) give the same text, in any key order."""
-    return json.dumps(values, sort_keys=True, default=repr)
-
-
 def derived_seed(seed: int, attempt: int) -> int:
     """The seed of a suggestion's ``attempt``-th retry, fixed by the suggestion's seed."""
     return int(np.random.default_rng([seed, attempt]).integers(2**31 - 1))
@@ -152,7 +148,8 @@ class SpaceSearcher(Searcher, ABC):
         self.suggested_by: dict[str, str] = {}
         self._count = 0
         self._replays: list[Replay] = []
-        self._known: Counter[str] | None = None  # values_key of carried, completed and running trials; see ``known``
+        # The configuration_key of each carried, completed and running trial (``known``), built on first use.
+        self._known: Counter[tuple[tuple[str, Any], ...]] | None = None
         self._build()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -230,19 +227,28 @@ class SpaceSearcher(Searcher, ABC):
 
     # ------------------------------------------------------------------ repeats
 
+    def _key(self, values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+        return self.version.params.configuration_key(values)
+
     @property
-    def known(self) -> Counter[str]:
-        """How many carried, completed and running trials have each configuration (by ``values_key``); built on
-        first use, then kept up as trials are suggested and end."""
+    def known(self) -> Counter[tuple[tuple[str, Any], ...]]:
+        """How many carried, completed and running trials have each configuration (by the space's
+        ``configuration_key``, so a carried ``2.0`` is the ``2`` a library suggests); built on first use, then
+        kept up as trials are suggested and end."""
         if self._known is None:
             scored = (values for values, _ in self._scored())
-            self._known = Counter(map(values_key, [*scored, *self._live.values()]))
+            self._known = Counter(map(self._key, [*scored, *self._live.values()]))
         return self._known
+
+    @cached_property  # the space is the searcher's for good
+    def space_size(self) -> int | None:
+        """How many configurations the space holds (``SearchSpace.size``); None when it is continuous."""
+        return self.version.params.size()
 
     def is_repeat(self, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` are the configuration of a carried, completed or running trial, and
         ``search.repeats`` says a suggestion must not repeat one."""
-        return not self.version.search.repeats and self.known[values_key(values)] > 0
+        return not self.version.search.repeats and self.known[self._key(values)] > 0
 
     def _avoid_repeat(
         self,
@@ -258,6 +264,8 @@ class SpaceSearcher(Searcher, ABC):
         repeat only when every try repeated."""
         if not self.is_repeat(values):
             return values, False
+        if self.space_size is not None and sum(1 for count in self.known.values() if count > 0) >= self.space_size:
+            return values, False  # every configuration is known: nothing new to find
         for attempt in range(REPEAT_RETRIES if ask_again is not None else 0):
             values = ask_again(values, derived_seed(seed, attempt + 1))
             if not self.is_repeat(values):
@@ -271,7 +279,7 @@ class SpaceSearcher(Searcher, ABC):
     def _forget(self, values: Mapping[str, Any]) -> None:
         """A running trial ended without a score: its configuration may be suggested again."""
         if self._known is not None:
-            self._known[values_key(values)] -= 1
+            self._known[self._key(values)] -= 1
 
     # ------------------------------------------------------------------ suggestions and results
 
@@ -283,7 +291,7 @@ class SpaceSearcher(Searcher, ABC):
         """Record a suggestion and return what the trainable receives: fixed + values + reserved keys."""
         self._live[trial_id] = values
         if self._known is not None:
-            self._known[values_key(values)] += 1
+            self._known[self._key(values)] += 1
         self._live_rungs[trial_id] = {}
         self.suggested_by[trial_id] = suggested_by
         self._count += 1
