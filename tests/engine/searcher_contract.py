@@ -409,7 +409,8 @@ class SearcherContract:
         suggestions = self.run(s, len(GRID), grid_loss)
         assert sorted(keys(suggestions)) == sorted(keys(GRID))
         again = self.run(s, 1, grid_loss, start=len(GRID))  # every configuration is known: the library's repeat
-        assert again[0] in GRID and s.suggested_by[f"t{len(GRID)}"] == ("random" if algorithm == "random" else algorithm)
+        own_label = "random" if algorithm == "random" else algorithm
+        assert again[0] in GRID and s.suggested_by[f"t{len(GRID)}"] == own_label
 
     def test_repeats_allowed_when_asked(self, algorithm: str) -> None:
         """``search.repeats: true`` is the searchers' old behaviour: on 12 configurations, 12 suggestions repeat."""
