@@ -25,8 +25,9 @@ the repeated trials then end as failed, out of the model.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,14 @@ from . import unsupported_liar
 from .base import DRAWN, Budgets, SpaceSearcher, lie, stopped_below
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@contextlib.contextmanager
+def _quiet_experimental() -> Iterator[None]:
+    """Optuna's experimental features used here (multivariate and group TPE, ``tell``) without their warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
 
 
 class _StudyWithLies:
@@ -130,8 +139,7 @@ class OptunaSearcher(SpaceSearcher):
         startup = search.startup_trials
         if self._budget != self.full_budget:
             startup = min(startup, self.min_rung_trials)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
+        with _quiet_experimental():
             self._sampler = PendingAwareTPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
         self._study = optuna.create_study(direction="minimize", sampler=self._sampler)
         for config, budgets in self._scored():
@@ -166,8 +174,7 @@ class OptunaSearcher(SpaceSearcher):
         trial = optuna.trial.Trial(self._study, frozen._trial_id)  # Optuna reports on a live trial only
         for rung, loss in sorted(budgets.items()):
             trial.report(loss, rung)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
+        with _quiet_experimental():
             self._study.tell(number, state=TrialState.PRUNED)
 
     def _tell(self, trial_id: str, loss: float | None) -> None:
@@ -175,8 +182,7 @@ class OptunaSearcher(SpaceSearcher):
         number = self._trials.pop(trial_id, None)
         if number is None:
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
+        with _quiet_experimental():
             self._study.tell(number, loss, state=TrialState.COMPLETE if loss is not None else TrialState.FAIL)
 
     def _completed_losses(self) -> list[float]:
@@ -196,8 +202,7 @@ class OptunaSearcher(SpaceSearcher):
         own = self._study.sampler
         self._study.sampler = sampler or own
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)
+            with _quiet_experimental():
                 trial = self._study.ask()
                 return trial, sample(self.version.params, trial)
         finally:
@@ -239,8 +244,7 @@ class OptunaSearcher(SpaceSearcher):
             values, drawn = self._avoid_repeat(values, seed, ask_again, draw)
         finally:
             self._sampler.lies = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
+        with _quiet_experimental():
             for number in repeated:
                 self._study.tell(number, state=TrialState.FAIL)
         self._trials[trial_id] = trial.number
