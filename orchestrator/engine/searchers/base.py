@@ -34,9 +34,9 @@ choices and integers a TPE converges on the best configuration it knows and prop
 trains what is known once more. The library is asked again with the repeat counted as a poor result
 (``REPEAT_RETRIES`` times), then values are drawn at random (``REPEAT_DRAWS`` times); once every
 configuration of a finite space is known (``SearchSpace.size``), or every draw repeats, the repeat is
-suggested. Configurations are told apart as the space sees them (``SearchSpace.configuration_key``). A trial that ended
-without a score (failed, or stopped before its first rung) may be suggested again. Continuous values
-practically never repeat, so the rule changes nothing there.
+suggested. Configurations are told apart as the space sees them (``SearchSpace.configuration_key``). A
+trial that ended without a score (failed, or stopped before its first rung) may be suggested again.
+Continuous values practically never repeat, so the rule changes nothing there.
 
 **Replays.** ``replay_first`` queues trials to suggest again, as they ran (values and seed), before any
 new suggestion: ``orchestrator resume`` continues the trials a dead driver left running this way. A
@@ -233,8 +233,8 @@ class SpaceSearcher(Searcher, ABC):
     @property
     def known(self) -> Counter[tuple[tuple[str, Any], ...]]:
         """How many carried, completed and running trials have each configuration (by the space's
-        ``configuration_key``, so a carried ``2.0`` is the ``2`` a library suggests); built on first use, then
-        kept up as trials are suggested and end."""
+        ``configuration_key``, so a carried ``2.0`` is the ``2`` a library suggests), only those some trial has;
+        built on first use, then kept up as trials are suggested and end."""
         if self._known is None:
             scored = (values for values, _ in self._scored())
             self._known = Counter(map(self._key, [*scored, *self._live.values()]))
@@ -248,7 +248,7 @@ class SpaceSearcher(Searcher, ABC):
     def is_repeat(self, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` are the configuration of a carried, completed or running trial, and
         ``search.repeats`` says a suggestion must not repeat one."""
-        return not self.version.search.repeats and self.known[self._key(values)] > 0
+        return not self.version.search.repeats and self._key(values) in self.known
 
     def _avoid_repeat(
         self,
@@ -264,7 +264,7 @@ class SpaceSearcher(Searcher, ABC):
         repeat only when every try repeated."""
         if not self.is_repeat(values):
             return values, False
-        if self.space_size is not None and sum(1 for count in self.known.values() if count > 0) >= self.space_size:
+        if self.space_size is not None and len(self.known) >= self.space_size:
             return values, False  # every configuration is known: nothing new to find
         for attempt in range(REPEAT_RETRIES if ask_again is not None else 0):
             values = ask_again(values, derived_seed(seed, attempt + 1))
@@ -279,7 +279,10 @@ class SpaceSearcher(Searcher, ABC):
     def _forget(self, values: Mapping[str, Any]) -> None:
         """A running trial ended without a score: its configuration may be suggested again."""
         if self._known is not None:
-            self._known[self._key(values)] -= 1
+            key = self._key(values)
+            self._known[key] -= 1
+            if self._known[key] <= 0:  # only configurations some trial has stay counted
+                del self._known[key]
 
     # ------------------------------------------------------------------ suggestions and results
 
