@@ -263,14 +263,23 @@ def asha_method(name: str, version: StudyVersion, curve: Curve) -> Callable[[int
     return lambda n, seed: asha_search(cls(searched, [], seed=seed), version, curve, n, seed)
 
 
+ASHA_ROW = "{method} + ASHA, {brackets}"  # a row of ``fidelity_methods``: an ASHA method and its brackets
+
+
+def method_of(row: str) -> str:
+    """The method a row of ``fidelity_methods`` runs, without its brackets: ``ASHA_METHODS``' name, or HYPERBAND."""
+    return row.split(ASHA_ROW.format(method="", brackets=""))[0]
+
+
 def fidelity_methods(problem: FidelityProblem) -> dict[str, Callable[[int, int], FidelityTrace]]:
     """Every ASHA method under asynchronous Hyperband (the schedule's ``max_brackets()``) and under one bracket
     (Ray's default), and Optuna's Hyperband."""
     one = problem.version(1)
     many = problem.version(one.schedule.max_brackets())
-    methods = {f"{name} + ASHA, {many.schedule.brackets} brackets": asha_method(name, many, problem.curve)
-               for name in ASHA_METHODS}  # fmt: skip
-    methods.update({f"{name} + ASHA, 1 bracket": asha_method(name, one, problem.curve) for name in ASHA_METHODS})
+    methods = {}
+    for version, brackets in ((many, f"{many.schedule.brackets} brackets"), (one, "1 bracket")):
+        for name in ASHA_METHODS:
+            methods[ASHA_ROW.format(method=name, brackets=brackets)] = asha_method(name, version, problem.curve)
     methods[HYPERBAND] = lambda n, seed: optuna_hyperband(one, problem.curve, n, seed)
     return methods
 
@@ -295,7 +304,7 @@ def multifidelity(problem: FidelityProblem, n: int, seeds: int) -> dict[str, Any
         seconds[name] = time.perf_counter() - t0
         print(f"  {problem.name}: {name}: median {median_of([t.best for t in traces[name]]):.4g} "
               f"({seconds[name]:.0f} s)", flush=True)  # fmt: skip
-    ours = next(name for name in traces if name.split(" + ")[0] == OURS and "1 bracket" not in name)
+    ours = next(name for name in traces if method_of(name) == OURS and "1 bracket" not in name)
     budgets = [t.epochs for t in traces[ours]]
     methods = {}
     for name, ts in traces.items():
@@ -305,7 +314,7 @@ def multifidelity(problem: FidelityProblem, n: int, seeds: int) -> dict[str, Any
         methods[name] = {**summarize([t.best for t in ts]), "epochs": statistics.median(t.epochs for t in ts),
                          "median_within_same_epochs": same_epochs, "at_reference": at_reference,
                          "seconds": seconds[name]}  # fmt: skip
-    named = [m for m in methods if m.split(" + ")[0] in ISSUE_COMPARATORS]
+    named = [m for m in methods if method_of(m) in ISSUE_COMPARATORS]
     searchers = [m for m in methods if m != ours and not m.startswith(("random", OURS))]
 
     def at_least_as_good(others: list[str], measure: str) -> bool:
