@@ -258,8 +258,13 @@ def local_ray(num_cpus: int | None = None) -> float:
         return 0.0
     t0 = time.perf_counter()
     # address="local": a bare ray.init() attaches to any Ray already running on this machine (someone else's)
-    ray.init(address="local", num_cpus=num_cpus or cpu_count(), include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=num_cpus or cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     return time.perf_counter() - t0

@@ -247,8 +247,9 @@ def train_curves(
         reporter = ListReporter()
         t0 = time.perf_counter()
         try:
-            train({**fixed, **config, "max_epochs": max_epochs, "seed": seed, "cpus": threads, "device": "cpu"},
-                  reporter)  # fmt: skip
+            train(
+                {**fixed, **config, "max_epochs": max_epochs, "seed": seed, "cpus": threads, "device": "cpu"}, reporter
+            )
         except Exception as error:
             error.add_note(f"while training grid configuration {i}/{len(configs)}: {config}")
             raise
@@ -256,8 +257,9 @@ def train_curves(
         for name in reporter.metrics[0]:
             history.setdefault(name, []).append([m[name] for m in reporter.metrics])
         if progress is not None:
-            progress(f"  {i}/{len(configs)} configs, {time.perf_counter() - start:.0f} s "
-                     f"(this one {seconds[-1]:.1f} s)")  # fmt: skip
+            progress(
+                f"  {i}/{len(configs)} configs, {time.perf_counter() - start:.0f} s (this one {seconds[-1]:.1f} s)"
+            )
     arrays = {name: np.asarray(rows, dtype=float) for name, rows in history.items()}
     return CurveTable(configs, arrays, seconds, table_key(params, max_epochs, seed))
 
@@ -282,8 +284,10 @@ def load_or_train(
                 progress(f"ConvNet curves from {path}")
             return table
     if progress is not None:
-        progress(f"training {len(grid_configs(grid_version(params).params))} ConvNet configs x {max_epochs} epochs "
-                 f"(seed {seed}) -> {path}")  # fmt: skip
+        progress(
+            f"training {len(grid_configs(grid_version(params).params))} ConvNet configs x {max_epochs} epochs "
+            f"(seed {seed}) -> {path}"
+        )
     table = train_curves(params, max_epochs, seed, threads=threads, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -360,17 +364,24 @@ def crossing_summary(table: CurveTable, schedule: Mapping[str, Any] = CONVNET_SC
         at_rung = losses[:, epoch - 1]
         leader = int(np.argmin(at_rung))
         cut = np.quantile(at_rung, 1 / schedule["reduction_factor"])
-        by_rung[epoch] = {"spearman_vs_final": rank_correlation(at_rung, final),
-                          "leader_final": float(final[leader]), "leader_regret": float(final[leader] - best),
-                          "best_tenth_kept": float(np.mean(at_rung[top_final] <= cut)),
-                          "leader": table.configs[leader]}  # fmt: skip
+        by_rung[epoch] = {
+            "spearman_vs_final": rank_correlation(at_rung, final),
+            "leader_final": float(final[leader]),
+            "leader_regret": float(final[leader] - best),
+            "best_tenth_kept": float(np.mean(at_rung[top_final] <= cut)),
+            "leader": table.configs[leader],
+        }
     first = rung_epochs[0] if rung_epochs else 1
     rate_of = [_learning_rate(c) for c in table.configs]
     by_rate = {}
     for rate in sorted({rate for rate in rate_of if rate is not None}):
         rows = [i for i, r in enumerate(rate_of) if r == rate]
-        by_rate[rate] = {"configs": len(rows), "mean_first_rung": float(losses[rows, first - 1].mean()),
-                         "mean_final": float(final[rows].mean()), "best_final": float(final[rows].min())}  # fmt: skip
+        by_rate[rate] = {
+            "configs": len(rows),
+            "mean_first_rung": float(losses[rows, first - 1].mean()),
+            "mean_final": float(final[rows].mean()),
+            "best_final": float(final[rows].min()),
+        }
     return {
         "configs": len(table.configs),
         "max_epochs": table.max_epochs,
@@ -389,10 +400,21 @@ def _learning_rate(config: Mapping[str, Any]) -> float | None:
 
 
 def report(summary: Mapping[str, Any]) -> None:
-    rung_rows = [[epoch, r["spearman_vs_final"], r["best_tenth_kept"], r["leader_final"], r["leader_regret"],
-                  config_key(r["leader"])] for epoch, r in summary["rungs"].items()]  # fmt: skip
-    rate_rows = [[rate, r["configs"], r["mean_first_rung"], r["mean_final"], r["best_final"]]
-                 for rate, r in summary["learning_rates"].items()]  # fmt: skip
+    rung_rows = [
+        [
+            epoch,
+            r["spearman_vs_final"],
+            r["best_tenth_kept"],
+            r["leader_final"],
+            r["leader_regret"],
+            config_key(r["leader"]),
+        ]
+        for epoch, r in summary["rungs"].items()
+    ]
+    rate_rows = [
+        [rate, r["configs"], r["mean_first_rung"], r["mean_final"], r["best_final"]]
+        for rate, r in summary["learning_rates"].items()
+    ]
     common.print_table(
         ["rung epoch", "spearman vs final", "best tenth kept", "leader's final loss", "regret", "leader"],
         rung_rows,

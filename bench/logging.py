@@ -93,17 +93,19 @@ def ray_callback(uri: str) -> Any:
     return TimedMLflowLoggerCallback(tracking_uri=uri, experiment_name="bench_logging_ray", save_artifact=False)
 
 
-def run_experiment(name: str, trials: int, results: int, pause: float, storage: Path,
-                   callback: Any | None) -> dict[str, Any]:  # fmt: skip
+def run_experiment(
+    name: str, trials: int, results: int, pause: float, storage: Path, callback: Any | None
+) -> dict[str, Any]:
     from ray import tune
 
     tuner = tune.Tuner(
         reporting_trainable,
         param_space={"x": tune.uniform(0.1, 1.0), "results": results, "pause": pause},
         tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=common.cpu_count(), reuse_actors=True),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
-                                  callbacks=[callback] if callback is not None else None),
-    )  # fmt: skip
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(storage), verbose=0, callbacks=[callback] if callback is not None else None
+        ),
+    )
     fit = common.timed_fit(tuner)
     hooks = dict(getattr(callback, "hook_s", {})) if callback is not None else {}
     return {"wall_s": fit.seconds, "errors": fit.errors, "hook_s": hooks}
@@ -165,17 +167,40 @@ def report(out: dict[str, Any]) -> None:
     for name, r in out["runs"].items():
         h = r["hook_s"]
         logged = out.get("logged", {}).get(name, {})
-        rows.append([name, r["wall_s"], r["cost_per_result_ms"], r["per_result_hook_ms"], h.get("on_trial_start"),
-                     h.get("on_trial_complete"), h.get("on_experiment_end"), r["driver_hook_s"],
-                     logged.get("loss")])  # fmt: skip
-    title = (f"{out['trials']} trials x {out['results_per_trial']} results ({out['results']} results, one every "
-             f"{out['pause_s']} s per trial), real mlflow server")  # fmt: skip
-    headers = ["logging", "wall s", "cost ms/result", "on_result ms/result", "trial start s", "trial end s",
-               "experiment end s", "all hooks s", "loss values on server"]  # fmt: skip
+        rows.append(
+            [
+                name,
+                r["wall_s"],
+                r["cost_per_result_ms"],
+                r["per_result_hook_ms"],
+                h.get("on_trial_start"),
+                h.get("on_trial_complete"),
+                h.get("on_experiment_end"),
+                r["driver_hook_s"],
+                logged.get("loss"),
+            ]
+        )
+    title = (
+        f"{out['trials']} trials x {out['results_per_trial']} results ({out['results']} results, one every "
+        f"{out['pause_s']} s per trial), real mlflow server"
+    )
+    headers = [
+        "logging",
+        "wall s",
+        "cost ms/result",
+        "on_result ms/result",
+        "trial start s",
+        "trial end s",
+        "experiment end s",
+        "all hooks s",
+        "loss values on server",
+    ]
     common.print_table(headers, rows, title)
-    print(f"\ncost ms/result = (wall - wall without logging) / results (noise: a few 100 ms of wall over all "
-          f"results); hook columns: driver time inside the callback's hooks, summed. Per result, Ray's callback "
-          f"holds the driver {out['ray_over_orchestrator_hook_time']:.0f}x as long as the orchestrator's.")  # fmt: skip
+    print(
+        f"\ncost ms/result = (wall - wall without logging) / results (noise: a few 100 ms of wall over all "
+        f"results); hook columns: driver time inside the callback's hooks, summed. Per result, Ray's callback "
+        f"holds the driver {out['ray_over_orchestrator_hook_time']:.0f}x as long as the orchestrator's."
+    )
 
 
 if __name__ == "__main__":

@@ -41,10 +41,13 @@ def write_space(root: Path, study: str, trials: int, epochs: int, sleep: float) 
     folder = root / "search_spaces" / study
     folder.mkdir(parents=True, exist_ok=True)
     text = version_text(
-        study, PARAMS, schedule={"scheduler": "fifo", "max_epochs": epochs, "grace_period": 1},
-        resources={"cpu": 1, "gpu": 0}, search={"trials": trials, "startup_trials": 10},
+        study,
+        PARAMS,
+        schedule={"scheduler": "fifo", "max_epochs": epochs, "grace_period": 1},
+        resources={"cpu": 1, "gpu": 0},
+        search={"trials": trials, "startup_trials": 10},
         fixed={"function": "branin", "sleep": sleep},
-    )  # fmt: skip
+    )
     path = folder / "v1.yaml"
     path.write_text(text)
     return path
@@ -96,12 +99,19 @@ def run_orchestrator(space: Path, uri: str, storage: Path, concurrency: int, slo
         result = run_search(space, options, echo=lines.append)
         call_s = time.perf_counter() - t0
     fit_start = t0 + call_s - result.wall_s  # close enough: only the summary follows tuner.fit()
-    return {"fit_s": result.wall_s, "call_s": call_s, "finished": result.finished, "failed": result.failed,
-            "best": result.best_value, **phases(fit_start, done, result.wall_s, slot_s, concurrency)}  # fmt: skip
+    return {
+        "fit_s": result.wall_s,
+        "call_s": call_s,
+        "finished": result.finished,
+        "failed": result.failed,
+        "best": result.best_value,
+        **phases(fit_start, done, result.wall_s, slot_s, concurrency),
+    }
 
 
-def run_plain_tune(trials: int, epochs: int, sleep: float, storage: Path, concurrency: int,
-                   reuse_actors: bool | None = None) -> dict[str, Any]:  # fmt: skip
+def run_plain_tune(
+    trials: int, epochs: int, sleep: float, storage: Path, concurrency: int, reuse_actors: bool | None = None
+) -> dict[str, Any]:
     """Ray Tune + ``HyperOptSearch`` (defaults), no logging, the same training function."""
     from ray import tune
     from ray.tune.search.hyperopt import HyperOptSearch
@@ -114,25 +124,53 @@ def run_plain_tune(trials: int, epochs: int, sleep: float, storage: Path, concur
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             done.append(time.perf_counter())
 
-    param_space = {"function": "branin", "sleep": sleep, "max_epochs": epochs, "seed": 0,
-                   "x": tune.uniform(-5.0, 10.0), "y": tune.uniform(0.0, 15.0)}  # fmt: skip
+    param_space = {
+        "function": "branin",
+        "sleep": sleep,
+        "max_epochs": epochs,
+        "seed": 0,
+        "x": tune.uniform(-5.0, 10.0),
+        "y": tune.uniform(0.0, 15.0),
+    }
     extra = {} if reuse_actors is None else {"reuse_actors": reuse_actors}
     tuner = tune.Tuner(
-        ray_trainable("analytic", 1, 0), param_space=param_space,
-        tune_config=tune.TuneConfig(metric="loss", mode="min", search_alg=HyperOptSearch(random_state_seed=0),
-                                    num_samples=trials, max_concurrent_trials=concurrency, **extra),
-        run_config=tune.RunConfig(name=f"plain-{reuse_actors}", storage_path=str(storage), verbose=0,
-                                  callbacks=[Completions()]),
-    )  # fmt: skip
+        ray_trainable("analytic", 1, 0),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric="loss",
+            mode="min",
+            search_alg=HyperOptSearch(random_state_seed=0),
+            num_samples=trials,
+            max_concurrent_trials=concurrency,
+            **extra,
+        ),
+        run_config=tune.RunConfig(
+            name=f"plain-{reuse_actors}", storage_path=str(storage), verbose=0, callbacks=[Completions()]
+        ),
+    )
     fit = common.timed_fit(tuner)
-    return {"fit_s": fit.seconds, "finished": len(fit.grid) - fit.errors, "failed": fit.errors,
-            **phases(fit.started, done, fit.seconds, epochs * sleep, concurrency)}  # fmt: skip
+    return {
+        "fit_s": fit.seconds,
+        "finished": len(fit.grid) - fit.errors,
+        "failed": fit.errors,
+        **phases(fit.started, done, fit.seconds, epochs * sleep, concurrency),
+    }
 
 
 def run_cli(space: Path, uri: str, storage: Path, concurrency: int) -> dict[str, Any]:
     """The whole ``orchestrator run`` command in a fresh process: imports, Ray start, search, shutdown."""
-    cmd = [str(Path(sys.executable).parent / "orchestrator"), "run", str(space), "--tracking-uri", uri,
-           "--storage", str(storage), "--concurrency", str(concurrency), "--no-live"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).parent / "orchestrator"),
+        "run",
+        str(space),
+        "--tracking-uri",
+        uri,
+        "--storage",
+        str(storage),
+        "--concurrency",
+        str(concurrency),
+        "--no-live",
+    ]
     # RAY_ADDRESS=local: without it, `orchestrator run` attaches to any Ray already running on the machine
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": "local"}
     t0 = time.perf_counter()
@@ -151,8 +189,11 @@ def count_logged(uri: str, study: str) -> dict[str, int]:
     from orchestrator.tracking.mlflow_store import MlflowStore
 
     rows = MlflowStore(uri).trials(study)
-    return {"runs": len(rows), "finished": sum(r.status == "FINISHED" for r in rows),
-            "with_all_epochs": sum("loss" in r.metrics for r in rows)}  # fmt: skip
+    return {
+        "runs": len(rows),
+        "finished": sum(r.status == "FINISHED" for r in rows),
+        "with_all_epochs": sum("loss" in r.metrics for r in rows),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -164,8 +205,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = common.parse_args(p, argv, sizes={"trials": (20, 200)})
     n, concurrency = args.trials, common.cpu_count()
     ideal = n * args.epochs * args.sleep / concurrency
-    out: dict[str, Any] = {"trials": n, "epochs": args.epochs, "sleep_s": args.sleep, "concurrency": concurrency,
-                           "ideal_s": ideal}  # fmt: skip
+    out: dict[str, Any] = {
+        "trials": n,
+        "epochs": args.epochs,
+        "sleep_s": args.sleep,
+        "concurrency": concurrency,
+        "ideal_s": ideal,
+    }
     import ray
 
     slot_s = args.epochs * args.sleep
@@ -201,9 +247,13 @@ def add_ratios(out: dict[str, Any]) -> None:
     if "orchestrator_cli" in out:
         out["orchestrator_cli"]["ratio_to_ideal"] = out["orchestrator_cli"]["wall_s"] / ideal
     ratio = out["orchestrator"]["ratio_to_ideal"]
-    out["goal"] = {"target_ratio": GOAL_RATIO, "orchestrator_ratio": ratio, "met": ratio <= GOAL_RATIO,
-                   "orchestrator_steady_ratio": out["orchestrator"]["steady_ratio_to_ideal"],
-                   "ray_published_ratio": RAY_PUBLISHED}  # fmt: skip
+    out["goal"] = {
+        "target_ratio": GOAL_RATIO,
+        "orchestrator_ratio": ratio,
+        "met": ratio <= GOAL_RATIO,
+        "orchestrator_steady_ratio": out["orchestrator"]["steady_ratio_to_ideal"],
+        "ray_published_ratio": RAY_PUBLISHED,
+    }
 
 
 def report(out: dict[str, Any]) -> None:
@@ -217,27 +267,37 @@ def report(out: dict[str, Any]) -> None:
     rows = [
         row("ideal (N x epochs x sleep / concurrency)", ideal, "-"),
         row("plain Ray Tune + HyperOptSearch (defaults), fit", out["ray_tune"]["fit_s"], "none", out["ray_tune"]),
-        row("plain Ray Tune + HyperOptSearch, reuse_actors, fit", out["ray_tune_reuse"]["fit_s"], "none",
-            out["ray_tune_reuse"]),
+        row(
+            "plain Ray Tune + HyperOptSearch, reuse_actors, fit",
+            out["ray_tune_reuse"]["fit_s"],
+            "none",
+            out["ray_tune_reuse"],
+        ),
         row("orchestrator, tuner.fit", o["fit_s"], "MLflow server", o),
         row("orchestrator, whole run_search call", o["call_s"], "MLflow server"),
-    ]  # fmt: skip
+    ]
     if "orchestrator_cli" in out:
         rows.append(row("`orchestrator run`, fresh process", out["orchestrator_cli"]["wall_s"], "MLflow server"))
-    title = (f"{n} trials x {out['epochs']} epoch(s) x {out['sleep_s']} s, concurrency {c} "
-             f"(Ray start-up {out['ray_startup_s']:.1f} s not counted in fit times)")  # fmt: skip
+    title = (
+        f"{n} trials x {out['epochs']} epoch(s) x {out['sleep_s']} s, concurrency {c} "
+        f"(Ray start-up {out['ray_startup_s']:.1f} s not counted in fit times)"
+    )
     headers = ["what", "wall s", "x ideal", "overhead s/trial", "start-up s", "steady x ideal", "tail s", "logging"]
     common.print_table(headers, rows, title)
     logged = o["logged"]
-    print(f"\nstart-up: until the first trial completes, less one trial's sleep; steady: first to last completion "
-          f"vs (N-1) x sleep / concurrency; tail: last completion to the end of fit (the orchestrator flushes MLflow)"
-          f"\nMLflow holds {logged['runs']} trial runs of the orchestrator's search ({logged['finished']} FINISHED); "
-          f"orchestrator fit / plain Tune fit = {out['orchestrator_vs_ray_tune']:.3f} (defaults), "
-          f"{out['orchestrator_vs_ray_tune_reuse']:.3f} (reuse_actors)")  # fmt: skip
+    print(
+        f"\nstart-up: until the first trial completes, less one trial's sleep; steady: first to last completion "
+        f"vs (N-1) x sleep / concurrency; tail: last completion to the end of fit (the orchestrator flushes MLflow)"
+        f"\nMLflow holds {logged['runs']} trial runs of the orchestrator's search ({logged['finished']} FINISHED); "
+        f"orchestrator fit / plain Tune fit = {out['orchestrator_vs_ray_tune']:.3f} (defaults), "
+        f"{out['orchestrator_vs_ray_tune_reuse']:.3f} (reuse_actors)"
+    )
     g = out["goal"]
-    print(f"goal: orchestrator fit <= {g['target_ratio']:.2f} x ideal with logging on: {g['orchestrator_ratio']:.3f} "
-          f"({'met' if g['met'] else 'NOT met'}; steady state {g['orchestrator_steady_ratio']:.3f}); "
-          f"Ray publishes {g['ray_published_ratio']:.2f} x for 10k trials without logging")  # fmt: skip
+    print(
+        f"goal: orchestrator fit <= {g['target_ratio']:.2f} x ideal with logging on: {g['orchestrator_ratio']:.3f} "
+        f"({'met' if g['met'] else 'NOT met'}; steady state {g['orchestrator_steady_ratio']:.3f}); "
+        f"Ray publishes {g['ray_published_ratio']:.2f} x for 10k trials without logging"
+    )
 
 
 if __name__ == "__main__":

@@ -34,12 +34,28 @@ ARM_LABELS = {ALL: "all classes (E)", SAME_TOTAL: "per class (E/K each)", EACH_F
 # (quick, full) sizes of the U-Net and the synthetic scenes
 SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "config": (
-        {"scenes": 6, "scene_size": 64, "patch": 32, "depth": 2, "base_filters": 8, "samples_per_epoch": 64,
-         "batch_size": 16, "classes": ["buildings", "water"]},
-        {"scenes": 12, "scene_size": 128, "patch": 64, "depth": 3, "base_filters": 16, "samples_per_epoch": 256,
-         "batch_size": 16, "classes": ["buildings", "trees", "water"]},
+        {
+            "scenes": 6,
+            "scene_size": 64,
+            "patch": 32,
+            "depth": 2,
+            "base_filters": 8,
+            "samples_per_epoch": 64,
+            "batch_size": 16,
+            "classes": ["buildings", "water"],
+        },
+        {
+            "scenes": 12,
+            "scene_size": 128,
+            "patch": 64,
+            "depth": 3,
+            "base_filters": 16,
+            "samples_per_epoch": 256,
+            "batch_size": 16,
+            "classes": ["buildings", "trees", "water"],
+        },
     ),
-}  # fmt: skip
+}
 EPOCHS = (4, 12)  # E: (quick, full)
 SEEDS = 3
 
@@ -66,8 +82,9 @@ def train_once(config: Mapping[str, Any], epochs: int, seed: int) -> dict[str, f
     return reporter.last
 
 
-def per_class_jaccard(config: Mapping[str, Any], classes: Sequence[str], epochs: int, seed: int,
-                      per_class: bool) -> dict[str, float]:  # fmt: skip
+def per_class_jaccard(
+    config: Mapping[str, Any], classes: Sequence[str], epochs: int, seed: int, per_class: bool
+) -> dict[str, float]:
     """``val_jaccard_<class>`` of each class: from one all-classes model, or from one model per class."""
     if not per_class:
         metrics = train_once(config, epochs, seed)
@@ -90,44 +107,64 @@ def compare(config: Mapping[str, Any], epochs: int, seeds: int) -> dict[str, Any
     means = {arm: statistics.fmean(medians[arm].values()) for arm in ARMS}
     better = [c for c in classes if medians[SAME_TOTAL][c] > medians[ALL][c]]
     return {
-        "classes": classes, "epochs_all_classes": epochs, "epochs_per_model": per_model, "seeds": seeds,
+        "classes": classes,
+        "epochs_all_classes": epochs,
+        "epochs_per_model": per_model,
+        "seeds": seeds,
         "total_epochs": {arm: per_model[arm] * (1 if arm == ALL else len(classes)) for arm in ARMS},
-        "median_jaccard": medians, "mean_of_medians": means, "runs": runs,
+        "median_jaccard": medians,
+        "mean_of_medians": means,
+        "runs": runs,
         "train_s": {arm: round(s, 2) for arm, s in seconds.items()},
         "per_class_helps_same_total_epochs": means[SAME_TOTAL] > means[ALL],
         "classes_better_per_class_same_total": better,
-    }  # fmt: skip
+    }
 
 
 def verdict(result: Mapping[str, Any]) -> str:
     means = result["mean_of_medians"]
     gain = means[SAME_TOTAL] - means[ALL]
     helps = "holds" if result["per_class_helps_same_total_epochs"] else "does not hold"
-    return (f"the seed's claim (per-class helps) {helps} here at the same total epochs: mean Jaccard "
-            f"{means[SAME_TOTAL]:.4f} per class vs {means[ALL]:.4f} all classes ({gain:+.4f}); better for "
-            f"{len(result['classes_better_per_class_same_total'])} of {len(result['classes'])} classes; "
-            f"with E epochs each (K times the compute): {means[EACH_FULL]:.4f}")  # fmt: skip
+    return (
+        f"the seed's claim (per-class helps) {helps} here at the same total epochs: mean Jaccard "
+        f"{means[SAME_TOTAL]:.4f} per class vs {means[ALL]:.4f} all classes ({gain:+.4f}); better for "
+        f"{len(result['classes_better_per_class_same_total'])} of {len(result['classes'])} classes; "
+        f"with E epochs each (K times the compute): {means[EACH_FULL]:.4f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__)
-    p.add_argument("--epochs", type=int, help=f"E, the all-classes model's epochs (default {EPOCHS[0]} quick, "
-                                              f"{EPOCHS[1]} full)")  # fmt: skip
+    p.add_argument(
+        "--epochs", type=int, help=f"E, the all-classes model's epochs (default {EPOCHS[0]} quick, {EPOCHS[1]} full)"
+    )
     p.add_argument("--seeds", type=int, default=SEEDS, help="seeds per arm; medians over them (default %(default)s)")
     args = common.parse_args(p, argv, sizes={"epochs": EPOCHS})
     config = SIZES["config"][0 if args.quick else 1]
     result = compare(config, args.epochs, args.seeds)
     classes = result["classes"]
-    rows = [[c, *(result["median_jaccard"][arm][c] for arm in ARMS),
-             result["median_jaccard"][SAME_TOTAL][c] - result["median_jaccard"][ALL][c]] for c in classes]  # fmt: skip
-    rows.append(["mean", *(result["mean_of_medians"][arm] for arm in ARMS),
-                 result["mean_of_medians"][SAME_TOTAL] - result["mean_of_medians"][ALL]])  # fmt: skip
+    rows = [
+        [
+            c,
+            *(result["median_jaccard"][arm][c] for arm in ARMS),
+            result["median_jaccard"][SAME_TOTAL][c] - result["median_jaccard"][ALL][c],
+        ]
+        for c in classes
+    ]
+    rows.append(
+        [
+            "mean",
+            *(result["mean_of_medians"][arm] for arm in ARMS),
+            result["mean_of_medians"][SAME_TOTAL] - result["mean_of_medians"][ALL],
+        ]
+    )
     epochs = result["epochs_per_model"]
     common.print_table(
-        ["class", *(f"{ARM_LABELS[arm]}: {epochs[arm]} ep" for arm in ARMS), "per class - all (same total)"], rows,
+        ["class", *(f"{ARM_LABELS[arm]}: {epochs[arm]} ep" for arm in ARMS), "per class - all (same total)"],
+        rows,
         f"validation Jaccard per class, median of {args.seeds} seeds ({TRAINABLE} on synthetic scenes, "
         f"{result['total_epochs'][SAME_TOTAL]} vs {result['total_epochs'][ALL]} total epochs)",
-    )  # fmt: skip
+    )
     result["verdict"] = verdict(result)
     print("\n" + result["verdict"], flush=True)
     return common.finish(NAME, args.quick, {"config": config, **result}, args.out)

@@ -81,9 +81,18 @@ def write_large_scene(root: Path, size: int) -> Path:
         side, bands = size // factor, BAND_COUNTS[group]
         path = root / relative_path(IMAGE_ID, group)
         path.parent.mkdir(parents=True, exist_ok=True)
-        profile = {"driver": "GTiff", "count": bands, "height": side, "width": side, "dtype": "uint16",
-                   "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
-                   "transform": dstl_transform(XMAX, YMIN, (size, size), factor)}  # fmt: skip
+        profile = {
+            "driver": "GTiff",
+            "count": bands,
+            "height": side,
+            "width": side,
+            "dtype": "uint16",
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+            "transform": dstl_transform(XMAX, YMIN, (size, size), factor),
+        }
         scale = MAX_14BIT if group == "a" else MAX_11BIT
         step = max(1, WRITE_ROWS // factor)
         with warnings.catch_warnings(), rasterio.open(path, "w", **profile) as out:
@@ -126,9 +135,21 @@ def log_small_unet(root: Path, dstl_root: Path) -> tuple[str, str]:
     sample = dataset.read_window(IMAGE_ID, Window(0, 0, width, PATCH), BANDS, INDICES)
     mean, std = sample.mean(axis=(1, 2)), np.maximum(sample.std(axis=(1, 2)), 1e-6)
     torch.manual_seed(0)
-    network = UNet(UNetShape(len(mean), len(CLASSES), depth=2, base_filters=4, growth=2.0, kernel=3,
-                             convs_per_block=1, batch_norm=False, activation="relu", dropout=0.0,
-                             upsampling="bilinear")).eval()  # fmt: skip
+    network = UNet(
+        UNetShape(
+            len(mean),
+            len(CLASSES),
+            depth=2,
+            base_filters=4,
+            growth=2.0,
+            kernel=3,
+            convs_per_block=1,
+            batch_norm=False,
+            activation="relu",
+            dropout=0.0,
+            upsampling="bilinear",
+        )
+    ).eval()
     x = torch.as_tensor((sample - mean[:, None, None]) / std[:, None, None])[None, :, :, : width // PATCH * PATCH]
     with torch.no_grad():
         logits = network(x).flatten(2)[0]
@@ -137,12 +158,18 @@ def log_small_unet(root: Path, dstl_root: Path) -> tuple[str, str]:
     client = MlflowClient(uri)
     run_id = client.create_run(client.create_experiment("predict-bench", (root / "artifacts").as_uri())).info.run_id
     config = {"bands": BANDS, "indices": INDICES, "classes": CLASSES, "patch": PATCH}
-    meta = {"channels": list(channel_names(BANDS, INDICES)), "classes": CLASSES, "mean": mean, "std": std,
-            "patch": PATCH}  # fmt: skip
+    meta = {
+        "channels": list(channel_names(BANDS, INDICES)),
+        "classes": CLASSES,
+        "mean": mean,
+        "std": std,
+        "patch": PATCH,
+    }
     example = np.zeros((2, len(mean), PATCH, PATCH), np.float32)
     with common.swallow_stdout():
-        info = log_pytorch_model(uri, network, example, run_id, "predict-bench",
-                                 prediction_metadata("unet", config, meta))  # fmt: skip
+        info = log_pytorch_model(
+            uri, network, example, run_id, "predict-bench", prediction_metadata("unet", config, meta)
+        )
     return uri, f"models:/predict-bench/{info.registered_model_version}"
 
 
@@ -151,8 +178,21 @@ def log_small_unet(root: Path, dstl_root: Path) -> tuple[str, str]:
 
 def predict_in_child(tracking_uri: str, model_uri: str, scene: Path, out: Path, *options: str) -> dict[str, Any]:
     """``orchestrator predict`` in a child process: its peak RSS (``os.wait4``), tiles, seconds and tiles/s."""
-    command = [sys.executable, "-m", "orchestrator", "predict", model_uri, "--images", str(scene), "--out", str(out),
-               "--tracking-uri", tracking_uri, "--no-live", *options]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "predict",
+        model_uri,
+        "--images",
+        str(scene),
+        "--out",
+        str(out),
+        "--tracking-uri",
+        tracking_uri,
+        "--no-live",
+        *options,
+    ]
     with common.Timer() as timer:
         child = subprocess.Popen(command, cwd=common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         output = child.stdout.read() if child.stdout else ""
@@ -163,8 +203,15 @@ def predict_in_child(tracking_uri: str, model_uri: str, scene: Path, out: Path, 
     tiles = int(re.search(r": (\d+) tiles, D4", output).group(1))  # type: ignore[union-attr]
     device = re.search(r", on (.+?): \d+ tiles", output).group(1)  # type: ignore[union-attr]
     seconds, rate = map(float, re.search(r"in ([\d.]+)s \(([\d.]+) tiles/s\)", output).groups())  # type: ignore[union-attr]
-    return {"peak_rss_bytes": usage.ru_maxrss * 1024, "tiles": tiles, "device": device, "predict_s": seconds,
-            "tiles_per_s": rate, "wall_s": timer.s, "options": list(options)}  # fmt: skip
+    return {
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "tiles": tiles,
+        "device": device,
+        "predict_s": seconds,
+        "tiles_per_s": rate,
+        "wall_s": timer.s,
+        "options": list(options),
+    }
 
 
 # --------------------------------------------------------------------------- identity
@@ -203,10 +250,16 @@ def identity_check(tracking_uri: str, model_uri: str, root: Path) -> dict[str, A
         expected[task["classes"].index("buildings")] &= 1 - expected[task["classes"].index("water")]
     decided = np.abs(probabilities - 0.5) > MASK_BOUNDARY
     differing = int(np.count_nonzero((masks != expected) & decided))
-    return {"scene": f"{IDENTITY_SIZE}x{IDENTITY_SIZE}", "d4": True, "pixels_compared": int(decided.sum()),
-            "pixels_at_the_threshold": int((~decided).sum()), "pixels_differing": differing,
-            "masked_fraction": float(expected.mean()), "identical": differing == 0,
-            "peak_rss_bytes": child["peak_rss_bytes"]}  # fmt: skip
+    return {
+        "scene": f"{IDENTITY_SIZE}x{IDENTITY_SIZE}",
+        "d4": True,
+        "pixels_compared": int(decided.sum()),
+        "pixels_at_the_threshold": int((~decided).sum()),
+        "pixels_differing": differing,
+        "masked_fraction": float(expected.mean()),
+        "identical": differing == 0,
+        "peak_rss_bytes": child["peak_rss_bytes"],
+    }
 
 
 # --------------------------------------------------------------------------- main
@@ -223,16 +276,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with common.scratch_dir("predict") as root:
         with common.Timer() as timer:
             scene = write_large_scene(root / "dstl", args.size)
-        out["scene"] = {"pixels": f"{args.size}x{args.size}", "full_stack_bytes": full_stack_bytes(args.size),
-                        "files_bytes": sum(f.stat().st_size for f in (root / "dstl").rglob("*.tif")),
-                        "write_s": timer.s}  # fmt: skip
+        out["scene"] = {
+            "pixels": f"{args.size}x{args.size}",
+            "full_stack_bytes": full_stack_bytes(args.size),
+            "files_bytes": sum(f.stat().st_size for f in (root / "dstl").rglob("*.tif")),
+            "write_s": timer.s,
+        }
         print(f"scene {args.size}x{args.size} written in {timer.s:.1f}s", flush=True)
         tracking_uri, model_uri = log_small_unet(root, root / "dstl")
-        runs = {"cpu": predict_in_child(tracking_uri, model_uri, scene, root / "out-cpu", "--no-d4", "--device",
-                                        "cpu", "--batch-size", str(args.batch_size))}  # fmt: skip
+        runs = {
+            "cpu": predict_in_child(
+                tracking_uri,
+                model_uri,
+                scene,
+                root / "out-cpu",
+                "--no-d4",
+                "--device",
+                "cpu",
+                "--batch-size",
+                str(args.batch_size),
+            )
+        }
         if torch.cuda.is_available():
-            runs["cuda"] = predict_in_child(tracking_uri, model_uri, scene, root / "out-cuda", "--no-d4", "--device",
-                                            "cuda", "--batch-size", str(args.batch_size))  # fmt: skip
+            runs["cuda"] = predict_in_child(
+                tracking_uri,
+                model_uri,
+                scene,
+                root / "out-cuda",
+                "--no-d4",
+                "--device",
+                "cuda",
+                "--batch-size",
+                str(args.batch_size),
+            )
         out["runs"] = runs
         out["identity"] = identity_check(tracking_uri, model_uri, root)
     out["goal"] = {
@@ -248,18 +324,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def report(out: dict[str, Any]) -> None:
     mib = 2**20
-    rows = [[device, run["device"], out["scene"]["pixels"], out["scene"]["full_stack_bytes"] / mib,
-             run["peak_rss_bytes"] / mib, run["peak_rss_bytes"] / out["scene"]["full_stack_bytes"], run["tiles"],
-             run["tiles_per_s"], run["predict_s"]] for device, run in out["runs"].items()]  # fmt: skip
+    rows = [
+        [
+            device,
+            run["device"],
+            out["scene"]["pixels"],
+            out["scene"]["full_stack_bytes"] / mib,
+            run["peak_rss_bytes"] / mib,
+            run["peak_rss_bytes"] / out["scene"]["full_stack_bytes"],
+            run["tiles"],
+            run["tiles_per_s"],
+            run["predict_s"],
+        ]
+        for device, run in out["runs"].items()
+    ]
     identity = out["identity"]
-    rows.append(["small scene", "cpu", identity["scene"], full_stack_bytes(IDENTITY_SIZE) / mib,
-                 identity["peak_rss_bytes"] / mib, None, None, None, None])  # fmt: skip
-    headers = ["run", "device", "scene", "full stack MiB", "peak RSS MiB", "RSS / stack", "tiles", "tiles/s",
-               "predict s"]  # fmt: skip
+    rows.append(
+        [
+            "small scene",
+            "cpu",
+            identity["scene"],
+            full_stack_bytes(IDENTITY_SIZE) / mib,
+            identity["peak_rss_bytes"] / mib,
+            None,
+            None,
+            None,
+            None,
+        ]
+    )
+    headers = [
+        "run",
+        "device",
+        "scene",
+        "full stack MiB",
+        "peak RSS MiB",
+        "RSS / stack",
+        "tiles",
+        "tiles/s",
+        "predict s",
+    ]
     common.print_table(headers, rows, "orchestrator predict: peak RSS of the child process")
-    print(f"\nidentity vs predict_blended in memory (D4): {identity['pixels_differing']} of "
-          f"{identity['pixels_compared']} pixels differ ({identity['pixels_at_the_threshold']} at the threshold "
-          "not compared)")  # fmt: skip
+    print(
+        f"\nidentity vs predict_blended in memory (D4): {identity['pixels_differing']} of "
+        f"{identity['pixels_compared']} pixels differ ({identity['pixels_at_the_threshold']} at the threshold "
+        "not compared)"
+    )
     g = out["goal"]
     print(
         f"goal: peak RSS < {g['peak_rss_bytes_max'] / mib:.0f} MiB and identical masks: "

@@ -94,8 +94,13 @@ def timed_review_waits(waits: list[float], worker_cpu: list[dict[str, Any]] | No
             waits.append(time.perf_counter() - started)
             if worker_cpu is not None:
                 warm_up = self.warm_up.cpu_s if self.warm_up is not None else None
-                worker_cpu.append({"warm_up_cpu_s": warm_up, "job_cpu_s": list(self.job_cpu_s),
-                                   "activity": [list(a) for a in self.activity]})  # fmt: skip
+                worker_cpu.append(
+                    {
+                        "warm_up_cpu_s": warm_up,
+                        "job_cpu_s": list(self.job_cpu_s),
+                        "activity": [list(a) for a in self.activity],
+                    }
+                )
 
     TrialReviews.finish = finish  # type: ignore[method-assign]
     try:
@@ -128,10 +133,19 @@ def trial_times(uri: str, study: str, metric: str, parent_run_id: str) -> list[d
         train_s = sum(m.value for m in client.get_metric_history(run.info.run_id, EPOCH_TIME_METRIC))
         listed = {f.path for f in client.list_artifacts(run.info.run_id, schema.REVIEW_ARTIFACT_DIR)}
         reviewed = schema.ARCHITECTURE_ARTIFACT in listed  # per trial; the best trial has the leaderboard either way
-        times.append({"wall_s": wall_s, "epochs": epochs, "s_per_epoch": wall_s / max(epochs, 1), "reviewed": reviewed,
-                      "train_s": train_s, "train_s_per_epoch": train_s / max(epochs, 1),
-                      "config": run.data.tags.get(schema.CONFIG, ""),
-                      "start": run.info.start_time / 1000, "end": run.info.end_time / 1000})  # fmt: skip
+        times.append(
+            {
+                "wall_s": wall_s,
+                "epochs": epochs,
+                "s_per_epoch": wall_s / max(epochs, 1),
+                "reviewed": reviewed,
+                "train_s": train_s,
+                "train_s_per_epoch": train_s / max(epochs, 1),
+                "config": run.data.tags.get(schema.CONFIG, ""),
+                "start": run.info.start_time / 1000,
+                "end": run.info.end_time / 1000,
+            }
+        )
     return times
 
 
@@ -185,8 +199,9 @@ def run_once(space: Path, folder: Path, review: bool, seed: int, trials: int | N
 
     version, _ = load_with_lineage(space)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    options = SearchOptions(tracking_uri=uri, storage=str(folder / "ray"), seed=seed, trials=trials, live=False,
-                            review_artifacts=review)  # fmt: skip
+    options = SearchOptions(
+        tracking_uri=uri, storage=str(folder / "ray"), seed=seed, trials=trials, live=False, review_artifacts=review
+    )
     lines: list[str] = []
     waits: list[float] = []
     worker_cpu: list[dict[str, Any]] = []
@@ -197,12 +212,18 @@ def run_once(space: Path, folder: Path, review: bool, seed: int, trials: int | N
     cpu = worker_cpu[0] if worker_cpu else {"warm_up_cpu_s": None, "job_cpu_s": [], "activity": []}
     cpu["cpu_during_trials_s"] = cpu_during_trials(cpu["activity"], times)
     return {
-        "call_s": call.s, "fit_s": result.wall_s, "review_wait_s": sum(waits), **cpu,
+        "call_s": call.s,
+        "fit_s": result.wall_s,
+        "review_wait_s": sum(waits),
+        **cpu,
         "driver_cpu_s": sum(used for _, _, used in driver),
         "driver_cpu_during_trials_s": cpu_during_trials(driver, times),
         "reviewed": sum(t["reviewed"] for t in times),
-        "finished": result.finished, "failed": result.failed, "best": result.best_value, "trials": times,
-    }  # fmt: skip
+        "finished": result.finished,
+        "failed": result.failed,
+        "best": result.best_value,
+        "trials": times,
+    }
 
 
 def median_or_none(values: Iterable[float | None]) -> float | None:
@@ -264,14 +285,22 @@ def paired_ratios(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]])
     pairs = [pair for round_pairs in rounds for pair in round_pairs]
     trials = min(sum(len(r["trials"]) for r in off_runs), sum(len(r["trials"]) for r in on_runs))
     per_round = [median_ratio(round_pairs) for round_pairs in rounds]
-    return {"pairs": len(pairs), "trials": trials, "s_per_epoch_ratio": median_ratio(pairs),
-            "train_s_per_epoch_ratio": median_ratio(pairs, "train_s_per_epoch"), "per_round": per_round}  # fmt: skip
+    return {
+        "pairs": len(pairs),
+        "trials": trials,
+        "s_per_epoch_ratio": median_ratio(pairs),
+        "train_s_per_epoch_ratio": median_ratio(pairs, "train_s_per_epoch"),
+        "per_round": per_round,
+    }
 
 
 def round_interval(
-    off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]], quantiles: tuple[float, float] = INTERVAL,
-    resamples: int = RESAMPLES, seed: int = 0,
-) -> list[float] | None:  # fmt: skip
+    off_runs: list[dict[str, Any]],
+    on_runs: list[dict[str, Any]],
+    quantiles: tuple[float, float] = INTERVAL,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> list[float] | None:
     """The ``quantiles`` of the paired per-epoch ratio over ``resamples`` sets of rounds drawn with replacement: the
     trials of one search share its machine's mood, so whole rounds are the units that vary. None under 2 rounds."""
     rounds = pairs_by_round(off_runs, on_runs)
@@ -328,15 +357,20 @@ def noise_floor(runs: list[dict[str, Any]]) -> float | None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__)
     p.add_argument("--rounds", type=int, help="searches of each side (default 2 with --quick, else 6)")
-    p.add_argument("--trials", type=int, help=f"trials per search (default {QUICK_TRIALS} with --quick, else the "
-                   "demo file's)")  # fmt: skip
+    p.add_argument(
+        "--trials", type=int, help=f"trials per search (default {QUICK_TRIALS} with --quick, else the demo file's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every search (default %(default)s)")
     args = common.parse_args(p, argv, sizes={"rounds": (2, 6), "trials": (QUICK_TRIALS, None)})
     space = demo_space()
     out: dict[str, Any] = {
-        "space": str(space.relative_to(common.ROOT)), "rounds": args.rounds, "seed": args.seed,
-        "trials": args.trials, "cores": common.cpu_count(), "runs": {side: [] for side in SIDES},
-    }  # fmt: skip
+        "space": str(space.relative_to(common.ROOT)),
+        "rounds": args.rounds,
+        "seed": args.seed,
+        "trials": args.trials,
+        "cores": common.cpu_count(),
+        "runs": {side: [] for side in SIDES},
+    }
     out["ray_startup_s"] = common.local_ray()
     try:
         with common.scratch_dir("review-cost") as root:
@@ -363,43 +397,64 @@ def report(out: dict[str, Any]) -> None:
     rows = [[label, off[key], on[key], ratios[key]] for label, key in COMPARED.items()] + [
         [f"paired: trial time per epoch ({paired['pairs']} pairs)", None, None, paired["s_per_epoch_ratio"]],
         ["paired: trial training time per epoch", None, None, paired["train_s_per_epoch_ratio"]],
-        ["driver waited for the review worker, median (s)", off["review_wait_s_median"], on["review_wait_s_median"],
-         None],
+        [
+            "driver waited for the review worker, median (s)",
+            off["review_wait_s_median"],
+            on["review_wait_s_median"],
+            None,
+        ],
         ["review worker: warm-up imports, median (CPU s)", None, on["worker_warm_up_cpu_s_median"], None],
         ["review worker: one job, median (CPU s)", None, on["worker_job_cpu_s_median"], None],
         ["review worker: CPU s while trials ran (all rounds)", None, on["worker_cpu_during_trials_s"], None],
-        ["driver: CPU s while trials ran (all rounds)", off["driver_cpu_during_trials_s"],
-         on["driver_cpu_during_trials_s"], None],
+        [
+            "driver: CPU s while trials ran (all rounds)",
+            off["driver_cpu_during_trials_s"],
+            on["driver_cpu_during_trials_s"],
+            None,
+        ],
         ["trials' wall time, summed (s)", off["trial_wall_s_total"], on["trial_wall_s_total"], None],
         ["trials measured", off["trials_measured"], on["trials_measured"], None],
         ["trials with review artifacts", off["trials_reviewed"], on["trials_reviewed"], None],
         ["epochs reached, median", off["epochs_median"], on["epochs_median"], None],
         ["best value, median", off["best_median"], on["best_median"], None],
-    ]  # fmt: skip
+    ]
     title = f"Review artifacts off vs on: {out['space']}, {out['rounds']} rounds of each, seed {out['seed']}"
     common.print_table(["measure", "off", "on", "on / off"], rows, title)
     goal = out["goal"]
     verdict = "met" if goal["met"] else "NOT met"
     print(f"\npaired up {paired['pairs']} of {paired['trials']} trials (same round, same config)")
     if paired.get("per_round"):
-        print("paired ratio of each round (the side that ran first): " + ", ".join(
-            "n/a" if ratio is None else f"{ratio - 1:+.1%} ({side_order(i)[0]})"
-            for i, ratio in enumerate(paired["per_round"])))  # fmt: skip
+        print(
+            "paired ratio of each round (the side that ran first): "
+            + ", ".join(
+                "n/a" if ratio is None else f"{ratio - 1:+.1%} ({side_order(i)[0]})"
+                for i, ratio in enumerate(paired["per_round"])
+            )
+        )
     if paired.get("interval"):
         low, high = paired["interval"]
         print(f"80% interval of the paired ratio, resampling whole rounds: {low - 1:+.2%} .. {high - 1:+.2%}")
     floor = out.get("noise_floor", {})
     if all(floor.get(side) is not None for side in SIDES):
-        print("noise floor, the same paired ratio between consecutive rounds of one side: "
-              + ", ".join(f"{side} {floor[side] - 1:+.2%}" for side in SIDES))  # fmt: skip
+        print(
+            "noise floor, the same paired ratio between consecutive rounds of one side: "
+            + ", ".join(f"{side} {floor[side] - 1:+.2%}" for side in SIDES)
+        )
     if out.get("worker_cpu_bound") is not None:
-        print(f"upper bound from the worker's CPU time while trials ran, over the trials' summed wall time: "
-              f"{out['worker_cpu_bound']:.2%}")  # fmt: skip
+        print(
+            f"upper bound from the worker's CPU time while trials ran, over the trials' summed wall time: "
+            f"{out['worker_cpu_bound']:.2%}"
+        )
     if out.get("cpu_bound") is not None:
-        print(f"... with the driver's extra CPU time while trials ran (on minus off, per trial second): "
-              f"{out['cpu_bound']:.2%}")  # fmt: skip
-    print(f"goal: review artifacts cost <= {goal['max_trial_cost']:.0%} of a trial's wall time, by the "
-          f"{goal['measure']}: {goal['trial_cost']:+.2%} ({verdict})", flush=True)  # fmt: skip
+        print(
+            f"... with the driver's extra CPU time while trials ran (on minus off, per trial second): "
+            f"{out['cpu_bound']:.2%}"
+        )
+    print(
+        f"goal: review artifacts cost <= {goal['max_trial_cost']:.0%} of a trial's wall time, by the "
+        f"{goal['measure']}: {goal['trial_cost']:+.2%} ({verdict})",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

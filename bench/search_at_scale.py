@@ -173,8 +173,9 @@ class Asha:
         self._scheduler.on_trial_remove(None, trial)
 
 
-def asha_search(searcher: Searcher, version: StudyVersion, curve: Curve, n: int, seed: int,
-                stock: bool = False) -> FidelityTrace:  # fmt: skip
+def asha_search(
+    searcher: Searcher, version: StudyVersion, curve: Curve, n: int, seed: int, stock: bool = False
+) -> FidelityTrace:
     """``n`` trials one at a time: each reports every epoch until ASHA (``Asha``, ``stock`` or the product's) stops
     it or it reaches max_epochs."""
     asha, trace, max_epochs = Asha(version, seed, stock), FidelityTrace(), version.schedule.max_epochs
@@ -202,8 +203,13 @@ def ray_hyperopt_search(version: StudyVersion, seed: int) -> Searcher:
 
     from orchestrator.engine.backends.hyperopt import to_hyperopt
 
-    return HyperOptSearch(space=to_hyperopt(version.params), metric="loss", mode="min",
-                          n_initial_points=version.search.startup_trials, random_state_seed=seed)  # fmt: skip
+    return HyperOptSearch(
+        space=to_hyperopt(version.params),
+        metric="loss",
+        mode="min",
+        n_initial_points=version.search.startup_trials,
+        random_state_seed=seed,
+    )
 
 
 def optuna_hyperband(version: StudyVersion, curve: Curve, n: int, seed: int) -> FidelityTrace:
@@ -213,12 +219,14 @@ def optuna_hyperband(version: StudyVersion, curve: Curve, n: int, seed: int) -> 
     from orchestrator.engine.backends import optuna as optuna_backend
 
     s = version.schedule
-    pruner = optuna.pruners.HyperbandPruner(min_resource=s.grace_period, max_resource=s.max_epochs,
-                                            reduction_factor=s.reduction_factor)  # fmt: skip
+    pruner = optuna.pruners.HyperbandPruner(
+        min_resource=s.grace_period, max_resource=s.max_epochs, reduction_factor=s.reduction_factor
+    )
     # The pruner puts a trial in a bracket by a hash of the study's name and the trial's number: a name of the
     # seed's, not Optuna's random one, makes the brackets (and so the run) the same for the same seed.
-    study = optuna.create_study(study_name=f"hyperband-seed-{seed}", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=pruner)  # fmt: skip
+    study = optuna.create_study(
+        study_name=f"hyperband-seed-{seed}", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner
+    )
     trace = FidelityTrace()
 
     def objective(trial: Any) -> float:
@@ -289,8 +297,17 @@ def fidelity_problems(quick: bool) -> list[FidelityProblem]:
     from bench import convnet_curves
 
     convnet = convnet_curves.problem(quick)
-    return [crossing_curves(), FidelityProblem("convnet digits", convnet.params, convnet.schedule, convnet.curve,
-                                               convnet.optimum, "best of the grid, trained to the end")]  # fmt: skip
+    return [
+        crossing_curves(),
+        FidelityProblem(
+            "convnet digits",
+            convnet.params,
+            convnet.schedule,
+            convnet.curve,
+            convnet.optimum,
+            "best of the grid, trained to the end",
+        ),
+    ]
 
 
 def multifidelity(problem: FidelityProblem, n: int, seeds: int) -> dict[str, Any]:
@@ -302,8 +319,10 @@ def multifidelity(problem: FidelityProblem, n: int, seeds: int) -> dict[str, Any
         t0 = time.perf_counter()
         traces[name] = [run(n, seed) for seed in range(seeds)]
         seconds[name] = time.perf_counter() - t0
-        print(f"  {problem.name}: {name}: median {median_of([t.best for t in traces[name]]):.4g} "
-              f"({seconds[name]:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"  {problem.name}: {name}: median {median_of([t.best for t in traces[name]]):.4g} ({seconds[name]:.0f} s)",
+            flush=True,
+        )
     ours = next(name for name in traces if method_of(name) == OURS and "1 bracket" not in name)
     budgets = [t.epochs for t in traces[ours]]
     methods = {}
@@ -311,27 +330,39 @@ def multifidelity(problem: FidelityProblem, n: int, seeds: int) -> dict[str, Any
         same_epochs = median_of([t.best_within(e) for t, e in zip(ts, budgets, strict=True)])
         # On a grid (ConvNet digits) a median only says whether half the seeds reached the best: the share that did.
         at_reference = float(np.mean([t.best <= problem.reference + 1e-12 for t in ts]))
-        methods[name] = {**summarize([t.best for t in ts]), "epochs": statistics.median(t.epochs for t in ts),
-                         "median_within_same_epochs": same_epochs, "at_reference": at_reference,
-                         "seconds": seconds[name]}  # fmt: skip
+        methods[name] = {
+            **summarize([t.best for t in ts]),
+            "epochs": statistics.median(t.epochs for t in ts),
+            "median_within_same_epochs": same_epochs,
+            "at_reference": at_reference,
+            "seconds": seconds[name],
+        }
     named = [m for m in methods if method_of(m) in ISSUE_COMPARATORS]
     searchers = [m for m in methods if m != ours and not m.startswith(("random", OURS))]
 
     def at_least_as_good(others: list[str], measure: str) -> bool:
         return all(methods[ours][measure] <= methods[m][measure] for m in others)
 
-    return {"problem": problem.name, "trials": n, "seeds": seeds, "ours": ours, "reference": problem.reference,
-            "reference_label": problem.reference_label, "methods": methods,
-            "goal_met": at_least_as_good(named, "median"),
-            "goal_met_same_epochs": at_least_as_good(named, "median_within_same_epochs"),
-            "as_good_as_every_searcher": at_least_as_good(searchers, "median")}  # fmt: skip
+    return {
+        "problem": problem.name,
+        "trials": n,
+        "seeds": seeds,
+        "ours": ours,
+        "reference": problem.reference,
+        "reference_label": problem.reference_label,
+        "methods": methods,
+        "goal_met": at_least_as_good(named, "median"),
+        "goal_met_same_epochs": at_least_as_good(named, "median_within_same_epochs"),
+        "as_good_as_every_searcher": at_least_as_good(searchers, "median"),
+    }
 
 
 # --------------------------------------------------------------------------- parallel suggestions
 
 
-def concurrent_search(cls: type[SpaceSearcher], version: StudyVersion, objective: Objective, n: int, seed: int,
-                      concurrency: int) -> float:  # fmt: skip
+def concurrent_search(
+    cls: type[SpaceSearcher], version: StudyVersion, objective: Objective, n: int, seed: int, concurrency: int
+) -> float:
     """Best of ``n`` trials with ``concurrency`` pending at each suggestion (the oldest finishes first)."""
     searcher = cls(version, [], seed=seed)
     pending: deque[tuple[str, dict[str, Any]]] = deque()
@@ -382,8 +413,9 @@ def gap_lost_interval(parallel: np.ndarray, sequential: np.ndarray, random: np.n
 PARALLEL_SEARCHERS = ("tpe", "optuna_tpe")  # the searchers whose parallel suggestions the goal judges
 
 
-def parallel_problem(problem: Problem, n: int, seeds: int, searchers: Sequence[str] = PARALLEL_SEARCHERS
-                     ) -> dict[str, Any]:  # fmt: skip
+def parallel_problem(
+    problem: Problem, n: int, seeds: int, searchers: Sequence[str] = PARALLEL_SEARCHERS
+) -> dict[str, Any]:
     methods, bests = {}, {}
     for name, (algorithm, concurrency, liar) in PARALLEL_METHODS.items():
         if algorithm not in (*searchers, "random"):
@@ -397,14 +429,22 @@ def parallel_problem(problem: Problem, n: int, seeds: int, searchers: Sequence[s
         compared = (bests[f"{algorithm} x8 liar worst"], bests[f"{algorithm} sequential"], bests["random"])
         lost = gap_lost(*compared)
         worst, off = methods[f"{algorithm} x8 liar worst"]["median"], methods[f"{algorithm} x8 liar off"]["median"]
-        goals[algorithm] = {"gap_lost": lost, "gap_lost_80pct": gap_lost_interval(*compared),
-                            "within_5pct": lost <= PARALLEL_GOAL, "better_than_off": worst <= off}  # fmt: skip
+        goals[algorithm] = {
+            "gap_lost": lost,
+            "gap_lost_80pct": gap_lost_interval(*compared),
+            "within_5pct": lost <= PARALLEL_GOAL,
+            "better_than_off": worst <= off,
+        }
     return {"optimum": problem.optimum, "methods": methods, "goal": goals}
 
 
 def parallel(n: int, seeds: int, searchers: Sequence[str] = PARALLEL_SEARCHERS) -> dict[str, Any]:
-    return {"trials": n, "seeds": seeds, "concurrency": 8,
-            "problems": {p.name: parallel_problem(p, n, seeds, searchers) for p in analytic_problems()}}  # fmt: skip
+    return {
+        "trials": n,
+        "seeds": seeds,
+        "concurrency": 8,
+        "problems": {p.name: parallel_problem(p, n, seeds, searchers) for p in analytic_problems()},
+    }
 
 
 # --------------------------------------------------------------------------- many priors
@@ -457,8 +497,10 @@ def prior_quality(n_prior: int, n: int, seeds: int) -> dict[str, Any]:
                 bests[label].append(min(timed_suggestion(searcher, problem.objective, f"s{j}")[1] for j in range(n)))
         med = {label: median_of(b) for label, b in bests.items()}
         gap = med["random"] - med["before"]
-        out[problem.name] = {**{label: summarize(b) for label, b in bests.items()},
-                             "gap_lost": (med["now"] - med["before"]) / gap if gap else 0.0}  # fmt: skip
+        out[problem.name] = {
+            **{label: summarize(b) for label, b in bests.items()},
+            "gap_lost": (med["now"] - med["before"]) / gap if gap else 0.0,
+        }
     return {"prior_trials": n_prior, "trials": n, "seeds": seeds, "problems": out}
 
 
@@ -471,9 +513,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--mf-trials", type=int, help="trials per multi-fidelity search (default 30 quick, 60 full)")
     p.add_argument("--parallel-trials", type=int, help="trials per parallel search (default 30 quick, 60 full)")
     p.add_argument("--parallel-seeds", type=int, help="seeds per parallel method (default: --seeds)")
-    p.add_argument("--parallel-searchers", type=lambda text: tuple(text.split(",")), default=PARALLEL_SEARCHERS,
-                   help=f"searchers of the parallel part, comma-separated, random always beside them (default "
-                   f"{','.join(PARALLEL_SEARCHERS)})")  # fmt: skip
+    p.add_argument(
+        "--parallel-searchers",
+        type=lambda text: tuple(text.split(",")),
+        default=PARALLEL_SEARCHERS,
+        help=f"searchers of the parallel part, comma-separated, random always beside them (default "
+        f"{','.join(PARALLEL_SEARCHERS)})",
+    )
     p.add_argument("--prior-trials", type=int, help="carried trials for the quality check (2500 quick, 5000 full)")
     p.add_argument("--suggestions", type=int, help="suggestions per latency / quality run (default 8 quick, 20 full)")
     p.add_argument(
@@ -482,13 +528,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=LATENCY_PRIORS,
         help="carried trials to time suggestions at (default 1000,5000,10000)",
     )
-    p.add_argument("--parts", type=lambda text: tuple(text.split(",")), default=PARTS,
-                   help=f"which parts to run, comma-separated (default all: {','.join(PARTS)}); the latency part "
-                   "wants a quiet machine, the others count trials, not seconds")  # fmt: skip
-    args = common.parse_args(p, argv, sizes={
-        "seeds": (10, 20), "mf_trials": (30, 60), "parallel_trials": (30, 60), "prior_trials": (2500, 5000),
-        "suggestions": (8, 20),
-    })  # fmt: skip
+    p.add_argument(
+        "--parts",
+        type=lambda text: tuple(text.split(",")),
+        default=PARTS,
+        help=f"which parts to run, comma-separated (default all: {','.join(PARTS)}); the latency part "
+        "wants a quiet machine, the others count trials, not seconds",
+    )
+    args = common.parse_args(
+        p,
+        argv,
+        sizes={
+            "seeds": (10, 20),
+            "mf_trials": (30, 60),
+            "parallel_trials": (30, 60),
+            "prior_trials": (2500, 5000),
+            "suggestions": (8, 20),
+        },
+    )
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         p.error(f"--parts: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(PARTS)}")
@@ -543,9 +600,16 @@ def goal(out: dict[str, Any]) -> dict[str, Any]:
 
 def report(out: dict[str, Any]) -> None:
     for mf in out.get("multifidelity", {}).values():
-        columns = {"median best final": "median", "q1": "q1", "q3": "q3", "mean": "mean",
-                   "seeds at the bar": "at_reference", "median epochs": "epochs",
-                   "same epochs as ours": "median_within_same_epochs", "seconds": "seconds"}  # fmt: skip
+        columns = {
+            "median best final": "median",
+            "q1": "q1",
+            "q3": "q3",
+            "mean": "mean",
+            "seeds at the bar": "at_reference",
+            "median epochs": "epochs",
+            "same epochs as ours": "median_within_same_epochs",
+            "seconds": "seconds",
+        }
         common.print_table(
             ["method", *columns],
             [[name, *(m[key] for key in columns.values())] for name, m in mf["methods"].items()],
@@ -555,12 +619,17 @@ def report(out: dict[str, Any]) -> None:
     par = out.get("parallel", {"problems": {}})
     for name, res in par["problems"].items():
         rows = [[method, m["median"], m["q1"], m["q3"]] for method, m in res["methods"].items()]
-        goals = "; ".join(f"{a}: {g['gap_lost']:+.1%} of the gap to random lost (80% of resampled seeds: "
-                          f"{g['gap_lost_80pct'][0]:+.0%} to {g['gap_lost_80pct'][1]:+.0%})"
-                          for a, g in res["goal"].items())  # fmt: skip
-        common.print_table(["method", "median best", "q1", "q3"], rows,
-                           f"parallel, {name} (optimum {res['optimum']}): best after {par['trials']} trials, "
-                           f"{par['seeds']} seeds; liar worst at x8: {goals}")  # fmt: skip
+        goals = "; ".join(
+            f"{a}: {g['gap_lost']:+.1%} of the gap to random lost (80% of resampled seeds: "
+            f"{g['gap_lost_80pct'][0]:+.0%} to {g['gap_lost_80pct'][1]:+.0%})"
+            for a, g in res["goal"].items()
+        )
+        common.print_table(
+            ["method", "median best", "q1", "q3"],
+            rows,
+            f"parallel, {name} (optimum {res['optimum']}): best after {par['trials']} trials, "
+            f"{par['seeds']} seeds; liar worst at x8: {goals}",
+        )
     if "latency_ms" in out:
         report_latency(out["latency_ms"])
     if "prior_quality" in out:
@@ -582,10 +651,12 @@ def report_latency(lat: dict[str, dict[str, float]]) -> None:
 def report_prior_quality(pq: dict[str, Any]) -> None:
     common.print_table(
         ["problem", "now median", "before median", "random median", "gap to random lost"],
-        [[name, r["now"]["median"], r["before"]["median"], r["random"]["median"], r["gap_lost"]]
-         for name, r in pq["problems"].items()],
+        [
+            [name, r["now"]["median"], r["before"]["median"], r["random"]["median"], r["gap_lost"]]
+            for name, r in pq["problems"].items()
+        ],
         f"quality with {pq['prior_trials']:,} carried trials: best of {pq['trials']} suggestions, {pq['seeds']} seeds",
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

@@ -63,10 +63,17 @@ def branin(c: Mapping[str, Any]) -> float:
 
 
 HARTMANN_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-HARTMANN_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                       [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])  # fmt: skip
-HARTMANN_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                              [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])  # fmt: skip
+HARTMANN_A = np.array(
+    [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]]
+)
+HARTMANN_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 
 
 def hartmann6(c: Mapping[str, Any]) -> float:
@@ -169,9 +176,14 @@ def with_search(version: StudyVersion, **search: Any) -> StudyVersion:
     return dataclasses.replace(version, search=dataclasses.replace(version.search, **search))
 
 
-def run_searcher(version: StudyVersion, objective: Objective, n: int, seed: int,
-                 prior: Sequence[tuple[dict[str, Any], float]] = (),
-                 searcher_cls: type[SpaceSearcher] | None = None) -> Trace:  # fmt: skip
+def run_searcher(
+    version: StudyVersion,
+    objective: Objective,
+    n: int,
+    seed: int,
+    prior: Sequence[tuple[dict[str, Any], float]] = (),
+    searcher_cls: type[SpaceSearcher] | None = None,
+) -> Trace:
     """Drive the space's searcher (``search.algorithm`` from the registry, or ``searcher_cls``) in-process."""
     searcher = (searcher_cls or searcher_class(version.search.algorithm))(version, list(prior), seed=seed)
     trace = Trace()
@@ -234,8 +246,9 @@ def refine_restart(problem: Problem, n: int, seed: int) -> Trace:
     v1 = problem.version
     t1 = run_searcher(v1, problem.objective, first, seed)
     v2 = refined_version(v1, t1)
-    report = carry((PriorTrial(c, loss, "FINISHED", v1.version) for c, loss in zip(t1.configs, t1.losses, strict=True)),
-                   v2)  # fmt: skip
+    report = carry(
+        (PriorTrial(c, loss, "FINISHED", v1.version) for c, loss in zip(t1.configs, t1.losses, strict=True)), v2
+    )
     t2 = run_searcher(v2, problem.objective, n - first, seed + RESTART_SEED_OFFSET, prior=report.carried)
     return Trace(t1.configs + t2.configs, t1.losses + t2.losses)
 
@@ -245,8 +258,10 @@ def refined_version(v1: StudyVersion, trace: Trace) -> StudyVersion:
 
     The losses are the metric's values: every problem here minimises a metric named ``loss``.
     """
-    trials = [ScoredTrial(c, loss, version=v1.version, run_id=f"t{i:04d}")
-              for i, (c, loss) in enumerate(zip(trace.configs, trace.losses, strict=True))]  # fmt: skip
+    trials = [
+        ScoredTrial(c, loss, version=v1.version, run_id=f"t{i:04d}")
+        for i, (c, loss) in enumerate(zip(trace.configs, trace.losses, strict=True))
+    ]
     try:
         return refine(v1, trials, RefineOptions()).version
     except RefineError:  # too few trials, or nothing worth changing: the restart goes on with v1
@@ -281,8 +296,14 @@ FULL_VARIANTS = [
 
 def summarize(bests: Sequence[float]) -> dict[str, float]:
     q1, med, q3 = np.percentile(bests, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
-            "mean": statistics.fmean(bests), "seeds": len(bests)}  # fmt: skip
+    return {
+        "median": float(med),
+        "q1": float(q1),
+        "q3": float(q3),
+        "iqr": float(q3 - q1),
+        "mean": statistics.fmean(bests),
+        "seeds": len(bests),
+    }
 
 
 def evaluate_method(method: Method, problem: Problem, n: int, seeds: int) -> dict[str, Any]:
@@ -305,8 +326,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     variants = [] if args.no_variants else QUICK_VARIANTS if args.quick else FULL_VARIANTS
     out: dict[str, Any] = {"trials": args.trials, "seeds": seeds, "problems": {}}
     for problem in analytic_problems():
-        print(f"{problem.name}: {len(BASE_METHODS) + len(variants)} methods x {seeds} seeds x {args.trials} trials ...",
-              flush=True)  # fmt: skip
+        print(
+            f"{problem.name}: {len(BASE_METHODS) + len(variants)} methods x {seeds} seeds x {args.trials} trials ...",
+            flush=True,
+        )
         out["problems"][problem.name] = run_problem(problem, [*BASE_METHODS, *variants], args.trials, seeds)
     if not args.quick:
         problem = convnet_problem(args.convnet_epochs)
@@ -342,11 +365,17 @@ def goal(out: dict[str, Any]) -> dict[str, Any]:
         ours_optuna = m["orchestrator optuna_tpe"]["median"]
         hyperopt_variants = [k for k in m if k == COLD or k.startswith("hyperopt")]
         best_variant = min(hyperopt_variants, key=lambda k: m[k]["median"])
-        result[name] = {"orchestrator": ours, "optuna": optuna, "met": ours <= optuna,
-                        "orchestrator_optuna_tpe": ours_optuna, "optuna_tpe_met": ours_optuna <= optuna,
-                        "best_hyperopt_setting": best_variant, "best_hyperopt_median": m[best_variant]["median"],
-                        "best_hyperopt_met": m[best_variant]["median"] <= optuna,
-                        "refine_restart": {"median": restarted, "cold": ours, "met": restarted <= ours}}  # fmt: skip
+        result[name] = {
+            "orchestrator": ours,
+            "optuna": optuna,
+            "met": ours <= optuna,
+            "orchestrator_optuna_tpe": ours_optuna,
+            "optuna_tpe_met": ours_optuna <= optuna,
+            "best_hyperopt_setting": best_variant,
+            "best_hyperopt_median": m[best_variant]["median"],
+            "best_hyperopt_met": m[best_variant]["median"] <= optuna,
+            "refine_restart": {"median": restarted, "cold": ours, "met": restarted <= ours},
+        }
     return result
 
 
@@ -356,16 +385,20 @@ def report(out: dict[str, Any]) -> None:
         for method, s in res["methods"].items():
             gap = None if res["optimum"] is None else s["median"] - res["optimum"]
             rows.append([method, s["median"], gap, s["q1"], s["q3"], s["iqr"], s["seconds"]])
-        title = (f"{name}: best value after {res['trials']} trials over {next(iter(res['methods'].values()))['seeds']} "
-                 f"seeds (optimum {res['optimum']})")  # fmt: skip
+        title = (
+            f"{name}: best value after {res['trials']} trials over {next(iter(res['methods'].values()))['seeds']} "
+            f"seeds (optimum {res['optimum']})"
+        )
         common.print_table(["method", "median best", "median - optimum", "q1", "q3", "IQR", "seconds"], rows, title)
     print()
     for name, g in out["goal"].items():
-        print(f"goal on {name}: orchestrator TPE {g['orchestrator']:.4g} vs Optuna TPE {g['optuna']:.4g}: "
-              f"{'met' if g['met'] else 'NOT met'}; best hyperopt setting tried: {g['best_hyperopt_setting']} "
-              f"{g['best_hyperopt_median']:.4g} ({'met' if g['best_hyperopt_met'] else 'NOT met'}); "
-              f"search.algorithm optuna_tpe {g['orchestrator_optuna_tpe']:.4g} "
-              f"({'met' if g['optuna_tpe_met'] else 'NOT met'})")  # fmt: skip
+        print(
+            f"goal on {name}: orchestrator TPE {g['orchestrator']:.4g} vs Optuna TPE {g['optuna']:.4g}: "
+            f"{'met' if g['met'] else 'NOT met'}; best hyperopt setting tried: {g['best_hyperopt_setting']} "
+            f"{g['best_hyperopt_median']:.4g} ({'met' if g['best_hyperopt_met'] else 'NOT met'}); "
+            f"search.algorithm optuna_tpe {g['orchestrator_optuna_tpe']:.4g} "
+            f"({'met' if g['optuna_tpe_met'] else 'NOT met'})"
+        )
     report_refine_restart(out)
 
 
@@ -381,8 +414,10 @@ def report_refine_restart(out: dict[str, Any]) -> None:
         restarted, cold = res["methods"][REFINE_RESTART], res["methods"][COLD]
         verdict = "met" if out["goal"][name]["refine_restart"]["met"] else "NOT met"
         rows.append([name, restarted["median"], spread(restarted), cold["median"], spread(cold), verdict])
-    title = (f"{REFINE_RESTART} ({n // 2} + {n - n // 2} trials) vs one cold search of {n} ({COLD}): "
-             f"median best [q1, q3] over {seeds} seeds")  # fmt: skip
+    title = (
+        f"{REFINE_RESTART} ({n // 2} + {n - n // 2} trials) vs one cold search of {n} ({COLD}): "
+        f"median best [q1, q3] over {seeds} seeds"
+    )
     common.print_table(["problem", REFINE_RESTART, "[q1, q3]", "cold", "[q1, q3]", "goal"], rows, title)
 
 

@@ -82,12 +82,32 @@ def add_amp_speedups(out: dict[str, Any]) -> None:
 
 def report(out: dict[str, Any]) -> None:
     rows = [
-        [label, c["device"], c["precision"], c["threads"], c["batch_size"], c["loop_samples_per_s"],
-         c["bare_samples_per_s"], c["ratio"], c["ratio_median"], c["eval_and_checkpoint_s"]]
+        [
+            label,
+            c["device"],
+            c["precision"],
+            c["threads"],
+            c["batch_size"],
+            c["loop_samples_per_s"],
+            c["bare_samples_per_s"],
+            c["ratio"],
+            c["ratio_median"],
+            c["eval_and_checkpoint_s"],
+        ]
         for label, c in out["cases"].items()
-    ]  # fmt: skip
-    headers = ["case", "device", "precision", "threads", "batch", "loop samples/s", "bare samples/s",
-               "loop / bare (best)", "loop / bare (median)", "eval + ckpt s/epoch"]  # fmt: skip
+    ]
+    headers = [
+        "case",
+        "device",
+        "precision",
+        "threads",
+        "batch",
+        "loop samples/s",
+        "bare samples/s",
+        "loop / bare (best)",
+        "loop / bare (median)",
+        "eval + ckpt s/epoch",
+    ]
     common.print_table(headers, rows, f"Training throughput, best (and median) of {out['rounds']} interleaved rounds")
     if out["amp_speedup"]:
         common.print_table(["model", "mixed precision / FP32"], [[k, v] for k, v in out["amp_speedup"].items()])

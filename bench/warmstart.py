@@ -90,20 +90,30 @@ def trial_tags(version: StudyVersion, parent: str, i: int, config: dict[str, Any
     """The tags ``MlflowTrialCallback`` writes on a child run (creation + first result + close)."""
     tid = f"bench_{i:05d}"
     return {
-        schema.PARENT: parent, schema.KIND: schema.TRIAL_RUN, schema.STUDY: version.study,
-        schema.VERSION: str(version.version), schema.HASH: version.content_hash, schema.TRIAL_ID: tid,
-        schema.CONFIG: json.dumps(config, sort_keys=True), schema.TRAINABLE: version.trainable,
-        schema.SEED: str(i), schema.SUGGESTED_BY: "tpe", schema.NODE_ID: "0" * 56, schema.GPU_IDS: "",
-        schema.STATUS: "FINISHED", schema.METRIC_HISTORY: history_tag("loss", history_of(version, config)) or "",
-    }  # fmt: skip
+        schema.PARENT: parent,
+        schema.KIND: schema.TRIAL_RUN,
+        schema.STUDY: version.study,
+        schema.VERSION: str(version.version),
+        schema.HASH: version.content_hash,
+        schema.TRIAL_ID: tid,
+        schema.CONFIG: json.dumps(config, sort_keys=True),
+        schema.TRAINABLE: version.trainable,
+        schema.SEED: str(i),
+        schema.SUGGESTED_BY: "tpe",
+        schema.NODE_ID: "0" * 56,
+        schema.GPU_IDS: "",
+        schema.STATUS: "FINISHED",
+        schema.METRIC_HISTORY: history_tag("loss", history_of(version, config)) or "",
+    }
 
 
 def run_name(version: StudyVersion, i: int) -> str:
     return f"{version.study}-v{version.version}-bench_{i:05d}"
 
 
-def log_like_orchestrator(store: MlflowStore, exp: str, parent: str, version: StudyVersion, i: int,
-                          config: dict[str, Any]) -> str:  # fmt: skip
+def log_like_orchestrator(
+    store: MlflowStore, exp: str, parent: str, version: StudyVersion, i: int, config: dict[str, Any]
+) -> str:
     """One trial through the same ``MlflowStore`` calls the async logger makes: open, log, close."""
     tags = trial_tags(version, parent, i, config)
     close_tags = {schema.STATUS: tags.pop(schema.STATUS)}
@@ -143,8 +153,15 @@ class Template:
         return dict(zip(columns, rows[0], strict=True))
 
 
-def bulk_clone(db: Path, template_run: str, version: StudyVersion, parent: str,
-               configs: Sequence[dict[str, Any]], first_index: int, end_ms: int) -> float:  # fmt: skip
+def bulk_clone(
+    db: Path,
+    template_run: str,
+    version: StudyVersion,
+    parent: str,
+    configs: Sequence[dict[str, Any]],
+    first_index: int,
+    end_ms: int,
+) -> float:
     """Insert one finished trial run per config by cloning ``template_run``'s rows; returns seconds."""
     t0 = time.perf_counter()
     con = sqlite3.connect(db)
@@ -157,10 +174,16 @@ def bulk_clone(db: Path, template_run: str, version: StudyVersion, parent: str,
         for j, config in enumerate(configs):
             i = first_index + j
             rid, name, end = uuid.uuid4().hex, run_name(version, i), end_ms - (len(configs) - j) * 10
-            batches["runs"].append(run_row | {
-                "run_uuid": rid, "name": name, "start_time": end - 1000, "end_time": end,
-                "artifact_uri": str(run_row["artifact_uri"]).replace(template_run, rid),
-            })  # fmt: skip
+            batches["runs"].append(
+                run_row
+                | {
+                    "run_uuid": rid,
+                    "name": name,
+                    "start_time": end - 1000,
+                    "end_time": end,
+                    "artifact_uri": str(run_row["artifact_uri"]).replace(template_run, rid),
+                }
+            )
             tags = system_tags | {"mlflow.runName": name} | trial_tags(version, parent, i, config)
             batches["tags"] += [tag_row | {"key": k, "value": v, "run_uuid": rid} for k, v in tags.items()]
             batches["params"] += [
@@ -218,8 +241,14 @@ def fill_study(server: LoopbackMlflowServer, n: int, rng: np.random.Generator, a
     # cloned runs end before the artifact's as-of time (a search's end): only the API runs are newer than it
     created_ms = int(time.time() * 1000) - ledger.CLOCK_SKEW_MS - 5000
     bulk_s = bulk_clone(server.db_path, template, version, parent, configs[start:], start, created_ms)
-    fill = {"api_sqlite_ms_per_run": api_ms, "api_http_ms_per_run": http_ms if len(http) else None,
-            "bulk_s": bulk_s, "bulk_runs": n - start, "api_runs": len(api), "http_runs": len(http)}  # fmt: skip
+    fill = {
+        "api_sqlite_ms_per_run": api_ms,
+        "api_http_ms_per_run": http_ms if len(http) else None,
+        "bulk_s": bulk_s,
+        "bulk_runs": n - start,
+        "api_runs": len(api),
+        "http_runs": len(http),
+    }
     return Study(version, configs, fill, parent)
 
 
@@ -254,7 +283,12 @@ def check_rows(rows: Sequence[TrialRow], study: Study) -> None:
     for i in (0, len(rows) // 2, len(rows) - 1):
         got, want = by_id[f"bench_{i:05d}"], expected[i]
         same = (got.status, got.version, got.config, got.space_hash, got.history) == (
-            want.status, want.version, want.config, want.space_hash, want.history)  # fmt: skip
+            want.status,
+            want.version,
+            want.config,
+            want.space_hash,
+            want.history,
+        )
         if not same or not all(math.isclose(got.metrics[k], v) for k, v in want.metrics.items()):
             raise RuntimeError(f"trial {i} reads back wrong: {got}")
 
@@ -387,8 +421,15 @@ def hyperopt_replay(version: StudyVersion, configs: Sequence[dict[str, Any]]) ->
             doc["misc"]["vals"].setdefault(label, [])
     trials.refresh()
     objective = lambda config: next(losses, None) or loss_of(config)  # noqa: E731
-    fmin(objective, to_hyperopt(space), algo=tpe.suggest, max_evals=len(configs) + 1, trials=trials,
-         rstate=np.random.default_rng(0), show_progressbar=False)  # fmt: skip
+    fmin(
+        objective,
+        to_hyperopt(space),
+        algo=tpe.suggest,
+        max_evals=len(configs) + 1,
+        trials=trials,
+        rstate=np.random.default_rng(0),
+        show_progressbar=False,
+    )
     elapsed = time.perf_counter() - t0
     if len(trials.trials) != len(configs) + 1:
         raise RuntimeError(f"replay made {len(trials.trials)} trials, expected {len(configs) + 1}")
@@ -421,8 +462,14 @@ def latency_table(rng: np.random.Generator, k: int) -> dict[str, float]:
 # --------------------------------------------------------------------------- driver
 
 
-def measure_size(server: LoopbackMlflowServer, n: int, from_mlflow: bool, rng: np.random.Generator,
-                 api_runs: tuple[int, int], root: Path) -> dict[str, Any]:  # fmt: skip
+def measure_size(
+    server: LoopbackMlflowServer,
+    n: int,
+    from_mlflow: bool,
+    rng: np.random.Generator,
+    api_runs: tuple[int, int],
+    root: Path,
+) -> dict[str, Any]:
     print(f"study of {n:,} trials: filling ...", flush=True)
     study = fill_study(server, n, rng, *api_runs)
     res: dict[str, Any] = {"fill": study.fill}
@@ -449,8 +496,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ledger_only = args.ledger_only if args.ledger_only is not None else ([10000] if args.quick else [])
     api_runs = (20, 5) if args.quick else (100, 20)
     rng = np.random.default_rng(0)
-    out: dict[str, Any] = {"sizes": sizes, "ledger_only_sizes": ledger_only, "studies": {},
-                           "http_timeout_s": float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"])}  # fmt: skip
+    out: dict[str, Any] = {
+        "sizes": sizes,
+        "ledger_only_sizes": ledger_only,
+        "studies": {},
+        "http_timeout_s": float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]),
+    }
     with common.scratch_dir("warmstart") as root, LoopbackMlflowServer(root) as server:
         out["server_startup_s"] = server.startup_s
         out["first_search_on_fresh_server_s"] = first_request_s(server.uri)
@@ -477,34 +528,85 @@ def report(out: dict[str, Any]) -> None:
             if path in res:
                 s = res[path]
                 searcher = s["carry_s"] + s["build_s"] + s["first_suggest_s"]
-                rows.append([int(n), shown, s["read_s"], s["carry_s"], s["build_s"], s["first_suggest_s"], s["total_s"],
-                             searcher, res["hyperopt_replay_s"], res["hyperopt_replay_s"] / searcher])  # fmt: skip
+                rows.append(
+                    [
+                        int(n),
+                        shown,
+                        s["read_s"],
+                        s["carry_s"],
+                        s["build_s"],
+                        s["first_suggest_s"],
+                        s["total_s"],
+                        searcher,
+                        res["hyperopt_replay_s"],
+                        res["hyperopt_replay_s"] / searcher,
+                    ]
+                )
     common.print_table(
-        ["trials", "from", "read s", "carry s", "build s", "1st suggest s", "total s", "carry+build+suggest s",
-         "hyperopt replay s", "replay / ours"], rows,
+        [
+            "trials",
+            "from",
+            "read s",
+            "carry s",
+            "build s",
+            "1st suggest s",
+            "total s",
+            "carry+build+suggest s",
+            "hyperopt replay s",
+            "replay / ours",
+        ],
+        rows,
         "Time to the first suggestion (warm start), real mlflow server over HTTP; the hyperopt replay starts from "
         "trials in memory, so compare it with carry+build+suggest",
-    )  # fmt: skip
-    pages = [[int(n), r["mlflow"]["pages"], r["mlflow"]["slowest_page_s"], r["mlflow"]["slowest_page_s"] < 20]
-             for n, r in out["studies"].items() if "mlflow" in r]  # fmt: skip
-    common.print_table(["trials", "search_runs pages", "slowest page s", "fits the default 20 s timeout"], pages,
-                       "MlflowStore.trials: pages of 1,000 runs, one HTTP request each")  # fmt: skip
-    fills = [[int(n), r["fill"]["api_sqlite_ms_per_run"], r["fill"]["api_http_ms_per_run"], r["fill"]["bulk_runs"],
-              r["fill"]["bulk_s"], r["ledger"]["ledger_write_s"], r["ledger"]["ledger_mb"],
-              r["artifact"]["newer_runs"], r["artifact"]["artifact_write_s"]]
-             for n, r in out["studies"].items()]  # fmt: skip
+    )
+    pages = [
+        [int(n), r["mlflow"]["pages"], r["mlflow"]["slowest_page_s"], r["mlflow"]["slowest_page_s"] < 20]
+        for n, r in out["studies"].items()
+        if "mlflow" in r
+    ]
     common.print_table(
-        ["trials", "API ms/run (sqlite)", "API ms/run (HTTP)", "cloned runs", "clone s", "ledger write s", "ledger MB",
-         "runs after the artifact", "search end: artifact write s"],
-        fills, "Making the studies (MlflowStore calls as the orchestrator logs; the rest cloned in SQL)",
-    )  # fmt: skip
+        ["trials", "search_runs pages", "slowest page s", "fits the default 20 s timeout"],
+        pages,
+        "MlflowStore.trials: pages of 1,000 runs, one HTTP request each",
+    )
+    fills = [
+        [
+            int(n),
+            r["fill"]["api_sqlite_ms_per_run"],
+            r["fill"]["api_http_ms_per_run"],
+            r["fill"]["bulk_runs"],
+            r["fill"]["bulk_s"],
+            r["ledger"]["ledger_write_s"],
+            r["ledger"]["ledger_mb"],
+            r["artifact"]["newer_runs"],
+            r["artifact"]["artifact_write_s"],
+        ]
+        for n, r in out["studies"].items()
+    ]
+    common.print_table(
+        [
+            "trials",
+            "API ms/run (sqlite)",
+            "API ms/run (HTTP)",
+            "cloned runs",
+            "clone s",
+            "ledger write s",
+            "ledger MB",
+            "runs after the artifact",
+            "search end: artifact write s",
+        ],
+        fills,
+        "Making the studies (MlflowStore calls as the orchestrator logs; the rest cloned in SQL)",
+    )
     print(
         f"\nmlflow server: started in {out['server_startup_s']:.1f} s; its first search answered in "
         f"{out['first_search_on_fresh_server_s']:.2f} s (timed reads above come after one warm-up request)"
     )
     lat = out["tpe_latency_ms"]
-    common.print_table(["prior trials", f"TPE suggest ms (median of {out['latency_suggestions']})"],
-                       [[int(n), v] for n, v in lat.items()])  # fmt: skip
+    common.print_table(
+        ["prior trials", f"TPE suggest ms (median of {out['latency_suggestions']})"],
+        [[int(n), v] for n, v in lat.items()],
+    )
     g = out["goal"]
     parts = [f"{k} {v:.2f} s ({'met' if g['met'][k] else 'NOT met'})" for k, v in g["10k_ready_s"].items()]
     print(f"\ngoal: 10,000 carried trials ready in < {g['target_s']:.0f} s: " + (", ".join(parts) or "not measured"))

@@ -103,9 +103,13 @@ def space_show(file: Path, fmt: str) -> None:
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path), required=False)
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
     help="markdown prints a table for pull requests.",
-)  # fmt: skip
+)
 @click.option("--tracking-uri", help="Also show how the study's trials carry into NEW (what the next run carries).")
 @click.option("--ledger", type=click.Path(path_type=Path), help="A trials export to read (plus newer runs), as run.")
 def space_diff(old: Path, new: Path | None, fmt: str, tracking_uri: str | None, ledger: Path | None) -> None:
@@ -139,10 +143,18 @@ def space_diff(old: Path, new: Path | None, fmt: str, tracking_uri: str | None, 
 @space.command("refine")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
-@click.option("--top", type=click.IntRange(min=1),
-              help=f"Rank on the best K trials (default: the best {REFINE_DEFAULTS.top_fraction:.0%}).")  # fmt: skip
-@click.option("--min-trials", type=click.IntRange(min=1), default=REFINE_DEFAULTS.min_trials, show_default=True,
-              help="Finished trials needed to refine.")  # fmt: skip
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    help=f"Rank on the best K trials (default: the best {REFINE_DEFAULTS.top_fraction:.0%}).",
+)
+@click.option(
+    "--min-trials",
+    type=click.IntRange(min=1),
+    default=REFINE_DEFAULTS.min_trials,
+    show_default=True,
+    help="Finished trials needed to refine.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the proposal as a diff; write nothing.")
 def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_trials: int, dry_run: bool) -> None:
     """Propose the next version of a study (PATH: its folder or one v<N>.yaml; default the newest).
@@ -209,9 +221,11 @@ def _search_options(**kw: Any) -> Any:
 
 
 no_review_option = click.option(
-    "--no-review-artifacts", "no_review", is_flag=True,
+    "--no-review-artifacts",
+    "no_review",
+    is_flag=True,
     help="Log no per-trial review artifacts (model summary, network picture, predictions).",
-)  # fmt: skip
+)
 
 
 @cli.command()
@@ -226,24 +240,43 @@ no_review_option = click.option(
 @click.option("--resume", "resume_", is_flag=True, help="Continue the latest unfinished search of this version.")
 @click.option("--no-live", is_flag=True, help="Plain log lines even on a terminal.")
 @no_review_option
-def run(file: Path, trials: int | None, concurrency: int | None, address: str | None, tracking_uri: str | None,
-        seed: int, storage: str | None, ledger: Path | None, resume_: bool, no_live: bool,
-        no_review: bool) -> None:  # fmt: skip
+def run(
+    file: Path,
+    trials: int | None,
+    concurrency: int | None,
+    address: str | None,
+    tracking_uri: str | None,
+    seed: int,
+    storage: str | None,
+    ledger: Path | None,
+    resume_: bool,
+    no_live: bool,
+    no_review: bool,
+) -> None:
     """Run a search for the space FILE: Ray Tune + HyperOpt TPE, every trial in MLflow.
 
     Earlier trials of the study (any version) that fit FILE are carried into the searcher.
     """
     from orchestrator.engine import runner
 
-    options = _search_options(trials=trials, concurrency=concurrency, address=address, tracking_uri=tracking_uri,
-                              seed=seed, storage=storage, ledger=ledger, live=False if no_live else None,
-                              review_artifacts=not no_review)  # fmt: skip
+    options = _search_options(
+        trials=trials,
+        concurrency=concurrency,
+        address=address,
+        tracking_uri=tracking_uri,
+        seed=seed,
+        storage=storage,
+        ledger=ledger,
+        live=False if no_live else None,
+        review_artifacts=not no_review,
+    )
     if resume_:
         from orchestrator.spaces import load_version
 
         version = load_version(file)
-        experiment = runner.latest_unfinished(options.storage or runner.default_storage(), version.study,
-                                              version.version)  # fmt: skip
+        experiment = runner.latest_unfinished(
+            options.storage or runner.default_storage(), version.study, version.version
+        )
         if experiment is None:
             raise click.ClickException(f"no unfinished search of {version.label} to resume; run without --resume")
         runner.resume_search(experiment, options, echo=click.echo)
@@ -270,16 +303,29 @@ def resume(experiment: str, address: str | None, tracking_uri: str | None, no_li
 @click.option("--best", is_flag=True, help="Train the study's best finished trial (the default).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of each model (default: the trial's max_epochs).")
 @click.option("--per-class", is_flag=True, help="One model per class of the trial's classes, in parallel.")
-@click.option("--space", type=click.Path(path_type=Path),
-              help="The trial's space file, when its search's recorded space cannot be read.")  # fmt: skip
+@click.option(
+    "--space",
+    type=click.Path(path_type=Path),
+    help="The trial's space file, when its search's recorded space cannot be read.",
+)
 @click.option("--address", help="Ray cluster address; default: start a local Ray.")
 @click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
 @click.option("--storage", help="Where Ray Tune keeps the train's state: a folder or a URI (s3://, gs://, hdfs://).")
 @click.option("--no-live", is_flag=True, help="Plain log lines even on a terminal.")
 @no_review_option
-def train(study: str, trial_id: str | None, best: bool, epochs: int | None, per_class: bool, space: Path | None,
-          address: str | None, tracking_uri: str | None, storage: str | None, no_live: bool,
-          no_review: bool) -> None:  # fmt: skip
+def train(
+    study: str,
+    trial_id: str | None,
+    best: bool,
+    epochs: int | None,
+    per_class: bool,
+    space: Path | None,
+    address: str | None,
+    tracking_uri: str | None,
+    storage: str | None,
+    no_live: bool,
+    no_review: bool,
+) -> None:
     """Train the chosen trial of STUDY for the longer schedule on the Ray cluster (one model, or one per class),
     checkpointed and resumable (`orchestrator resume`), and register each model (STUDY or STUDY-<class>)."""
     if best and trial_id:
@@ -287,9 +333,19 @@ def train(study: str, trial_id: str | None, best: bool, epochs: int | None, per_
     _embedded_ray_on_loopback(address)
     from orchestrator.production.train import train_models
 
-    result = train_models(study, trial_id=trial_id, epochs=epochs, per_class=per_class, tracking_uri=tracking_uri,
-                          address=address, storage=storage, space=space, review_artifacts=not no_review,
-                          live=False if no_live else None, echo=click.echo)  # fmt: skip
+    result = train_models(
+        study,
+        trial_id=trial_id,
+        epochs=epochs,
+        per_class=per_class,
+        tracking_uri=tracking_uri,
+        address=address,
+        storage=storage,
+        space=space,
+        review_artifacts=not no_review,
+        live=False if no_live else None,
+        echo=click.echo,
+    )
     for model in result.models:
         click.echo(f"model {model.model_uri}")
 
@@ -324,8 +380,13 @@ def trials_export(study: str, out: Path, tracking_uri: str | None, metric: str |
 @cli.command()
 @click.argument("study")
 @click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
-@click.option("--spaces", type=click.Path(path_type=Path), default=DEFAULT_SPACES, show_default=True,
-              help="Where the study's folder is (for what changed between versions).")  # fmt: skip
+@click.option(
+    "--spaces",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_SPACES,
+    show_default=True,
+    help="Where the study's folder is (for what changed between versions).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
 def report(study: str, tracking_uri: str | None, spaces: Path, fmt: str) -> None:
     """The leaderboard across the versions of STUDY (a study name or folder): best value, trials,
@@ -352,8 +413,13 @@ def _open_store(uri: str) -> Any:
 @cli.command()
 @click.argument("study", required=False)
 @click.option("--tracking-uri", help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or the local store.")
-@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_UI_PORT, show_default=True,
-              help="Port on 127.0.0.1 for a local store's UI.")  # fmt: skip
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_UI_PORT,
+    show_default=True,
+    help="Port on 127.0.0.1 for a local store's UI.",
+)
 def ui(study: str | None, tracking_uri: str | None, port: int) -> None:
     """The MLflow UI with links to STUDY's experiment and best run: a local store is served on
     127.0.0.1 until Ctrl-C; for a team server (http/https) the links are printed."""
@@ -416,9 +482,19 @@ def ui(study: str | None, tracking_uri: str | None, port: int) -> None:
 )
 @click.option("--device", help="torch device (cpu, cuda, cuda:1); default: CUDA when available.")
 @click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal.")
-def predict(model_uris: tuple[str, ...], images: tuple[Path, ...], out: Path, tracking_uri: str | None,
-            overlap: float, d4: bool, batch_size: int, threshold: float, rules: tuple[str, ...],
-            device: str | None, no_live: bool) -> None:  # fmt: skip
+def predict(
+    model_uris: tuple[str, ...],
+    images: tuple[Path, ...],
+    out: Path,
+    tracking_uri: str | None,
+    overlap: float,
+    d4: bool,
+    batch_size: int,
+    threshold: float,
+    rules: tuple[str, ...],
+    device: str | None,
+    no_live: bool,
+) -> None:
     """Predict whole DSTL scenes with one or more logged models (one per class or several classes each):
     GeoTIFF masks (one band per class) and the WKT polygons of submission.csv, in bounded memory."""
     from orchestrator.production.predict import predict_scenes
@@ -427,9 +503,20 @@ def predict(model_uris: tuple[str, ...], images: tuple[Path, ...], out: Path, tr
         from orchestrator.engine.runner import default_tracking_uri
 
         tracking_uri = default_tracking_uri()
-    predict_scenes(model_uris, images, out, tracking_uri=tracking_uri, overlap=overlap, d4=d4,
-                   batch_size=batch_size, rules=parse_rules(rules), threshold=threshold, device=device,
-                   echo=click.echo, live=False if no_live else None)  # fmt: skip
+    predict_scenes(
+        model_uris,
+        images,
+        out,
+        tracking_uri=tracking_uri,
+        overlap=overlap,
+        d4=d4,
+        batch_size=batch_size,
+        rules=parse_rules(rules),
+        threshold=threshold,
+        device=device,
+        echo=click.echo,
+        live=False if no_live else None,
+    )
 
 
 # --------------------------------------------------------------------------- demo

@@ -79,8 +79,14 @@ def leaks(outputs: Mapping[str, str], roots: list[Path]) -> list[str]:
 
 
 def cli(*args: str, env: Mapping[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=dict(env),
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -104,9 +110,12 @@ def test_a_planted_login_is_in_no_output_and_no_file(tmp_path: Path, ray_tmp: Pa
     )
     storage = tmp_path / "storage"
     env = {
-        **os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmp), "ORCHESTRATOR_HOME": str(tmp_path / "home"),
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "RAY_TMPDIR": str(ray_tmp),
+        "ORCHESTRATOR_HOME": str(tmp_path / "home"),
         "MLFLOW_TRACKING_PASSWORD": PASSWORD,  # MLflow's own variable too: the local Ray's processes inherit it
-    }  # fmt: skip
+    }
     outputs: dict[str, str] = {}
 
     with LoopbackMlflowServer(tmp_path / "mlflow") as server:

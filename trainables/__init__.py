@@ -11,6 +11,14 @@ from .registry import create, get, names, register, validate_config
 from .unet import spec as _unet_spec  # noqa: F401  (registers "unet", "unet_tiny")
 
 __all__ = [
-    "Reporter", "TrainableConfigError", "TrainableSpec", "TrialFailed", "UnknownTrainable",
-    "create", "get", "names", "register", "validate_config",
-]  # fmt: skip
+    "Reporter",
+    "TrainableConfigError",
+    "TrainableSpec",
+    "TrialFailed",
+    "UnknownTrainable",
+    "create",
+    "get",
+    "names",
+    "register",
+    "validate_config",
+]

@@ -120,8 +120,17 @@ def draw_box(axes: Axes, center: tuple[float, float], size: tuple[float, float],
     from matplotlib.patches import FancyBboxPatch
 
     (x, y), (w, h) = center, size
-    axes.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02",
-                                  facecolor=BOX_COLOURS[kind], edgecolor="0.25", linewidth=1.0))  # fmt: skip
+    axes.add_patch(
+        FancyBboxPatch(
+            (x - w / 2, y - h / 2),
+            w,
+            h,
+            boxstyle="round,pad=0.02",
+            facecolor=BOX_COLOURS[kind],
+            edgecolor="0.25",
+            linewidth=1.0,
+        )
+    )
     axes.text(x, y, text, ha="center", va="center", fontsize=8)
 
 

@@ -73,13 +73,22 @@ class SearchPlan:
         """What ``orchestrator.json`` holds."""
         v = self.version
         return {
-            "study": v.study, "version": v.version, "space_file": str(v.source), "space_hash": v.content_hash,
+            "study": v.study,
+            "version": v.version,
+            "space_file": str(v.source),
+            "space_hash": v.content_hash,
             "tracking_uri": self.shown_tracking_uri,
-            "parent_run_id": self.parent_run_id, "experiment_id": self.experiment_id, "planned": self.planned,
-            "concurrency": self.concurrency, "seed": self.seed, FINISHED: finished, "reuse_actors": self.reuse_actors,
-            "review_artifacts": self.review_artifacts, "kind": self.kind,
+            "parent_run_id": self.parent_run_id,
+            "experiment_id": self.experiment_id,
+            "planned": self.planned,
+            "concurrency": self.concurrency,
+            "seed": self.seed,
+            FINISHED: finished,
+            "reuse_actors": self.reuse_actors,
+            "review_artifacts": self.review_artifacts,
+            "kind": self.kind,
             "trainings": [[values, seed] for values, seed in self.trainings],
-        } | recorded_space_text(self.space_text)  # fmt: skip
+        } | recorded_space_text(self.space_text)
 
     @classmethod
     def from_meta(cls, experiment: Experiment, meta: dict[str, Any], tracking_uri: str) -> SearchPlan:
@@ -89,13 +98,20 @@ class SearchPlan:
         """
         text = recorded_space(meta)
         return cls(
-            version=parse_version(text, meta["space_file"]), space_text=text,
-            tracking_uri=tracking_uri, experiment=experiment, experiment_id=meta["experiment_id"],
-            parent_run_id=meta["parent_run_id"], planned=meta["planned"], concurrency=meta["concurrency"],
-            seed=meta.get("seed", 0), reuse_actors=meta.get("reuse_actors", True),
-            review_artifacts=meta.get("review_artifacts", True), kind=meta.get("kind", schema.SEARCH_RUN),
+            version=parse_version(text, meta["space_file"]),
+            space_text=text,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            experiment_id=meta["experiment_id"],
+            parent_run_id=meta["parent_run_id"],
+            planned=meta["planned"],
+            concurrency=meta["concurrency"],
+            seed=meta.get("seed", 0),
+            reuse_actors=meta.get("reuse_actors", True),
+            review_artifacts=meta.get("review_artifacts", True),
+            kind=meta.get("kind", schema.SEARCH_RUN),
             trainings=tuple((dict(values), int(seed)) for values, seed in meta.get("trainings", ())),
-        )  # fmt: skip
+        )
 
 
 # --------------------------------------------------------------------------- secret values in a space
@@ -202,8 +218,12 @@ def asha_scheduler(schedule: Schedule) -> Any:
 
 def asha_settings(schedule: Schedule) -> dict[str, Any]:
     """The ``ASHAScheduler`` arguments of a schedule but its brackets: epochs as ``training_iteration``."""
-    return {"time_attr": "training_iteration", "max_t": schedule.max_epochs, "grace_period": schedule.grace_period,
-            "reduction_factor": schedule.reduction_factor}  # fmt: skip
+    return {
+        "time_attr": "training_iteration",
+        "max_t": schedule.max_epochs,
+        "grace_period": schedule.grace_period,
+        "reduction_factor": schedule.reduction_factor,
+    }
 
 
 def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None, trials: int | None = None) -> Any:
@@ -235,17 +255,26 @@ def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None, trial
     return tune.Tuner(
         _trainable(v),
         tune_config=tune.TuneConfig(
-            metric=v.metric.name, mode=v.metric.mode, search_alg=searcher, scheduler=scheduler,
-            num_samples=trials, max_concurrent_trials=plan.concurrency, reuse_actors=plan.reuse_actors,
-            trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+            metric=v.metric.name,
+            mode=v.metric.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=trials,
+            max_concurrent_trials=plan.concurrency,
+            reuse_actors=plan.reuse_actors,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
-            name=plan.experiment.name, storage_path=plan.experiment.storage.path,
-            storage_filesystem=plan.experiment.storage.filesystem, callbacks=callbacks, verbose=0,
+            name=plan.experiment.name,
+            storage_path=plan.experiment.storage.path,
+            storage_filesystem=plan.experiment.storage.filesystem,
+            callbacks=callbacks,
+            verbose=0,
             failure_config=tune.FailureConfig(max_failures=v.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
         ),
-    )  # fmt: skip
+    )
 
 
 def trial_name(trial: Any) -> str:
@@ -256,5 +285,9 @@ def trial_name(trial: Any) -> str:
 def _trainable(version: StudyVersion) -> Any:
     from .trainable import ray_trainable
 
-    return ray_trainable(version.trainable, version.resources.cpu, version.resources.gpu,
-                         prepare=functools.partial(with_fixed_values, version))  # fmt: skip
+    return ray_trainable(
+        version.trainable,
+        version.resources.cpu,
+        version.resources.gpu,
+        prepare=functools.partial(with_fixed_values, version),
+    )

@@ -48,8 +48,10 @@ def _init(address: str | None) -> None:
     # Trial output stays in the trial's folder unless asked for: the live view is ours.
     worker_logs = os.environ.get("ORCHESTRATOR_WORKER_LOGS") == "1"
     kwargs: dict[str, Any] = {
-        "include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": worker_logs,
-    }  # fmt: skip
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "log_to_driver": worker_logs,
+    }
     try:
         # "local" starts a fresh Ray for this search; a bare ray.init() would join any Ray already running here.
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **kwargs)

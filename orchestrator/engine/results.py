@@ -9,10 +9,23 @@ from typing import Any
 from trainables.api import RESERVED_KEYS as RESERVED  # keys the engine adds to every trial's config
 
 _RAY_KEYS = {
-    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "trial_id", "date", "pid",
-    "hostname", "node_ip", "config", "done", "iterations_since_restore", "time_since_restore",
-    "checkpoint_dir_name", "should_checkpoint", "experiment_tag",
-}  # fmt: skip
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "timestamp",
+    "trial_id",
+    "date",
+    "pid",
+    "hostname",
+    "node_ip",
+    "config",
+    "done",
+    "iterations_since_restore",
+    "time_since_restore",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "experiment_tag",
+}
 
 
 class MetricNotReported(RuntimeError):

@@ -127,8 +127,10 @@ def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> 
     tracking_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()
-    echo(f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
-         f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage))  # fmt: skip
+    echo(
+        f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
+        f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage)
+    )
 
     experiment_id = store.experiment_id(version.study)
     assert experiment_id is not None
@@ -140,17 +142,27 @@ def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> 
         planned = options.trials or version.search.trials
         concurrency = max(1, min(options.concurrency or version.search.concurrency or slots, planned))
         experiment = storage.new_experiment(f"{version.study}-v{version.version}-{time.strftime('%Y%m%d-%H%M%S')}")
-        parent = store.create_run(experiment_id, f"{version.label} {time.strftime('%Y-%m-%d %H:%M')}",
-                                  _search_tags(version, report, experiment),
-                                  _search_params(version, planned, concurrency))  # fmt: skip
+        parent = store.create_run(
+            experiment_id,
+            f"{version.label} {time.strftime('%Y-%m-%d %H:%M')}",
+            _search_tags(version, report, experiment),
+            _search_params(version, planned, concurrency),
+        )
         with closes_parent_on_failure(store, parent, echo):
             _log_carry(store, parent, report, carry_s)
             plan = SearchPlan(
-                version=version, space_text=Path(str(version.source)).read_text(), tracking_uri=uri,
-                experiment=experiment, experiment_id=experiment_id, parent_run_id=parent, planned=planned,
-                concurrency=concurrency, seed=options.seed, reuse_actors=options.reuse_actors,
+                version=version,
+                space_text=Path(str(version.source)).read_text(),
+                tracking_uri=uri,
+                experiment=experiment,
+                experiment_id=experiment_id,
+                parent_run_id=parent,
+                planned=planned,
+                concurrency=concurrency,
+                seed=options.seed,
+                reuse_actors=options.reuse_actors,
                 review_artifacts=options.review_artifacts,
-            )  # fmt: skip
+            )
             experiment.write_meta(plan.meta())
             echo(
                 f"search {experiment.uri}\n  MLflow experiment {version.study!r}, parent run {parent} "
@@ -218,8 +230,10 @@ class SearchSoFar:
     def summary(self, planned: int) -> str:
         finished = sum(r.status == "FINISHED" for r in self.ended)
         from_checkpoint = sum(bool(c.extra[RESUME_KEY]["checkpoint"]) for c in self.continued)
-        return (f"{finished} finished, {len(self.ended) - finished} failed of {planned} planned; "
-                f"{len(self.continued)} interrupted continue ({from_checkpoint} from a checkpoint)")  # fmt: skip
+        return (
+            f"{finished} finished, {len(self.ended) - finished} failed of {planned} planned; "
+            f"{len(self.continued)} interrupted continue ({from_checkpoint} from a checkpoint)"
+        )
 
 
 def _continued(store: MlflowStore, plan: SearchPlan, row: TrialRow) -> Replay | None:
@@ -276,28 +290,41 @@ def failure_line(error: BaseException) -> str:
 def _search_tags(version: StudyVersion, report: CarryReport, experiment: Experiment) -> dict[str, str]:
     """The tags of a search's parent run."""
     return {
-        schema.KIND: schema.SEARCH_RUN, schema.STUDY: version.study, schema.VERSION: str(version.version),
-        schema.HASH: version.content_hash, schema.CARRY: json.dumps(report.as_dict()),
+        schema.KIND: schema.SEARCH_RUN,
+        schema.STUDY: version.study,
+        schema.VERSION: str(version.version),
+        schema.HASH: version.content_hash,
+        schema.CARRY: json.dumps(report.as_dict()),
         schema.EXPERIMENT_PATH: experiment.uri,
         schema.NOTE: f"{version.label} ({version.short_hash})\n\n{report.summary()}\n\n{version.notes}",
-    }  # fmt: skip
+    }
 
 
 def _search_params(version: StudyVersion, planned: int, concurrency: int) -> dict[str, Any]:
     """The params of a search's parent run: the space and the sizes."""
     return {
-        schema.SPACE_STUDY: version.study, schema.SPACE_VERSION: version.version,
-        schema.SPACE_HASH: version.content_hash, schema.SPACE_PARENT: version.parent,
-        schema.PARAM_TRAINABLE: version.trainable, schema.PARAM_METRIC: version.metric.name,
-        schema.PARAM_MODE: version.metric.mode, schema.PARAM_TRIALS: planned, schema.PARAM_CONCURRENCY: concurrency,
-    }  # fmt: skip
+        schema.SPACE_STUDY: version.study,
+        schema.SPACE_VERSION: version.version,
+        schema.SPACE_HASH: version.content_hash,
+        schema.SPACE_PARENT: version.parent,
+        schema.PARAM_TRAINABLE: version.trainable,
+        schema.PARAM_METRIC: version.metric.name,
+        schema.PARAM_MODE: version.metric.mode,
+        schema.PARAM_TRIALS: planned,
+        schema.PARAM_CONCURRENCY: concurrency,
+    }
 
 
 def _log_carry(store: MlflowStore, parent: str, report: CarryReport, carry_s: float) -> None:
     now = int(time.time() * 1000)
-    store.log_batch(parent, metrics=[(schema.CARRIED_TRIALS, len(report.carried), now, 0),
-                                     (schema.DROPPED_TRIALS, sum(report.dropped.values()), now, 0),
-                                     (schema.WARM_START_S, carry_s, now, 0)])  # fmt: skip
+    store.log_batch(
+        parent,
+        metrics=[
+            (schema.CARRIED_TRIALS, len(report.carried), now, 0),
+            (schema.DROPPED_TRIALS, sum(report.dropped.values()), now, 0),
+            (schema.WARM_START_S, carry_s, now, 0),
+        ],
+    )
 
 
 def fit_plan(plan: SearchPlan, searcher: Any, store: MlflowStore, echo: Echo, live: bool | None = None) -> SearchResult:
@@ -306,14 +333,27 @@ def fit_plan(plan: SearchPlan, searcher: Any, store: MlflowStore, echo: Echo, li
     return _fit(build_tuner(plan, searcher, live=live), plan, store, echo)
 
 
-def _fit(tuner: Any | None, plan: SearchPlan, store: MlflowStore, echo: Echo,
-         carry_info: dict[str, Any] | None = None, earlier: Sequence[TrialRow] = ()) -> SearchResult:  # fmt: skip
+def _fit(
+    tuner: Any | None,
+    plan: SearchPlan,
+    store: MlflowStore,
+    echo: Echo,
+    carry_info: dict[str, Any] | None = None,
+    earlier: Sequence[TrialRow] = (),
+) -> SearchResult:
     """Run the tuner (None: no trial is left to run), then record the search's end; errors are raised for
     ``closes_parent_on_failure``. ``earlier``: the search's trials that ended under an earlier driver."""
     version, parent = plan.version, plan.parent_run_id
     start = time.perf_counter()
-    result = SearchResult(version.study, version.version, plan.experiment.uri, parent, plan.shown_tracking_uri,
-                          plan.planned, carry=carry_info or {})  # fmt: skip
+    result = SearchResult(
+        version.study,
+        version.version,
+        plan.experiment.uri,
+        parent,
+        plan.shown_tracking_uri,
+        plan.planned,
+        carry=carry_info or {},
+    )
     grid: Any = ()  # no trial ran: an empty result grid
     try:
         if tuner is not None:
@@ -338,13 +378,16 @@ def _fit(tuner: Any | None, plan: SearchPlan, store: MlflowStore, echo: Echo,
     plan.experiment.write_meta(plan.meta(finished=True))
     echo(board.text())
     best = json.dumps(result.best_config, sort_keys=True)
-    echo(f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; "
-         f"best {version.metric.name} {result.best_value} with {best}")  # fmt: skip
+    echo(
+        f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; "
+        f"best {version.metric.name} {result.best_value} with {best}"
+    )
     return result
 
 
-def _finish_search(store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo, grid: Any,
-                   board: Leaderboard) -> None:  # fmt: skip
+def _finish_search(
+    store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo, grid: Any, board: Leaderboard
+) -> None:
     """Record the end of a search; a store that fails here is ``SearchEndNotRecorded`` (``resume`` retries)."""
     try:
         _finish_parent(store, plan.version, result, echo, grid, board)
@@ -383,8 +426,9 @@ def exception_chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
-def _summarize(grid: Any | None, version: StudyVersion, result: SearchResult,
-               earlier: Sequence[TrialRow] = ()) -> SearchResult:  # fmt: skip
+def _summarize(
+    grid: Any | None, version: StudyVersion, result: SearchResult, earlier: Sequence[TrialRow] = ()
+) -> SearchResult:
     """Counts and best trial of the search: Ray Tune's ``grid`` (None: no trial ran) and the ``earlier`` runs."""
     name = version.metric.name
     result.finished = sum(r.status == "FINISHED" for r in earlier)
@@ -399,8 +443,9 @@ def _summarize(grid: Any | None, version: StudyVersion, result: SearchResult,
             df = best.metrics_dataframe
             if df is not None and name in df:
                 value = float(df[name].max() if version.metric.mode == "max" else df[name].min())
-            best_of.append((value, redact_config({k: best.config[k] for k in version.params.params
-                                                  if k in best.config})))  # fmt: skip
+            best_of.append(
+                (value, redact_config({k: best.config[k] for k in version.params.params if k in best.config}))
+            )
         except (RuntimeError, KeyError, ValueError):
             pass
     scored = [(value, config) for value, config in best_of if value is not None]
@@ -409,16 +454,19 @@ def _summarize(grid: Any | None, version: StudyVersion, result: SearchResult,
     return result
 
 
-def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResult, echo: Echo, grid: Any,
-                   board: Leaderboard) -> None:  # fmt: skip
+def _finish_parent(
+    store: MlflowStore, version: StudyVersion, result: SearchResult, echo: Echo, grid: Any, board: Leaderboard
+) -> None:
     """Log the search's counts and best, write the study's ledger artifact and review artifacts (neither ever
     fails the search), end it."""
     _log_counts(store, version, result)
     try:
         ledger_mod.write_artifact(store, version.study, result.parent_run_id)
     except Exception as e:  # only the next warm start's speed depends on it
-        echo(f"tracking: no ledger artifact on run {result.parent_run_id} ({short_error(e)}); "
-             "the next warm start reads the runs instead")  # fmt: skip
+        echo(
+            f"tracking: no ledger artifact on run {result.parent_run_id} ({short_error(e)}); "
+            "the next warm start reads the runs instead"
+        )
     _log_review(store, version, result, grid, board, echo)
     store.end_run(result.parent_run_id, "FINISHED")
 
@@ -426,12 +474,16 @@ def _finish_parent(store: MlflowStore, version: StudyVersion, result: SearchResu
 def _log_counts(store: MlflowStore, version: StudyVersion, result: SearchResult) -> None:
     """The counts, the wall time and the best value and values on the parent run of a search or a train."""
     now = int(time.time() * 1000)
-    metrics = [(schema.FINISHED_TRIALS, result.finished, now, 0), (schema.FAILED_TRIALS, result.failed, now, 0),
-               (schema.SEARCH_WALL_S, result.wall_s, now, 0)]  # fmt: skip
+    metrics = [
+        (schema.FINISHED_TRIALS, result.finished, now, 0),
+        (schema.FAILED_TRIALS, result.failed, now, 0),
+        (schema.SEARCH_WALL_S, result.wall_s, now, 0),
+    ]
     if result.best_value is not None:
         metrics.append((schema.best_metric(version.metric.name), result.best_value, now, 0))
-    store.log_batch(result.parent_run_id, metrics=metrics,
-                    tags={schema.BEST_CONFIG: json.dumps(result.best_config, sort_keys=True)})  # fmt: skip
+    store.log_batch(
+        result.parent_run_id, metrics=metrics, tags={schema.BEST_CONFIG: json.dumps(result.best_config, sort_keys=True)}
+    )
 
 
 def _finish_train(store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo) -> None:
@@ -443,8 +495,9 @@ def _finish_train(store: MlflowStore, plan: SearchPlan, result: SearchResult, ec
     store.end_run(result.parent_run_id, "FINISHED")
 
 
-def _log_review(store: MlflowStore, version: StudyVersion, result: SearchResult, grid: Any, board: Leaderboard,
-                echo: Echo) -> None:  # fmt: skip
+def _log_review(
+    store: MlflowStore, version: StudyVersion, result: SearchResult, grid: Any, board: Leaderboard, echo: Echo
+) -> None:
     """The search's review artifacts (``orchestrator.review.search``); a failure is a tag and one line, never more."""
     try:
         from orchestrator.review.search import log_search_review

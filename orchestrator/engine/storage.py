@@ -118,8 +118,9 @@ class Storage:
             experiment = self.experiment(f"{prefix}-{secrets.token_hex(SUFFIX_BYTES)}")
             if experiment.create():
                 return experiment
-        raise OrchestratorError(f"storage {self.uri}: no free experiment folder name for {prefix} "
-                                f"after {NAME_ATTEMPTS} tries")  # fmt: skip
+        raise OrchestratorError(
+            f"storage {self.uri}: no free experiment folder name for {prefix} after {NAME_ATTEMPTS} tries"
+        )
 
     def latest_unfinished(self, study: str, version: int) -> Experiment | None:
         """The newest search of ``study`` v``version`` here whose ``orchestrator.json`` is not finished."""

@@ -171,11 +171,16 @@ class MlflowTrialCallback(Callback):
         continued = trial.config.get(RESUME_KEY)  # the trial's identity stays the one its run has
         identity = continued["trial_id"] if continued else key
         tags = {
-            schema.PARENT: self.parent_run_id, schema.KIND: self.trial_kind, schema.STUDY: v.study,
-            schema.VERSION: str(v.version), schema.HASH: v.content_hash, schema.TRIAL_ID: identity,
-            schema.CONFIG: json.dumps(values, sort_keys=True), schema.TRAINABLE: v.trainable,
+            schema.PARENT: self.parent_run_id,
+            schema.KIND: self.trial_kind,
+            schema.STUDY: v.study,
+            schema.VERSION: str(v.version),
+            schema.HASH: v.content_hash,
+            schema.TRIAL_ID: identity,
+            schema.CONFIG: json.dumps(values, sort_keys=True),
+            schema.TRAINABLE: v.trainable,
             schema.SEED: str(trial.config.get("seed", "")),
-        }  # fmt: skip
+        }
         if continued:
             tags[schema.RESUMED_AS] = key  # where its newer checkpoints are, for a later resume
         elif self.searcher is not None and key in self.searcher.suggested_by:
@@ -192,9 +197,14 @@ class MlflowTrialCallback(Callback):
         self._on_driver_node.add(key)
         self._update_review_gate()
         self.logger.open(
-            key, self.experiment_id, f"{v.study}-v{v.version}-{key}", tags, params,
-            reuse_run_id=reuse, skip_steps_upto=done_upto,
-        )  # fmt: skip
+            key,
+            self.experiment_id,
+            f"{v.study}-v{v.version}-{key}",
+            tags,
+            params,
+            reuse_run_id=reuse,
+            skip_steps_upto=done_upto,
+        )
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         assert self.logger is not None

@@ -62,10 +62,13 @@ def _gaps(folder: Path) -> list[Problem]:
     numbers = sorted(int(m.group(1)) for f in folder.iterdir() if (m := VERSION_FILE.match(f.name)))
     missing = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
     return [
-        Problem("version", f"v{n}.yaml is missing: versions are never deleted (their trials ran in them); restore it",
-                str(folder))
+        Problem(
+            "version",
+            f"v{n}.yaml is missing: versions are never deleted (their trials ran in them); restore it",
+            str(folder),
+        )
         for n in missing
-    ]  # fmt: skip
+    ]
 
 
 def recorded_hashes(store: MlflowStore, study: str) -> dict[int, Counter[str]]:
@@ -90,17 +93,24 @@ def hash_problems(
             if whole_study:
                 some = next(iter(versions.values()), None)
                 where = str(Path(some.source).parent) if some and some.source else None
-                problems.append(Problem("version", f"v{n} has {trials} recorded trial(s) but no file v{n}.yaml; "
-                                        "restore it from version control", where))  # fmt: skip
+                problems.append(
+                    Problem(
+                        "version",
+                        f"v{n} has {trials} recorded trial(s) but no file v{n}.yaml; restore it from version control",
+                        where,
+                    )
+                )
             continue
         if version.content_hash in hashes:
             continue
         ran = ", ".join(f"{h[:12]} ({k} trial{'s' if k > 1 else ''})" for h, k in hashes.most_common())
-        problems.append(Problem(
-            "version",
-            f"v{n} was edited after its trials were recorded: the file's hash is {version.short_hash} but its "
-            f"{trials} recorded trial(s) ran with {ran}; restore v{n} and write the change as a new version "
-            f"(v{next_number}.yaml with parent: {n}) instead",
-            version.source,
-        ))  # fmt: skip
+        problems.append(
+            Problem(
+                "version",
+                f"v{n} was edited after its trials were recorded: the file's hash is {version.short_hash} but its "
+                f"{trials} recorded trial(s) ran with {ran}; restore v{n} and write the change as a new version "
+                f"(v{next_number}.yaml with parent: {n}) instead",
+                version.source,
+            )
+        )
     return problems

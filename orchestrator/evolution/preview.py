@@ -32,10 +32,12 @@ def render_carry(report: CarryReport, version: StudyVersion, source: str, fmt: s
         return json.dumps({"version": version.version, "source": source, **report.as_dict()}, indent=2)
     if fmt == "markdown":
         lines = [
-            f"#### Earlier trials of {version.study} in v{version.version} (from {source})", "",
-            "| trials | count |", "|---|---|",
+            f"#### Earlier trials of {version.study} in v{version.version} (from {source})",
+            "",
+            "| trials | count |",
+            "|---|---|",
             f"| usable in v{version.version} | {len(report.carried)} of {report.total} |",
-        ]  # fmt: skip
+        ]
         lines += [f"| given the default of `{path}` | {n} |" for path, n in sorted(report.defaulted.items())]
         lines += [f"| ignoring removed `{path}` | {n} |" for path, n in sorted(report.removed.items())]
         lines += [f"| dropped: {reason} | {n} |" for reason, n in report.dropped.most_common()]

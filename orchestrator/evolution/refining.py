@@ -71,10 +71,12 @@ class Proposal:
         old, new = self.target.version, self.refinement.version
         return "".join(
             difflib.unified_diff(
-                dump(old).splitlines(keepends=True), dump(new).splitlines(keepends=True),
-                fromfile=str(old.source), tofile=str(self.path),
+                dump(old).splitlines(keepends=True),
+                dump(new).splitlines(keepends=True),
+                fromfile=str(old.source),
+                tofile=str(self.path),
             )
-        )  # fmt: skip
+        )
 
     def write(self) -> Path:
         """Write the new version; a file already there is an error, never overwritten."""

@@ -62,9 +62,11 @@ class StudyReport:
 
 
 def build_report(
-    study: str, rows: Sequence[TrialRow], searches: Sequence[SearchInfo],
+    study: str,
+    rows: Sequence[TrialRow],
+    searches: Sequence[SearchInfo],
     versions: Mapping[int, StudyVersion] | None = None,
-) -> StudyReport:  # fmt: skip
+) -> StudyReport:
     """The report from trial rows, search runs and (when known) the version files."""
     versions = versions or {}
     metric = versions[max(versions)].metric if versions else next((s.metric for s in searches if s.metric), None)
@@ -78,16 +80,22 @@ def build_report(
         latest = started[-1].carry if started else {}
         version = versions.get(n)
         parent = versions.get(version.parent) if version and version.parent is not None else None
-        out.append(VersionRow(
-            version=n,
-            hash=version.short_hash if version else next((r.space_hash[:12] for r in mine if r.space_hash), ""),
-            trials=len(mine), finished=len(finished), failed=sum(1 for r in mine if r.status == "FAILED"),
-            best=best,
-            best_config=dict(best_row.config) if best_row else {},
-            searches=len(started), carried=latest.get("carried"), dropped=latest.get("dropped"),
-            dropped_by_reason=dict(latest.get("dropped_by_reason", {})),
-            changes=[f"{c.kind} {c.path}" for c in diff(parent, version)] if parent and version else [],
-        ))  # fmt: skip
+        out.append(
+            VersionRow(
+                version=n,
+                hash=version.short_hash if version else next((r.space_hash[:12] for r in mine if r.space_hash), ""),
+                trials=len(mine),
+                finished=len(finished),
+                failed=sum(1 for r in mine if r.status == "FAILED"),
+                best=best,
+                best_config=dict(best_row.config) if best_row else {},
+                searches=len(started),
+                carried=latest.get("carried"),
+                dropped=latest.get("dropped"),
+                dropped_by_reason=dict(latest.get("dropped_by_reason", {})),
+                changes=[f"{c.kind} {c.path}" for c in diff(parent, version)] if parent and version else [],
+            )
+        )
     return StudyReport(study, metric, out)
 
 
@@ -135,9 +143,16 @@ COLUMNS = ("version", "hash", "trials", "finished", "failed", "best", "carried",
 def render_report(report: StudyReport, fmt: str = "table") -> str:
     """``table`` (aligned columns), ``markdown`` (for pull requests) or ``json``."""
     if fmt == "json":
-        return json.dumps({"study": report.study, "metric": asdict(report.metric) if report.metric else None,
-                           "best_version": report.best.version if report.best else None,
-                           "versions": [asdict(v) for v in report.versions]}, indent=2, default=str)  # fmt: skip
+        return json.dumps(
+            {
+                "study": report.study,
+                "metric": asdict(report.metric) if report.metric else None,
+                "best_version": report.best.version if report.best else None,
+                "versions": [asdict(v) for v in report.versions],
+            },
+            indent=2,
+            default=str,
+        )
     best = report.best
     metric = f"{report.metric.name} ({report.metric.mode})" if report.metric else "metric unknown"
     trials = sum(v.trials for v in report.versions)
@@ -163,10 +178,16 @@ def _cells(v: VersionRow, is_best: bool) -> list[str]:
     if v.dropped_by_reason:
         dropped += " (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(v.dropped_by_reason.items())) + ")"
     return [
-        f"v{v.version}", v.hash, str(v.trials), str(v.finished), str(v.failed),
-        _fmt(v.best) + (" *" if is_best else ""), "-" if v.carried is None else str(v.carried), dropped,
+        f"v{v.version}",
+        v.hash,
+        str(v.trials),
+        str(v.finished),
+        str(v.failed),
+        _fmt(v.best) + (" *" if is_best else ""),
+        "-" if v.carried is None else str(v.carried),
+        dropped,
         "; ".join(v.changes) or "-",
-    ]  # fmt: skip
+    ]
 
 
 def _fmt(x: float | None) -> str:

@@ -110,8 +110,10 @@ class ModelMetadata:
         except DSTLError as error:
             raise fail(str(error)) from None
         if channel_names(bands, indices) != channels or len(mean) != len(channels) or len(std) != len(channels):
-            raise fail(f"metadata channels {list(channels)} do not match bands {list(bands)}, indices "
-                       f"{list(indices)} and {len(mean)} means / {len(std)} stds")  # fmt: skip
+            raise fail(
+                f"metadata channels {list(channels)} do not match bands {list(bands)}, indices "
+                f"{list(indices)} and {len(mean)} means / {len(std)} stds"
+            )
         if not classes or len(set(classes)) != len(classes):
             raise fail(f"metadata classes {list(classes)}: expected distinct class names")
         if not isinstance(patch, int) or patch < 1:
@@ -119,9 +121,14 @@ class ModelMetadata:
         if min(std) <= 0:
             raise fail("metadata std: every channel's standard deviation must be positive")
         return cls(
-            uri, str(metadata.get(TRAINABLE_KEY, "")), config, task,
-            ModelInput(bands, indices, mean, std), classes, patch,
-        )  # fmt: skip
+            uri,
+            str(metadata.get(TRAINABLE_KEY, "")),
+            config,
+            task,
+            ModelInput(bands, indices, mean, std),
+            classes,
+            patch,
+        )
 
 
 def _names(mapping: Mapping[str, Any], key: str) -> tuple[str, ...]:

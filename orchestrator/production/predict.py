@@ -274,10 +274,17 @@ def output_profile(source: Path, classes: int, shape: tuple[int, int]) -> dict[s
 
     height, width = shape
     profile: dict[str, Any] = {
-        "driver": "GTiff", "count": classes, "height": height, "width": width, "dtype": "uint8",
-        "tiled": True, "blockxsize": OUTPUT_BLOCK, "blockysize": OUTPUT_BLOCK, "compress": "deflate",
+        "driver": "GTiff",
+        "count": classes,
+        "height": height,
+        "width": width,
+        "dtype": "uint8",
+        "tiled": True,
+        "blockxsize": OUTPUT_BLOCK,
+        "blockysize": OUTPUT_BLOCK,
+        "compress": "deflate",
         "interleave": "band",
-    }  # fmt: skip
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(source) as src:
@@ -347,8 +354,13 @@ class TileProgress:
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("tiles"), TimeRemainingColumn())  # fmt: skip
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("tiles"),
+                TimeRemainingColumn(),
+            )
             self._bar.__enter__()
             self._task = self._bar.add_task("predicting", total=self.total)
         return self
@@ -438,8 +450,10 @@ def predict_scenes(
     out.mkdir(parents=True, exist_ok=True)
     grids = [BlendGrid.create(*dataset.grid_shape(s.image_id), ensemble.patch, overlap) for s, dataset in scenes]
     tiles = sum(grid.windows for grid in grids)
-    echo(f"predicting {len(scenes)} scene(s), classes {', '.join(ensemble.classes)}, on {device_name(torch_device)}: "
-         f"{tiles} tiles, D4 {'on' if d4 else 'off'}; rules: {rules.describe()}")  # fmt: skip
+    echo(
+        f"predicting {len(scenes)} scene(s), classes {', '.join(ensemble.classes)}, on {device_name(torch_device)}: "
+        f"{tiles} tiles, D4 {'on' if d4 else 'off'}; rules: {rules.describe()}"
+    )
     settings = _Settings(ensemble, ensemble.predictor(torch_device), overlap, d4, batch_size, rules, threshold)
     started = time.perf_counter()
     submission = out / SUBMISSION_FILE
@@ -454,10 +468,13 @@ def predict_scenes(
             _predict_scene(scene, dataset, grid, out, settings, progress, writer)
             for (scene, dataset), grid in zip(scenes, grids, strict=True)
         )
-    report = PredictReport(out, submission, ensemble.classes, device_name(torch_device), predictions,
-                           time.perf_counter() - started, rules)  # fmt: skip
-    echo(f"wrote {len(predictions)} mask GeoTIFF(s) and {submission} in {report.seconds:.1f}s "
-         f"({report.tiles_per_s:.1f} tiles/s)")  # fmt: skip
+    report = PredictReport(
+        out, submission, ensemble.classes, device_name(torch_device), predictions, time.perf_counter() - started, rules
+    )
+    echo(
+        f"wrote {len(predictions)} mask GeoTIFF(s) and {submission} in {report.seconds:.1f}s "
+        f"({report.tiles_per_s:.1f} tiles/s)"
+    )
     return report
 
 
@@ -474,8 +491,9 @@ class _Settings:
     threshold: float
 
 
-def _predict_scene(scene: SceneSource, dataset: Any, grid: Any, out: Path, settings: _Settings,
-                   progress: TileProgress, writer: Any) -> ScenePrediction:  # fmt: skip
+def _predict_scene(
+    scene: SceneSource, dataset: Any, grid: Any, out: Path, settings: _Settings, progress: TileProgress, writer: Any
+) -> ScenePrediction:
     """One scene: the windowed pass into a temporary GeoTIFF of masks, then the per-class step."""
     from trainables.unet.blend import predict_blended_rows
 
@@ -494,19 +512,25 @@ def _predict_scene(scene: SceneSource, dataset: Any, grid: Any, out: Path, setti
         with open_raster(temporary, "w", **profile) as raw:
             rows = BlockRowWriter(raw)
             predict_blended_rows(
-                StripReader(dataset, scene.image_id, grid.width, settings.ensemble.inputs), grid.height, grid.width,
-                settings.predict, settings.ensemble.patch, lambda _, block: write_rows(rows, block),
-                overlap=settings.overlap, d4_average=settings.d4, batch_size=settings.batch_size,
+                StripReader(dataset, scene.image_id, grid.width, settings.ensemble.inputs),
+                grid.height,
+                grid.width,
+                settings.predict,
+                settings.ensemble.patch,
+                lambda _, block: write_rows(rows, block),
+                overlap=settings.overlap,
+                d4_average=settings.d4,
+                batch_size=settings.batch_size,
                 on_window_row=lambda done, total: progress.advance(tiles_per_strip, scene.image_id),
-            )  # fmt: skip
+            )
             rows.close()
-        pixels = _finish_scene(temporary, masks_path, profile, scene.image_id, dataset, classes, settings.rules,
-                               writer)  # fmt: skip
+        pixels = _finish_scene(temporary, masks_path, profile, scene.image_id, dataset, classes, settings.rules, writer)
     finally:
         temporary.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
-    return ScenePrediction(scene.image_id, scene.path, masks_path, (grid.height, grid.width), grid.windows, seconds,
-                           pixels)  # fmt: skip
+    return ScenePrediction(
+        scene.image_id, scene.path, masks_path, (grid.height, grid.width), grid.windows, seconds, pixels
+    )
 
 
 def _checked_scenes(images: Sequence[str | Path], ensemble: Ensemble) -> list[tuple[SceneSource, Any]]:
@@ -540,8 +564,16 @@ def _checked_scenes(images: Sequence[str | Path], ensemble: Ensemble) -> list[tu
     return checked
 
 
-def _finish_scene(temporary: Path, masks_path: Path, profile: dict[str, Any], image_id: str, dataset: Any,
-                  classes: Sequence[str], rules: Rules, writer: Any) -> dict[str, int]:  # fmt: skip
+def _finish_scene(
+    temporary: Path,
+    masks_path: Path,
+    profile: dict[str, Any],
+    image_id: str,
+    dataset: Any,
+    classes: Sequence[str],
+    rules: Rules,
+    writer: Any,
+) -> dict[str, int]:
     """Per class (one band of ``H * W`` bytes at a time): the ``min_area`` rule, the band into
     ``masks_path`` and its polygons into the submission rows of ``image_id``; masked pixels per class."""
     from trainables.unet.dstl import CLASS_TYPES

@@ -141,8 +141,10 @@ def source_trial(store: MlflowStore, row: TrialRow, space: str | Path | None = N
 def _space_file(row: TrialRow, path: Path) -> StudyVersion:
     version = load_version(path)
     if version.content_hash != row.space_hash:
-        raise TrainError(f"{path} (hash {version.short_hash}) is not the space of trial {row.trial_id} "
-                         f"(v{row.version}, hash {row.space_hash[:12]})")  # fmt: skip
+        raise TrainError(
+            f"{path} (hash {version.short_hash}) is not the space of trial {row.trial_id} "
+            f"(v{row.version}, hash {row.space_hash[:12]})"
+        )
     return version
 
 
@@ -176,18 +178,32 @@ def train_version(source: SourceTrial, epochs: int | None = None, per_class: boo
     models = 1
     if per_class:
         if PER_CLASS_KEY not in trainables.get(v.trainable).optional:
-            raise TrainError(f"--per-class: trainable {v.trainable!r} has no {PER_CLASS_KEY!r} option "
-                             "(it trains all its classes in one model)")  # fmt: skip
+            raise TrainError(
+                f"--per-class: trainable {v.trainable!r} has no {PER_CLASS_KEY!r} option "
+                "(it trains all its classes in one model)"
+            )
         classes = resolve(v.trainable, v.trial_config(source.values))["classes"]
         params[PER_CLASS_KEY] = Choice(tuple(classes))
         models = len(classes)
     epochs = epochs or v.schedule.max_epochs
-    search = SearchSettings(algorithm=TRAIN_SEARCHER, trials=models, concurrency=v.search.concurrency,
-                            startup_trials=1, max_failures=v.search.max_failures)  # fmt: skip
-    notes = (f"train of trial {source.row.trial_id} of {v.label} ({v.short_hash}) for {epochs} epochs"
-             + (", one model per class" if per_class else ""))  # fmt: skip
-    return replace(v, params=SearchSpace(params), schedule=Schedule("fifo", epochs), search=search, notes=notes,
-                   source=f"train of {v.label}")  # fmt: skip
+    search = SearchSettings(
+        algorithm=TRAIN_SEARCHER,
+        trials=models,
+        concurrency=v.search.concurrency,
+        startup_trials=1,
+        max_failures=v.search.max_failures,
+    )
+    notes = f"train of trial {source.row.trial_id} of {v.label} ({v.short_hash}) for {epochs} epochs" + (
+        ", one model per class" if per_class else ""
+    )
+    return replace(
+        v,
+        params=SearchSpace(params),
+        schedule=Schedule("fifo", epochs),
+        search=search,
+        notes=notes,
+        source=f"train of {v.label}",
+    )
 
 
 def trainings(version: StudyVersion, seed: int) -> tuple[tuple[dict[str, Any], int], ...]:
@@ -202,10 +218,20 @@ def trainings(version: StudyVersion, seed: int) -> tuple[tuple[dict[str, Any], i
 # --------------------------------------------------------------------------- train
 
 
-def train_models(study: str, *, trial_id: str | None = None, epochs: int | None = None, per_class: bool = False,
-                 tracking_uri: str | None = None, address: str | None = None, storage: str | None = None,
-                 space: str | Path | None = None, review_artifacts: bool = True, live: bool | None = None,
-                 echo: Echo = print) -> TrainResult:  # fmt: skip
+def train_models(
+    study: str,
+    *,
+    trial_id: str | None = None,
+    epochs: int | None = None,
+    per_class: bool = False,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    storage: str | None = None,
+    space: str | Path | None = None,
+    review_artifacts: bool = True,
+    live: bool | None = None,
+    echo: Echo = print,
+) -> TrainResult:
     """Train trial ``trial_id`` of ``study`` (default: its best) for ``epochs``, one model or one per class, on the
     Ray cluster at ``address`` (default: a local Ray), and register each model.
 
@@ -235,25 +261,41 @@ def train_models(study: str, *, trial_id: str | None = None, epochs: int | None 
     folders = open_storage(storage or default_storage())
     folders.check_writable()
     row = source.row
-    echo(f"training trial {row.trial_id} of {source.version.label} ({source.version.short_hash}): {len(models)} "
-         f"model(s), {version.schedule.max_epochs} epochs each; values {_shown(source.values)}")  # fmt: skip
+    echo(
+        f"training trial {row.trial_id} of {source.version.label} ({source.version.short_hash}): {len(models)} "
+        f"model(s), {version.schedule.max_epochs} epochs each; values {_shown(source.values)}"
+    )
     experiment_id = store.experiment_id(study)
     assert experiment_id is not None
     with ray_session(address):
         concurrency = max(1, min(version.search.concurrency or trial_slots(version), len(models)))
         experiment = folders.new_experiment(f"{study}-train-v{version.version}-{time.strftime('%Y%m%d-%H%M%S')}")
-        parent = store.create_run(experiment_id, f"train {row.trial_id} {time.strftime('%Y-%m-%d %H:%M')}",
-                                  _train_tags(source, version, experiment.uri),
-                                  _train_params(source, version, len(models), concurrency))  # fmt: skip
+        parent = store.create_run(
+            experiment_id,
+            f"train {row.trial_id} {time.strftime('%Y-%m-%d %H:%M')}",
+            _train_tags(source, version, experiment.uri),
+            _train_params(source, version, len(models), concurrency),
+        )
         with closes_parent_on_failure(store, parent, echo):
             plan = SearchPlan(
-                version=version, space_text=dump(version), tracking_uri=uri, experiment=experiment,
-                experiment_id=experiment_id, parent_run_id=parent, planned=len(models), concurrency=concurrency,
-                seed=source.seed, review_artifacts=review_artifacts, kind=schema.TRAIN_RUN, trainings=models,
-            )  # fmt: skip
+                version=version,
+                space_text=dump(version),
+                tracking_uri=uri,
+                experiment=experiment,
+                experiment_id=experiment_id,
+                parent_run_id=parent,
+                planned=len(models),
+                concurrency=concurrency,
+                seed=source.seed,
+                review_artifacts=review_artifacts,
+                kind=schema.TRAIN_RUN,
+                trainings=models,
+            )
             experiment.write_meta(plan.meta())
-            echo(f"train {experiment.uri}\n  MLflow experiment {study!r}, train run {parent} at "
-                 f"{plan.shown_tracking_uri}; {concurrency} model(s) at a time")  # fmt: skip
+            echo(
+                f"train {experiment.uri}\n  MLflow experiment {study!r}, train run {parent} at "
+                f"{plan.shown_tracking_uri}; {concurrency} model(s) at a time"
+            )
             searcher = build_searcher(plan, [])
             searcher.replay_first(Replay(values, seed) for values, seed in models)
             ran = fit_plan(plan, searcher, store, echo, live=live)
@@ -268,20 +310,31 @@ def _train_tags(source: SourceTrial, version: StudyVersion, experiment_uri: str)
     """The tags of a train's parent run: the trial it trains and its space, where its state is."""
     v, row = source.version, source.row
     return {
-        schema.KIND: schema.TRAIN_RUN, schema.STUDY: v.study, schema.VERSION: str(v.version),
-        schema.HASH: v.content_hash, schema.TRIAL_ID: row.trial_id, schema.SOURCE_RUN: row.run_id,
-        schema.EXPERIMENT_PATH: experiment_uri, schema.NOTE: f"{version.notes}\n\nvalues {_shown(source.values)}",
-    }  # fmt: skip
+        schema.KIND: schema.TRAIN_RUN,
+        schema.STUDY: v.study,
+        schema.VERSION: str(v.version),
+        schema.HASH: v.content_hash,
+        schema.TRIAL_ID: row.trial_id,
+        schema.SOURCE_RUN: row.run_id,
+        schema.EXPERIMENT_PATH: experiment_uri,
+        schema.NOTE: f"{version.notes}\n\nvalues {_shown(source.values)}",
+    }
 
 
 def _train_params(source: SourceTrial, version: StudyVersion, models: int, concurrency: int) -> dict[str, Any]:
     v = source.version
     return {
-        schema.SPACE_STUDY: v.study, schema.SPACE_VERSION: v.version, schema.SPACE_HASH: v.content_hash,
-        schema.SPACE_PARENT: v.parent, schema.PARAM_TRAINABLE: v.trainable, schema.PARAM_METRIC: v.metric.name,
-        schema.PARAM_MODE: v.metric.mode, schema.PARAM_TRIALS: models, schema.PARAM_CONCURRENCY: concurrency,
+        schema.SPACE_STUDY: v.study,
+        schema.SPACE_VERSION: v.version,
+        schema.SPACE_HASH: v.content_hash,
+        schema.SPACE_PARENT: v.parent,
+        schema.PARAM_TRAINABLE: v.trainable,
+        schema.PARAM_METRIC: v.metric.name,
+        schema.PARAM_MODE: v.metric.mode,
+        schema.PARAM_TRIALS: models,
+        schema.PARAM_CONCURRENCY: concurrency,
         schema.PARAM_EPOCHS: version.schedule.max_epochs,
-    }  # fmt: skip
+    }
 
 
 # --------------------------------------------------------------------------- register
@@ -305,18 +358,35 @@ def register_models(store: MlflowStore, plan: SearchPlan, echo: Echo = print) ->
             echo(f"model {name} of training run {row.run_id} is registered already")
             continue
         # the model's TRIAL_ID and SOURCE_RUN name the trial it trains; its value is what this training reached
-        trained = TrialOutcome(trial_id=tags[schema.TRIAL_ID], run_id=tags[schema.SOURCE_RUN],
-                               value=row.metrics.get(schema.best_metric(metric.name), float("nan")),
-                               epoch=version.schedule.max_epochs, status=row.status, config=row.config)  # fmt: skip
+        trained = TrialOutcome(
+            trial_id=tags[schema.TRIAL_ID],
+            run_id=tags[schema.SOURCE_RUN],
+            value=row.metrics.get(schema.best_metric(metric.name), float("nan")),
+            epoch=version.schedule.max_epochs,
+            status=row.status,
+            config=row.config,
+        )
         with tempfile.TemporaryDirectory(prefix="orchestrator-train-") as local:
             checkpointed = _checkpointed(store, plan, row, local)
-            model = log_best_model(store, version, row.run_id, trained, checkpointed, registered_name=name, tags={
-                schema.VERSION: tags[schema.VERSION], schema.HASH: tags[schema.HASH],
-                schema.TRAIN_RUN_ID: plan.parent_run_id, schema.TRAINED_RUN: row.run_id,
-            })  # fmt: skip
-        description = (f"trial {trained.trial_id} of {version.study} v{tags[schema.VERSION]} "
-                       f"({tags[schema.HASH][:12]}), trained {version.schedule.max_epochs} epochs in run "
-                       f"{row.run_id}; config {_shown(row.config)}")  # fmt: skip
+            model = log_best_model(
+                store,
+                version,
+                row.run_id,
+                trained,
+                checkpointed,
+                registered_name=name,
+                tags={
+                    schema.VERSION: tags[schema.VERSION],
+                    schema.HASH: tags[schema.HASH],
+                    schema.TRAIN_RUN_ID: plan.parent_run_id,
+                    schema.TRAINED_RUN: row.run_id,
+                },
+            )
+        description = (
+            f"trial {trained.trial_id} of {version.study} v{tags[schema.VERSION]} "
+            f"({tags[schema.HASH][:12]}), trained {version.schedule.max_epochs} epochs in run "
+            f"{row.run_id}; config {_shown(row.config)}"
+        )
         client.update_model_version(model.name, model.version, description=description)
         measured = "" if model.value is None else f" ({metric.name} {model.value:.5g} on the validation data)"
         echo(f"registered {model.model_uri}{measured}")
@@ -332,8 +402,7 @@ def _checkpointed(store: MlflowStore, plan: SearchPlan, row: TrialRow, local: st
 
     run_tags = store.client.get_run(row.run_id).data.tags
     version = plan.version
-    uri = plan.experiment.last_checkpoint(run_tags.get(schema.RESUMED_AS) or row.trial_id,
-                                          version.schedule.max_epochs)  # fmt: skip
+    uri = plan.experiment.last_checkpoint(run_tags.get(schema.RESUMED_AS) or row.trial_id, version.schedule.max_epochs)
     if uri is None:
         raise TrainError(f"training run {row.run_id} finished without a checkpoint in {plan.experiment.uri}")
     config = with_fixed_values(version, version.trial_config(row.config))

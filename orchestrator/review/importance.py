@@ -67,12 +67,15 @@ def parameter_importance(version: StudyVersion, trials: Sequence[TrialOutcome], 
         except ValueNotInSpace:  # not a configuration of this space; nothing to attribute it to
             continue
     if len(encoded) < MIN_TRIALS:
-        raise ImportanceSkipped(f"parameter importance needs at least {MIN_TRIALS} finished trials, "
-                                f"this search has {len(encoded)}")  # fmt: skip
+        raise ImportanceSkipped(
+            f"parameter importance needs at least {MIN_TRIALS} finished trials, this search has {len(encoded)}"
+        )
     common = set.intersection(*(set(params) for _, params, _ in encoded))
     if len(common) < MIN_PARAMS:
-        raise ImportanceSkipped(f"parameter importance needs at least {MIN_PARAMS} searched parameters common "
-                                f"to every trial, found {len(common)}")  # fmt: skip
+        raise ImportanceSkipped(
+            f"parameter importance needs at least {MIN_PARAMS} searched parameters common "
+            f"to every trial, found {len(common)}"
+        )
     if len({value for value, _, _ in encoded}) < 2:
         raise ImportanceSkipped(f"every trial has the same {version.metric.name}: no importance to attribute")
 
@@ -81,8 +84,12 @@ def parameter_importance(version: StudyVersion, trials: Sequence[TrialOutcome], 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
     try:
         study = optuna.create_study(direction=direction)
-        study.add_trials([optuna.trial.create_trial(params=params, distributions=dists, value=value)
-                          for value, params, dists in encoded])  # fmt: skip
+        study.add_trials(
+            [
+                optuna.trial.create_trial(params=params, distributions=dists, value=value)
+                for value, params, dists in encoded
+            ]
+        )
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         values = optuna.importance.get_param_importances(study, evaluator=evaluator, params=sorted(common))
     finally:

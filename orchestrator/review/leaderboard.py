@@ -143,8 +143,9 @@ class Leaderboard:
         for rank, r in enumerate(self.rows, start=1):
             epoch = "" if r.epoch is None else str(r.epoch)
             config = _config_json(r.config).replace("|", "\\|")
-            lines.append(f"| {rank} | `{r.trial_id}` | `{r.run_id}` | {r.value:.6g} | {epoch} | {r.status} | "
-                         f"`{config}` |")  # fmt: skip
+            lines.append(
+                f"| {rank} | `{r.trial_id}` | `{r.run_id}` | {r.value:.6g} | {epoch} | {r.status} | `{config}` |"
+            )
         return "\n".join(lines) + "\n"
 
     def table(self) -> pa.Table:

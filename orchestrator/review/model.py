@@ -105,8 +105,9 @@ def _torch_threads_kept() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def log_pytorch_model(tracking_uri: str, model: Any, example: Any, run_id: str, registered_model_name: str,
-                      metadata: Mapping[str, Any]) -> Any:  # fmt: skip
+def log_pytorch_model(
+    tracking_uri: str, model: Any, example: Any, run_id: str, registered_model_name: str, metadata: Mapping[str, Any]
+) -> Any:
     """Log ``model`` (in eval mode, on the CPU) on ``run_id`` as ``schema.LOGGED_MODEL`` in the ``pt2`` format
     with ``example`` (a numpy batch of more than one sample: the batch stays dynamic) and ``metadata``
     (``orchestrator.production.metadata.prediction_metadata``), registered as a new version of
@@ -120,15 +121,27 @@ def log_pytorch_model(tracking_uri: str, model: Any, example: Any, run_id: str, 
     experiment_id = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
     with fluent_tracking_uri(tracking_uri), _environment(EXPERIMENT_ID_ENV, experiment_id):
         return mlflow.pytorch.log_model(
-            model, name=schema.LOGGED_MODEL, input_example=example, run_id=run_id,
-            registered_model_name=registered_model_name, serialization_format=SERIALIZATION_FORMAT,
-            pip_requirements=[f"torch=={torch.__version__}"], metadata=dict(metadata),
-        )  # fmt: skip
+            model,
+            name=schema.LOGGED_MODEL,
+            input_example=example,
+            run_id=run_id,
+            registered_model_name=registered_model_name,
+            serialization_format=SERIALIZATION_FORMAT,
+            pip_requirements=[f"torch=={torch.__version__}"],
+            metadata=dict(metadata),
+        )
 
 
-def log_best_model(store: MlflowStore, version: StudyVersion, parent_run_id: str, best: TrialOutcome,
-                   result: Any, *, registered_name: str | None = None,
-                   tags: Mapping[str, str] | None = None) -> RegisteredModel:  # fmt: skip
+def log_best_model(
+    store: MlflowStore,
+    version: StudyVersion,
+    parent_run_id: str,
+    best: TrialOutcome,
+    result: Any,
+    *,
+    registered_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> RegisteredModel:
     """Log and register the model of ``best``, whose Ray Tune ``Result`` is ``result``, on ``parent_run_id``.
 
     ``result`` needs only ``config`` and ``checkpoint`` (a ``ray.tune.Checkpoint``): any finished trial's.
@@ -160,8 +173,13 @@ def log_best_model(store: MlflowStore, version: StudyVersion, parent_run_id: str
         metadata = prediction_metadata(version.trainable, cfg, task.meta)
         info = log_pytorch_model(store.uri, task.model.cpu(), example, parent_run_id, name, metadata)
     registered = str(info.registered_model_version)
-    version_tags = {schema.VERSION: str(version.version), schema.HASH: version.content_hash,
-                    schema.TRIAL_ID: best.trial_id, schema.SOURCE_RUN: best.run_id, **(tags or {})}  # fmt: skip
+    version_tags = {
+        schema.VERSION: str(version.version),
+        schema.HASH: version.content_hash,
+        schema.TRIAL_ID: best.trial_id,
+        schema.SOURCE_RUN: best.run_id,
+        **(tags or {}),
+    }
     if value is not None:
         version_tags[schema.model_metric(metric)] = repr(float(value))
         now = int(time.time() * 1000)
@@ -169,5 +187,12 @@ def log_best_model(store: MlflowStore, version: StudyVersion, parent_run_id: str
     client = MlflowClient(store.uri)
     for key, text in version_tags.items():
         client.set_model_version_tag(name, registered, key, text)
-    return RegisteredModel(name, registered, f"models:/{name}/{registered}", metric,
-                           None if value is None else float(value), best.trial_id, best.run_id)  # fmt: skip
+    return RegisteredModel(
+        name,
+        registered,
+        f"models:/{name}/{registered}",
+        metric,
+        None if value is None else float(value),
+        best.trial_id,
+        best.run_id,
+    )

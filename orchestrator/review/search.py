@@ -39,8 +39,9 @@ FIGURE_SIZE = (7.0, 4.2)  # inches
 FIGURE_DPI = 110
 
 
-def log_search_review(store: MlflowStore, version: StudyVersion, parent_run_id: str, board: Leaderboard,
-                      grid: Iterable[Any], echo: Echo) -> None:  # fmt: skip
+def log_search_review(
+    store: MlflowStore, version: StudyVersion, parent_run_id: str, board: Leaderboard, grid: Iterable[Any], echo: Echo
+) -> None:
     """Render and log every review artifact of the search ``parent_run_id``; ``grid`` is Ray Tune's ``ResultGrid``.
 
     ``board`` is the search's leaderboard; the trials' run ids and end times are read from ``store`` here.
@@ -50,15 +51,19 @@ def log_search_review(store: MlflowStore, version: StudyVersion, parent_run_id: 
     with tempfile.TemporaryDirectory(prefix="orchestrator-review-") as tmp:
         folder = Path(tmp)
         files = {
-            schema.LEADERBOARD_ARTIFACT: _write_text(folder, schema.LEADERBOARD_ARTIFACT, board.markdown(
-                f"{version.label} ({version.short_hash}): search run {parent_run_id}")),
-        }  # fmt: skip
+            schema.LEADERBOARD_ARTIFACT: _write_text(
+                folder,
+                schema.LEADERBOARD_ARTIFACT,
+                board.markdown(f"{version.label} ({version.short_hash}): search run {parent_run_id}"),
+            ),
+        }
         path = folder / schema.review_file_name(schema.LEADERBOARD_TABLE_ARTIFACT)
         pq.write_table(board.table(), path)
         files[schema.LEADERBOARD_TABLE_ARTIFACT] = path
         if best is not None:
-            files[schema.BEST_CONFIG_ARTIFACT] = _write_text(folder, schema.BEST_CONFIG_ARTIFACT,
-                                                             best_config_fragment(version, best))  # fmt: skip
+            files[schema.BEST_CONFIG_ARTIFACT] = _write_text(
+                folder, schema.BEST_CONFIG_ARTIFACT, best_config_fragment(version, best)
+            )
             files[schema.BEST_SO_FAR_ARTIFACT] = plot_best_so_far(board, folder, version.label)
         try:
             importance = parameter_importance(version, board.rows)
@@ -87,14 +92,23 @@ def log_search_review(store: MlflowStore, version: StudyVersion, parent_run_id: 
         echo(f"review: best model {model.model_uri}{measured}, from trial {model.trial_id}")
 
 
-def _logged_model(store: MlflowStore, version: StudyVersion, parent_run_id: str, best: TrialOutcome | None,
-                  grid: Iterable[Any], tags: dict[str, str]) -> RegisteredModel | None:  # fmt: skip
+def _logged_model(
+    store: MlflowStore,
+    version: StudyVersion,
+    parent_run_id: str,
+    best: TrialOutcome | None,
+    grid: Iterable[Any],
+    tags: dict[str, str],
+) -> RegisteredModel | None:
     """Log the best model; a reason in ``tags[MODEL_SKIPPED]`` instead when there is none."""
     result = None if best is None else next((r for r in grid if _trial_id(r) == best.trial_id), None)
     try:
         if best is None or result is None:
-            raise ModelSkipped("no trial reported the metric" if best is None else
-                               f"no Ray Tune result for the best trial {best.trial_id}")  # fmt: skip
+            raise ModelSkipped(
+                "no trial reported the metric"
+                if best is None
+                else f"no Ray Tune result for the best trial {best.trial_id}"
+            )
         return log_best_model(store, version, parent_run_id, best, result)
     except ModelSkipped as e:
         tags[schema.MODEL_SKIPPED] = str(e)

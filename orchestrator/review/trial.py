@@ -335,8 +335,9 @@ class TrialReviews:
                     return  # stopped meanwhile
                 self._waiting.discard(trial_id)
                 self._submitted.add(trial_id)
-                self._worker.submit(ReviewJob(trial_id, self.trainable, dict(config), checkpoint,
-                                              self.tracking_uri, run_id))  # fmt: skip
+                self._worker.submit(
+                    ReviewJob(trial_id, self.trainable, dict(config), checkpoint, self.tracking_uri, run_id)
+                )
 
         self._logger.when_run_exists(trial_id, submit)
 
@@ -397,8 +398,11 @@ class TrialReviews:
                 if now >= deadline:
                     break
                 if now >= next_line:
-                    print(f"review artifacts: {self.done} of {self.done + self.pending} trials", file=sys.stderr,
-                          flush=True)  # fmt: skip
+                    print(
+                        f"review artifacts: {self.done} of {self.done + self.pending} trials",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     next_line = now + PROGRESS_EVERY_S
                 self.collect(timeout=min(0.5, deadline - now))
         finally:
@@ -422,5 +426,8 @@ class TrialReviews:
             self._logger.log(trial_id, tags={REVIEW_ERROR: f"skipped: {reason}"})
         if skipped or unlogged:
             without_run = f", {unlogged} more whose tracking run was never created" if unlogged else ""
-            print(f"review artifacts: {len(skipped)} trial(s) skipped ({reason}){without_run}", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(
+                f"review artifacts: {len(skipped)} trial(s) skipped ({reason}){without_run}",
+                file=sys.stderr,
+                flush=True,
+            )

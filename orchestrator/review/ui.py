@@ -29,8 +29,9 @@ from orchestrator.tracking.server import DEFAULT_UI_PORT, LOOPBACK, LoopbackMlfl
 
 Echo = Callable[[str], None]
 REMOTE_SCHEMES = ("http", "https")
-GENAI_HINT = ('MLflow 3 opens in its GenAI view: choose "Model training" at the top of the sidebar to see the '
-              "experiments' runs")  # fmt: skip
+GENAI_HINT = (
+    'MLflow 3 opens in its GenAI view: choose "Model training" at the top of the sidebar to see the experiments\' runs'
+)
 POLL_S = 0.5  # how often a served UI checks that its server is still up
 
 
@@ -99,8 +100,13 @@ def study_links(store: MlflowStore, study: str, base: str) -> StudyLinks:
     return StudyLinks(study, links.experiment_url, metric, row.run_id, value, run_url(base, experiment_id, row.run_id))
 
 
-def open_ui(tracking_uri: str, study: str | None = None, port: int = DEFAULT_UI_PORT, echo: Echo = print,
-            wait: Callable[[LoopbackMlflowServer], None] | None = None) -> StudyLinks | None:  # fmt: skip
+def open_ui(
+    tracking_uri: str,
+    study: str | None = None,
+    port: int = DEFAULT_UI_PORT,
+    echo: Echo = print,
+    wait: Callable[[LoopbackMlflowServer], None] | None = None,
+) -> StudyLinks | None:
     """Serve the local store at ``tracking_uri`` on 127.0.0.1:``port`` until Ctrl-C, or print a team server's links.
 
     Prints the UI's address, then ``study``'s links (its experiment and best run) and a hint for MLflow 3's

@@ -15,9 +15,18 @@ from .errors import Problem, SpaceError
 from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion, same_value, vars_of
 
 ChangeKind = Literal[
-    "added", "removed", "narrowed", "widened", "shifted", "changed-kind",
-    "choices", "fixed", "default", "limits", "setting",
-]  # fmt: skip
+    "added",
+    "removed",
+    "narrowed",
+    "widened",
+    "shifted",
+    "changed-kind",
+    "choices",
+    "fixed",
+    "default",
+    "limits",
+    "setting",
+]
 ORDER: tuple[str, ...] = ChangeKind.__args__  # type: ignore[attr-defined]
 
 
@@ -109,8 +118,10 @@ def diff(old: StudyVersion, new: StudyVersion) -> list[Change]:
 
 def _different_studies(old: StudyVersion, new: StudyVersion) -> str:
     """Why two versions of different studies have no diff, naming both studies (the new file is the problem's)."""
-    return (f"{new.study!r}, but {_where(old) or 'the old version'} is study {old.study!r}: a diff compares two "
-            "versions of one study")  # fmt: skip
+    return (
+        f"{new.study!r}, but {_where(old) or 'the old version'} is study {old.study!r}: a diff compares two "
+        "versions of one study"
+    )
 
 
 def _where(version: StudyVersion) -> str | None:
@@ -147,11 +158,14 @@ def render(old: StudyVersion, new: StudyVersion, changes: list[Change], fmt: str
     head = f"{old.study} v{old.version} -> v{new.version}  (hash {old.short_hash} -> {new.short_hash})"
     if fmt == "json":
         return json.dumps(
-            {"study": old.study, "old": {"version": old.version, "hash": old.content_hash},
-             "new": {"version": new.version, "hash": new.content_hash},
-             "changes": [asdict(c) for c in changes]},
+            {
+                "study": old.study,
+                "old": {"version": old.version, "hash": old.content_hash},
+                "new": {"version": new.version, "hash": new.content_hash},
+                "changes": [asdict(c) for c in changes],
+            },
             indent=2,
-        )  # fmt: skip
+        )
     if fmt == "markdown":
         lines = [f"### {head}", ""]
         if not changes:

@@ -43,9 +43,18 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 TOP_KEYS = (
-    "study", "version", "parent", "trainable", "metric", "schedule",
-    "resources", "search", "fixed", "params", "notes",
-)  # fmt: skip
+    "study",
+    "version",
+    "parent",
+    "trainable",
+    "metric",
+    "schedule",
+    "resources",
+    "search",
+    "fixed",
+    "params",
+    "notes",
+)
 REQUIRED_TOP = ("study", "version", "trainable", "metric", "params")
 DIST_KEYS = ("uniform", "loguniform", "quniform", "qloguniform", "int", "choice", "fixed")
 MODIFIERS = {
@@ -522,13 +531,19 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
                 metric = Metric(m["name"], m["mode"])
 
     num = lambda what: lambda v, p: _positive_number(ctx, v, p, what)  # noqa: E731
-    schedule = _parse_section(ctx, data, "schedule", Schedule, {
-        "scheduler": _one_of(ctx, ("asha", "fifo")),
-        "max_epochs": lambda v, p: _positive_int(ctx, v, p, "max_epochs"),
-        "grace_period": lambda v, p: _positive_int(ctx, v, p, "grace_period"),
-        "reduction_factor": lambda v, p: _number_above(ctx, v, p, "reduction_factor", 1.0),
-        "brackets": lambda v, p: _positive_int(ctx, v, p, "brackets"),
-    })  # fmt: skip
+    schedule = _parse_section(
+        ctx,
+        data,
+        "schedule",
+        Schedule,
+        {
+            "scheduler": _one_of(ctx, ("asha", "fifo")),
+            "max_epochs": lambda v, p: _positive_int(ctx, v, p, "max_epochs"),
+            "grace_period": lambda v, p: _positive_int(ctx, v, p, "grace_period"),
+            "reduction_factor": lambda v, p: _number_above(ctx, v, p, "reduction_factor", 1.0),
+            "brackets": lambda v, p: _positive_int(ctx, v, p, "brackets"),
+        },
+    )
     if schedule is not None and schedule.grace_period > schedule.max_epochs:
         ctx.error(
             ("schedule", "grace_period"),
@@ -543,20 +558,33 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
             f"below max_epochs ({schedule.max_epochs}), from grace_period {schedule.grace_period} times "
             f"reduction_factor {schedule.reduction_factor:g}, plus one that never stops early",
         )
-    resources = _parse_section(ctx, data, "resources", Resources, {
-        "cpu": num("cpu"), "gpu": lambda v, p: _gpu(ctx, v, p),
-    })  # fmt: skip
-    search = _parse_section(ctx, data, "search", SearchSettings, {
-        "algorithm": lambda v, p: _identifier(ctx, v, p, "a searcher name"),
-        "trials": lambda v, p: _positive_int(ctx, v, p, "trials"),
-        "concurrency": lambda v, p: _positive_int(ctx, v, p, "concurrency"),
-        "startup_trials": lambda v, p: _positive_int(ctx, v, p, "startup_trials"),
-        "max_failures": lambda v, p: _positive_int(ctx, v, p, "max_failures", minimum=0),
-        # YAML reads a bare ``off`` as false
-        "liar": lambda v, p: _one_of(ctx, LIARS)("off" if v is False else v, p),
-        "min_rung_trials": lambda v, p: _positive_int(ctx, v, p, "min_rung_trials"),
-        "repeats": lambda v, p: _boolean(ctx, v, p, "repeats"),
-    })  # fmt: skip
+    resources = _parse_section(
+        ctx,
+        data,
+        "resources",
+        Resources,
+        {
+            "cpu": num("cpu"),
+            "gpu": lambda v, p: _gpu(ctx, v, p),
+        },
+    )
+    search = _parse_section(
+        ctx,
+        data,
+        "search",
+        SearchSettings,
+        {
+            "algorithm": lambda v, p: _identifier(ctx, v, p, "a searcher name"),
+            "trials": lambda v, p: _positive_int(ctx, v, p, "trials"),
+            "concurrency": lambda v, p: _positive_int(ctx, v, p, "concurrency"),
+            "startup_trials": lambda v, p: _positive_int(ctx, v, p, "startup_trials"),
+            "max_failures": lambda v, p: _positive_int(ctx, v, p, "max_failures", minimum=0),
+            # YAML reads a bare ``off`` as false
+            "liar": lambda v, p: _one_of(ctx, LIARS)("off" if v is False else v, p),
+            "min_rung_trials": lambda v, p: _positive_int(ctx, v, p, "min_rung_trials"),
+            "repeats": lambda v, p: _boolean(ctx, v, p, "repeats"),
+        },
+    )
 
     fixed: Mapping[str, Any] | None = {}
     if data.get("fixed") is not None:
@@ -578,10 +606,19 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
     if ctx.problems:
         return None
     return StudyVersion(
-        study=study, version=version, parent=parent, trainable=trainable, metric=metric,
-        params=params, schedule=schedule, resources=resources, search=search,
-        fixed=dict(fixed or {}), notes=notes, source=ctx.file,
-    )  # fmt: skip
+        study=study,
+        version=version,
+        parent=parent,
+        trainable=trainable,
+        metric=metric,
+        params=params,
+        schedule=schedule,
+        resources=resources,
+        search=search,
+        fixed=dict(fixed or {}),
+        notes=notes,
+        source=ctx.file,
+    )
 
 
 def _identifier(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str) -> str | None:

@@ -166,9 +166,11 @@ class _Ranked:
 
 
 def refine(
-    version: StudyVersion, trials: Sequence[ScoredTrial], options: RefineOptions | None = None,
+    version: StudyVersion,
+    trials: Sequence[ScoredTrial],
+    options: RefineOptions | None = None,
     number: int | None = None,
-) -> Refinement:  # fmt: skip
+) -> Refinement:
     """The next version of ``version`` (numbered ``number``, default ``version + 1``) from ``trials``.
 
     Raises ``NotEnoughTrials`` when fewer than ``options.min_trials`` usable trials exist, and
@@ -203,9 +205,13 @@ def refine(
     )
     notes = "\n".join([head, *(c.note for c in changes)])
     new = dataclasses.replace(
-        version, version=number if number is not None else version.version + 1, parent=version.version,
-        params=params, notes=notes, source=None,
-    )  # fmt: skip
+        version,
+        version=number if number is not None else version.version + 1,
+        parent=version.version,
+        params=params,
+        notes=notes,
+        source=None,
+    )
     return Refinement(new, tuple(changes), budget, len(usable), len(ranked), k)
 
 
@@ -242,8 +248,14 @@ def _ranked(
         value = t.value if budget is None else t.history.get(budget)
         if value is None or not math.isfinite(value):
             continue
-        rows.append((version.metric.loss(value), t.run_id, json.dumps(config, sort_keys=True, default=str),
-                     _Ranked(config, version.metric.loss(value), value)))  # fmt: skip
+        rows.append(
+            (
+                version.metric.loss(value),
+                t.run_id,
+                json.dumps(config, sort_keys=True, default=str),
+                _Ranked(config, version.metric.loss(value), value),
+            )
+        )
     rows.sort(key=lambda r: r[:3])
     return [r[3] for r in rows]
 
@@ -294,12 +306,17 @@ def _refine_choice(
         strong = len(mine) >= opts.prune_min_trials and chance < opts.prune_alpha
         if opts.prune and strong and i not in in_top and mine[0].loss > kth.loss:
             label = p.option_label(i)
-            changes.append(Change(
-                "pruned", path, p.describe(), f"option {label} removed",
-                f"option {label} tried {len(mine)} times, none in the top {k} (chance {chance:.2g} for an option "
-                f"as good as the rest), its best {_fmt(mine[0].value)} worse than the {_ordinal(k)} best "
-                f"{_fmt(kth.value)}",
-            ))  # fmt: skip
+            changes.append(
+                Change(
+                    "pruned",
+                    path,
+                    p.describe(),
+                    f"option {label} removed",
+                    f"option {label} tried {len(mine)} times, none in the top {k} (chance {chance:.2g} for an option "
+                    f"as good as the rest), its best {_fmt(mine[0].value)} worse than the {_ordinal(k)} best "
+                    f"{_fmt(kth.value)}",
+                )
+            )
         else:
             keep.append(i)
     options: list[Any] = []
@@ -319,8 +336,15 @@ def _refine_choice(
         else:
             why = ""
         if why:
-            changes.append(Change("default-removed", path, f"default {_show(p.default)}", "default removed",
-                                  f"{why}, so trials without this parameter are not carried"))  # fmt: skip
+            changes.append(
+                Change(
+                    "default-removed",
+                    path,
+                    f"default {_show(p.default)}",
+                    "default removed",
+                    f"{why}, so trials without this parameter are not carried",
+                )
+            )
         else:
             refined = dataclasses.replace(refined, default=p.default)
     best_of_options = [r for i in keep for r in took[i][: max(1, round(k * len(took[i]) / len(ranked)))]]
@@ -333,9 +357,14 @@ def miss_chance(ranked: int, top: int, tried: int) -> float:
 
 
 def _refine_option(
-    opt: SearchSpace, prefix: str, took: Sequence[_Ranked], parent_n: int, parent_k: int,
-    opts: RefineOptions, changes: list[Change],
-) -> SearchSpace:  # fmt: skip
+    opt: SearchSpace,
+    prefix: str,
+    took: Sequence[_Ranked],
+    parent_n: int,
+    parent_k: int,
+    opts: RefineOptions,
+    changes: list[Change],
+) -> SearchSpace:
     """An option's sub-space from the ranked trials that took it, keeping the parent's top share."""
     if all(q.is_fixed for q in opt.params.values()):
         return opt
@@ -401,8 +430,9 @@ def _refine_number(
                 evidence.append(f"{near}: {side} bound widened by {opts.widen:.0%} of the width{stop}")
         elif new != old:
             reach = "lowest" if side == "lower" else "highest"
-            evidence.append(f"{side} bound: the {reach} of the {what} is {_fmt(unscale(top_end))}, "
-                            f"plus a {opts.margin:.0%} margin")  # fmt: skip
+            evidence.append(
+                f"{side} bound: the {reach} of the {what} is {_fmt(unscale(top_end))}, plus a {opts.margin:.0%} margin"
+            )
     old_range = _fmt_list([p.low, p.high])
     if (low, high) == (p.low, p.high):
         if evidence:  # a widening the limits stopped: say so
@@ -413,9 +443,16 @@ def _refine_number(
         if new_param.contains(p.default):
             new_param = dataclasses.replace(new_param, default=p.default)
         else:
-            changes.append(Change("default-removed", path, f"default {_show(p.default)}", "default removed",
-                                  f"the default {_show(p.default)} is outside the new range, so trials "
-                                  "without this parameter are not carried"))  # fmt: skip
+            changes.append(
+                Change(
+                    "default-removed",
+                    path,
+                    f"default {_show(p.default)}",
+                    "default removed",
+                    f"the default {_show(p.default)} is outside the new range, so trials "
+                    "without this parameter are not carried",
+                )
+            )
     kind: ChangeKind = "narrowed" if p.low <= low and high <= p.high else "widened"
     changes.append(Change(kind, path, old_range, f"{kind} to {_fmt_list([low, high])}", "; ".join(evidence)))
     return new_param

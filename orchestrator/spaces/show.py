@@ -30,11 +30,15 @@ def _param_rows(space: SearchSpace, indent: str = "", with_fixed: bool = True) -
 def render_version(version: StudyVersion, lineage: list[StudyVersion], fmt: str = "text") -> str:
     if fmt == "json":
         doc: dict[str, Any] = {
-            "study": version.study, "version": version.version, "parent": version.parent,
-            "hash": version.content_hash, "source": version.source,
+            "study": version.study,
+            "version": version.version,
+            "parent": version.parent,
+            "hash": version.content_hash,
+            "source": version.source,
             "lineage": [{"version": v.version, "hash": v.content_hash} for v in lineage],
-            "notes": version.notes, **version.canonical(),
-        }  # fmt: skip
+            "notes": version.notes,
+            **version.canonical(),
+        }
         return json.dumps(doc, indent=2)
     s, r, q = version.schedule, version.resources, version.search
     settings = lambda obj: ", ".join(f"{k} {v}" for k, v in vars_of(obj).items())  # noqa: E731

@@ -173,8 +173,17 @@ class AsyncTrialLogger:
         """Create a run for ``key`` (or reopen ``reuse_run_id``, ignoring steps already logged)."""
         if skip_steps_upto >= 0:
             self._skip_upto[key] = skip_steps_upto
-        self._put(_Op("open", key, params=dict(params), tags=dict(tags), experiment_id=experiment_id,
-                      name=name, run_id=reuse_run_id))  # fmt: skip
+        self._put(
+            _Op(
+                "open",
+                key,
+                params=dict(params),
+                tags=dict(tags),
+                experiment_id=experiment_id,
+                name=name,
+                run_id=reuse_run_id,
+            )
+        )
 
     def log(
         self,
@@ -263,8 +272,10 @@ class AsyncTrialLogger:
                 self._send()
                 backoff = 0.5
                 if outage_since is not None:
-                    self._on_error(f"tracking: the server answers again after {time.monotonic() - outage_since:.0f}s; "
-                                   "kept updates sent")  # fmt: skip
+                    self._on_error(
+                        f"tracking: the server answers again after {time.monotonic() - outage_since:.0f}s; "
+                        "kept updates sent"
+                    )
                     outage_since = None
             except Exception as e:
                 if _permanent(e):  # the server refused this update: retrying cannot help

@@ -107,8 +107,10 @@ def read(path: Path) -> tuple[list[TrialRow], int]:
     """Rows and the time (ms) the store was read for them; ``OrchestratorError`` for a file that is not a ledger."""
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
-        raise OrchestratorError(f"ledger {path} {what}; write one with `orchestrator trials export STUDY --out "
-                                f"{path}` or leave out --ledger")  # fmt: skip
+        raise OrchestratorError(
+            f"ledger {path} {what}; write one with `orchestrator trials export STUDY --out "
+            f"{path}` or leave out --ledger"
+        )
     try:
         t = pq.read_table(path)
         missing = [name for name in SCHEMA.names if name not in t.schema.names and name not in OPTIONAL_COLUMNS]
@@ -184,8 +186,9 @@ def trials_with_ledger(store: MlflowStore, study: str, ledger: Path | None) -> t
     return _topped_up(store, study, rows, as_of, f"ledger artifact of run {run_id}")
 
 
-def _topped_up(store: MlflowStore, study: str, rows: list[TrialRow], as_of: int,
-               what: str) -> tuple[list[TrialRow], str]:  # fmt: skip
+def _topped_up(
+    store: MlflowStore, study: str, rows: list[TrialRow], as_of: int, what: str
+) -> tuple[list[TrialRow], str]:
     """The ledger's rows of ``study`` with every run that ended after ``as_of`` taken from the store instead."""
     rows = [r for r in rows if r.study == study]
     newer = store.trials(study, ended_after_ms=as_of)

@@ -303,9 +303,13 @@ class MlflowStore:
                 return
 
     def trials(
-        self, study: str, *, parent_run_id: str | None = None, ended_after_ms: int | None = None,
+        self,
+        study: str,
+        *,
+        parent_run_id: str | None = None,
+        ended_after_ms: int | None = None,
         kind: str = TRIAL_RUN,
-    ) -> list[TrialRow]:  # fmt: skip
+    ) -> list[TrialRow]:
         """Every trial run of a study (optionally of one search, or ended after a time).
 
         ``kind``: the runs' ``KIND``; ``TRAINING_RUN`` reads the nested runs of trains instead, which a search's
@@ -337,9 +341,12 @@ class MlflowStore:
         if exp is None:
             return None
         runs = self.client.search_runs(
-            [exp], f"tags.`{KIND}` = '{SEARCH_RUN}' and tags.`{LEDGER_AS_OF}` IS NOT NULL", ViewType.ACTIVE_ONLY,
-            max_results=1, order_by=[f"tags.`{LEDGER_AS_OF}` DESC"],
-        )  # fmt: skip
+            [exp],
+            f"tags.`{KIND}` = '{SEARCH_RUN}' and tags.`{LEDGER_AS_OF}` IS NOT NULL",
+            ViewType.ACTIVE_ONLY,
+            max_results=1,
+            order_by=[f"tags.`{LEDGER_AS_OF}` DESC"],
+        )
         if not runs:
             return None
         as_of = runs[0].data.tags[LEDGER_AS_OF]

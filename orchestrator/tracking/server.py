@@ -47,8 +47,15 @@ class LoopbackMlflowServer:
     process without waiting, for callers that have other start-up work to overlap with it.
     """
 
-    def __init__(self, root: Path, *, port: int | None = None, workers: int = 1, jobs: bool = False,
-                 backend_store_uri: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        jobs: bool = False,
+        backend_store_uri: str | None = None,
+    ) -> None:
         """``jobs=True`` keeps MLflow's job runner on (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``);
         ``backend_store_uri`` serves an existing store (``orchestrator ui``) instead of ``root/mlflow.db``."""
         self.root = Path(root)
@@ -75,10 +82,21 @@ class LoopbackMlflowServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK, "--port", str(self.port),
-            "--workers", str(self.workers), "--backend-store-uri", self.backend_store_uri,
-            "--artifacts-destination", str(self.root / "artifacts"),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--artifacts-destination",
+            str(self.root / "artifacts"),
+        ]
 
     def launch(self) -> LoopbackMlflowServer:
         """Start the process and return at once; ``wait()`` for it to answer."""
@@ -109,8 +127,9 @@ class LoopbackMlflowServer:
                 return self
             time.sleep(0.25)
         self.stop()
-        raise MlflowServerError(f"mlflow server at {self.uri} did not answer /health within {timeout:.0f}s:\n"
-                                f"{self.log_tail()}")  # fmt: skip
+        raise MlflowServerError(
+            f"mlflow server at {self.uri} did not answer /health within {timeout:.0f}s:\n{self.log_tail()}"
+        )
 
     def start(self, timeout: float = START_TIMEOUT_S) -> LoopbackMlflowServer:
         return self.launch().wait(timeout)

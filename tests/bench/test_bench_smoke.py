@@ -116,9 +116,25 @@ def test_search_at_scale_curves_cross_and_asha_stops_trials() -> None:
 
 def test_search_at_scale_prints_a_result_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_file = tmp_path / "scale.json"
-    search_at_scale.main(["--quick", "--seeds", "2", "--mf-trials", "12", "--parallel-trials", "10",
-                          "--prior-trials", "2100", "--suggestions", "2", "--latency-priors", "300,2500",
-                          "--out", str(out_file)])  # fmt: skip
+    search_at_scale.main(
+        [
+            "--quick",
+            "--seeds",
+            "2",
+            "--mf-trials",
+            "12",
+            "--parallel-trials",
+            "10",
+            "--prior-trials",
+            "2100",
+            "--suggestions",
+            "2",
+            "--latency-priors",
+            "300,2500",
+            "--out",
+            str(out_file),
+        ]
+    )
     result = common.parse_result_line(capsys.readouterr().out)
     assert result == json.loads(out_file.read_text())
     assert set(result["multifidelity"]) == {"crossing curves", "convnet digits"}
@@ -134,23 +150,43 @@ def test_search_at_scale_prints_a_result_line(tmp_path: Path, capsys: pytest.Cap
 
 def _cost_trial(wall_s: float, config: str, epochs: int = 4) -> dict[str, Any]:
     """One trial as ``review_cost.trial_times`` describes it; its trainable's own time is 0.9 of its wall time."""
-    return {"wall_s": wall_s, "epochs": epochs, "s_per_epoch": wall_s / epochs, "reviewed": False,
-            "train_s": 0.9 * wall_s, "train_s_per_epoch": 0.9 * wall_s / epochs, "config": config}  # fmt: skip
+    return {
+        "wall_s": wall_s,
+        "epochs": epochs,
+        "s_per_epoch": wall_s / epochs,
+        "reviewed": False,
+        "train_s": 0.9 * wall_s,
+        "train_s_per_epoch": 0.9 * wall_s / epochs,
+        "config": config,
+    }
 
 
-def _cost_run(trial_wall_s: float, review_wait_s: float, configs: tuple[str, ...] = ("a", "b", "c"),
-              job_cpu_s: tuple[float, ...] = ()) -> dict[str, Any]:  # fmt: skip
+def _cost_run(
+    trial_wall_s: float,
+    review_wait_s: float,
+    configs: tuple[str, ...] = ("a", "b", "c"),
+    job_cpu_s: tuple[float, ...] = (),
+) -> dict[str, Any]:
     """One search as ``review_cost.run_once`` describes it: a trial of ``trial_wall_s`` over 4 epochs per config."""
     trials = [{**_cost_trial(trial_wall_s, config), "reviewed": review_wait_s > 0} for config in configs]
-    return {"call_s": 5 * trial_wall_s, "fit_s": 4 * trial_wall_s, "review_wait_s": review_wait_s, "best": 0.9,
-            "warm_up_cpu_s": 6.0 if job_cpu_s else None, "job_cpu_s": list(job_cpu_s), "trials": trials}  # fmt: skip
+    return {
+        "call_s": 5 * trial_wall_s,
+        "fit_s": 4 * trial_wall_s,
+        "review_wait_s": review_wait_s,
+        "best": 0.9,
+        "warm_up_cpu_s": 6.0 if job_cpu_s else None,
+        "job_cpu_s": list(job_cpu_s),
+        "trials": trials,
+    }
 
 
 def test_review_cost_alternates_sides_and_compares_medians(capsys: pytest.CaptureFixture[str]) -> None:
     assert [review_cost.side_order(i) for i in range(3)] == [["off", "on"], ["on", "off"], ["off", "on"]]
     assert load_version(review_cost.demo_space()).study == "convnet_digits"  # what `orchestrator demo` searches
-    runs = {"off": [_cost_run(10.0, 0.0), _cost_run(12.0, 0.0)],
-            "on": [_cost_run(10.5, 2.0, job_cpu_s=(0.2, 0.3)), _cost_run(12.5, 3.0, job_cpu_s=(0.4,))]}  # fmt: skip
+    runs = {
+        "off": [_cost_run(10.0, 0.0), _cost_run(12.0, 0.0)],
+        "on": [_cost_run(10.5, 2.0, job_cpu_s=(0.2, 0.3)), _cost_run(12.5, 3.0, job_cpu_s=(0.4,))],
+    }
     sides = {side: review_cost.summarize(side_runs) for side, side_runs in runs.items()}
     assert sides["off"]["trial_wall_s_median"] == 11.0 and sides["on"]["trial_wall_s_median"] == 11.5
     assert sides["on"]["review_wait_s_max"] == 3.0 and sides["on"]["trials_reviewed"] == 6
@@ -174,8 +210,10 @@ def test_review_cost_alternates_sides_and_compares_medians(capsys: pytest.Captur
 
 
 def test_review_cost_pairs_trials_of_the_same_round_and_config_else_falls_back_to_pooled_medians() -> None:
-    off = [{"trials": [_cost_trial(10.0, "a"), _cost_trial(20.0, "b", epochs=8), _cost_trial(30.0, "c")]},
-           {"trials": [_cost_trial(10.0, "a")]}]  # fmt: skip
+    off = [
+        {"trials": [_cost_trial(10.0, "a"), _cost_trial(20.0, "b", epochs=8), _cost_trial(30.0, "c")]},
+        {"trials": [_cost_trial(10.0, "a")]},
+    ]
     on = [
         {"trials": [_cost_trial(22.0, "b", epochs=4), _cost_trial(11.0, "x")]},  # b stopped at another rung
         {"trials": [_cost_trial(10.2, "a"), _cost_trial(10.0, "a")]},
@@ -186,8 +224,10 @@ def test_review_cost_pairs_trials_of_the_same_round_and_config_else_falls_back_t
     paired = review_cost.paired_ratios(off, on)
     assert paired["pairs"] == 2 and paired["trials"] == 4
     assert paired["s_per_epoch_ratio"] == pytest.approx(((22 / 4) / (20 / 8) + 10.2 / 10) / 2)  # per epoch
-    sides = {"off": review_cost.summarize([{**_cost_run(10.0, 0.0), **run} for run in off]),
-             "on": review_cost.summarize([{**_cost_run(10.0, 1.0), **run} for run in on])}  # fmt: skip
+    sides = {
+        "off": review_cost.summarize([{**_cost_run(10.0, 0.0), **run} for run in off]),
+        "on": review_cost.summarize([{**_cost_run(10.0, 1.0), **run} for run in on]),
+    }
     assert review_cost.compare(sides, paired)["goal"]["measure"].startswith("paired"), "2 of 4: half pair up"
     few = {**paired, "pairs": 1}
     goal = review_cost.compare(sides, few)["goal"]
@@ -215,15 +255,26 @@ def test_review_cost_times_the_drivers_wait_for_the_review_worker(monkeypatch: p
         done = SimpleNamespace(warm_up=WorkerReady(6.5, 9.0), job_cpu_s=[0.2], activity=[(1.0, 2.0, 0.2)])
         TrialReviews.finish(done, 1.0)  # type: ignore[arg-type]
         TrialReviews.finish(SimpleNamespace(warm_up=None, job_cpu_s=[], activity=[]), 1.0)  # type: ignore[arg-type]
-    assert worker_cpu == [{"warm_up_cpu_s": 6.5, "job_cpu_s": [0.2], "activity": [[1.0, 2.0, 0.2]]},
-                          {"warm_up_cpu_s": None, "job_cpu_s": [], "activity": []}]  # fmt: skip
+    assert worker_cpu == [
+        {"warm_up_cpu_s": 6.5, "job_cpu_s": [0.2], "activity": [[1.0, 2.0, 0.2]]},
+        {"warm_up_cpu_s": None, "job_cpu_s": [], "activity": []},
+    ]
 
 
 def test_per_class_compares_the_same_total_epochs_and_prints_a_result_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tiny = {"scenes": 4, "scene_size": 64, "patch": 32, "depth": 2, "base_filters": 4, "convs_per_block": 1,
-            "samples_per_epoch": 16, "batch_size": 8, "classes": ["buildings", "water"]}  # fmt: skip
+    tiny = {
+        "scenes": 4,
+        "scene_size": 64,
+        "patch": 32,
+        "depth": 2,
+        "base_filters": 4,
+        "convs_per_block": 1,
+        "samples_per_epoch": 16,
+        "batch_size": 8,
+        "classes": ["buildings", "water"],
+    }
     monkeypatch.setitem(per_class.SIZES, "config", (tiny, tiny))
     payload = per_class.main(["--quick", "--epochs", "2", "--seeds", "1", "--out", str(tmp_path / "pc.json")])
     out = capsys.readouterr().out
@@ -240,8 +291,9 @@ def test_per_class_compares_the_same_total_epochs_and_prints_a_result_line(
 
 
 @pytest.mark.slow
-def test_predict_memory_measures_the_child_and_checks_identity(tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_predict_memory_measures_the_child_and_checks_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_file = tmp_path / "predict.json"
     predict_memory.main(["--quick", "--size", "256", "--out", str(out_file)])
     result = common.parse_result_line(capsys.readouterr().out)
@@ -255,9 +307,11 @@ def test_predict_memory_measures_the_child_and_checks_identity(tmp_path: Path,
 
 def test_review_cost_bounds_the_cost_by_the_workers_cpu_while_trials_ran() -> None:
     trials = [{"start": 0.0, "end": 10.0}, {"start": 5.0, "end": 15.0}, {"start": 20.0, "end": 30.0}]
-    activity = [(12.0, 16.0, 2.0),  # 3 of its 4 seconds inside a trial: 1.5 CPU s counted
-                (16.0, 19.0, 1.0),  # between trials: none
-                (25.0, 25.0, 0.5)]  # an instant inside a trial: all of it  # fmt: skip
+    activity = [
+        (12.0, 16.0, 2.0),  # 3 of its 4 seconds inside a trial: 1.5 CPU s counted
+        (16.0, 19.0, 1.0),  # between trials: none
+        (25.0, 25.0, 0.5),
+    ]  # an instant inside a trial: all of it
     assert review_cost.cpu_during_trials(activity, trials) == pytest.approx(2.0)
     assert review_cost.cpu_during_trials([], trials) == 0.0
 

@@ -28,8 +28,9 @@ def submission(tmp_path: Path, cluster: str | None = None, namespace: str = NAME
     return build_submission(bundle, opts, suffix="abcde")
 
 
-def rayjob(name: str, *, status: dict[str, Any] | None = None, selector: str | None = None,
-           managed: bool = True) -> dict[str, Any]:  # fmt: skip
+def rayjob(
+    name: str, *, status: dict[str, Any] | None = None, selector: str | None = None, managed: bool = True
+) -> dict[str, Any]:
     labels = {"orchestrator.dev/study": "demo", "orchestrator.dev/version": "2"}
     if managed:
         labels["app.kubernetes.io/managed-by"] = "orchestrator"
@@ -39,37 +40,57 @@ def rayjob(name: str, *, status: dict[str, Any] | None = None, selector: str | N
     else:
         spec["shutdownAfterJobFinishes"] = True
     return {
-        "apiVersion": "ray.io/v1", "kind": "RayJob",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels,
-                     "creationTimestamp": "2026-11-26T10:00:00Z"},
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": labels,
+            "creationTimestamp": "2026-11-26T10:00:00Z",
+        },
         "spec": spec,
-        "status": status or {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING",
-                             "rayClusterName": f"{name}-x7k2p"},
-    }  # fmt: skip
+        "status": status
+        or {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "rayClusterName": f"{name}-x7k2p"},
+    }
 
 
 def pod(name: str, labels: dict[str, str], status: dict[str, Any] | None = None, created: str = "") -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels, "creationTimestamp": created},
         "spec": {"containers": [{"name": "main", "image": "registry.example.com/orchestrator:0.1.0"}]},
         "status": status or {"phase": "Running"},
-    }  # fmt: skip
+    }
 
 
 IMAGE_PULL = {
     "phase": "Pending",
-    "containerStatuses": [{
-        "name": "ray-head", "image": "registry.example.com/orchestrator:typo", "restartCount": 0,
-        "state": {"waiting": {"reason": "ImagePullBackOff",
-                              "message": 'Back-off pulling image "registry.example.com/orchestrator:typo"'}},
-    }],
-}  # fmt: skip
+    "containerStatuses": [
+        {
+            "name": "ray-head",
+            "image": "registry.example.com/orchestrator:typo",
+            "restartCount": 0,
+            "state": {
+                "waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": 'Back-off pulling image "registry.example.com/orchestrator:typo"',
+                }
+            },
+        }
+    ],
+}
 UNSCHEDULABLE = {
     "phase": "Pending",
-    "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}],
-}  # fmt: skip
+    "conditions": [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        }
+    ],
+}
 
 
 def status_error(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> KubernetesError:
@@ -156,11 +177,22 @@ async def test_inspect_reports_a_failed_submitter_job(kube: Kube) -> None:
     name = "demo-v2-abcde"
     kube.add(RAYJOBS, rayjob(name, status={"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}))
     kube.add(PODS, pod(name + "-q8z", {"job-name": name}, {"phase": "Failed", "reason": "Error"}))
-    kube.add("batch/v1/jobs", {
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                   "message": "Job has reached the specified backoff limit"}]},
-    })  # fmt: skip
+    kube.add(
+        "batch/v1/jobs",
+        {
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                    }
+                ]
+            },
+        },
+    )
     report = await kube.run(kube.client().inspect, name)
     assert report.summary.finished
     assert [p.role for p in report.problems] == ["submitter"]
@@ -262,10 +294,12 @@ async def test_kuberay_crds_not_installed(kube: Kube, tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_forbidden_names_verb_resource_and_namespace(kube: Kube, tmp_path: Path) -> None:
     kube.mock["post", kube.mock.resource(RAYJOBS)] ** 1 << status_error(
-        403, "Forbidden",
+        403,
+        "Forbidden",
         'rayjobs.ray.io is forbidden: User "alice" cannot create resource "rayjobs" in API group "ray.io" '
-        'in the namespace "team"', {"group": "ray.io", "kind": "rayjobs"},
-    )  # fmt: skip
+        'in the namespace "team"',
+        {"group": "ray.io", "kind": "rayjobs"},
+    )
     with pytest.raises(ClusterError) as exc:
         await kube.run(kube.client().submit, submission(tmp_path))
     message = str(exc.value)

@@ -83,10 +83,14 @@ def test_deployed_rayclusters_validate(tmp_path: Path, overlay: str) -> None:
         (lambda j: j["spec"].update(shutdownAfterJobFinishes="yes"), "shutdownAfterJobFinishes"),
         (lambda j: j["spec"]["rayClusterSpec"].pop("headGroupSpec"), "headGroupSpec"),
         (lambda j: j["spec"].update(ttlSecondsAfterFinished=1.5), "ttlSecondsAfterFinished"),
-        (lambda j: j["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-         .update(resources={"limits": {"cpu": [2]}}), "cpu"),
+        (
+            lambda j: j["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0].update(
+                resources={"limits": {"cpu": [2]}}
+            ),
+            "cpu",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_schema_check_catches_mistakes(tmp_path: Path, mutate: Any, where: str) -> None:
     """The converted schemas are strict enough to be worth passing."""
     job = copy.deepcopy(_job(tmp_path, "new-cluster-gpu"))

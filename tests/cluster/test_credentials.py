@@ -62,8 +62,9 @@ def test_dry_run_never_prints_or_builds_a_planted_password(tmp_path: Path, place
 @pytest.mark.usefixtures("planted_env")
 def test_new_cluster_pods_get_credentials_by_secret_reference(tmp_path: Path) -> None:
     space = write_study(tmp_path, gpu=1)
-    result = invoke(submit, str(space), *PLACEMENTS["new"], "--tracking-uri", URI, "--tracking-secret", "team-login",
-                    "--dry-run")  # fmt: skip
+    result = invoke(
+        submit, str(space), *PLACEMENTS["new"], "--tracking-uri", URI, "--tracking-secret", "team-login", "--dry-run"
+    )
     assert result.exit_code == 0, result.output
     assert "Secret 'team-login'" in result.stderr
     containers = _containers(next(yaml.safe_load_all(result.stdout)))

@@ -21,9 +21,18 @@ from .helpers import (
 
 NAMESPACE = "orchestrator"
 EXPECTED_KINDS = {
-    "Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "ConfigMap", "Deployment",
-    "StatefulSet", "Service", "Job", "RayCluster",
-}  # fmt: skip
+    "Namespace",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "Secret",
+    "ConfigMap",
+    "Deployment",
+    "StatefulSet",
+    "Service",
+    "Job",
+    "RayCluster",
+}
 LEAST_PRIVILEGE = {
     ("ray.io", "rayjobs", "create"),
     ("ray.io", "rayjobs", "get"),
@@ -179,9 +188,10 @@ def test_workloads_and_services_fit_together(rendered: tuple[str, list[dict[str,
                 assert obj["spec"]["serviceName"] in by_kind(objects, "Service")
     for name, service in by_kind(objects, "Service").items():
         matched = [
-            t for t in pods.values()
+            t
+            for t in pods.values()
             if all(t["metadata"]["labels"].get(k) == v for k, v in service["spec"]["selector"].items())
-        ]  # fmt: skip
+        ]
         assert len(matched) == 1, f"Service {name} selects {len(matched)} workloads"
         port_names = {p["name"] for c in matched[0]["spec"]["containers"] for p in c.get("ports", [])}
         for port in service["spec"]["ports"]:
@@ -257,8 +267,14 @@ def test_dockerfile_builds_from_the_pinned_ray_image_as_non_root() -> None:
 
 def test_readme_covers_the_way_from_empty_cluster_to_running_search() -> None:
     text = (REPO_ROOT / "deploy" / "README.md").read_text()
-    for step in ("helm install kuberay-operator", "docker build", "secrets.example.env",
-                 "kubectl apply -k deploy/k8s/overlays/", "orchestrator submit", "orchestrator jobs logs"):  # fmt: skip
+    for step in (
+        "helm install kuberay-operator",
+        "docker build",
+        "secrets.example.env",
+        "kubectl apply -k deploy/k8s/overlays/",
+        "orchestrator submit",
+        "orchestrator jobs logs",
+    ):
         assert step in text, step
 
 

@@ -162,9 +162,18 @@ def test_new_cluster_job(tmp_path: Path) -> None:
     assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 600
     assert "clusterSelector" not in spec
     assert shlex.split(spec["entrypoint"]) == [
-        "orchestrator", "run", "/home/ray/search_spaces/demo/v2.yaml", "--address", "auto",
-        "--trials", "30", "--tracking-uri", "http://mlflow:5000", "--concurrency", "6",
-    ]  # fmt: skip
+        "orchestrator",
+        "run",
+        "/home/ray/search_spaces/demo/v2.yaml",
+        "--address",
+        "auto",
+        "--trials",
+        "30",
+        "--tracking-uri",
+        "http://mlflow:5000",
+        "--concurrency",
+        "6",
+    ]
     assert yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     labels = job["metadata"]["labels"]
     assert labels == {
@@ -203,9 +212,17 @@ def test_existing_cluster_job_carries_the_files_in_the_entrypoint(tmp_path: Path
     assert argv[:5] == ["python", "-m", "orchestrator.cluster.bundle", "--into", folder]
     assert unpack(argv[6]) == dict(b.files)
     assert argv[7:] == [
-        "--", "orchestrator", "run", f"{folder}/v2.yaml", "--address", "auto", "--trials", "8",
-        "--tracking-uri", "http://mlflow:5000",
-    ]  # fmt: skip
+        "--",
+        "orchestrator",
+        "run",
+        f"{folder}/v2.yaml",
+        "--address",
+        "auto",
+        "--trials",
+        "8",
+        "--tracking-uri",
+        "http://mlflow:5000",
+    ]
 
 
 def test_the_entrypoint_survives_the_shells_and_runs_the_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

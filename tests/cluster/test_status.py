@@ -32,13 +32,18 @@ def _waiting(reason: str, message: str = "", init: bool = False) -> dict[str, An
         (_waiting("CreateContainerConfigError", 'secret "mlflow-auth" not found'), "CreateContainerConfigError", True),
         (_waiting("CrashLoopBackOff"), "CrashLoopBackOff", False),
         (
-            {"phase": "Running", "containerStatuses": [{"name": "c", "state": {"running": {}},
-                                                        "lastState": {"terminated": {"reason": "OOMKilled"}}}]},
-            "OOMKilled", False,
+            {
+                "phase": "Running",
+                "containerStatuses": [
+                    {"name": "c", "state": {"running": {}}, "lastState": {"terminated": {"reason": "OOMKilled"}}}
+                ],
+            },
+            "OOMKilled",
+            False,
         ),
         ({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}, "Evicted", False),
     ],
-)  # fmt: skip
+)
 def test_pod_problems(status: dict[str, Any], reason: str, fatal: bool) -> None:
     (problem,) = pod_problems(_pod(status), "head")
     assert (problem.reason, problem.fatal, problem.role) == (reason, fatal, "head")

@@ -52,14 +52,37 @@ params:
 
 
 def write_space(
-    root: Path, study: str, params: str, version: int = 1, *, trials: int = 4, epochs: int = 3, startup: int = 4,
-    scheduler: str = "fifo", sleep: float = 0.0, cpu: float = 1, gpu: float = 0,
-) -> Path:  # fmt: skip
+    root: Path,
+    study: str,
+    params: str,
+    version: int = 1,
+    *,
+    trials: int = 4,
+    epochs: int = 3,
+    startup: int = 4,
+    scheduler: str = "fifo",
+    sleep: float = 0.0,
+    cpu: float = 1,
+    gpu: float = 0,
+) -> Path:
     folder = root / "search_spaces" / study
     folder.mkdir(parents=True, exist_ok=True)
     parent = f"parent: {version - 1}\n" if version > 1 else ""
-    text = SPACE_HEAD.format(study=study, version=version, parent=parent, scheduler=scheduler, epochs=epochs,
-                             cpu=cpu, gpu=gpu, trials=trials, startup=startup, sleep=sleep) + params  # fmt: skip
+    text = (
+        SPACE_HEAD.format(
+            study=study,
+            version=version,
+            parent=parent,
+            scheduler=scheduler,
+            epochs=epochs,
+            cpu=cpu,
+            gpu=gpu,
+            trials=trials,
+            startup=startup,
+            sleep=sleep,
+        )
+        + params
+    )
     path = folder / f"v{version}.yaml"
     path.write_text(text)
     return path

@@ -159,9 +159,13 @@ class RayNode:
         """Run ``ray start --block`` in a session of its own (its log appended to ``log_path``); returns at once."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         return self
 
     def wait_started(self, timeout: float = NODE_START_TIMEOUT_S) -> bool:
@@ -281,8 +285,11 @@ class RayCluster:
             raise RayClusterError("the cluster is already started")
         self.gcs_port = self.ports.port()
         head_args = [
-            "--head", f"--port={self.gcs_port}", "--include-dashboard=false", f"--dashboard-port={self.ports.port()}",
-        ]  # fmt: skip
+            "--head",
+            f"--port={self.gcs_port}",
+            "--include-dashboard=false",
+            f"--dashboard-port={self.ports.port()}",
+        ]
         head = self._start_node("head", head_args, cpus=self.head_cpus, gpus=self.head_gpus)
         # Workers start once the GCS answers: started together on a busy machine, nodes miss Ray's fixed
         # 30 s registration deadline.
@@ -302,15 +309,25 @@ class RayCluster:
         first_worker_port = self.ports.block(WORKER_PORTS_PER_NODE)
         temp_dir = self._temp / name
         command = [
-            RAY_CLI, "start", "--block", *role_args, f"--node-ip-address={self.node_address(len(self.nodes))}",
-            f"--num-cpus={cpus}", f"--num-gpus={gpus}", f"--temp-dir={temp_dir}",
-            f"--node-manager-port={manager_port}", f"--object-manager-port={self.ports.port()}",
+            RAY_CLI,
+            "start",
+            "--block",
+            *role_args,
+            f"--node-ip-address={self.node_address(len(self.nodes))}",
+            f"--num-cpus={cpus}",
+            f"--num-gpus={gpus}",
+            f"--temp-dir={temp_dir}",
+            f"--node-manager-port={manager_port}",
+            f"--object-manager-port={self.ports.port()}",
             f"--min-worker-port={first_worker_port}",
             f"--max-worker-port={first_worker_port + WORKER_PORTS_PER_NODE - 1}",
-            f"--dashboard-agent-listen-port={self.ports.port()}", f"--dashboard-agent-grpc-port={self.ports.port()}",
-            f"--metrics-export-port={self.ports.port()}", f"--runtime-env-agent-port={self.ports.port()}",
-            "--object-store-memory=100000000", "--disable-usage-stats",
-        ]  # fmt: skip
+            f"--dashboard-agent-listen-port={self.ports.port()}",
+            f"--dashboard-agent-grpc-port={self.ports.port()}",
+            f"--metrics-export-port={self.ports.port()}",
+            f"--runtime-env-agent-port={self.ports.port()}",
+            "--object-store-memory=100000000",
+            "--disable-usage-stats",
+        ]
         # The head (the first node) keeps Ray's single-machine rule, so it advertises 127.0.0.1; workers need
         # multi-node allowed, and then take their address from the head's, so they are on 127.0.0.1 too.
         env = {**self.env, **self.node_env}
@@ -341,8 +358,11 @@ class RayCluster:
         short driver in its own process; waits up to ``timeout`` for ``want_alive`` nodes alive."""
         proc = subprocess.run(
             [sys.executable, "-c", NODES_SCRIPT, self.address, str(want_alive), str(timeout), NODES_MARK],
-            capture_output=True, text=True, env=self.env, timeout=timeout + 60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout + 60,
+        )
         if proc.returncode != 0:
             raise RayClusterError(f"cannot list the cluster's nodes:\n{proc.stderr[-LOG_TAIL_CHARS:]}")
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(NODES_MARK)]

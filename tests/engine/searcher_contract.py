@@ -49,8 +49,18 @@ params:
             - {kind: cosine, warmup: {choice: [0, 1, 2]}}
   tag: fixed-value
 """
-NESTED_BASE = {"x": 0.5, "lr": 1e-3, "q": 0.35, "qi": 4, "scale": 1.5, "width": 64, "depth": 4, "filters": 32,
-               "act": None, "tag": "fixed-value"}  # fmt: skip
+NESTED_BASE = {
+    "x": 0.5,
+    "lr": 1e-3,
+    "q": 0.35,
+    "qi": 4,
+    "scale": 1.5,
+    "width": 64,
+    "depth": 4,
+    "filters": 32,
+    "act": None,
+    "tag": "fixed-value",
+}
 NESTED_OPTIMIZERS = [
     ({"name": "adam", "beta": 0.9}, 1.0),
     ({"name": "sgd", "momentum": 0.9, "schedule": "constant"}, 0.5),
@@ -311,9 +321,11 @@ class SearcherContract:
 
     def test_carried_history_counts_at_rungs_it_reached(self, algorithm: str) -> None:
         version = self.version(algorithm, QUADRATIC_PARAMS, schedule=ASHA_9)
-        prior = [({"x": 0.1, "y": 0}, 0.5, {1: 0.9, 2: 0.7, 3: 0.6}),  # stopped at rung 3 in an earlier search
-                 ({"x": 0.2, "y": 1}, 0.3, {1: 0.8, 4: 0.5, 9: 0.3}),  # finished; epochs 2-3 not logged
-                 ({"x": 0.3, "y": 0}, 0.2)]  # fmt: skip
+        prior = [
+            ({"x": 0.1, "y": 0}, 0.5, {1: 0.9, 2: 0.7, 3: 0.6}),  # stopped at rung 3 in an earlier search
+            ({"x": 0.2, "y": 1}, 0.3, {1: 0.8, 4: 0.5, 9: 0.3}),  # finished; epochs 2-3 not logged
+            ({"x": 0.3, "y": 0}, 0.2),
+        ]
         s = self.searcher(version, prior)
         assert [s.observed_at(b) for b in s.budgets] == [2, 2, 2] and s.n_scored == 3
         fifo = self.searcher(self.version(algorithm, QUADRATIC_PARAMS, schedule="schedule: {scheduler: fifo}\n"), prior)
@@ -365,8 +377,12 @@ class SearcherContract:
 
     def test_state_saved_before_budgets_restores_as_final(self, algorithm: str, tmp_path: Path) -> None:
         version = self.version(algorithm, QUADRATIC_PARAMS, schedule=ASHA_9)
-        state = {"completed": [[{"x": 0.2, "y": 0}, 0.3]], "live": {"a": {"x": 0.1, "y": 1}},
-                 "suggested_by": {"a": "startup"}, "count": 2}  # fmt: skip
+        state = {
+            "completed": [[{"x": 0.2, "y": 0}, 0.3]],
+            "live": {"a": {"x": 0.1, "y": 1}},
+            "suggested_by": {"a": "startup"},
+            "count": 2,
+        }
         (tmp_path / "old.json").write_text(json.dumps(state))
         s = self.searcher(version)
         s.restore(str(tmp_path / "old.json"))

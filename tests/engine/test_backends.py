@@ -134,13 +134,19 @@ def test_hyperopt_stores_step_indices_and_option_indices() -> None:
     assert vals == {"q": [5.0], "depth": [2.0], "filters": [33.0], "width": [64.0], "act": [1]}
     # Draws between steps round half up to the nearest value of the range, clamped to its bounds.
     assert hyperopt_backend.decode(space, {"q": 4.5, "depth": -0.4, "filters": 300.0, "width": 71.9, "act": 1}) == {
-        "q": 0.35, "depth": 2, "filters": 256, "width": 64, "act": "tanh"
-    }  # fmt: skip
+        "q": 0.35,
+        "depth": 2,
+        "filters": 256,
+        "width": 64,
+        "act": "tanh",
+    }
 
 
 def test_whole_number_quantized_ranges_give_ints() -> None:
-    space = space_of("  width: {qloguniform: [64, 1024, 16]}\n  units: {quniform: [10, 50, 5]}\n"
-                     "  frac: {quniform: [0.0, 1.0, 0.25]}\n")  # fmt: skip
+    space = space_of(
+        "  width: {qloguniform: [64, 1024, 16]}\n  units: {quniform: [10, 50, 5]}\n"
+        "  frac: {quniform: [0.0, 1.0, 0.25]}\n"
+    )
     for c in sample_configs(space, 50):
         assert type(c["width"]) is int and c["width"] % 16 == 0
         assert type(c["units"]) is int and c["units"] % 5 == 0

@@ -152,8 +152,7 @@ def test_failing_trials_are_recorded_told_to_the_searcher_and_counted(
 
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     lines: list[str] = []
-    result = run_search(space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False),
-                        lines.append)  # fmt: skip
+    result = run_search(space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False), lines.append)
 
     ok = TRIALS - len(FAILURES)
     assert (result.finished, result.failed, result.interrupted) == (ok, len(FAILURES), False)

@@ -54,8 +54,14 @@ def test_bracket_sizes_give_every_bracket_the_same_budget(text: str, sizes: tupl
     assert bracket_sizes(schedule_of(text)) == sizes
 
 
-@pytest.mark.parametrize("text", ["{max_epochs: 27, brackets: 4}", "{max_epochs: 10, brackets: 4}",
-                                  "{max_epochs: 40, grace_period: 4, reduction_factor: 2, brackets: 5}"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{max_epochs: 27, brackets: 4}",
+        "{max_epochs: 10, brackets: 4}",
+        "{max_epochs: 40, grace_period: 4, reduction_factor: 2, brackets: 5}",
+    ],
+)
 def test_bracket_sizes_count_the_rungs_where_rays_brackets_stop_trials(text: str) -> None:
     s = schedule_of(text)
     stopping = [sum(math.ceil(m) < s.max_epochs for m, _ in b._rungs) for b in scheduler(text)._brackets]

@@ -68,8 +68,16 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path: Pa
     """Without the lock, one of two crashes on MLflow's schema migration (a table already exists)."""
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     at = str(time.time() + 15)  # after both processes have imported mlflow
-    openers = [subprocess.Popen([sys.executable, "-c", OPEN_AT, uri, at], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # fmt: skip
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT, uri, at],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for opener in openers:
         output = opener.communicate(timeout=120)[0]
         assert opener.returncode == 0, output[-2000:]
@@ -78,10 +86,14 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path: Pa
 def start_drivers(spaces: list[Path], uri: str, storage: Path) -> list[tuple[subprocess.Popen[str], str]]:
     """One ``orchestrator run`` process per space file, all started at once; each with its output once it ended."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    commands = [cli("run", str(space), "--tracking-uri", uri, "--storage", str(storage), "--concurrency", "1",
-                    "--no-live") for space in spaces]  # fmt: skip
-    drivers = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True) for command in commands]  # fmt: skip
+    commands = [
+        cli("run", str(space), "--tracking-uri", uri, "--storage", str(storage), "--concurrency", "1", "--no-live")
+        for space in spaces
+    ]
+    drivers = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for command in commands
+    ]
     return [(driver, driver.communicate(timeout=400)[0]) for driver in drivers]
 
 

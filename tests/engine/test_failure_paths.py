@@ -89,17 +89,30 @@ def storage_write_fails(self: Experiment, meta: dict[str, Any]) -> None:
     ("target", "replacement", "error", "status", "reason"),
     [
         ("build_tuner", unpicklable_tuner, TypeError, "FAILED", "TypeError: cannot pickle '_thread.lock' object"),
-        ("build_tuner", lambda *a, **k: FailingTuner(), OrchestratorError, "FAILED",
-         "the search failed: RuntimeError: the trial executor died"),
+        (
+            "build_tuner",
+            lambda *a, **k: FailingTuner(),
+            OrchestratorError,
+            "FAILED",
+            "the search failed: RuntimeError: the trial executor died",
+        ),
         ("build_tuner", lambda *a, **k: InterruptedTuner(), KeyboardInterrupt, "KILLED", "interrupted (Ctrl-C)"),
         ("write_meta", storage_write_fails, OSError, "FAILED", "OSError: [Errno 28] No space left on device"),
     ],
     ids=["unpicklable", "fit-raises", "ctrl-c", "storage-write"],
-)  # fmt: skip
+)
 def test_failure_after_the_parent_run_closes_it_with_the_reason(
-    tmp_path: Path, sqlite_store: str, local_ray: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
-    target: str, replacement: Any, error: type[BaseException], status: str, reason: str,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    sqlite_store: str,
+    local_ray: None,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    target: str,
+    replacement: Any,
+    error: type[BaseException],
+    status: str,
+    reason: str,
+) -> None:
     if target == "write_meta":
         monkeypatch.setattr(Experiment, "write_meta", replacement)
     else:

@@ -81,10 +81,25 @@ def test_cli_run_with_address_distributes_trials(cluster, tmp_path: Path, mlflow
     """`orchestrator run --address`: what a RayJob's entrypoint runs on the head node."""
     space = write_space(tmp_path, "viacli", PARAMS, trials=6, epochs=1, sleep=1.0, cpu=1, gpu=0, startup=6)
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", str(space), "--address", cluster.address,
-         "--tracking-uri", mlflow_server.uri, "--storage", str(tmp_path / "ray"), "--no-live"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            str(space),
+            "--address",
+            cluster.address,
+            "--tracking-uri",
+            mlflow_server.uri,
+            "--storage",
+            str(tmp_path / "ray"),
+            "--no-live",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "6 finished, 0 failed" in proc.stdout
     runs = children(MlflowClient(mlflow_server.uri), "viacli")

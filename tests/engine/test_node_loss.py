@@ -109,15 +109,18 @@ def test_placement_tags_follow_a_trial_that_a_retry_moved_to_another_node(tmp_pa
     from orchestrator.tracking.async_logger import SpillFile
     from tests.conftest import MINIMAL
 
-    callback = MlflowTrialCallback(parse_version(MINIMAL), "http://unused:5000", "1", "parent",
-                                   SpillFile.local(tmp_path / "spill.jsonl"))  # fmt: skip
+    callback = MlflowTrialCallback(
+        parse_version(MINIMAL), "http://unused:5000", "1", "parent", SpillFile.local(tmp_path / "spill.jsonl")
+    )
     callback.logger = recorder = RecordingLogger()  # type: ignore[assignment]
     trial = SimpleNamespace(trial_id="t1")
     for epoch, node, gpus in [(1, "node-a", "0"), (2, "node-a", "0"), (3, "node-b", "1"), (4, "node-b", "1")]:
         callback.on_trial_result(0, [], trial, {"loss": 1.0 / epoch, "epoch": epoch, "node_id": node, "gpu_ids": gpus})
     tagged = [(step, tags) for _, step, tags in recorder.logged if tags]
-    assert tagged == [(1, {schema.NODE_ID: "node-a", schema.GPU_IDS: "0"}),
-                      (3, {schema.NODE_ID: "node-b", schema.GPU_IDS: "1"})]  # fmt: skip
+    assert tagged == [
+        (1, {schema.NODE_ID: "node-a", schema.GPU_IDS: "0"}),
+        (3, {schema.NODE_ID: "node-b", schema.GPU_IDS: "1"}),
+    ]
 
 
 @pytest.mark.slow
@@ -125,19 +128,35 @@ def test_a_lost_worker_node_costs_no_trial_and_interrupted_trials_resume_elsewhe
     cluster: RayCluster, tmp_path: Path, tracking_server: LoopbackMlflowServer
 ) -> None:
     tracking_server.wait()
-    space = write_space(tmp_path, STUDY, PARAMS, trials=TRIALS, epochs=EPOCHS, sleep=EPOCH_S, cpu=1, gpu=0.5,
-                        startup=TRIALS)  # fmt: skip
+    space = write_space(
+        tmp_path, STUDY, PARAMS, trials=TRIALS, epochs=EPOCHS, sleep=EPOCH_S, cpu=1, gpu=0.5, startup=TRIALS
+    )
     text = space.read_text()
     assert f"startup_trials: {TRIALS}}}" in text
     space.write_text(text.replace(f"startup_trials: {TRIALS}}}", f"startup_trials: {TRIALS}, max_failures: 2}}"))
     log = tmp_path / "driver.log"
     with log.open("wb") as out:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "run", str(space), "--address", cluster.address,
-             "--tracking-uri", tracking_server.uri, "--storage", str(tmp_path / "ray"), "--no-live"],
-            cwd=ROOT, env={**cluster.env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "run",
+                str(space),
+                "--address",
+                cluster.address,
+                "--tracking-uri",
+                tracking_server.uri,
+                "--storage",
+                str(tmp_path / "ray"),
+                "--no-live",
+            ],
+            cwd=ROOT,
+            env={**cluster.env, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     client = MlflowClient(tracking_server.uri)
     try:
         victim, before_kill = wait_for_victim(client, cluster, driver, log)
@@ -153,8 +172,9 @@ def test_a_lost_worker_node_costs_no_trial_and_interrupted_trials_resume_elsewhe
     assert driver.returncode == 0, output[-3000:]
     assert f"{TRIALS} finished, 0 failed" in output, output[-3000:]
 
-    (search,) = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id],
-                                   f"tags.`{schema.KIND}` = '{schema.SEARCH_RUN}'")  # fmt: skip
+    (search,) = client.search_runs(
+        [client.get_experiment_by_name(STUDY).experiment_id], f"tags.`{schema.KIND}` = '{schema.SEARCH_RUN}'"
+    )
     assert search.info.status == "FINISHED" and search.data.metrics[schema.FINISHED_TRIALS] == TRIALS
     runs = trial_runs(client)
     trial_ids = Counter(r.data.tags[schema.TRIAL_ID] for r in runs)

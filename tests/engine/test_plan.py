@@ -17,9 +17,17 @@ def test_plan_round_trips_through_meta(tmp_path: Path) -> None:
     source = tmp_path / "demo" / "v1.yaml"
     experiment = open_storage((tmp_path / "ray").as_uri()).experiment("demo-v1-20240101-000000")
     plan = SearchPlan(
-        parse_version(MINIMAL, source), MINIMAL, "https://alice:s3cret@mlflow.example/", experiment, "7", "parent-1",
-        planned=12, concurrency=3, seed=5, reuse_actors=False,
-    )  # fmt: skip
+        parse_version(MINIMAL, source),
+        MINIMAL,
+        "https://alice:s3cret@mlflow.example/",
+        experiment,
+        "7",
+        "parent-1",
+        planned=12,
+        concurrency=3,
+        seed=5,
+        reuse_actors=False,
+    )
     experiment.write_meta(plan.meta())
     meta = experiment.read_meta()
     assert "s3cret" not in str(meta) and meta["tracking_uri"] == "https://mlflow.example/"

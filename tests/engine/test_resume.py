@@ -50,10 +50,23 @@ def test_kill_driver_and_resume(tmp_path: Path, mlflow_server: MlflowServer) -> 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen(
-        cli("run", str(space), "--tracking-uri", mlflow_server.uri, "--storage", str(storage),
-            "--concurrency", "2", "--no-live"),
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        cli(
+            "run",
+            str(space),
+            "--tracking-uri",
+            mlflow_server.uri,
+            "--storage",
+            str(storage),
+            "--concurrency",
+            "2",
+            "--no-live",
+        ),
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     client = MlflowClient(mlflow_server.uri)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:

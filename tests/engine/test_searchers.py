@@ -95,14 +95,24 @@ def test_ray_asha_judges_trials_at_the_same_rungs() -> None:
 
     schedule = "schedule: {max_epochs: 40, grace_period: 4, reduction_factor: 3}\n"
     s = parse_version(f"{HEAD}{schedule}{QUADRATIC_PARAMS}").schedule
-    asha = ASHAScheduler(time_attr="training_iteration", max_t=s.max_epochs, grace_period=s.grace_period,
-                         reduction_factor=s.reduction_factor)  # fmt: skip
+    asha = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=s.max_epochs,
+        grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor,
+    )
     milestones = sorted(math.ceil(milestone) for milestone, _ in asha._brackets[0]._rungs)
     assert tuple(m for m in milestones if m < s.max_epochs) == budgets_of(s)[:-1]
 
 
-@pytest.mark.parametrize("schedule", ["{max_epochs: 27, brackets: 4}", "{max_epochs: 10, brackets: 4}",
-                                      "{max_epochs: 40, grace_period: 4, brackets: 4}"])  # fmt: skip
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "{max_epochs: 27, brackets: 4}",
+        "{max_epochs: 10, brackets: 4}",
+        "{max_epochs: 40, grace_period: 4, brackets: 4}",
+    ],
+)
 def test_every_ray_asha_bracket_judges_at_rungs_the_searcher_records(schedule: str) -> None:
     """With brackets (asynchronous Hyperband), each bracket's milestones are budgets of the searcher, and the
     last of ``max_brackets()`` never stops a trial before the full budget."""

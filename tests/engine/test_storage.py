@@ -49,8 +49,12 @@ def test_not_an_experiment_is_named(tmp_path: Path) -> None:
 def test_latest_unfinished_is_the_newest_not_finished(tmp_path: Path) -> None:
     storage = open_storage((tmp_path / "ray").as_uri())
     assert storage.latest_unfinished("demo", 1) is None  # no folder yet
-    for name, finished in [("demo-v1-20240101-000000", False), ("demo-v1-20240102-000000", False),
-                           ("demo-v1-20240103-000000", True), ("demo-v2-20240104-000000", False)]:  # fmt: skip
+    for name, finished in [
+        ("demo-v1-20240101-000000", False),
+        ("demo-v1-20240102-000000", False),
+        ("demo-v1-20240103-000000", True),
+        ("demo-v2-20240104-000000", False),
+    ]:
         storage.experiment(name).write_meta({"finished": finished})
     (tmp_path / "ray" / "demo-v1-20240105-000000").mkdir()  # Ray's folder without orchestrator.json: skipped
     latest = storage.latest_unfinished("demo", 1)

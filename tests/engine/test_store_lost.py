@@ -34,10 +34,23 @@ def test_store_lost_for_good_spills_in_bounded_time_and_resume_sends_it(tmp_path
         stopper.start()
         start = time.monotonic()
         driver = subprocess.run(
-            cli("run", str(space), "--tracking-uri", server.uri, "--storage", str(storage), "--concurrency", "2",
-                "--no-live"),
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            cli(
+                "run",
+                str(space),
+                "--tracking-uri",
+                server.uri,
+                "--storage",
+                str(storage),
+                "--concurrency",
+                "2",
+                "--no-live",
+            ),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         wall_s = time.monotonic() - start
         stopper.join()
         output = driver.stdout + driver.stderr
@@ -60,8 +73,9 @@ def test_store_lost_for_good_spills_in_bounded_time_and_resume_sends_it(tmp_path
         server.start()  # a server for the same store answers again
         client = MlflowClient(server.uri)
         assert {r.info.status for r in trial_runs(client, "lostforgood")} == {"RUNNING"}
-        resumed = subprocess.run(cli("resume", str(folder), "--no-live"), cwd=ROOT, env=env, capture_output=True,
-                                 text=True, timeout=300)  # fmt: skip
+        resumed = subprocess.run(
+            cli("resume", str(folder), "--no-live"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert "update(s) kept from the last driver" in resumed.stdout
         assert not spill.exists()

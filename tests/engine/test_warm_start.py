@@ -65,12 +65,18 @@ def test_v2_carries_v1_trials_and_starts_past_startup(tmp_path: Path, mlflow_ser
     assert any(f"carried {hand_carried} of 10 earlier trials" in line for line in lines)
 
     runs = client.search_runs([exp.experiment_id])
-    parent = next(r for r in runs if r.data.tags.get("orchestrator.kind") == "search"
-                  and r.data.tags["orchestrator.version"] == "2")  # fmt: skip
+    parent = next(
+        r
+        for r in runs
+        if r.data.tags.get("orchestrator.kind") == "search" and r.data.tags["orchestrator.version"] == "2"
+    )
     logged = json.loads(parent.data.tags["orchestrator.carry"])
     assert logged["carried"] == hand_carried and parent.data.metrics["dropped_trials"] == hand_dropped
-    v2_trials = [r for r in runs if r.data.tags.get("orchestrator.kind") == "trial"
-                 and r.data.tags["orchestrator.version"] == "2"]  # fmt: skip
+    v2_trials = [
+        r
+        for r in runs
+        if r.data.tags.get("orchestrator.kind") == "trial" and r.data.tags["orchestrator.version"] == "2"
+    ]
     assert len(v2_trials) == 3
     # Carried trials count towards TPE's start-up: v2's very first suggestions come from TPE.
     assert {r.data.tags["orchestrator.suggested_by"] for r in v2_trials} == {"tpe"}

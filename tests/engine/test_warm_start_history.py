@@ -48,8 +48,9 @@ def search_run(store: MlflowStore) -> tuple[str, str]:
 
 
 def callback_for(store: MlflowStore, version: StudyVersion, exp: str, parent: str, tmp_path: Path) -> Any:
-    callback = MlflowTrialCallback(version, store.uri, exp, parent, SpillFile.local(tmp_path / "spill.jsonl"),
-                                   review_artifacts=False)  # fmt: skip
+    callback = MlflowTrialCallback(
+        version, store.uri, exp, parent, SpillFile.local(tmp_path / "spill.jsonl"), review_artifacts=False
+    )
     callback.setup()
     return callback
 
@@ -61,8 +62,14 @@ def report(callback: Any, trial: Any, losses: Sequence[float], first_epoch: int 
 
 def untagged_trial(store: MlflowStore, exp: str, parent: str) -> None:
     trial_id, x, losses = UNTAGGED
-    tags = {schema.PARENT: parent, schema.KIND: schema.TRIAL_RUN, schema.STUDY: STUDY, schema.VERSION: "1",
-            schema.TRIAL_ID: trial_id, schema.CONFIG: json.dumps({"x": x})}  # fmt: skip
+    tags = {
+        schema.PARENT: parent,
+        schema.KIND: schema.TRIAL_RUN,
+        schema.STUDY: STUDY,
+        schema.VERSION: "1",
+        schema.TRIAL_ID: trial_id,
+        schema.CONFIG: json.dumps({"x": x}),
+    }
     run = store.create_run(exp, trial_id, tags, {})
     now = int(time.time() * 1000)
     store.log_batch(run, metrics=[("loss", loss, now, epoch) for epoch, loss in enumerate(losses, 1)])
@@ -129,8 +136,9 @@ def test_warm_start_from_the_store_and_from_a_ledger_hand_the_searcher_the_same_
 def test_a_fifo_warm_start_is_as_before(study: MlflowStore, tmp_path: Path) -> None:
     fifo = load(tmp_path, V2, version=2, scheduler="fifo")
     carried, _, _ = carried_trials(study, fifo, None)
-    without_history = carry((PriorTrial(r.config, r.metrics.get("loss"), r.status, r.version, r.run_id)
-                             for r in study.trials(STUDY)), fifo)  # fmt: skip
+    without_history = carry(
+        (PriorTrial(r.config, r.metrics.get("loss"), r.status, r.version, r.run_id) for r in study.trials(STUDY)), fifo
+    )
     assert carried.carried == without_history.carried and all(len(trial) == 2 for trial in carried.carried)
     searcher = searcher_class(fifo.search.algorithm)(fifo, carried.carried, seed=0)
     assert searcher.budgets == (EPOCHS,) and searcher.observed_at(EPOCHS) == 4
@@ -156,8 +164,9 @@ def test_a_resumed_trial_keeps_the_epochs_the_dead_driver_logged(tmp_path: Path)
     assert left.status == "RUNNING" and left.history == {}
 
     second = callback_for(store, version, exp, parent, tmp_path)  # `orchestrator resume`
-    continued = SimpleNamespace(trial_id="t0b", config={"x": 0.1, "seed": 0, RESUME_KEY: {"trial_id": "t0"}},
-                                checkpoint=None)  # fmt: skip
+    continued = SimpleNamespace(
+        trial_id="t0b", config={"x": 0.1, "seed": 0, RESUME_KEY: {"trial_id": "t0"}}, checkpoint=None
+    )
     second.on_trial_start(0, [], continued)
     report(second, continued, [0.7, 0.6], first_epoch=3)
     second.on_trial_complete(0, [], continued)

@@ -23,9 +23,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowStore]:
 
 
 def record_search(
-    store: MlflowStore, version: StudyVersion, trials: list[tuple[Mapping[str, Any], dict[int, float]]],
+    store: MlflowStore,
+    version: StudyVersion,
+    trials: list[tuple[Mapping[str, Any], dict[int, float]]],
     study: str | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """A finished search of ``version`` with one FINISHED trial per ``(config, {epoch: value})``."""
     study = study or version.study
     exp = store.experiment_id(study)
@@ -34,9 +36,17 @@ def record_search(
     parent = store.create_run(exp, f"{version.label} search", tags, {})
     now = int(time.time() * 1000)
     for i, (config, history) in enumerate(trials):
-        run = store.create_run(exp, f"{version.label} t{i}", {
-            **tags, KIND: TRIAL_RUN, PARENT: parent, CONFIG: json.dumps(dict(config), sort_keys=True),
-        }, {})  # fmt: skip
+        run = store.create_run(
+            exp,
+            f"{version.label} t{i}",
+            {
+                **tags,
+                KIND: TRIAL_RUN,
+                PARENT: parent,
+                CONFIG: json.dumps(dict(config), sort_keys=True),
+            },
+            {},
+        )
         store.log_batch(run, metrics=[(version.metric.name, v, now + e, e) for e, v in sorted(history.items())])
         store.end_run(run, "FINISHED")
     store.end_run(parent, "FINISHED")

@@ -48,11 +48,13 @@ def test_structural_checks_run_without_a_tracking_store(tmp_path: Path, capsys: 
 
 
 BROKEN_LINEAGES = {
-    "gap": ({"v1.yaml": space("gap", 1), "v3.yaml": space("gap", 3).replace("parent: 2", "parent: 1")},
-            "v2.yaml is missing"),
+    "gap": (
+        {"v1.yaml": space("gap", 1), "v3.yaml": space("gap", 3).replace("parent: 2", "parent: 1")},
+        "v2.yaml is missing",
+    ),
     "twice": ({"v1.yaml": space("twice", 1), "v1.yml": space("twice", 1, low=0.0)}, "version 1 is also defined in"),
     "orphan": ({"v2.yaml": space("orphan", 2)}, "parent v1 not found"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("study", BROKEN_LINEAGES)
@@ -96,8 +98,9 @@ def test_a_version_with_trials_whose_file_is_gone(tmp_path: Path, store: MlflowS
     record_search(store, v2, [({"x": 0.3}, {1: 0.2})])
     (folder / "v2.yaml").unlink()
     report = lint([folder], store)
-    assert [str(p) for p in report.problems] == [f"{folder}: version: v2 has 1 recorded trial(s) but no file v2.yaml; "
-                                                 "restore it from version control"]  # fmt: skip
+    assert [str(p) for p in report.problems] == [
+        f"{folder}: version: v2 has 1 recorded trial(s) but no file v2.yaml; restore it from version control"
+    ]
 
 
 def test_refine_rules_and_structural_lint_import_no_heavy_frameworks() -> None:

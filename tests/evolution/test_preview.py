@@ -18,8 +18,10 @@ def test_counts_carried_defaulted_and_dropped_by_reason(store: MlflowStore, tmp_
     report, source = carry_preview(store, V2)
     assert source == "tracking store"
     assert (len(report.carried), dict(report.dropped), dict(report.defaulted)) == (
-        2, {"x outside the new range": 1}, {"y": 2},
-    )  # fmt: skip
+        2,
+        {"x outside the new range": 1},
+        {"y": 2},
+    )
     text = render_carry(report, V2, source)
     assert text.startswith("carry into v2 from tracking store: carried 2 of 3 earlier trials, dropped 1")
     markdown = render_carry(report, V2, source, "markdown").splitlines()

@@ -37,9 +37,20 @@ class _Store:
 
 
 def _row(run_id: str, x: float, history: dict[str, Any]) -> TrialRow:
-    return TrialRow(run_id=run_id, study="s", version=1, space_hash="", trial_id=run_id, status="FINISHED",
-                    config={"x": x}, metrics={"loss": x**2}, start_time=None, end_time=None, parent_run_id="",
-                    history=history)  # fmt: skip
+    return TrialRow(
+        run_id=run_id,
+        study="s",
+        version=1,
+        space_hash="",
+        trial_id=run_id,
+        status="FINISHED",
+        config={"x": x},
+        metrics={"loss": x**2},
+        start_time=None,
+        end_time=None,
+        parent_run_id="",
+        history=history,
+    )
 
 
 def test_histories_come_from_the_tag_and_only_untagged_runs_are_read() -> None:

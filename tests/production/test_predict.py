@@ -76,8 +76,19 @@ def unet(in_channels: int, classes: int, seed: int = 0) -> Any:
     from trainables.unet.model import UNet, UNetShape
 
     torch.manual_seed(seed)
-    shape = UNetShape(in_channels, classes, depth=2, base_filters=4, growth=2.0, kernel=3, convs_per_block=1,
-                      batch_norm=False, activation="relu", dropout=0.0, upsampling="transpose")  # fmt: skip
+    shape = UNetShape(
+        in_channels,
+        classes,
+        depth=2,
+        base_filters=4,
+        growth=2.0,
+        kernel=3,
+        convs_per_block=1,
+        batch_norm=False,
+        activation="relu",
+        dropout=0.0,
+        upsampling="transpose",
+    )
     return UNet(shape).eval()
 
 
@@ -93,13 +104,19 @@ def balanced(network: Any, image: np.ndarray) -> Any:
     return network
 
 
-def log_model(uri: str, run_id: str, name: str, module: Any, classes: Sequence[str], mean: np.ndarray,
-              std: np.ndarray) -> str:  # fmt: skip
+def log_model(
+    uri: str, run_id: str, name: str, module: Any, classes: Sequence[str], mean: np.ndarray, std: np.ndarray
+) -> str:
     from orchestrator.review.model import log_pytorch_model
 
     config = {"bands": BANDS, "indices": INDICES, "classes": list(classes), "patch": PATCH}
-    meta = {"channels": list(channel_names(BANDS, INDICES)), "classes": list(classes), "mean": mean,
-            "std": std, "patch": PATCH}  # fmt: skip
+    meta = {
+        "channels": list(channel_names(BANDS, INDICES)),
+        "classes": list(classes),
+        "mean": mean,
+        "std": std,
+        "patch": PATCH,
+    }
     example = np.zeros((2, len(mean), PATCH, PATCH), np.float32)
     info = log_pytorch_model(uri, module, example, run_id, name, prediction_metadata("unet", config, meta))
     return f"models:/{name}/{info.registered_model_version}"
@@ -119,12 +136,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     experiment = client.create_experiment("predict", artifact_location=(base / "artifacts").as_uri())
     run_id = client.create_run(experiment).info.run_id
     network = balanced(unet(len(mean), len(CLASSES)), (stack - mean[:, None, None]) / std[:, None, None])
-    per_class = {name: log_model(uri, run_id, f"unet-{name}", one_class(network, k), [name], mean, std)
-                 for k, name in enumerate(CLASSES)}  # fmt: skip
+    per_class = {
+        name: log_model(uri, run_id, f"unet-{name}", one_class(network, k), [name], mean, std)
+        for k, name in enumerate(CLASSES)
+    }
     both = log_model(uri, run_id, "unet", network, CLASSES, mean, std)
     # the water channel for inputs standardized with a mean 1 std higher (1 lower): the same probabilities
-    other = log_model(uri, run_id, "unet-water-shifted", one_class(network, 1, shift=1.0), ["water"],
-                      mean + std, std)  # fmt: skip
+    other = log_model(uri, run_id, "unet-water-shifted", one_class(network, 1, shift=1.0), ["water"], mean + std, std)
     return Store(uri, root, mean, std, network, both, per_class, other)
 
 
@@ -189,8 +207,9 @@ def assert_masks_equal(masks: np.ndarray, probabilities: np.ndarray) -> None:
 
 
 def test_windowed_masks_equal_the_whole_scene_prediction(store: Store, predict: Predict, tmp_path: Path) -> None:
-    code, out, err = predict(store.both, "--images", str(store.root), "--out", str(tmp_path),
-                             "--rule", "water_over_buildings=off")  # fmt: skip
+    code, out, err = predict(
+        store.both, "--images", str(store.root), "--out", str(tmp_path), "--rule", "water_over_buildings=off"
+    )
     assert code == 0, err
     ids = [p.stem for p in scene_paths(store)]
     assert re.search(r": (\d+)/\1 tiles$", out, re.MULTILINE)  # plain progress lines, the last one at the end
@@ -206,8 +225,9 @@ def test_windowed_masks_equal_the_whole_scene_prediction(store: Store, predict: 
     assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
-def test_submission_has_every_class_of_every_scene_and_its_wkt_draws_the_masks(store: Store, predict: Predict,
-                                                                              tmp_path: Path) -> None:  # fmt: skip
+def test_submission_has_every_class_of_every_scene_and_its_wkt_draws_the_masks(
+    store: Store, predict: Predict, tmp_path: Path
+) -> None:
     code, _, err = predict(store.both, "--images", str(scene_paths(store)[0]), "--out", str(tmp_path))
     assert code == 0, err
     rows = submission(tmp_path)
@@ -248,8 +268,19 @@ def test_per_class_models_stack_into_the_output_of_one_model(store: Store, predi
 def test_water_over_buildings_removes_buildings_under_water(store: Store, predict: Predict, tmp_path: Path) -> None:
     image = str(scene_paths(store)[0])
     name = f"{Path(image).stem}.tif"
-    assert predict(store.both, "--images", image, "--out", str(tmp_path / "off"), "--no-d4",
-                   "--rule", "water_over_buildings=off")[0] == 0  # fmt: skip
+    assert (
+        predict(
+            store.both,
+            "--images",
+            image,
+            "--out",
+            str(tmp_path / "off"),
+            "--no-d4",
+            "--rule",
+            "water_over_buildings=off",
+        )[0]
+        == 0
+    )
     assert predict(store.both, "--images", image, "--out", str(tmp_path / "on"), "--no-d4")[0] == 0  # the default
     (buildings_off, water_off), _ = masks_of(tmp_path / "off" / name)
     (buildings_on, water_on), _ = masks_of(tmp_path / "on" / name)
@@ -262,8 +293,21 @@ def test_min_area_drops_small_objects_only(store: Store, predict: Predict, tmp_p
     image = str(scene_paths(store)[0])
     name = f"{Path(image).stem}.tif"
     assert predict(store.both, "--images", image, "--out", str(tmp_path / "all"), "--no-d4")[0] == 0
-    assert predict(store.both, "--images", image, "--out", str(tmp_path / "big"), "--no-d4",
-                   "--rule", "min_area=12", "--rule", "min_area.water=0")[0] == 0  # fmt: skip
+    assert (
+        predict(
+            store.both,
+            "--images",
+            image,
+            "--out",
+            str(tmp_path / "big"),
+            "--no-d4",
+            "--rule",
+            "min_area=12",
+            "--rule",
+            "min_area.water=0",
+        )[0]
+        == 0
+    )
     (buildings, water), _ = masks_of(tmp_path / "all" / name)
     (big_buildings, big_water), _ = masks_of(tmp_path / "big" / name)
     np.testing.assert_array_equal(big_water, water)  # the class's own value wins over the global one
@@ -292,9 +336,19 @@ def test_bad_paths_and_models_are_one_line_each(store: Store, predict: Predict, 
     (broken / "sixteen_band" / f"{second}_P.tif").write_bytes(b"not a tiff")
     elsewhere = tmp_path / "scene.tif"
     elsewhere.write_bytes(b"")
-    code, _, err = predict(store.both, "--images", str(broken), "--images", str(elsewhere), "--images",
-                           str(tmp_path / "missing.tif"), "--images", str(broken / "sixteen_band"),
-                           "--out", str(tmp_path / "out"))  # fmt: skip
+    code, _, err = predict(
+        store.both,
+        "--images",
+        str(broken),
+        "--images",
+        str(elsewhere),
+        "--images",
+        str(tmp_path / "missing.tif"),
+        "--images",
+        str(broken / "sixteen_band"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 5 and "Traceback" not in err
     assert f"{first}_M.tif" in lines[0] and "missing" in lines[0]
@@ -303,8 +357,15 @@ def test_bad_paths_and_models_are_one_line_each(store: Store, predict: Predict, 
     assert "sixteen_band: a folder without three_band/" in lines[4]
     assert not (tmp_path / "out").exists()  # nothing is written before every input is checked
 
-    code, _, err = predict("models:/no-such-model/1", store.per_class["water"], store.other_scaling,
-                           "--images", str(store.root), "--out", str(tmp_path / "out"))  # fmt: skip
+    code, _, err = predict(
+        "models:/no-such-model/1",
+        store.per_class["water"],
+        store.other_scaling,
+        "--images",
+        str(store.root),
+        "--out",
+        str(tmp_path / "out"),
+    )
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 2 and "Traceback" not in err
     assert lines[0].startswith("error: models:/no-such-model/1: cannot read the model")
@@ -315,8 +376,13 @@ def test_bad_paths_and_models_are_one_line_each(store: Store, predict: Predict, 
 
 
 def test_metadata_is_checked_with_the_uri_in_the_message() -> None:
-    meta = {"channels": list(channel_names(["rgb"], [])), "classes": ["trees"], "mean": [0, 0, 0], "std": [1, 1, 1],
-            "patch": 16}  # fmt: skip
+    meta = {
+        "channels": list(channel_names(["rgb"], [])),
+        "classes": ["trees"],
+        "mean": [0, 0, 0],
+        "std": [1, 1, 1],
+        "patch": 16,
+    }
     good = prediction_metadata("unet", {"bands": ["rgb"], "indices": []}, {**meta, "mean": np.zeros(3)})
     parsed = ModelMetadata.from_dict("models:/m/1", good)
     assert parsed.classes == ("trees",) and parsed.input.channels == 3 and parsed.patch == 16
@@ -338,8 +404,12 @@ def test_rules_parse_from_texts_over_the_defaults() -> None:
     rules = post.parse_rules(["water_over_buildings=off", "min_area=20,min_area.trees=5"])
     assert rules == post.Rules(False, 20, {"trees": 5})
     assert rules.min_area_of("trees") == 5 and rules.min_area_of("buildings") == 20
-    for text, message in [("min_area=-1", ">= 0"), ("min_area.lakes=3", "unknown class"), ("sieve", "unknown rule"),
-                          ("water_over_buildings=maybe", "on or off")]:  # fmt: skip
+    for text, message in [
+        ("min_area=-1", ">= 0"),
+        ("min_area.lakes=3", "unknown class"),
+        ("sieve", "unknown rule"),
+        ("water_over_buildings=maybe", "on or off"),
+    ]:
         with pytest.raises(post.RuleError, match=message):
             post.parse_rules([text])
 
@@ -384,8 +454,9 @@ params:
 
 
 @pytest.mark.slow
-def test_the_model_a_search_registers_predicts_a_scene(tmp_path: Path, local_ray: None,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_the_model_a_search_registers_predicts_a_scene(
+    tmp_path: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     from orchestrator.engine.runner import SearchOptions, run_search
     from orchestrator.production.metadata import read_model_metadata
 
@@ -402,8 +473,20 @@ def test_the_model_a_search_registers_predicts_a_scene(tmp_path: Path, local_ray
     assert metadata.patch == 32 and metadata.config["lr"] == pytest.approx(result.best_config["lr"])
     root = write_synthetic_dstl(tmp_path / "dstl", scenes=1, size=64, seed=9)
     try:
-        main(["predict", model, "--images", str(root), "--out", str(tmp_path / "out"), "--tracking-uri", uri,
-              "--no-live", "--no-d4"])  # fmt: skip
+        main(
+            [
+                "predict",
+                model,
+                "--images",
+                str(root),
+                "--out",
+                str(tmp_path / "out"),
+                "--tracking-uri",
+                uri,
+                "--no-live",
+                "--no-d4",
+            ]
+        )
     except SystemExit as exit_:
         assert exit_.code in (0, None), capsys.readouterr().err
     masks, profile = masks_of(next((tmp_path / "out").glob("*.tif")))

@@ -64,8 +64,19 @@ params:
 
 
 def row(config: dict, *, status: str = "FINISHED", space_hash: str = "", trial_id: str = "t1") -> TrialRow:
-    return TrialRow(run_id="r1", study=STUDY, version=1, space_hash=space_hash, trial_id=trial_id, status=status,
-                    config=config, metrics={}, start_time=None, end_time=None, parent_run_id="")  # fmt: skip
+    return TrialRow(
+        run_id="r1",
+        study=STUDY,
+        version=1,
+        space_hash=space_hash,
+        trial_id=trial_id,
+        status=status,
+        config=config,
+        metrics={},
+        start_time=None,
+        end_time=None,
+        parent_run_id="",
+    )
 
 
 # --------------------------------------------------------------------------- what a train is
@@ -122,11 +133,20 @@ def hand_made(tmp_path: Path) -> HandMade:
     for study, statuses in ((STUDY, ("FAILED", "FINISHED")), ("failed_only", ("FAILED",))):
         experiment = store.experiment_id(study)
         assert experiment is not None
-        parent = store.create_run(experiment, "search", {schema.KIND: schema.SEARCH_RUN},
-                                  {schema.PARAM_METRIC: "val_jaccard", schema.PARAM_MODE: "max"})  # fmt: skip
+        parent = store.create_run(
+            experiment,
+            "search",
+            {schema.KIND: schema.SEARCH_RUN},
+            {schema.PARAM_METRIC: "val_jaccard", schema.PARAM_MODE: "max"},
+        )
         for i, status in enumerate(statuses):
-            tags = {schema.KIND: schema.TRIAL_RUN, schema.PARENT: parent, schema.TRIAL_ID: f"{study}_{i}",
-                    schema.CONFIG: '{"lr": 0.001}', schema.STUDY: study}  # fmt: skip
+            tags = {
+                schema.KIND: schema.TRIAL_RUN,
+                schema.PARENT: parent,
+                schema.TRIAL_ID: f"{study}_{i}",
+                schema.CONFIG: '{"lr": 0.001}',
+                schema.STUDY: study,
+            }
             run = store.create_run(experiment, f"trial {i}", tags, {})
             store.log_batch(run, metrics=[("val_jaccard", 0.1 * (i + 1), 0, 1)])
             store.end_run(run, status)
@@ -250,9 +270,16 @@ def test_train_best_per_class_registers_one_model_per_class(searched: Searched) 
     from orchestrator.spaces import load_version
 
     lines: list[str] = []
-    result = train_models(STUDY, epochs=2, per_class=True, tracking_uri=searched.uri,
-                          storage=str(searched.storage), review_artifacts=False, live=False,
-                          echo=lines.append)  # fmt: skip
+    result = train_models(
+        STUDY,
+        epochs=2,
+        per_class=True,
+        tracking_uri=searched.uri,
+        storage=str(searched.storage),
+        review_artifacts=False,
+        live=False,
+        echo=lines.append,
+    )
     assert result.run.finished == 2 and result.run.failed == 0 and not result.run.interrupted, lines
     assert result.source_trial_id == searched.best_trial
     assert sorted(m.name for m in result.models) == [f"{STUDY}-{cls}" for cls in CLASSES]
@@ -266,8 +293,9 @@ def test_train_best_per_class_registers_one_model_per_class(searched: Searched) 
     # the study's next search carries its 2 trials, not the trainings
     store = MlflowStore(searched.uri)
     assert len(store.trials(STUDY)) == 2 and len(store.trials(STUDY, kind=schema.TRAINING_RUN)) == 2
-    report, _, _ = carried_trials(store, load_version(searched.storage.parent / "search_spaces" / STUDY / "v1.yaml"),
-                                  None)  # fmt: skip
+    report, _, _ = carried_trials(
+        store, load_version(searched.storage.parent / "search_spaces" / STUDY / "v1.yaml"), None
+    )
     assert len(report.carried) == 2 and report.total == 2
 
     with pytest.raises(OrchestratorError, match="already finished"):  # a finished train is not resumed
@@ -293,14 +321,32 @@ def test_a_killed_train_resumes_and_registers_each_model_once(searched: Searched
     log_path = tmp_path / "driver.log"
     with log_path.open("w") as log:
         driver = subprocess.Popen(
-            cli("train", STUDY, "--per-class", "--epochs", str(epochs), "--tracking-uri", searched.uri,
-                "--storage", str(storage), "--no-live", "--no-review-artifacts"),
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cli(
+                "train",
+                STUDY,
+                "--per-class",
+                "--epochs",
+                str(epochs),
+                "--tracking-uri",
+                searched.uri,
+                "--storage",
+                str(storage),
+                "--no-live",
+                "--no-review-artifacts",
+            ),
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            running = [r for r in runs_of_kind(study_runs, schema.TRAINING_RUN)
-                       if r.info.status == "RUNNING" and r.data.tags[schema.PARENT] not in before]  # fmt: skip
+            running = [
+                r
+                for r in runs_of_kind(study_runs, schema.TRAINING_RUN)
+                if r.info.status == "RUNNING" and r.data.tags[schema.PARENT] not in before
+            ]
             if any(study_runs.get_metric_history(r.info.run_id, "val_jaccard") for r in running):
                 break  # a training has a checkpoint to continue from
             assert driver.poll() is None, log_path.read_text()[-3000:]
@@ -313,12 +359,16 @@ def test_a_killed_train_resumes_and_registers_each_model_once(searched: Searched
     assert not study_runs.search_model_versions(f"name = '{STUDY}-{CLASSES[0]}'"), "killed before registering"
 
     (experiment,) = [p for p in storage.iterdir() if p.is_dir()]
-    resumed = subprocess.run(cli("resume", str(experiment), "--no-live"), cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+    resumed = subprocess.run(
+        cli("resume", str(experiment), "--no-live"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "2 finished, 0 failed" in resumed.stdout
     assert study_runs.get_run(train_run.info.run_id).info.status == "FINISHED"
-    statuses = Counter(r.info.status for r in runs_of_kind(study_runs, schema.TRAINING_RUN)
-                       if r.data.tags[schema.PARENT] == train_run.info.run_id)  # fmt: skip
+    statuses = Counter(
+        r.info.status
+        for r in runs_of_kind(study_runs, schema.TRAINING_RUN)
+        if r.data.tags[schema.PARENT] == train_run.info.run_id
+    )
     assert statuses == Counter({"FINISHED": 2}), statuses
     check_models(study_runs, searched, train_run.info.run_id, epochs=epochs)

@@ -88,8 +88,9 @@ def run_tiny_search(root: Path, study: str, trials: int, epochs: int) -> Search:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     lines: list[str] = []
     # the per-trial review artifacts are not what these tests read (tests/review/test_trial_artifacts.py)
-    options = SearchOptions(tracking_uri=uri, storage=str(root / "ray"), concurrency=2, live=False,
-                            review_artifacts=False)  # fmt: skip
+    options = SearchOptions(
+        tracking_uri=uri, storage=str(root / "ray"), concurrency=2, live=False, review_artifacts=False
+    )
     result = run_search(space, options, echo=lines.append)
     assert result.finished == trials and result.failed == 0
     return Search(result, load_version(space), uri, lines)
@@ -111,9 +112,13 @@ def test_the_parent_run_lists_every_review_artifact(search: Search) -> None:
         assert reason not in parent.data.tags, parent.data.tags[reason]
     listed = {a.path for a in search.client.list_artifacts(search.result.parent_run_id, schema.REVIEW_ARTIFACT_DIR)}
     assert listed >= {
-        schema.LEADERBOARD_ARTIFACT, schema.LEADERBOARD_TABLE_ARTIFACT, schema.BEST_CONFIG_ARTIFACT,
-        schema.IMPORTANCE_ARTIFACT, schema.IMPORTANCE_VALUES_ARTIFACT, schema.BEST_SO_FAR_ARTIFACT,
-    }  # fmt: skip
+        schema.LEADERBOARD_ARTIFACT,
+        schema.LEADERBOARD_TABLE_ARTIFACT,
+        schema.BEST_CONFIG_ARTIFACT,
+        schema.IMPORTANCE_ARTIFACT,
+        schema.IMPORTANCE_VALUES_ARTIFACT,
+        schema.BEST_SO_FAR_ARTIFACT,
+    }
     assert any(line.startswith("review: best model models:/") for line in search.lines)
 
 
@@ -163,8 +168,9 @@ def test_pictures_are_real_non_blank_images(search: Search, tmp_path: Path, arti
 
 @pytest.mark.slow
 def test_importance_numbers_share_one_over_the_spaces_parameters(search: Search, tmp_path: Path) -> None:
-    numbers = json.loads(search.download(search.result.parent_run_id, schema.IMPORTANCE_VALUES_ARTIFACT,
-                                         tmp_path).read_text())  # fmt: skip
+    numbers = json.loads(
+        search.download(search.result.parent_run_id, schema.IMPORTANCE_VALUES_ARTIFACT, tmp_path).read_text()
+    )
     assert numbers["evaluator"] == "fanova" and numbers["trials"] == TRIALS and numbers["metric"] == METRIC
     labels = {label for label, _ in search.version.params.walk()}
     assert set(numbers["importance"]) == labels == {"filters", "dropout", "fc_width"}
@@ -199,8 +205,13 @@ def test_registered_model_gives_the_logged_metric_on_the_same_validation_data(se
     with fluent_tracking_uri(search.uri):
         model = mlflow.pytorch.load_model(f"models:/{STUDY}/{model_version.version}")
     values = json.loads(source.data.tags[schema.CONFIG])
-    config = {**search.version.trial_config(values), "max_epochs": EPOCHS, "seed": int(source.data.tags[schema.SEED]),
-              "device": "cpu", "precision": "fp32"}  # fmt: skip
+    config = {
+        **search.version.trial_config(values),
+        "max_epochs": EPOCHS,
+        "seed": int(source.data.tags[schema.SEED]),
+        "device": "cpu",
+        "precision": "fp32",
+    }
     task, _, _ = prepare("convnet_tiny", config)
     task.evaluator.reset()  # the loop's evaluate() calls .eval(), which an exported (pt2) model does not have
     with torch.no_grad():
@@ -261,8 +272,11 @@ def outcome(trial_id: str, value: float, ended_ms: int, **config: Any) -> TrialO
 
 
 def test_leaderboard_ranks_by_mode_and_redacts_every_rendering() -> None:
-    trials = [outcome("t1", 0.5, 30, x=0.1, api_key="a"), outcome("t2", 0.2, 10, x=0.3, api_key="b"),
-              outcome("t3", float("nan"), 20, x=0.0, api_key="a")]  # fmt: skip
+    trials = [
+        outcome("t1", 0.5, 30, x=0.1, api_key="a"),
+        outcome("t2", 0.2, 10, x=0.3, api_key="b"),
+        outcome("t3", float("nan"), 20, x=0.0, api_key="a"),
+    ]
     board = Leaderboard.rank(Metric("loss", "min"), trials)
     assert [r.trial_id for r in board.rows] == ["t2", "t1"]  # NaN has no rank
     assert [r.trial_id for r in board.completion_order()] == ["t2", "t1"]
@@ -276,5 +290,4 @@ def test_leaderboard_ranks_by_mode_and_redacts_every_rendering() -> None:
 def test_a_trainable_without_a_torch_model_is_skipped_with_a_reason(write_space: Any) -> None:
     version = load_version(write_space(V1, study="pieces"))
     with pytest.raises(ModelSkipped, match="'analytic' has no PyTorch model"):
-        log_best_model(store=None, version=version, parent_run_id="run", best=outcome("t1", 0.1, 1, x=0.0),
-                       result=None)  # type: ignore[arg-type]  # fmt: skip
+        log_best_model(store=None, version=version, parent_run_id="run", best=outcome("t1", 0.1, 1, x=0.0), result=None)  # type: ignore[arg-type]

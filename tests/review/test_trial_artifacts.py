@@ -309,8 +309,9 @@ def search(tmp_path: Path, study: str, uri: str, **options: Any) -> list[Any]:
     space = tmp_path / study / "v1.yaml"
     space.parent.mkdir(parents=True)
     space.write_text(convnet_tiny_space(study, "  filters: {int: [2, 6]}\n", trials=2))
-    result = run_search(space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False, **options),
-                        lambda _: None)  # fmt: skip
+    result = run_search(
+        space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False, **options), lambda _: None
+    )
     assert result.finished == 2 and result.failed == 0
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(study)

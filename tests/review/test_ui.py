@@ -33,8 +33,12 @@ def make_search(store: MlflowStore) -> dict[str, str]:
     """A finished search of ``STUDY`` with three trials; returns run ids by role (best, other, failed)."""
     experiment = store.experiment_id(STUDY)
     assert experiment is not None
-    parent = store.create_run(experiment, f"{STUDY} v1", {schema.KIND: schema.SEARCH_RUN, schema.STUDY: STUDY},
-                              {schema.PARAM_METRIC: METRIC, schema.PARAM_MODE: "max"})  # fmt: skip
+    parent = store.create_run(
+        experiment,
+        f"{STUDY} v1",
+        {schema.KIND: schema.SEARCH_RUN, schema.STUDY: STUDY},
+        {schema.PARAM_METRIC: METRIC, schema.PARAM_MODE: "max"},
+    )
     runs = {}
     for role, value, status in (("other", 0.71, "FINISHED"), ("best", 0.93, "FINISHED"), ("failed", 0.99, "FAILED")):
         tags = {schema.KIND: schema.TRIAL_RUN, schema.STUDY: STUDY, schema.PARENT: parent, schema.TRIAL_ID: role}
@@ -89,8 +93,11 @@ def test_ui_serves_the_local_store_prints_reachable_links_and_stops_on_ctrl_c(st
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "ui", "--tracking-uri", store.uri, "--port", str(port), STUDY],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         lines = read_until(proc, GENAI_HINT, UI_START_TIMEOUT_S)
         base = f"http://127.0.0.1:{port}"

@@ -36,10 +36,38 @@ names = st.sampled_from(["a", "b", "lr", "depth", "width", "momentum", "opt", "a
 
 # Text a careless writer would turn into a number, a boolean, null or broken YAML.
 tricky_text = st.sampled_from(
-    ["1e-3", "1E5", "yes", "No", "on", "null", "~", "", "0o17", "0x1F", ".5", "1_000", "inf", "a: b", "- x",
-     "#c", " lead", "trail ", "two\nlines", "end\n", "tab\tx", "cr\rx", "nel\x85x", "ls\u2028x", "'q'",
-     '"d"', "{x}", "2020-01-01", "ü"]
-)  # fmt: skip
+    [
+        "1e-3",
+        "1E5",
+        "yes",
+        "No",
+        "on",
+        "null",
+        "~",
+        "",
+        "0o17",
+        "0x1F",
+        ".5",
+        "1_000",
+        "inf",
+        "a: b",
+        "- x",
+        "#c",
+        " lead",
+        "trail ",
+        "two\nlines",
+        "end\n",
+        "tab\tx",
+        "cr\rx",
+        "nel\x85x",
+        "ls\u2028x",
+        "'q'",
+        '"d"',
+        "{x}",
+        "2020-01-01",
+        "ü",
+    ]
+)
 texts = tricky_text | st.text(max_size=12)
 scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(-1e9, 1e9) | texts
 fixed_values = st.recursive(

@@ -79,10 +79,14 @@ def test_shipped_v1_v2_render() -> None:
 def test_settings_written_as_int_or_float_are_no_change() -> None:
     head = "study: s\nversion: {v}\ntrainable: analytic\nmetric: {{name: loss, mode: min}}\n"
     head += "fixed: {{function: quadratic}}\n"
-    old = parse_version(head.format(v=1) + "resources: {cpu: 1, gpu: 0}\nschedule: {reduction_factor: 3}\n"
-                        "params:\n  x: {uniform: [0.0, 1.0], default: 1}\n")  # fmt: skip
-    new = parse_version(head.format(v=2) + "parent: 1\nresources: {cpu: 1.0}\nschedule: {reduction_factor: 3.0}\n"
-                        "params:\n  x: {uniform: [0.0, 1.0], default: 1.0}\n")  # fmt: skip
+    old = parse_version(
+        head.format(v=1) + "resources: {cpu: 1, gpu: 0}\nschedule: {reduction_factor: 3}\n"
+        "params:\n  x: {uniform: [0.0, 1.0], default: 1}\n"
+    )
+    new = parse_version(
+        head.format(v=2) + "parent: 1\nresources: {cpu: 1.0}\nschedule: {reduction_factor: 3.0}\n"
+        "params:\n  x: {uniform: [0.0, 1.0], default: 1.0}\n"
+    )
     assert diff(old, new) == []
     flipped = parse_version(head.format(v=2) + "parent: 1\nresources: {cpu: 2}\nparams:\n  x: {uniform: [0.0, 1.0]}\n")
     assert {(c.kind, c.path) for c in diff(old, flipped)} == {("setting", "resources.cpu"), ("default", "x")}
@@ -98,6 +102,11 @@ def test_versions_of_two_studies_have_no_diff(tmp_path) -> None:
     assert str(e.value) == (
         f"{second}: study: 'other', but {first} is study 's': a diff compares two versions of one study"
     )
-    r = subprocess.run([sys.executable, "-m", "orchestrator", "space", "diff", str(first), str(second)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "space", "diff", str(first), str(second)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1 and r.stderr == f"error: {e.value}\n" and r.stdout == ""

@@ -102,8 +102,12 @@ def test_space_validate_survives_an_alias_bomb_under_a_memory_limit(tmp_path: Pa
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", "space", "validate", str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, preexec_fn=limit_memory,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit_memory,
+    )
     elapsed = time.perf_counter() - start
     assert result.returncode == 1, result.stderr
     problem, summary = result.stderr.strip().splitlines()

@@ -128,8 +128,13 @@ def test_build_takes_option_indices_and_values() -> None:
         return {"optimizer": 1, "units": 1}[label] if p.is_choice else p.low
 
     config = NESTED.build(draw)
-    assert config == {"lr": 0.0, "depth": 2, "act": "relu", "optimizer": {"name": "sgd", "momentum": 0.5},
-                      "units": {"a": 0.0, "b": 1}}  # fmt: skip
+    assert config == {
+        "lr": 0.0,
+        "depth": 2,
+        "act": "relu",
+        "optimizer": {"name": "sgd", "momentum": 0.5},
+        "units": {"a": 0.0, "b": 1},
+    }
     assert calls == ["lr", "depth", "optimizer", "optimizer[1].momentum", "units", "units[1].a", "units[1].b"]
 
 

@@ -19,11 +19,39 @@ from tests.conftest import SPACES
 from tests.spaces.strategies import FUZZ, as_version, space_docs, to_yaml
 
 VOCAB = [
-    "study", "version", "parent", "trainable", "metric", "name", "mode", "schedule", "max_epochs",
-    "grace_period", "resources", "cpu", "gpu", "search", "trials", "fixed", "params", "notes",
-    "uniform", "loguniform", "quniform", "qloguniform", "int", "choice", "default", "limits",
-    "step", "log", "min", "max", "x", "lr",
-]  # fmt: skip
+    "study",
+    "version",
+    "parent",
+    "trainable",
+    "metric",
+    "name",
+    "mode",
+    "schedule",
+    "max_epochs",
+    "grace_period",
+    "resources",
+    "cpu",
+    "gpu",
+    "search",
+    "trials",
+    "fixed",
+    "params",
+    "notes",
+    "uniform",
+    "loguniform",
+    "quniform",
+    "qloguniform",
+    "int",
+    "choice",
+    "default",
+    "limits",
+    "step",
+    "log",
+    "min",
+    "max",
+    "x",
+    "lr",
+]
 
 scalars = (
     st.none()

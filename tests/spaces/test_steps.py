@@ -73,9 +73,14 @@ def test_value_at_rejects_anything_but_an_index_of_the_range(bad) -> None:
 
 @pytest.mark.parametrize(
     ("p", "bad"),
-    [(QUniform(0.0, 1.0, q=0.25), 0.3), (QUniform(0.0, 1.0, q=0.25), 1.25), (IntRange(1, 9, step=2), 4),
-     (IntRange(1, 9), "3"), (QLogUniform(16.0, 64.0, q=16.0), 40.0)],
-)  # fmt: skip
+    [
+        (QUniform(0.0, 1.0, q=0.25), 0.3),
+        (QUniform(0.0, 1.0, q=0.25), 1.25),
+        (IntRange(1, 9, step=2), 4),
+        (IntRange(1, 9), "3"),
+        (QLogUniform(16.0, 64.0, q=16.0), 40.0),
+    ],
+)
 def test_index_of_rejects_values_not_in_the_range(p, bad) -> None:
     with pytest.raises(ValueError, match="is not a value of"):
         p.index_of(bad)

@@ -47,14 +47,27 @@ def test_written_shipped_studies_pass_space_validate(tmp_path: Path) -> None:
 def test_document_order_and_syntax() -> None:
     v = load_version(SPACES / "unet_dstl/v2.yaml")
     doc = to_document(v)
-    assert list(doc) == ["study", "version", "parent", "trainable", "metric", "schedule", "resources", "search",
-                         "fixed", "params", "notes"]  # fmt: skip
+    assert list(doc) == [
+        "study",
+        "version",
+        "parent",
+        "trainable",
+        "metric",
+        "schedule",
+        "resources",
+        "search",
+        "fixed",
+        "params",
+        "notes",
+    ]
     assert doc["schedule"] == {"max_epochs": 40, "grace_period": 4}, "settings equal to the defaults are left out"
     assert doc["params"]["optimizer"] == {
-        "choice": [{"name": "adam"}, {"name": "sgd", "momentum": {"uniform": [0.8, 0.99]},
-                                      "nesterov": {"choice": [True, False]}}],
+        "choice": [
+            {"name": "adam"},
+            {"name": "sgd", "momentum": {"uniform": [0.8, 0.99]}, "nesterov": {"choice": [True, False]}},
+        ],
         "default": {"name": "adam"},
-    }  # fmt: skip
+    }
     text = dump(v)
     assert "  weight_decay: {loguniform: [1.0e-06, 0.001], default: 1.0e-06}\n" in text
     assert "      - {name: adam}\n" in text and "integer" not in text

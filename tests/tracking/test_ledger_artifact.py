@@ -23,13 +23,21 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowStore:
     return MlflowStore(f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}")
 
 
-def add_trial(store: MlflowStore, parent: str, i: int, config: dict[str, Any], loss: float,
-              ended_ms: int | None = None) -> str:  # fmt: skip
+def add_trial(
+    store: MlflowStore, parent: str, i: int, config: dict[str, Any], loss: float, ended_ms: int | None = None
+) -> str:
     """A finished trial run laid out as the tracking callback writes it; ``ended_ms`` backdates its end."""
     exp = store.experiment_id(STUDY)
     assert exp is not None
-    tags = {schema.PARENT: parent, schema.KIND: schema.TRIAL_RUN, schema.STUDY: STUDY, schema.VERSION: "1",
-            schema.HASH: "h1", schema.TRIAL_ID: f"t{i}", schema.CONFIG: json.dumps(config)}  # fmt: skip
+    tags = {
+        schema.PARENT: parent,
+        schema.KIND: schema.TRIAL_RUN,
+        schema.STUDY: STUDY,
+        schema.VERSION: "1",
+        schema.HASH: "h1",
+        schema.TRIAL_ID: f"t{i}",
+        schema.CONFIG: json.dumps(config),
+    }
     run = store.create_run(exp, f"t{i}", tags, {})
     store.log_batch(run, metrics=[("loss", loss, int(time.time() * 1000), 1)])
     store.client.set_terminated(run, "FINISHED", end_time=ended_ms or int(time.time() * 1000))

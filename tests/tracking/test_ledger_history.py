@@ -33,8 +33,13 @@ def add_trial(store: MlflowStore, i: int, losses: dict[int, float], *, tagged: b
     """A finished trial run that logged ``losses`` per epoch (step = epoch); ``tagged``: with its history tag."""
     exp = store.experiment_id(STUDY)
     assert exp is not None
-    tags = {schema.KIND: schema.TRIAL_RUN, schema.STUDY: STUDY, schema.VERSION: "1", schema.TRIAL_ID: f"t{i}",
-            schema.CONFIG: json.dumps({"x": i / 10})}  # fmt: skip
+    tags = {
+        schema.KIND: schema.TRIAL_RUN,
+        schema.STUDY: STUDY,
+        schema.VERSION: "1",
+        schema.TRIAL_ID: f"t{i}",
+        schema.CONFIG: json.dumps({"x": i / 10}),
+    }
     run = store.create_run(exp, f"t{i}", tags, {})
     now = int(time.time() * 1000)
     store.log_batch(run, metrics=[("loss", value, now, epoch) for epoch, value in losses.items()])
@@ -67,8 +72,17 @@ def test_a_long_history_is_rounded_to_fit_and_one_too_long_for_a_tag_is_none() -
     assert history_tag("loss", {epoch: 1 / (epoch + 1 / 7) for epoch in range(1, 2001)}) is None
 
 
-@pytest.mark.parametrize("text", [None, "", "not json", "[1, 2]", '{"metric": "loss", "epochs": [1, 2], "values": [1]}',
-                                  '{"metric": "loss", "epochs": ["a"], "values": [1]}'])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "not json",
+        "[1, 2]",
+        '{"metric": "loss", "epochs": [1, 2], "values": [1]}',
+        '{"metric": "loss", "epochs": ["a"], "values": [1]}',
+    ],
+)
 def test_a_tag_that_is_not_a_history_reads_as_none(text: str | None) -> None:
     assert read_history_tag(text) == {}
 
@@ -97,8 +111,20 @@ def test_the_ledger_round_trip_keeps_the_history(store: MlflowStore, tmp_path: P
 
 
 def test_an_older_ledger_without_the_history_column_reads_with_no_history(tmp_path: Path) -> None:
-    row = TrialRow("r1", STUDY, 1, "h", "t1", "FINISHED", {"x": 0.5}, {"loss": 0.4}, 1000, 2000, "p",
-                   history={"loss": {1: 0.9, 2: 0.4}})  # fmt: skip
+    row = TrialRow(
+        "r1",
+        STUDY,
+        1,
+        "h",
+        "t1",
+        "FINISHED",
+        {"x": 0.5},
+        {"loss": 0.4},
+        1000,
+        2000,
+        "p",
+        history={"loss": {1: 0.9, 2: 0.4}},
+    )
     path = tmp_path / "old.parquet"
     pq.write_table(ledger.table([row]).drop_columns(["history"]), path)
     (back,), _ = ledger.read(path)
@@ -106,8 +132,23 @@ def test_an_older_ledger_without_the_history_column_reads_with_no_history(tmp_pa
 
 
 def test_a_ledger_with_empty_history_cells_reads_them_as_no_history(tmp_path: Path) -> None:
-    rows = [TrialRow(f"r{i}", STUDY, 1, "h", f"t{i}", "FINISHED", {"x": i}, {"loss": i}, 1000, 2000, "p",
-                     history={"loss": {1: 2.0 * i}}) for i in range(3)]  # fmt: skip
+    rows = [
+        TrialRow(
+            f"r{i}",
+            STUDY,
+            1,
+            "h",
+            f"t{i}",
+            "FINISHED",
+            {"x": i},
+            {"loss": i},
+            1000,
+            2000,
+            "p",
+            history={"loss": {1: 2.0 * i}},
+        )
+        for i in range(3)
+    ]
     t = ledger.table(rows)
     column = t.schema.get_field_index("history")
     cells = pa.array([None, [("loss", [(1, 2.0)])], None], t.schema.field("history").type)

@@ -68,8 +68,10 @@ def test_an_outage_is_two_lines_however_many_retries() -> None:
     assert logger.stop(timeout=1) == 0
     assert logger.failures == 5
     assert len(lines) == 2, lines
-    assert lines[0] == ("tracking: request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed: "
-                        "[Errno 111] Connection refused; keeping updates, retrying until it answers")  # fmt: skip
+    assert lines[0] == (
+        "tracking: request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed: "
+        "[Errno 111] Connection refused; keeping updates, retrying until it answers"
+    )
     assert lines[1].startswith("tracking: the server answers again after ") and lines[1].endswith("kept updates sent")
     assert [what for what, _ in store.sent] == ["create", "log", "end"]
     assert [m[3] for m in store.sent[1][1]] == [0, 1, 2], "every step, once, in order"

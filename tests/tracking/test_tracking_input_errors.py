@@ -60,8 +60,16 @@ def test_postgresql_store_without_its_driver_names_the_package(tmp_path: Path) -
 
 
 def test_known_schemes_and_folders_pass_the_check() -> None:
-    for uri in ("http://127.0.0.1:5000", "https://mlflow.example", "sqlite:///x.db", "file:///tmp/mlruns",
-                "/tmp/mlruns", "mlruns", "databricks", "postgresql+asyncpg://h/db"):  # fmt: skip
+    for uri in (
+        "http://127.0.0.1:5000",
+        "https://mlflow.example",
+        "sqlite:///x.db",
+        "file:///tmp/mlruns",
+        "/tmp/mlruns",
+        "mlruns",
+        "databricks",
+        "postgresql+asyncpg://h/db",
+    ):
         check_tracking_uri(uri)
 
 
@@ -93,16 +101,25 @@ def test_bad_ledger_is_named_before_the_search_starts(tmp_path: Path, sqlite_sto
         import pyarrow.parquet as pq
 
         pq.write_table(pa.table({"run_id": ["r1"]}), path)
-    result = invoke("run", str(space), "--tracking-uri", sqlite_store, "--storage", str(tmp_path / "ray"), "--ledger",
-                    str(path), "--no-live")  # fmt: skip
+    result = invoke(
+        "run",
+        str(space),
+        "--tracking-uri",
+        sqlite_store,
+        "--storage",
+        str(tmp_path / "ray"),
+        "--ledger",
+        str(path),
+        "--no-live",
+    )
     line = one_line_error(result)
     expected = {
         "missing": f"error: ledger {path} does not exist; write one with `orchestrator trials export STUDY --out "
-                   f"{path}` or leave out --ledger",
+        f"{path}` or leave out --ledger",
         "folder": f"error: ledger {path} is a folder; write one with `orchestrator trials export STUDY --out "
-                  f"{path}` or leave out --ledger",
+        f"{path}` or leave out --ledger",
         "not-parquet": f"error: ledger {path} is not a Parquet trials export: ",
         "other-parquet": f"error: ledger {path} is not a trials export: no column study, version",
-    }[kind]  # fmt: skip
+    }[kind]
     assert line.startswith(expected), line
     assert not (tmp_path / "ray").exists() or not any((tmp_path / "ray").iterdir()), "no search was started"

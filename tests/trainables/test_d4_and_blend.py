@@ -152,8 +152,9 @@ def test_row_streaming_blend_equals_the_whole_image_pass_and_reads_one_strip_at_
         reads.append(rows)
         return image[:, rows, :]
 
-    predict_blended_rows(read_rows, height, width, predict, patch, lambda r, b: written.append((r, b)),
-                         overlap=overlap, d4_average=True)  # fmt: skip
+    predict_blended_rows(
+        read_rows, height, width, predict, patch, lambda r, b: written.append((r, b)), overlap=overlap, d4_average=True
+    )
     grid = BlendGrid.create(height, width, patch, overlap)
     assert len(reads) == len(grid.window_rows) and all(len(rows) == patch for rows in reads)
     firsts = [r for r, _ in written]

@@ -82,11 +82,13 @@ def _cut_in_half(path):
     [
         (lambda root: (root / "sixteen_band/6120_2_2_M.tif").write_bytes(b"II*\0 not a tiff"), "unreadable GeoTIFF"),
         (lambda root: _cut_in_half(root / "sixteen_band/6120_2_2_M.tif"), "truncated"),
-        (lambda root: write_geotiff(root / "sixteen_band/6120_2_2_M.tif", np.zeros((3, 10, 12), np.uint16)),
-         "3 bands, expected 8"),
+        (
+            lambda root: write_geotiff(root / "sixteen_band/6120_2_2_M.tif", np.zeros((3, 10, 12), np.uint16)),
+            "3 bands, expected 8",
+        ),
         (lambda root: (root / "grid_sizes.csv").write_text(",Xmax,Ymin\n6120_2_2,0.009\n"), "ImageId,Xmax,Ymin"),
     ],
-)  # fmt: skip
+)
 def test_damaged_files_are_one_line_errors_naming_the_file(tmp_path, damage, message):
     root = _write_hand_made_dstl(tmp_path / "d")
     damage(root)
@@ -131,8 +133,9 @@ def test_windows_read_only_their_part_and_match_the_whole_scene(tmp_path, monkey
 
 def test_split_and_channel_statistics(tmp_path):
     root = write_synthetic_dstl(tmp_path / "s", scenes=5, size=48, seed=2)
-    split = load_scenes(root, bands=["rgb", "m"], indices=["ndwi"], classes=["water"], validation_fraction=0.4,
-                        split_seed=3)  # fmt: skip
+    split = load_scenes(
+        root, bands=["rgb", "m"], indices=["ndwi"], classes=["water"], validation_fraction=0.4, split_seed=3
+    )
     train, val = [s.image_id for s in split.train], [s.image_id for s in split.val]
     assert len(val) == 2 and sorted(train + val) == DSTLDataset(root).image_ids()
     assert (train, val) == DSTLDataset(root).split(0.4, 3) and DSTLDataset(root).split(0.4, 4) != (train, val)
@@ -140,8 +143,14 @@ def test_split_and_channel_statistics(tmp_path):
     assert np.allclose(split.mean, stacked.mean(axis=1), rtol=1e-6)
     assert np.allclose(split.std, stacked.std(axis=1), rtol=1e-5)
     with pytest.raises(DSTLError, match="at least 2 labelled images"):
-        load_scenes(write_synthetic_dstl(tmp_path / "one", scenes=1, size=48), bands=["rgb"], indices=[],
-                    classes=["water"], validation_fraction=0.4, split_seed=0)  # fmt: skip
+        load_scenes(
+            write_synthetic_dstl(tmp_path / "one", scenes=1, size=48),
+            bands=["rgb"],
+            indices=[],
+            classes=["water"],
+            validation_fraction=0.4,
+            split_seed=0,
+        )
 
 
 def test_channel_moments_merge_images_of_different_sizes():

@@ -147,8 +147,9 @@ def test_check_version_names_the_file_and_the_key(tmp_path: Path) -> None:
     (folder / IMAGES_STEM).write_bytes(b"not an idx file")
     with pytest.raises(OrchestratorError) as e:
         check_version(load_version(path))
-    assert str(e.value).startswith(f"{path}: fixed.data: trainable 'convnet_tiny': data: {folder / IMAGES_STEM}: "
-                                   "not an IDX file")  # fmt: skip
+    assert str(e.value).startswith(
+        f"{path}: fixed.data: trainable 'convnet_tiny': data: {folder / IMAGES_STEM}: not an IDX file"
+    )
 
 
 def test_space_validate_does_not_open_data_files(tmp_path: Path) -> None:
@@ -167,8 +168,18 @@ def test_run_with_a_bad_idx_folder_exits_with_one_line_before_any_run(tmp_path: 
         labels.write_bytes(b"\x08\x08" + labels.read_bytes()[2:])
     path = space_file(tmp_path, folder)
     store = tmp_path / "store" / "mlflow.db"
-    command = [sys.executable, "-m", "orchestrator", "run", str(path), "--tracking-uri", f"sqlite:///{store}",
-               "--storage", str(tmp_path / "ray"), "--no-live"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "run",
+        str(path),
+        "--tracking-uri",
+        f"sqlite:///{store}",
+        "--storage",
+        str(tmp_path / "ray"),
+        "--no-live",
+    ]
     r = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()

@@ -24,9 +24,16 @@ def tiny_shape(in_channels: int, classes: int, **overrides) -> UNetShape:
 @pytest.mark.parametrize(("batch_norm", "activation"), [(True, "relu"), (False, "elu")])
 def test_shapes_and_gradients(depth, upsampling, batch_norm, activation):
     shape = tiny_shape(
-        5, 3, depth=depth, growth=1.5, convs_per_block=2, batch_norm=batch_norm, activation=activation, dropout=0.1,
+        5,
+        3,
+        depth=depth,
+        growth=1.5,
+        convs_per_block=2,
+        batch_norm=batch_norm,
+        activation=activation,
+        dropout=0.1,
         upsampling=upsampling,
-    )  # fmt: skip
+    )
     model = UNet(shape)
     x = torch.randn(2, 5, 16, 16)
     out = model(x)

@@ -94,8 +94,9 @@ def _idx_stream(path: Path) -> Iterator[tuple[BinaryIO, IdxHeader]]:
 
 def _check_length(path: Path, header: IdxHeader, found: int) -> None:
     if found != header.data_bytes:
-        raise DataError(f"{path}: expected {header.data_bytes} bytes of data for shape {header.shape}, found "
-                        f"{found} (truncated?)")  # fmt: skip
+        raise DataError(
+            f"{path}: expected {header.data_bytes} bytes of data for shape {header.shape}, found {found} (truncated?)"
+        )
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -91,8 +91,13 @@ def architecture_figure(shape: ConvNetShape, ensemble: int = 1) -> Figure:
     size = shape.image_size
     for layer, filters in enumerate(shape.channels(), start=1):
         size //= 2
-        stages.append((f"conv {layer}: {filters} filters {shape.kernel}x{shape.kernel}, {shape.activation}\n"
-                       f"{shape.pooling} pool 2x2 -> {filters}x{size}x{size}", "conv"))  # fmt: skip
+        stages.append(
+            (
+                f"conv {layer}: {filters} filters {shape.kernel}x{shape.kernel}, {shape.activation}\n"
+                f"{shape.pooling} pool 2x2 -> {filters}x{size}x{size}",
+                "conv",
+            )
+        )
     dropout = f"dropout {shape.dropout:g}, " if shape.dropout > 0 else ""
     for layer in range(1, shape.fc_layers + 1):
         stages.append((f"FC {layer}: {dropout}{shape.fc_width} units, {shape.activation}", "dense"))

@@ -125,10 +125,17 @@ def predict_blended(
         raise ValueError(f"expected an image of shape (C, H, W), got {image.shape}")
     blocks: list[np.ndarray] = []
     predict_blended_rows(
-        lambda rows: image[:, rows, :], image.shape[1], image.shape[2], predict, patch,
+        lambda rows: image[:, rows, :],
+        image.shape[1],
+        image.shape[2],
+        predict,
+        patch,
         lambda _, block: blocks.append(block),
-        overlap=overlap, d4_average=d4_average, batch_size=batch_size, power=power,
-    )  # fmt: skip
+        overlap=overlap,
+        d4_average=d4_average,
+        batch_size=batch_size,
+        power=power,
+    )
     return np.concatenate(blocks, axis=1)
 
 

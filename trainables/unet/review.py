@@ -75,8 +75,11 @@ def architecture_figure(shape: UNetShape, patch: int) -> Figure:
     draw_arrow(axes, (right, box[1] / 2), (right, 0.7))
     norm = ", batch norm" if shape.batch_norm else ""
     dropout = f", dropout {shape.dropout:g}" if shape.dropout > 0 else ""
-    axes.set_title(f"U-Net, depth {depth}: {shape.convs_per_block} x conv {shape.kernel}x{shape.kernel} per block, "
-                   f"{shape.activation}{norm}{dropout}", fontsize=9)  # fmt: skip
+    axes.set_title(
+        f"U-Net, depth {depth}: {shape.convs_per_block} x conv {shape.kernel}x{shape.kernel} per block, "
+        f"{shape.activation}{norm}{dropout}",
+        fontsize=9,
+    )
     return figure
 
 

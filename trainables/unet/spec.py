@@ -56,11 +56,25 @@ TINY: dict[str, Any] = {
 }
 
 THROUGHPUT: dict[str, dict[str, Any]] = {
-    "small": {"depth": 3, "base_filters": 8, "scenes": 4, "scene_size": 128, "patch": 64, "samples_per_epoch": 256,
-              "batch_size": 16},
-    "larger": {"depth": 4, "base_filters": 16, "scenes": 6, "scene_size": 128, "patch": 64, "samples_per_epoch": 512,
-               "batch_size": 16},
-}  # fmt: skip
+    "small": {
+        "depth": 3,
+        "base_filters": 8,
+        "scenes": 4,
+        "scene_size": 128,
+        "patch": 64,
+        "samples_per_epoch": 256,
+        "batch_size": 16,
+    },
+    "larger": {
+        "depth": 4,
+        "base_filters": 16,
+        "scenes": 6,
+        "scene_size": 128,
+        "patch": 64,
+        "samples_per_epoch": 512,
+        "batch_size": 16,
+    },
+}
 
 SPEC = register(
     TrainableSpec(
