@@ -89,7 +89,8 @@ def phases(t0: float, done: list[float], fit_s: float, slot_s: float, concurrenc
 
 def run_orchestrator(space: Path, uri: str, storage: Path, concurrency: int, slot_s: float) -> dict[str, Any]:
     """``run_search`` in this process, on the Ray that is already running."""
-    from orchestrator.engine.runner import SearchOptions, run_search
+    from orchestrator.api import run_search
+    from orchestrator.engine.runner import SearchOptions
 
     lines: list[str] = []
     done: list[float] = []

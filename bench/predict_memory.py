@@ -125,8 +125,8 @@ def log_small_unet(root: Path, dstl_root: Path) -> tuple[str, str]:
     from mlflow.tracking import MlflowClient
     from rasterio.windows import Window
 
-    from orchestrator.production.metadata import prediction_metadata
-    from orchestrator.review.model import log_pytorch_model
+    from orchestrator.models.metadata import prediction_metadata
+    from orchestrator.models.register import log_pytorch_model
     from trainables.unet.dstl import DSTLDataset, channel_names
     from trainables.unet.model import UNet, UNetShape
 
@@ -223,7 +223,7 @@ def identity_check(tracking_uri: str, model_uri: str, root: Path) -> dict[str, A
     import rasterio
     import torch
 
-    from orchestrator.review.model import fluent_tracking_uri
+    from orchestrator.tracking.mlflow_store import fluent_tracking_uri
     from trainables.unet.blend import predict_blended
     from trainables.unet.dstl import DSTLDataset
     from trainables.unet.synthetic import write_synthetic_dstl

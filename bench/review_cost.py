@@ -64,7 +64,8 @@ SIDES: dict[str, bool] = {"off": False, "on": True}  # side -> SearchOptions.rev
 
 def demo_space() -> Path:
     """The space file ``orchestrator demo`` searches."""
-    from orchestrator.cli import DEFAULT_SPACES, DEMO_SPACE
+    from orchestrator.cli.search import DEMO_SPACE
+    from orchestrator.settings import DEFAULT_SPACES
 
     return common.ROOT / DEFAULT_SPACES / DEMO_SPACE
 
@@ -194,7 +195,8 @@ def cpu_during_trials(activity: Iterable[Sequence[float]], trials: Sequence[dict
 
 def run_once(space: Path, folder: Path, review: bool, seed: int, trials: int | None) -> dict[str, Any]:
     """One search with review artifacts ``review``, in a fresh SQLite store under ``folder``."""
-    from orchestrator.engine.runner import SearchOptions, run_search
+    from orchestrator.api import run_search
+    from orchestrator.engine.runner import SearchOptions
     from orchestrator.spaces import load_with_lineage
 
     version, _ = load_with_lineage(space)

@@ -97,11 +97,11 @@ def test_redact_config_walks_nested_mappings_and_lists() -> None:
 
 
 def test_errors_we_print_from_mlflow_carry_no_credentials() -> None:
-    from orchestrator.tracking.mlflow_store import short_error
+    from orchestrator.errors import first_line
 
-    plain = short_error(RuntimeError("could not open postgresql://admin:s3cr3t-pw@db:5432/mlflow: refused"))
+    plain = first_line(RuntimeError("could not open postgresql://admin:s3cr3t-pw@db:5432/mlflow: refused"))
     assert "s3cr3t-pw" not in plain and "postgresql://db:5432/mlflow" in plain
-    request = short_error(
+    request = first_line(
         RuntimeError(
             "API request to http://admin:s3cr3t-pw@127.0.0.1:5000/api/2.0/mlflow/runs/create failed with exception "
             "HTTPConnectionPool(host='127.0.0.1', port=5000): Max retries exceeded "
@@ -195,8 +195,8 @@ def test_a_trial_recorded_redacted_is_carried_and_one_with_another_secret_is_dro
 def test_the_searcher_issues_redacted_configs_and_the_trainable_gets_the_values_back(tmp_path) -> None:
     import json
 
-    from orchestrator.engine.plan import mask_secrets, with_fixed_values
     from orchestrator.engine.searchers import searcher_class
+    from orchestrator.spaces.secrets import mask_secrets, with_fixed_values
 
     masked = mask_secrets(SECRET_SPACE)  # what build_searcher gives the searcher
     assert PASSWORD not in repr(masked) and masked.params.params.keys() == SECRET_SPACE.params.params.keys()
@@ -219,13 +219,12 @@ def test_the_searcher_issues_redacted_configs_and_the_trainable_gets_the_values_
 
 
 def test_a_searched_secret_looking_parameter_is_refused() -> None:
-    from orchestrator.engine.plan import check_secrets
-    from orchestrator.errors import OrchestratorError
+    from orchestrator.spaces.secrets import secret_problems
 
-    check_secrets(SECRET_SPACE)
+    assert secret_problems(SECRET_SPACE) == []
     searched = _space(SECRET_SPACE_TEXT.replace("  x: {uniform", "  api_token: {choice: [a, b]}\n  x: {uniform"))
-    with pytest.raises(OrchestratorError, match="params api_token look like secrets"):
-        check_secrets(searched)
+    [problem] = secret_problems(searched)
+    assert problem.path == "params.api_token" and "api_token looks like a secret" in str(problem)
 
 
 def test_orchestrator_json_keeps_a_space_with_secrets_masked_and_resume_reads_its_file(tmp_path) -> None:

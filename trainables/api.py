@@ -17,7 +17,34 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+# The core's pieces a trainable may use. Every module of ``trainables`` talks to ``orchestrator`` through these
+# names only (an import contract in pyproject.toml checks it): the error rules and the review artifacts' names.
+from orchestrator.errors import OrchestratorError, did_you_mean, first_line
+from orchestrator.tracking.schema import (
+    ARCHITECTURE_ARTIFACT,
+    CONFUSION_MATRIX_ARTIFACT,
+    MODEL_SUMMARY_ARTIFACT,
+    PREDICTIONS_ARTIFACT,
+    review_file_name,
+)
+
 RESERVED_KEYS = ("max_epochs", "seed")
+__all__ = [
+    "ARCHITECTURE_ARTIFACT",
+    "CONFUSION_MATRIX_ARTIFACT",
+    "MODEL_SUMMARY_ARTIFACT",
+    "PREDICTIONS_ARTIFACT",
+    "RESERVED_KEYS",
+    "Reporter",
+    "TrainFn",
+    "TrainableConfigError",
+    "TrainableSpec",
+    "TrialFailed",
+    "UnknownTrainable",
+    "first_line",
+    "load_object",
+    "review_file_name",
+]
 
 
 class Reporter(Protocol):
@@ -39,20 +66,16 @@ class TrialFailed(RuntimeError):
     """A trial that cannot continue, with a reason a user can act on."""
 
 
-class UnknownTrainable(KeyError):
+class UnknownTrainable(OrchestratorError, KeyError):
     def __init__(self, name: str, known: list[str]):
-        import difflib
-
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        self.message = f"unknown trainable {name!r}{hint} (registered: {', '.join(sorted(known))})"
+        self.message = f"unknown trainable {name!r}{did_you_mean(name, known)} (registered: {', '.join(sorted(known))})"
         super().__init__(self.message)
 
     def __str__(self) -> str:
         return self.message
 
 
-class TrainableConfigError(ValueError):
+class TrainableConfigError(OrchestratorError, ValueError):
     """A configuration key the trainable does not accept, or a required key that is missing."""
 
     def __init__(self, trainable: str, key: str, message: str):

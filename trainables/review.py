@@ -1,9 +1,9 @@
 """What the families' review hooks share: the torchinfo summary, figures, the first validation samples.
 
 A family's spec names its hook, ``review="trainables.<family>.review:render"``, with the signature
-:data:`ReviewHook`: it writes its files (named by ``orchestrator.tracking.schema``) into a folder and
-returns their paths. ``orchestrator.review`` calls it in a low-priority process, off the training path,
-on the model restored from a trial's last checkpoint (``trainables.loop.restore_task``). Figures are
+:data:`ReviewHook`: it writes its files (named by ``orchestrator.tracking.schema``, through ``trainables.api``)
+into a folder and returns their paths. ``orchestrator.review`` calls it in a low-priority process, off the
+training path, on the model restored from a trial's last checkpoint (``trainables.loop.restore_task``). Figures are
 drawn on a bare ``matplotlib.figure.Figure`` (Agg canvas, no pyplot state) at a small dpi, with axes
 placed by fixed margins (:func:`place_axes`) rather than a layout engine, which would lay every text out
 in a second drawing pass (it doubled a confusion matrix's cost), and saved with light PNG compression:
@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from orchestrator.tracking.schema import MODEL_SUMMARY_ARTIFACT, review_file_name
+from trainables.api import MODEL_SUMMARY_ARTIFACT, review_file_name
 
 from .config import Config
 from .loop import Batches, Runtime, Task

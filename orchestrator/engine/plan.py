@@ -1,25 +1,30 @@
-"""A search decided once: what runs, where its state and tracking go; and the Ray Tune objects made from it.
+"""A run decided once: what runs, where its state and tracking go; and the Ray Tune objects made from it.
 
-``run`` builds a ``SearchPlan`` when it starts a search and writes it to ``orchestrator.json``;
-``resume`` reads it back from there. Everything after that (the tuner, its callbacks, the
-final bookkeeping) takes its settings from the plan, never from the command's options.
-A resumed search gets a new tuner too (``build_tuner`` with the trials left), never Ray Tune's
+A search and a train are both runs of a plan: a train is a plan whose every trial is a fixed configuration
+(``fixed_trials``, handed to the searcher as replays before it would suggest anything) and that carries no
+earlier trials (``warm_start`` false). ``kind`` names the parent run's ``orchestrator.kind``, which also picks
+the nested runs' kind (``schema.NESTED_KIND``) and, in the composition layer, what runs at its end.
+
+``runner.start_run`` builds a ``SearchPlan`` when it starts a run and writes it to ``orchestrator.json``;
+``resume`` reads it back from there. Everything after that (the tuner, its callbacks, the final
+bookkeeping) takes its settings from the plan, never from the command's options.
+A resumed run gets a new tuner too (``build_tuner`` with the trials left), never Ray Tune's
 pickled state back (``Tuner.restore``): see ``runner.resume_search``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.redaction import REDACTED, is_secret_key, mask_yaml_secrets
-from orchestrator.spaces import SearchSpace, StudyVersion, dump, parse_version
+from orchestrator.redaction import mask_yaml_secrets
+from orchestrator.spaces import Schedule, StudyVersion, parse_version
 from orchestrator.spaces.carry import CarriedTrial
-from orchestrator.spaces.model import Schedule
+from orchestrator.spaces.secrets import mask_secrets, with_fixed_values
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import SpillFile
 from orchestrator.tracking.mlflow_store import describe_uri
@@ -29,13 +34,17 @@ from .storage import FINISHED, Experiment
 CHECKPOINTS_TO_KEEP = 2
 SPACE_REDACTED = "space_redacted"  # orchestrator.json: the recorded space text has its secret values masked
 
+FixedTrial = tuple[dict[str, Any], int]  # the values and seed of a trial the plan runs as it is
+# What a kind of run adds beside the trials: (plan, the tracking callback) -> Ray Tune callbacks.
+TrialCallbacks = Callable[["SearchPlan", Any], list[Any]]
+
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """One search: the space version, the tracking store and runs, the experiment folder, the sizes."""
+    """One run: the space version, the tracking store and runs, the experiment folder, the sizes."""
 
     version: StudyVersion
-    space_text: str  # the space file as it was when the search started (resume parses it)
+    space_text: str  # the space file as it was when the run started (resume parses it)
     tracking_uri: str  # may hold credentials: for connecting only, never printed or written
     experiment: Experiment
     experiment_id: str  # the MLflow experiment (the study)
@@ -44,20 +53,15 @@ class SearchPlan:
     concurrency: int
     seed: int = 0
     reuse_actors: bool = True
-    review_artifacts: bool = True  # per-trial review artifacts (orchestrator.review.trial)
-    # ``schema.SEARCH_RUN``, or ``schema.TRAIN_RUN`` for ``orchestrator train`` (orchestrator.production.train):
-    # its trials are ``trainings``, the ``(values, seed)`` of each model in order, and its end registers the models.
-    kind: str = schema.SEARCH_RUN
-    trainings: tuple[tuple[dict[str, Any], int], ...] = ()
-
-    @property
-    def is_train(self) -> bool:
-        return self.kind == schema.TRAIN_RUN
+    review_artifacts: bool = True  # per-trial review artifacts (the composition layer's trial callbacks)
+    kind: str = schema.SEARCH_RUN  # the parent run's ``orchestrator.kind``
+    fixed_trials: tuple[FixedTrial, ...] = ()  # run first, in order, as they are; the searcher suggests the rest
+    warm_start: bool = True  # the study's earlier trials are carried into the searcher (and a ledger left)
 
     @property
     def trial_kind(self) -> str:
-        """The ``KIND`` of this plan's nested runs: a train's are not trials that a search's warm start reads."""
-        return schema.TRAINING_RUN if self.is_train else schema.TRIAL_RUN
+        """The ``KIND`` of this plan's nested runs (a train's are not trials a search's warm start reads)."""
+        return schema.NESTED_KIND[self.kind]
 
     @property
     def shown_tracking_uri(self) -> str:
@@ -87,16 +91,19 @@ class SearchPlan:
             "reuse_actors": self.reuse_actors,
             "review_artifacts": self.review_artifacts,
             "kind": self.kind,
-            "trainings": [[values, seed] for values, seed in self.trainings],
+            "fixed_trials": [[values, seed] for values, seed in self.fixed_trials],
+            "warm_start": self.warm_start,
         } | recorded_space_text(self.space_text)
 
     @classmethod
     def from_meta(cls, experiment: Experiment, meta: dict[str, Any], tracking_uri: str) -> SearchPlan:
-        """The plan of a search that started earlier; ``tracking_uri`` replaces the recorded one (credentials).
+        """The plan of a run that started earlier; ``tracking_uri`` replaces the recorded one (credentials).
 
         A space with secret values was recorded masked: it is read again from its file, which must be unchanged.
+        Files written before plans were generic name the fixed trials ``trainings``, and only searches warm-started.
         """
         text = recorded_space(meta)
+        kind = meta.get("kind", schema.SEARCH_RUN)
         return cls(
             version=parse_version(text, meta["space_file"]),
             space_text=text,
@@ -109,59 +116,18 @@ class SearchPlan:
             seed=meta.get("seed", 0),
             reuse_actors=meta.get("reuse_actors", True),
             review_artifacts=meta.get("review_artifacts", True),
-            kind=meta.get("kind", schema.SEARCH_RUN),
-            trainings=tuple((dict(values), int(seed)) for values, seed in meta.get("trainings", ())),
+            kind=kind,
+            fixed_trials=fixed_trials(meta.get("fixed_trials", meta.get("trainings", ()))),
+            warm_start=meta.get("warm_start", kind == schema.SEARCH_RUN),
         )
 
 
-# --------------------------------------------------------------------------- secret values in a space
-#
-# The values of secret-looking keys (``orchestrator.redaction.is_secret_key``) are recorded as ``***``
-# everywhere: MLflow, Ray Tune's state and trial folders, ``orchestrator.json``. They must therefore be
-# fixed values (the space knows them): the searcher searches the masked space (``mask_secrets``), and the
-# trainable gets the values back in the driver's process (``with_fixed_values``, in its closure).
+def fixed_trials(pairs: Sequence[Sequence[Any]]) -> tuple[FixedTrial, ...]:
+    """``[[values, seed], ...]`` as a plan holds them."""
+    return tuple((dict(values), int(seed)) for values, seed in pairs)
 
 
-def check_secrets(version: StudyVersion) -> None:
-    """Refuse a searched parameter with a secret-looking name: recorded as ``***``, its values could not be told
-    apart, carried or given back to the trainable."""
-    walk = version.params.walk()
-    searched = [label for label, p in walk if not p.is_fixed and is_secret_key(label.rpartition(".")[2])]
-    if searched:
-        raise OrchestratorError(
-            f"{version.source}: params " + ", ".join(searched) + f" look like secrets (recorded as {REDACTED} "
-            "wherever trials are kept), so they cannot be searched; make each a fixed value, or rename it if it "
-            "is not a secret"
-        )
-
-
-def mask_secrets(version: StudyVersion) -> StudyVersion:
-    """``version`` with the values of secret-looking keys masked: what Ray Tune may pickle, and the configs it
-    issues. The content hash is the masked space's; the real version's is recorded (``content_hash``)."""
-    masked = mask_yaml_secrets(dump(version))
-    return version if masked is None else parse_version(masked, version.source)
-
-
-def with_fixed_values(version: StudyVersion, config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` as Ray Tune holds it (secret-looking fixed entries redacted) with every fixed entry's value back."""
-    out = _with_fixed(version.params, config)
-    out.update({k: v for k, v in version.fixed.items() if k in out})
-    return out
-
-
-def _with_fixed(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(config)
-    for name, p in space.params.items():
-        if name not in out:
-            continue
-        if p.is_fixed:
-            out[name] = p.default_value
-            continue
-        option = p.select(out[name]) if p.is_choice else None
-        sub = None if option is None else p.sub_space(option)
-        if sub is not None and isinstance(out[name], Mapping):
-            out[name] = _with_fixed(sub, out[name])
-    return out
+# --------------------------------------------------------------------------- the space text a plan records
 
 
 def recorded_space_text(text: str) -> dict[str, Any]:
@@ -226,9 +192,16 @@ def asha_settings(schedule: Schedule) -> dict[str, Any]:
     }
 
 
-def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None, trials: int | None = None) -> Any:
+def build_tuner(
+    plan: SearchPlan,
+    searcher: Any,
+    live: bool | None = None,
+    trials: int | None = None,
+    trial_callbacks: TrialCallbacks | None = None,
+) -> Any:
     """A new ``ray.tune.Tuner`` for ``plan`` in its experiment folder, running ``trials`` (None: the planned ones);
-    ``live`` picks the progress view (None: a terminal gets the panel)."""
+    ``live`` picks the progress view (None: a terminal gets the panel); ``trial_callbacks`` adds the callbacks of
+    the run's kind (``hooks.RunHooks``), which see the tracking callback (its logger, the runs it opens)."""
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
@@ -239,19 +212,13 @@ def build_tuner(plan: SearchPlan, searcher: Any, live: bool | None = None, trial
     s = v.schedule
     trials = plan.planned if trials is None else trials
     scheduler = asha_scheduler(s) if s.scheduler == "asha" else FIFOScheduler()
-    callbacks = [
-        MlflowTrialCallback(
-            v,
-            plan.tracking_uri,
-            plan.experiment_id,
-            plan.parent_run_id,
-            plan.spill,
-            searcher,
-            review_artifacts=plan.review_artifacts,
-            trial_kind=plan.trial_kind,
-        ),
-        ProgressCallback(v.metric, trials, list(v.params.params), live=live),
-    ]
+    tracking = MlflowTrialCallback(
+        v, plan.tracking_uri, plan.experiment_id, plan.parent_run_id, plan.spill, searcher, trial_kind=plan.trial_kind
+    )
+    added = trial_callbacks(plan, tracking) if trial_callbacks is not None else []
+    # The added callbacks come first: at the experiment's end they finish while the tracking callback's logger
+    # still runs (each calls ``tracking.setup`` first, which is idempotent, so the logger exists for them).
+    callbacks = [*added, tracking, ProgressCallback(v.metric, trials, list(v.params.params), live=live)]
     return tune.Tuner(
         _trainable(v),
         tune_config=tune.TuneConfig(

@@ -7,12 +7,12 @@ trial, so CI logs and ``kubectl logs`` stay readable.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
 from ray.tune import Callback
 
+from orchestrator.console import live_view
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import Metric
 
@@ -31,7 +31,7 @@ class ProgressCallback(Callback):
         self.metric = metric
         self.planned = planned
         self.params = params
-        self.live = sys.stdout.isatty() if live is None else live
+        self.live = live_view(live)
         self.done = self.failed = 0
         self.running: set[str] = set()
         self.best: tuple[float, str, dict[str, Any]] | None = None

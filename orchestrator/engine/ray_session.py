@@ -10,10 +10,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, first_line
+from orchestrator.settings import worker_logs
 from orchestrator.spaces import StudyVersion
 
 PROBE_TIMEOUT_S = 5.0
+
+
+def local_ray_on_loopback(address: str | None) -> None:
+    """Before ray is imported: a local Ray (no ``address``, no ``$RAY_ADDRESS``) serves this process alone, so keep
+    it on 127.0.0.1 (Ray reads the variable at import; it otherwise advertises the machine's address)."""
+    if not address and not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @contextmanager
@@ -46,18 +54,17 @@ def _init(address: str | None) -> None:
     # Unfinished trials of an interrupted search have no results yet: expected, not a warning.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # Trial output stays in the trial's folder unless asked for: the live view is ours.
-    worker_logs = os.environ.get("ORCHESTRATOR_WORKER_LOGS") == "1"
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.WARNING,
-        "log_to_driver": worker_logs,
+        "log_to_driver": worker_logs(),
     }
     try:
         # "local" starts a fresh Ray for this search; a bare ray.init() would join any Ray already running here.
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **kwargs)
     except Exception as e:
         where = f"Ray cluster at {address!r}" if address else "a local Ray"
-        raise OrchestratorError(f"could not connect to {where}: {str(e).strip().splitlines()[0]}") from None
+        raise OrchestratorError(f"could not connect to {where}: {first_line(e)}") from None
 
 
 def _probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:

@@ -1,57 +1,57 @@
-"""Run or resume one search: space file -> carried trials -> Ray Tune -> MLflow.
+"""Run or resume a search or a train: space version -> carried trials -> Ray Tune -> MLflow.
 
-The flow (docs/architecture.md): load and validate the version with its lineage; check
-the trainable, the tracking store and the Ray cluster early; read every earlier trial of
-the study and carry those that fit; start a parent run; run Ray Tune with the warm-started
-searcher, ASHA, per-trial resources, retries and actor reuse; log every trial as a nested
-run from a background thread; finish the parent run with the leaderboard.
+The flow (docs/architecture.md): load and validate the version with its lineage; check the trainable, the
+tracking store and the Ray cluster early; read every earlier trial of the study and carry those that fit;
+start a parent run; run Ray Tune with the warm-started searcher, ASHA, per-trial resources, retries and actor
+reuse; log every trial as a nested run from a background thread; end the parent run, after the run's kind
+(``hooks.RunHooks``) did its work at the end.
 
-The pieces: ``plan`` (what runs, decided once), ``storage`` (where its state lives, by URI
-scheme), ``ray_session`` (the Ray it runs on), ``tracking.schema`` (the MLflow names).
+A search and a train take one path, ``start_run``: a ``RunRequest`` says what runs (a version, fixed trials
+first, warm start or not) and how the parent run records it. The pieces: ``plan`` (what runs, decided once),
+``storage`` (where its state lives, by URI scheme), ``ray_session`` (the Ray it runs on), ``parent_run``
+(the parent run's tags and end), ``resume`` (what a stopped driver left), ``tracking.schema`` (the names).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.checks import check_version
-from orchestrator.errors import OrchestratorError
+from orchestrator.console import Echo
+from orchestrator.errors import OrchestratorError, first_line
 from orchestrator.redaction import redact_config, redact_text
-from orchestrator.review.leaderboard import Leaderboard
+from orchestrator.settings import default_storage, default_tracking_uri, tracking_wait_s
 from orchestrator.spaces import StudyVersion, load_with_lineage
-from orchestrator.spaces.carry import CarriedTrial, CarryReport, carry
+from orchestrator.spaces.carry import CarriedTrial, CarryReport
 from orchestrator.tracking import ledger as ledger_mod
 from orchestrator.tracking import schema
-from orchestrator.tracking.async_logger import replay_spill, tracking_wait_s
-from orchestrator.tracking.mlflow_store import MlflowStore, TrackingError, TrialRow, short_error
+from orchestrator.tracking.async_logger import replay_spill
+from orchestrator.tracking.carried import carried_trials
+from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, open_store
 
-from .plan import SearchPlan, build_searcher, build_tuner, check_secrets
+from .checks import check_version
+from .hooks import NO_HOOKS, Ended, HookTable, RunHooks
+from .leaderboard import Leaderboard
+from .parent_run import (
+    SearchEndNotRecorded,
+    carry_tags,
+    closes_parent_on_failure,
+    end_parent,
+    log_carry,
+    log_counts,
+    run_params,
+    run_tags,
+)
+from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner
 from .ray_session import ray_session, trial_slots
 from .results import MetricNotReported
+from .resume import SearchSoFar
 from .searchers.base import Replay
-from .storage import FINISHED, Experiment, open_experiment, open_storage
-from .trainable import RESUME_KEY, ResumeFrom
-
-STATE_DIR = Path(os.environ.get("ORCHESTRATOR_HOME", ".orchestrator"))
-ENDED = ("FINISHED", "FAILED")  # a trial run in one of these is done: it counts against the planned trials
-INTERRUPTED = ("RUNNING", "KILLED")  # a trial run a driver left in one of these continues on resume
-Echo = Callable[[str], None]
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(STATE_DIR / 'mlflow.db').resolve()}"
-
-
-def default_storage() -> str:
-    return str((STATE_DIR / "ray_results").resolve())
+from .storage import FINISHED, open_experiment, open_storage
 
 
 @dataclass
@@ -85,12 +85,30 @@ class SearchResult:
     interrupted: bool = False
 
 
-def open_store(uri: str) -> MlflowStore:
-    """The tracking store at ``uri``, checked to answer (a local SQLite file gets its folder)."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    store = MlflowStore(uri)
-    store.check_reachable()
-    return store
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run is: ``version`` runs (its ``search.trials``, or exactly its ``fixed_trials``), recorded on the
+    parent run as the space version ``recorded`` (the version itself for a search; the trained trial's for a
+    train), named ``run_name``, in an experiment folder named from ``folder``; ``tags`` and ``params`` are the
+    kind's own on top of every run's; ``note`` replaces the search's description (version, carry report, notes).
+    """
+
+    kind: str
+    version: StudyVersion
+    space_text: str
+    run_name: str
+    folder: str
+    recorded: StudyVersion | None = None
+    fixed_trials: tuple[FixedTrial, ...] = ()
+    warm_start: bool = True
+    tags: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+    @property
+    def space(self) -> StudyVersion:
+        """The space version the parent run records."""
+        return self.recorded or self.version
 
 
 def latest_unfinished(storage: str, study: str, version: int) -> str | None:
@@ -99,60 +117,71 @@ def latest_unfinished(storage: str, study: str, version: int) -> str | None:
     return experiment.uri if experiment is not None else None
 
 
-# --------------------------------------------------------------------------- carry-over
-
-
-def carried_trials(store: MlflowStore, version: StudyVersion, ledger: Path | None) -> tuple[CarryReport, float, str]:
-    """Earlier trials of the study that fit ``version``, the seconds it took, and where they were read from."""
-    start = time.perf_counter()
-    rows, source = ledger_mod.trials_with_ledger(store, version.study, ledger)
-    report = carry((r.prior(version.metric.name) for r in rows), version)
-    return report, time.perf_counter() - start, source
-
-
 # --------------------------------------------------------------------------- run / resume
 
 
-def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> SearchResult:
-    """Start a search of the space file ``path``.
-
-    What can be checked is checked before the parent run exists (space, trainable, tracking store,
-    storage written to, ledger, Ray); every failure after it closes the run (``closes_parent_on_failure``).
-    """
+def run_search(path: str | Path, options: SearchOptions, hooks: HookTable, echo: Echo = print) -> SearchResult:
+    """Start a search of the space file ``path`` (what its kind does at the end: ``hooks[schema.SEARCH_RUN]``)."""
     version, lineage = load_with_lineage(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    request = RunRequest(
+        kind=schema.SEARCH_RUN,
+        version=version,
+        space_text=Path(str(version.source)).read_text(),
+        run_name=f"{version.label} {time.strftime('%Y-%m-%d %H:%M')}",
+        folder=f"{version.study}-v{version.version}-{stamp}",
+    )
+    return start_run(request, options, hooks, echo, lineage=lineage)
+
+
+def start_run(
+    request: RunRequest,
+    options: SearchOptions,
+    hooks: HookTable,
+    echo: Echo = print,
+    lineage: Sequence[StudyVersion] = (),
+) -> SearchResult:
+    """Start the run ``request``: what can be checked is checked before the parent run exists (space, trainable,
+    tracking store, storage written to, ledger, Ray); every failure after it closes the run
+    (``closes_parent_on_failure``)."""
+    version = request.version
     spec = check_version(version)
-    check_secrets(version)
     uri = options.tracking_uri or default_tracking_uri()
     store = open_store(uri)
     tracking_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()
-    echo(
-        f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
-        f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage)
-    )
-
+    if lineage:
+        echo(
+            f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
+            f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage)
+        )
     experiment_id = store.experiment_id(version.study)
     assert experiment_id is not None
-    report, carry_s, source = carried_trials(store, version, options.ledger)
-    echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
+    report, carry_s = CarryReport(), 0.0
+    if request.warm_start:
+        report, carry_s, source = carried_trials(store, version, options.ledger)
+        echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
 
     with ray_session(options.address):
         slots = trial_slots(version)
-        planned = options.trials or version.search.trials
+        planned = len(request.fixed_trials) or options.trials or version.search.trials
         concurrency = max(1, min(options.concurrency or version.search.concurrency or slots, planned))
-        experiment = storage.new_experiment(f"{version.study}-v{version.version}-{time.strftime('%Y%m%d-%H%M%S')}")
+        experiment = storage.new_experiment(request.folder)
+        space = request.space
+        note = request.note or f"{space.label} ({space.short_hash})\n\n{report.summary()}\n\n{space.notes}"
+        tags = run_tags(request.kind, space, experiment.uri, note, request.tags)
+        if request.warm_start:
+            tags.update(carry_tags(report))
         parent = store.create_run(
-            experiment_id,
-            f"{version.label} {time.strftime('%Y-%m-%d %H:%M')}",
-            _search_tags(version, report, experiment),
-            _search_params(version, planned, concurrency),
+            experiment_id, request.run_name, tags, run_params(space, planned, concurrency, request.params)
         )
         with closes_parent_on_failure(store, parent, echo):
-            _log_carry(store, parent, report, carry_s)
+            if request.warm_start:
+                log_carry(store, parent, report, carry_s)
             plan = SearchPlan(
                 version=version,
-                space_text=Path(str(version.source)).read_text(),
+                space_text=request.space_text,
                 tracking_uri=uri,
                 experiment=experiment,
                 experiment_id=experiment_id,
@@ -162,18 +191,25 @@ def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> 
                 seed=options.seed,
                 reuse_actors=options.reuse_actors,
                 review_artifacts=options.review_artifacts,
+                kind=request.kind,
+                fixed_trials=request.fixed_trials,
+                warm_start=request.warm_start,
             )
             experiment.write_meta(plan.meta())
             echo(
-                f"search {experiment.uri}\n  MLflow experiment {version.study!r}, parent run {parent} "
+                f"{request.kind} {experiment.uri}\n  MLflow experiment {version.study!r}, parent run {parent} "
                 f"at {plan.shown_tracking_uri}\n  {planned} trials, {concurrency} at a time (cluster fits {slots})"
             )
-            tuner = build_tuner(plan, build_searcher(plan, report.carried), live=options.live)
-            return _fit(tuner, plan, store, echo, report.as_dict())
+            kind_hooks = hooks.get(request.kind, NO_HOOKS)
+            searcher = build_searcher(plan, report.carried)
+            searcher.replay_first(Replay(values, seed) for values, seed in plan.fixed_trials)
+            tuner = build_tuner(plan, searcher, live=options.live, trial_callbacks=kind_hooks.trial_callbacks)
+            return _fit(tuner, plan, store, kind_hooks, echo, report.as_dict() if request.warm_start else None)
 
 
-def resume_search(experiment: str, options: SearchOptions, echo: Echo = print) -> SearchResult:
-    """Continue the search in the folder ``experiment``; a resume that fails closes the parent run FAILED."""
+def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, echo: Echo = print) -> SearchResult:
+    """Continue the run (a search or a train) in the folder ``experiment``; a resume that fails closes the parent
+    run FAILED. The run's kind, recorded in its plan, picks its hooks."""
     folder = open_experiment(experiment)
     meta = folder.read_meta()
     if meta.get(FINISHED):
@@ -188,11 +224,12 @@ def resume_search(experiment: str, options: SearchOptions, echo: Echo = print) -
         echo(f"sending {replay_spill(plan.spill, store)} update(s) kept from the last driver")
     store.reopen_run(plan.parent_run_id)
     store.delete_tag(plan.parent_run_id, schema.END_REASON)  # why it stopped last time: no longer true
+    kind_hooks = hooks.get(plan.kind, NO_HOOKS)
     with closes_parent_on_failure(store, plan.parent_run_id, echo), ray_session(options.address):
         so_far = SearchSoFar.read(store, plan)
         echo(f"resuming {folder.uri}: {so_far.summary(plan.planned)}")
-        carried: list[CarriedTrial] = []  # a train runs its planned models: no warm start
-        if not plan.is_train:
+        carried: list[CarriedTrial] = []
+        if plan.warm_start:
             report, carry_s, source = carried_trials(store, plan.version, options.ledger)
             echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
             carried = report.carried
@@ -200,149 +237,36 @@ def resume_search(experiment: str, options: SearchOptions, echo: Echo = print) -
         searcher = build_searcher(plan, carried)
         searcher.replay_first(so_far.continued)
         searcher.replay_first(so_far.not_started(plan))
-        tuner = build_tuner(plan, searcher, live=options.live, trials=left) if left > 0 else None
-        return _fit(tuner, plan, store, echo, earlier=so_far.ended)
+        tuner = None
+        if left > 0:
+            tuner = build_tuner(
+                plan, searcher, live=options.live, trials=left, trial_callbacks=kind_hooks.trial_callbacks
+            )
+        return _fit(tuner, plan, store, kind_hooks, echo, earlier=so_far.ended)
 
 
-@dataclass(frozen=True)
-class SearchSoFar:
-    """What the trials of a search whose driver stopped left in the tracking store (the trusted record).
-
-    Resume rebuilds the search from this and ``orchestrator.json``, never from Ray Tune's pickled state: the
-    trials that ended count against the planned ones, and each interrupted trial continues first, with its
-    values and seed, from its newest checkpoint that the store saw (or from epoch 1 without one), in its own run.
-    """
-
-    ended: list[TrialRow]
-    continued: list[Replay]
-
-    @classmethod
-    def read(cls, store: MlflowStore, plan: SearchPlan) -> SearchSoFar:
-        rows = store.trials(plan.version.study, parent_run_id=plan.parent_run_id, kind=plan.trial_kind)
-        interrupted = (_continued(store, plan, row) for row in rows if row.status in INTERRUPTED)
-        return cls([r for r in rows if r.status in ENDED], [c for c in interrupted if c is not None])
-
-    def not_started(self, plan: SearchPlan) -> list[Replay]:
-        """A train's planned models that neither ended nor continue (none for a search: its searcher suggests)."""
-        started = [redact_config(r.config) for r in self.ended] + [redact_config(c.values) for c in self.continued]
-        return [Replay(values, seed) for values, seed in plan.trainings if redact_config(values) not in started]
-
-    def summary(self, planned: int) -> str:
-        finished = sum(r.status == "FINISHED" for r in self.ended)
-        from_checkpoint = sum(bool(c.extra[RESUME_KEY]["checkpoint"]) for c in self.continued)
-        return (
-            f"{finished} finished, {len(self.ended) - finished} failed of {planned} planned; "
-            f"{len(self.continued)} interrupted continue ({from_checkpoint} from a checkpoint)"
-        )
+# --------------------------------------------------------------------------- fit and end
 
 
-def _continued(store: MlflowStore, plan: SearchPlan, row: TrialRow) -> Replay | None:
-    """How the interrupted trial of ``row`` continues; None without a recorded seed (a new trial takes its place)."""
-    tags = store.client.get_run(row.run_id).data.tags
-    seed = tags.get(schema.SEED, "")
-    if not seed.isdigit() or not row.trial_id:
-        return None
-    logged = store.metric_steps(row.run_id, plan.version.metric.name)
-    checkpoint = plan.experiment.last_checkpoint(tags.get(schema.RESUMED_AS) or row.trial_id, logged)
-    resume = ResumeFrom(trial_id=row.trial_id, checkpoint=checkpoint or "")
-    return Replay(row.config, int(seed), {RESUME_KEY: resume})
-
-
-class SearchEndNotRecorded(TrackingError):
-    """The trials ran, but the tracking server could not be told the search ended (``resume`` does it later)."""
-
-
-@contextmanager
-def closes_parent_on_failure(store: MlflowStore, parent_run_id: str, echo: Echo) -> Iterator[None]:
-    """Close the parent run when the block raises: KILLED for Ctrl-C, FAILED otherwise, with ``END_REASON``.
-
-    ``SearchEndNotRecorded`` leaves the run alone: the server is gone, and ``resume`` finishes it.
-    """
-    try:
-        yield
-    except SearchEndNotRecorded:
-        raise
-    except KeyboardInterrupt:
-        end_parent(store, parent_run_id, "KILLED", "interrupted (Ctrl-C)", echo)
-        raise
-    except BaseException as e:
-        end_parent(store, parent_run_id, "FAILED", failure_line(e), echo)
-        raise
-
-
-def end_parent(store: MlflowStore, parent_run_id: str, status: str, reason: str, echo: Echo) -> None:
-    """End the parent run with ``status`` and ``reason``; a store that cannot be reached is told in one line."""
-    try:
-        store.log_batch(parent_run_id, tags={schema.END_REASON: reason})
-        store.end_run(parent_run_id, status)
-    except Exception as e:  # already failing: report, never mask the error being raised
-        echo(f"tracking: could not mark the search's run {parent_run_id} {status} ({short_error(e)})")
-
-
-def failure_line(error: BaseException) -> str:
-    """The one line a failure is recorded under: our own message, or the error's type and first line."""
-    if isinstance(error, OrchestratorError):
-        return short_error(error)
-    text = short_error(error)
-    return type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}"
-
-
-def _search_tags(version: StudyVersion, report: CarryReport, experiment: Experiment) -> dict[str, str]:
-    """The tags of a search's parent run."""
-    return {
-        schema.KIND: schema.SEARCH_RUN,
-        schema.STUDY: version.study,
-        schema.VERSION: str(version.version),
-        schema.HASH: version.content_hash,
-        schema.CARRY: json.dumps(report.as_dict()),
-        schema.EXPERIMENT_PATH: experiment.uri,
-        schema.NOTE: f"{version.label} ({version.short_hash})\n\n{report.summary()}\n\n{version.notes}",
-    }
-
-
-def _search_params(version: StudyVersion, planned: int, concurrency: int) -> dict[str, Any]:
-    """The params of a search's parent run: the space and the sizes."""
-    return {
-        schema.SPACE_STUDY: version.study,
-        schema.SPACE_VERSION: version.version,
-        schema.SPACE_HASH: version.content_hash,
-        schema.SPACE_PARENT: version.parent,
-        schema.PARAM_TRAINABLE: version.trainable,
-        schema.PARAM_METRIC: version.metric.name,
-        schema.PARAM_MODE: version.metric.mode,
-        schema.PARAM_TRIALS: planned,
-        schema.PARAM_CONCURRENCY: concurrency,
-    }
-
-
-def _log_carry(store: MlflowStore, parent: str, report: CarryReport, carry_s: float) -> None:
-    now = int(time.time() * 1000)
-    store.log_batch(
-        parent,
-        metrics=[
-            (schema.CARRIED_TRIALS, len(report.carried), now, 0),
-            (schema.DROPPED_TRIALS, sum(report.dropped.values()), now, 0),
-            (schema.WARM_START_S, carry_s, now, 0),
-        ],
-    )
-
-
-def fit_plan(plan: SearchPlan, searcher: Any, store: MlflowStore, echo: Echo, live: bool | None = None) -> SearchResult:
+def fit_plan(
+    plan: SearchPlan, searcher: Any, store: MlflowStore, echo: Echo, hooks: RunHooks = NO_HOOKS
+) -> SearchResult:
     """Run every trial of a new ``plan`` (its parent run open, its ``orchestrator.json`` written) with ``searcher``
-    and record the end, as ``run_search`` does: how ``orchestrator train`` starts (``production.train``)."""
-    return _fit(build_tuner(plan, searcher, live=live), plan, store, echo)
+    and record the end, as ``start_run`` does (benchmarks and tests that build a plan by hand)."""
+    return _fit(build_tuner(plan, searcher, trial_callbacks=hooks.trial_callbacks), plan, store, hooks, echo)
 
 
 def _fit(
     tuner: Any | None,
     plan: SearchPlan,
     store: MlflowStore,
+    hooks: RunHooks,
     echo: Echo,
     carry_info: dict[str, Any] | None = None,
     earlier: Sequence[TrialRow] = (),
 ) -> SearchResult:
-    """Run the tuner (None: no trial is left to run), then record the search's end; errors are raised for
-    ``closes_parent_on_failure``. ``earlier``: the search's trials that ended under an earlier driver."""
+    """Run the tuner (None: no trial is left to run), then record the run's end; errors are raised for
+    ``closes_parent_on_failure``. ``earlier``: the run's trials that ended under an earlier driver."""
     version, parent = plan.version, plan.parent_run_id
     start = time.perf_counter()
     result = SearchResult(
@@ -362,8 +286,8 @@ def _fit(
         raise OrchestratorError(tune_error_message(e)) from None
     finally:
         result.wall_s = time.perf_counter() - start
-    result = _summarize(grid if tuner is not None else None, version, result, earlier)
     board = Leaderboard.from_grid(grid, version)
+    _summarize(result, version, board, grid if tuner is not None else None, earlier)
     if result.finished + result.failed < plan.planned:
         resume = f"continue with: orchestrator resume {plan.experiment.uri}"
         done = f"interrupted after {result.finished + result.failed} of {plan.planned} trials"
@@ -371,10 +295,7 @@ def _fit(
         echo(f"{done}; {resume}")
         result.interrupted = True
         return result
-    if plan.is_train:  # its errors fail the train: ``resume`` registers the models it has not registered yet
-        _finish_train(store, plan, result, echo)
-    else:
-        _finish_search(store, plan, result, echo, grid, board)
+    _record_end(Ended(store, plan, result, board, grid, echo), hooks)
     plan.experiment.write_meta(plan.meta(finished=True))
     echo(board.text())
     best = json.dumps(result.best_config, sort_keys=True)
@@ -385,19 +306,54 @@ def _fit(
     return result
 
 
-def _finish_search(
-    store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo, grid: Any, board: Leaderboard
-) -> None:
-    """Record the end of a search; a store that fails here is ``SearchEndNotRecorded`` (``resume`` retries)."""
+def _record_end(ended: Ended, hooks: RunHooks) -> None:
+    """Log the counts and best (and the study's ledger for a warm-started run: the next warm start's fast path;
+    writing it never fails the run), run the kind's end hook, end the parent run FINISHED.
+
+    A store that fails while the counts or the end are recorded is ``SearchEndNotRecorded`` (``resume`` does it
+    again); an error of the end hook fails the run."""
+    store, plan, result = ended.store, ended.plan, ended.result
     try:
-        _finish_parent(store, plan.version, result, echo, grid, board)
-    except Exception as e:  # the server went away during the search: Ray's state and the spill keep everything
-        kept = f"unsent updates are in {plan.spill.where}; " if plan.spill.exists() else ""
-        raise SearchEndNotRecorded(
-            f"the search ran ({result.finished} finished, {result.failed} failed), but the tracking server "
-            f"{plan.shown_tracking_uri} could not record its end ({short_error(e)}); {kept}"
-            f"once it answers: orchestrator resume {plan.experiment.uri}"
-        ) from None
+        log_counts(
+            store,
+            result.parent_run_id,
+            plan.version.metric.name,
+            result.finished,
+            result.failed,
+            result.wall_s,
+            result.best_value,
+            result.best_config,
+        )
+        if plan.warm_start:
+            _write_ledger(store, plan, result, ended.echo)
+    except Exception as e:
+        raise _end_not_recorded(plan, result, e) from None
+    if hooks.finish is not None:
+        hooks.finish(ended)
+    try:
+        store.end_run(result.parent_run_id, "FINISHED")
+    except Exception as e:
+        raise _end_not_recorded(plan, result, e) from None
+
+
+def _write_ledger(store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo) -> None:
+    try:
+        ledger_mod.write_artifact(store, plan.version.study, result.parent_run_id)
+    except Exception as e:  # only the next warm start's speed depends on it
+        echo(
+            f"tracking: no ledger artifact on run {result.parent_run_id} ({first_line(e)}); "
+            "the next warm start reads the runs instead"
+        )
+
+
+def _end_not_recorded(plan: SearchPlan, result: SearchResult, error: BaseException) -> SearchEndNotRecorded:
+    """The server went away at the end: Ray's state and the spill keep everything, ``resume`` records it."""
+    kept = f"unsent updates are in {plan.spill.where}; " if plan.spill.exists() else ""
+    return SearchEndNotRecorded(
+        f"the {plan.kind} ran ({result.finished} finished, {result.failed} failed), but the tracking server "
+        f"{plan.shown_tracking_uri} could not record its end ({first_line(error)}); {kept}"
+        f"once it answers: orchestrator resume {plan.experiment.uri}"
+    )
 
 
 def tune_error_message(error: BaseException) -> str:
@@ -427,84 +383,19 @@ def exception_chain(error: BaseException) -> list[BaseException]:
 
 
 def _summarize(
-    grid: Any | None, version: StudyVersion, result: SearchResult, earlier: Sequence[TrialRow] = ()
-) -> SearchResult:
-    """Counts and best trial of the search: Ray Tune's ``grid`` (None: no trial ran) and the ``earlier`` runs."""
+    result: SearchResult, version: StudyVersion, board: Leaderboard, grid: Any | None, earlier: Sequence[TrialRow]
+) -> None:
+    """Counts and best trial of the run: this driver's trials (Ray Tune's ``grid``, ranked on ``board``; None: no
+    trial ran) and those that ended under an earlier driver (``earlier``), each by the one score rule."""
     name = version.metric.name
     result.finished = sum(r.status == "FINISHED" for r in earlier)
     result.failed = len(earlier) - result.finished
-    best_of = [(r.metrics.get(schema.best_metric(name), r.metrics.get(name)), r.config) for r in earlier]
+    scored = [(r.score(name), r.config) for r in earlier]
     if grid is not None:
         result.finished += grid.num_terminated
         result.failed += grid.num_errors
-        try:
-            best = grid.get_best_result(metric=name, mode=version.metric.mode, scope="all")
-            value = best.metrics.get(schema.best_metric(name), None)
-            df = best.metrics_dataframe
-            if df is not None and name in df:
-                value = float(df[name].max() if version.metric.mode == "max" else df[name].min())
-            best_of.append(
-                (value, redact_config({k: best.config[k] for k in version.params.params if k in best.config}))
-            )
-        except (RuntimeError, KeyError, ValueError):
-            pass
-    scored = [(value, config) for value, config in best_of if value is not None]
+    if board.best is not None:
+        scored.append((board.best.value, redact_config(board.best.config)))
+    scored = [(value, config) for value, config in scored if value is not None]
     if scored:
         result.best_value, result.best_config = min(scored, key=lambda vc: version.metric.loss(vc[0]))
-    return result
-
-
-def _finish_parent(
-    store: MlflowStore, version: StudyVersion, result: SearchResult, echo: Echo, grid: Any, board: Leaderboard
-) -> None:
-    """Log the search's counts and best, write the study's ledger artifact and review artifacts (neither ever
-    fails the search), end it."""
-    _log_counts(store, version, result)
-    try:
-        ledger_mod.write_artifact(store, version.study, result.parent_run_id)
-    except Exception as e:  # only the next warm start's speed depends on it
-        echo(
-            f"tracking: no ledger artifact on run {result.parent_run_id} ({short_error(e)}); "
-            "the next warm start reads the runs instead"
-        )
-    _log_review(store, version, result, grid, board, echo)
-    store.end_run(result.parent_run_id, "FINISHED")
-
-
-def _log_counts(store: MlflowStore, version: StudyVersion, result: SearchResult) -> None:
-    """The counts, the wall time and the best value and values on the parent run of a search or a train."""
-    now = int(time.time() * 1000)
-    metrics = [
-        (schema.FINISHED_TRIALS, result.finished, now, 0),
-        (schema.FAILED_TRIALS, result.failed, now, 0),
-        (schema.SEARCH_WALL_S, result.wall_s, now, 0),
-    ]
-    if result.best_value is not None:
-        metrics.append((schema.best_metric(version.metric.name), result.best_value, now, 0))
-    store.log_batch(
-        result.parent_run_id, metrics=metrics, tags={schema.BEST_CONFIG: json.dumps(result.best_config, sort_keys=True)}
-    )
-
-
-def _finish_train(store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo) -> None:
-    """Log a train's counts, register each model it trained (``orchestrator.production.train``), end its run."""
-    from orchestrator.production.train import register_models
-
-    _log_counts(store, plan.version, result)
-    register_models(store, plan, echo)
-    store.end_run(result.parent_run_id, "FINISHED")
-
-
-def _log_review(
-    store: MlflowStore, version: StudyVersion, result: SearchResult, grid: Any, board: Leaderboard, echo: Echo
-) -> None:
-    """The search's review artifacts (``orchestrator.review.search``); a failure is a tag and one line, never more."""
-    try:
-        from orchestrator.review.search import log_search_review
-
-        log_search_review(store, version, result.parent_run_id, board, grid, echo)
-    except Exception as e:
-        reason = failure_line(e)
-        echo(f"review: no review artifacts on run {result.parent_run_id} ({reason})")
-        with suppress(Exception):  # the store is failing: ending the run reports it
-            store.log_batch(result.parent_run_id, tags={schema.REVIEW_ERROR: reason})

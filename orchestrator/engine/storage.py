@@ -29,7 +29,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, first_line
 from orchestrator.tracking.async_logger import SpillFile
 
 META = "orchestrator.json"
@@ -52,7 +52,7 @@ def _pyarrow(uri: str) -> tuple[pafs.FileSystem, str]:
     try:
         filesystem, path = pafs.FileSystem.from_uri(uri)
     except (OSError, ValueError) as e:  # missing libhdfs, bad bucket URI, no credentials ...
-        raise OrchestratorError(f"storage {uri}: {str(e).strip().splitlines()[0]}") from None
+        raise OrchestratorError(f"storage {uri}: {first_line(e)}") from None
     return filesystem, path.rstrip("/")
 
 
@@ -240,9 +240,8 @@ def _saved_epoch(fs: pafs.FileSystem, path: str) -> int | None:
 
 def _reason(error: OSError) -> str:
     """The first line of an ``OSError`` (with its path when it has one)."""
-    text = error.strerror or str(error).strip() or type(error).__name__
     where = f": {error.filename}" if error.filename else ""
-    return text.splitlines()[0] + where
+    return (error.strerror or first_line(error)) + where
 
 
 def open_storage(uri: str) -> Storage:

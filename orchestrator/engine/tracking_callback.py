@@ -4,49 +4,64 @@ Everything goes through ``AsyncTrialLogger``: the driver only enqueues. The call
 pickled with the tuner (Ray Tune saves it; resume never loads it), so it holds plain data until ``setup``, and no
 credentials: the tracking URI without its login (``keep_login``; the driver's process connects
 with it) and trial values with secret-looking entries redacted.
-On a resumed search, ``setup`` closes child runs the dead driver left RUNNING as KILLED
-and remembers, per trial, the run and the last step logged; a trial that ``resume`` continues
-(a new Ray Tune trial naming the old one under ``RESUME_KEY``) reopens the old trial's run and
-skips steps already logged, so nothing is logged twice.
+On a resumed run, ``setup`` reads the runs an earlier driver left (``EarlierRuns``: RUNNING ones end KILLED);
+a trial that ``resume`` continues (a new Ray Tune trial naming the old one under ``RESUME_KEY``) reopens the
+old trial's run and skips steps already logged, so nothing is logged twice.
+What a kind of run adds per trial (the review artifacts of a search) is a callback of its own beside this one
+(``plan.build_tuner``'s ``trial_callbacks``), which reaches the runs through :attr:`MlflowTrialCallback.logger`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
+from orchestrator.errors import first_line
 from orchestrator.redaction import redact_config, redact_text
-from orchestrator.review.trial import REVIEW_SPARE_CPUS, TrialReviews, has_review_hook, review_wait_s
+from orchestrator.settings import tracking_wait_s
 from orchestrator.spaces import StudyVersion, flatten
+from orchestrator.spaces.secrets import mask_secrets
 from orchestrator.tracking import schema
-from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile, tracking_wait_s
-from orchestrator.tracking.mlflow_store import (
-    History,
-    MlflowStore,
-    history_tag,
-    keep_login,
-    per_step,
-    short_error,
-    with_login,
-)
+from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile
+from orchestrator.tracking.mlflow_store import History, MlflowStore, history_tag, keep_login, per_step
 
-from .plan import mask_secrets, with_fixed_values
-from .ray_session import driver_node_cpus
 from .results import user_metrics
 from .searchers.base import SpaceSearcher
 from .trainable import RESUME_KEY
 
 
-class MlflowTrialCallback(Callback):
-    """``spill`` keeps what could not be sent when the search ends (``orchestrator resume`` sends it).
+@dataclass
+class EarlierRuns:
+    """The nested runs of a run that an earlier driver started (resume): trial id -> (run id, metric by epoch, best).
 
-    With ``review_artifacts``, every trial that ends with a checkpoint is reviewed by one low-priority process
-    (``orchestrator.review.trial``); the end of the search waits for it, bounded.
-    """
+    Reading them closes the ones left RUNNING as KILLED; a continued trial takes its run back (``take``)."""
+
+    runs: dict[str, tuple[str, History, float | None]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, store: MlflowStore, version: StudyVersion, parent_run_id: str, kind: str) -> EarlierRuns:
+        metric = version.metric
+        runs: dict[str, tuple[str, History, float | None]] = {}
+        for row in store.trials(version.study, parent_run_id=parent_run_id, kind=kind):
+            if row.status == "RUNNING":
+                store.end_run(row.run_id, "KILLED")
+            points = store.client.get_metric_history(row.run_id, metric.name)
+            best = min((m.value for m in points), key=metric.loss, default=None)
+            runs[row.trial_id] = (row.run_id, per_step(points), best)
+        return cls(runs)
+
+    def take(self, trial_id: str) -> tuple[str, History, float | None]:
+        """The run, history and best value of ``trial_id`` if an earlier driver started it (once), else empty."""
+        return self.runs.pop(trial_id, ("", {}, None))
+
+
+class MlflowTrialCallback(Callback):
+    """``spill`` keeps what could not be sent when the run ends (``orchestrator resume`` sends it)."""
 
     flush_timeout_s: float | None = None  # None: tracking_wait_s() (TRACKING_WAIT_S or its environment variable)
 
@@ -59,7 +74,6 @@ class MlflowTrialCallback(Callback):
         spill: SpillFile,
         searcher: SpaceSearcher | None = None,
         *,
-        review_artifacts: bool = True,
         trial_kind: str = schema.TRIAL_RUN,
     ):
         self.version = version
@@ -74,74 +88,39 @@ class MlflowTrialCallback(Callback):
         self._last_step: dict[str, int] = {}
         self._history: dict[str, History] = {}  # per open trial, the metric by epoch (its METRIC_HISTORY tag)
         self._node: dict[str, str] = {}  # per trial, the node its placement tags name (a retry may move it)
-        self._existing: dict[str, tuple[str, History, float | None]] = {}  # trial id -> run, history, best value
+        self._earlier = EarlierRuns()
         self._open: set[str] = set()
-        # Review artifacts of ended trials (orchestrator.review.trial), when the trainable has a review hook.
-        self.review_artifacts = review_artifacts and has_review_hook(version.trainable)
-        if self.review_artifacts:
-            review_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
-        self.reviews: TrialReviews | None = None
-        self._driver_node, self._driver_cpus = "", 0.0  # set up with the reviews: the driver's Ray node, its CPUs
-        self._on_driver_node: set[str] = set()  # open trials on it, or not placed yet
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["logger"] = None
         state["version"] = mask_secrets(self.version)  # Ray Tune's state holds no secret value
         state["searcher"] = None  # the tuner pickles its own searcher
-        state["reviews"] = None  # a process and its queues
         return state
 
     # ------------------------------------------------------------------ lifecycle
 
     def setup(self, **info: Any) -> None:
-        self._existing = self._close_orphans()
+        """Read the runs of an earlier driver and start the logger; once (a callback of the run's kind that needs the
+        logger calls it before its own set-up)."""
+        if self.logger is not None:
+            return
+        store = MlflowStore(self.tracking_uri)
+        self._earlier = EarlierRuns.read(store, self.version, self.parent_run_id, self.trial_kind)
         self.logger = AsyncTrialLogger(
             lambda: MlflowStore(self.tracking_uri), on_error=lambda m: print(m, file=sys.stderr, flush=True)
         )
         self.logger.start()
-        if self.review_artifacts:
-            self.reviews = TrialReviews(self.version.trainable, with_login(self.tracking_uri), self.logger)
-            self._driver_node, self._driver_cpus = driver_node_cpus()  # the worker starts held
-
-    def _update_review_gate(self) -> None:
-        """Renders wait while trials on the driver's machine (those not yet placed count as on it) leave fewer
-        than ``REVIEW_SPARE_CPUS`` of its CPUs free."""
-        if self.reviews is not None:
-            used = len(self._on_driver_node) * self.version.resources.cpu
-            self.reviews.machine_busy(used > 0 and used > self._driver_cpus - REVIEW_SPARE_CPUS)
-
-    def _close_orphans(self) -> dict[str, tuple[str, History, float | None]]:
-        """Child runs of this search from an earlier driver (RUNNING ones become KILLED): run, metric by epoch
-        (its last step is the last one logged), best."""
-        store = MlflowStore(self.tracking_uri)
-        metric = self.version.metric
-        existing: dict[str, tuple[str, History, float | None]] = {}
-        for row in store.trials(self.version.study, parent_run_id=self.parent_run_id, kind=self.trial_kind):
-            if row.status == "RUNNING":
-                store.end_run(row.run_id, "KILLED")
-            points = store.client.get_metric_history(row.run_id, metric.name)
-            best = min((m.value for m in points), key=metric.loss, default=None)
-            existing[row.trial_id] = (row.run_id, per_step(points), best)
-        return existing
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         assert self.logger is not None
-        interrupted = bool(self._open)
         for key in sorted(self._open):  # interrupted (Ctrl-C): `orchestrator resume` reopens them
             self.logger.close(key, "KILLED", {schema.STATUS: "KILLED"})
         self._open.clear()
-        try:
-            if self.reviews is not None and not interrupted:
-                self.reviews.finish(review_wait_s())  # bounded, with a progress line; Ctrl-C stops it
-        finally:
-            self.shutdown()
+        self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> int:
         """Flush (up to ``timeout``, default the bounded wait) and stop; returns how many updates were unsent."""
-        if self.reviews is not None:  # before the logger stops: it sends the review tags
-            self.reviews.stop()
-            self.reviews = None
         if self.logger is None:
             return 0
         if timeout is None:
@@ -150,7 +129,7 @@ class MlflowTrialCallback(Callback):
             spilled = self.logger.stop(timeout=timeout, spill_to=self.spill)
             kept = f"kept in {self.spill.where}, sent by `orchestrator resume`"
         except OSError as e:  # the storage itself cannot be written
-            spilled, kept = self.logger.stop(timeout=0), f"lost: cannot write {self.spill.where} ({short_error(e)})"
+            spilled, kept = self.logger.stop(timeout=0), f"lost: cannot write {self.spill.where} ({first_line(e)})"
         self.logger = None
         if spilled:
             print(f"tracking: {spilled} update(s) could not be sent within {timeout:.0f}s; {kept}", file=sys.stderr)
@@ -186,7 +165,7 @@ class MlflowTrialCallback(Callback):
         elif self.searcher is not None and key in self.searcher.suggested_by:
             tags[schema.SUGGESTED_BY] = self.searcher.suggested_by[key]
         params = flatten(values)
-        reuse, history, best = self._existing.pop(identity, ("", {}, None))
+        reuse, history, best = self._earlier.take(identity)
         done_upto = max(history, default=-1)
         if reuse:  # a continued trial: its epochs so far count for its best value, history and where it stopped
             self._last_step[key] = done_upto
@@ -194,8 +173,6 @@ class MlflowTrialCallback(Callback):
             if best is not None:
                 self._best[key] = best
         self._open.add(key)
-        self._on_driver_node.add(key)
-        self._update_review_gate()
         self.logger.open(
             key,
             self.experiment_id,
@@ -220,11 +197,6 @@ class MlflowTrialCallback(Callback):
         if "node_id" in result and self._node.get(trial.trial_id) != str(result["node_id"]):
             # the first result, or the first after a retry on another node (a lost node): the tags follow the trial
             self._node[trial.trial_id] = str(result["node_id"])
-            if self._node[trial.trial_id] == self._driver_node:
-                self._on_driver_node.add(trial.trial_id)
-            else:
-                self._on_driver_node.discard(trial.trial_id)
-            self._update_review_gate()
             tags = {schema.NODE_ID: str(result["node_id"]), schema.GPU_IDS: str(result.get("gpu_ids", ""))}
         self._last_step[trial.trial_id] = step
         self.logger.log(trial.trial_id, metrics, step, tags=tags)
@@ -256,18 +228,6 @@ class MlflowTrialCallback(Callback):
             self.logger.log(key, {schema.best_metric(name): self._best[key]}, step=max(last, 0))
         self.logger.close(key, status, tags)
         self._open.discard(key)
-        self._on_driver_node.discard(key)
-        self._update_review_gate()
-        if self.reviews is not None:
-            self._review(trial)
-
-    def _review(self, trial: Any) -> None:
-        """Hand an ended trial with a checkpoint to the review worker, with the config its trainable received."""
-        assert self.reviews is not None
-        self.reviews.collect()  # tags the failures of earlier reviews
-        if trial.checkpoint is not None:
-            own = {k: v for k, v in trial.config.items() if k != RESUME_KEY}
-            self.reviews.add(trial.trial_id, with_fixed_values(self.version, own), trial.checkpoint)
 
 
 def failure_reason(trial: Any) -> str:

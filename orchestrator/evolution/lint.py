@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.checks import validate_with_trainables
+from orchestrator.engine.checks import validate_with_trainables
 from orchestrator.spaces import Problem, StudyVersion, discover
 from orchestrator.spaces.check import ValidationReport
 from orchestrator.spaces.io import VERSION_FILE

@@ -1,6 +1,6 @@
 """The carry report of a new version before anything runs: what ``space diff --tracking-uri`` prints.
 
-It is the warm start's own function, ``engine.runner.carried_trials`` (``spaces.carry.carry``
+It is the warm start's own function, ``tracking.carried.carried_trials`` (``spaces.carry.carry``
 over the rows of ``tracking.ledger.trials_with_ledger``), so the counts are the ones the next
 ``orchestrator run`` of that version prints and logs (given no trial ends in between).
 """
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.carry import CarryReport
+from orchestrator.tracking.carried import carried_trials
 
 if TYPE_CHECKING:
     from orchestrator.tracking.mlflow_store import MlflowStore
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 
 def carry_preview(store: MlflowStore, version: StudyVersion, ledger: Path | None = None) -> tuple[CarryReport, str]:
     """How every trial of the study would carry into ``version``, and where the trials were read from."""
-    from orchestrator.engine.runner import carried_trials
-
     report, _, source = carried_trials(store, version, ledger)
     return report, source
 

@@ -10,7 +10,6 @@ tracking store otherwise.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -99,18 +98,10 @@ def build_report(
     return StudyReport(study, metric, out)
 
 
-def trial_best(row: TrialRow, metric: Metric) -> float | None:
-    """A trial's best value of ``metric`` over its epochs, as the search logged it (else its final value)."""
-    from orchestrator.tracking.schema import best_metric
-
-    value = row.metrics.get(best_metric(metric.name), row.metrics.get(metric.name))
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _best(rows: Sequence[TrialRow], metric: Metric | None) -> tuple[TrialRow | None, float | None]:
     if metric is None:
         return None, None
-    scored = [(r, v) for r in rows if (v := trial_best(r, metric)) is not None]
+    scored = [(r, v) for r in rows if (v := r.score(metric.name)) is not None]
     if not scored:
         return None, None
     return min(scored, key=lambda pair: (metric.loss(pair[1]), pair[0].run_id))

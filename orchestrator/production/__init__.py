@@ -1,8 +1,8 @@
-"""Production use of searched models: ``orchestrator predict`` (whole scenes, bounded memory).
+"""Production use of searched models: ``orchestrator train`` (``train``: the chosen trial trained longer and
+registered) and ``orchestrator predict`` (whole scenes, bounded memory).
 
-``defaults``, ``metadata`` (what a logged model carries for prediction) and ``rules`` (post-processing)
-are light; ``predict`` needs numpy, rasterio, torch and mlflow, and is imported when one of its names is
-first used (``from orchestrator.production import predict_scenes``).
+``defaults`` and ``rules`` (post-processing) are light; ``predict`` needs numpy, rasterio, torch and mlflow,
+and is imported when one of its names is first used (``from orchestrator.production import predict_scenes``).
 """
 
 from __future__ import annotations
@@ -10,15 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .metadata import ModelMetadata, ModelMetadataError, prediction_metadata, read_model_metadata
 from .rules import DEFAULT_RULES, RuleError, Rules, parse_rules
 
 _FROM_PREDICT = ("PredictError", "PredictReport", "ScenePrediction", "predict_scenes")
 
 __all__ = [
     "DEFAULT_RULES",
-    "ModelMetadata",
-    "ModelMetadataError",
     "PredictError",
     "PredictReport",
     "RuleError",
@@ -26,8 +23,6 @@ __all__ = [
     "ScenePrediction",
     "parse_rules",
     "predict_scenes",
-    "prediction_metadata",
-    "read_model_metadata",
 ]
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -43,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.console import Echo, live_view
+from orchestrator.errors import OrchestratorError, first_line
+from orchestrator.models.metadata import ModelInput, ModelMetadata, ModelMetadataError, read_model_metadata
 
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_D4, DEFAULT_OVERLAP, DEFAULT_THRESHOLD
-from .metadata import ModelInput, ModelMetadata, ModelMetadataError, read_model_metadata
 from .rules import DEFAULT_RULES, Rules, apply_pixel_rules, remove_small_objects
 
 OUTPUT_BLOCK = 256  # tile size of the written GeoTIFFs; rows are written in blocks of this many
@@ -56,8 +56,6 @@ SUBMISSION_HEADER = ("ImageId", "ClassType", "MultipolygonWKT")
 EMPTY_WKT = "MULTIPOLYGON EMPTY"  # a class with nothing predicted, or that no model predicts
 SCENE_FOLDER = "three_band"
 PLAIN_PROGRESS_STEPS = 10  # without a terminal: a progress line about every tenth of the tiles
-
-Echo = Callable[[str], None]
 
 
 class PredictError(OrchestratorError):
@@ -187,7 +185,7 @@ def load_models(uris: Sequence[str], tracking_uri: str | None, device: Any) -> l
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.review.model import fluent_tracking_uri
+    from orchestrator.tracking.mlflow_store import fluent_tracking_uri
 
     metadata, problems = [], []
     for uri in uris:
@@ -205,15 +203,10 @@ def load_models(uris: Sequence[str], tracking_uri: str | None, device: Any) -> l
                 module = mlflow.pytorch.load_model(model.uri)
             loaded.append(LoadedModel(model, module.to(device)))
         except (MlflowException, OSError, RuntimeError, ValueError) as error:
-            problems.append(f"{model.uri}: cannot load the model ({_first_line(error)})")
+            problems.append(f"{model.uri}: cannot load the model ({first_line(error)})")
     if problems:
         raise PredictError("\n".join(problems))
     return loaded
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def pick_device(device: str | None = None) -> Any:
@@ -345,7 +338,7 @@ class TileProgress:
 
     def __init__(self, total: int, echo: Echo, live: bool | None = None):
         self.total, self.echo, self.done = total, echo, 0
-        self.live = sys.stdout.isatty() if live is None else live
+        self.live = live_view(live)
         self._next_line = 0
         self._bar: Any = None
         self._task: Any = None

@@ -1,18 +1,18 @@
 """``orchestrator train``: the chosen trial's architecture trained for the longer schedule, then registered.
 
-A train is a search that cannot choose: ``train_models`` turns the chosen trial (``--trial ID``, else the
+A train is a run of fixed configurations: ``train_models`` turns the chosen trial (``--trial ID``, else the
 study's best) into a study version whose parameters are all fixed to the trial's values (``per_class`` a
-choice of its classes with ``--per-class``), FIFO for ``--epochs``, one trial per model, and hands the
-searcher each model's values and the trial's seed as replays (``SpaceSearcher.replay_first``). Everything
-else is the search machinery: experiment folder and ``orchestrator.json`` (``kind: train``, the planned
-models), Ray Tune on the cluster with checkpoints, nested runs, ``orchestrator resume``. Its parent run is
-``KIND`` ``train`` and its nested runs ``training``, which a search's warm start never reads.
+choice of its classes with ``--per-class``), FIFO for ``--epochs``, and asks the engine for a run
+(``engine.runner.RunRequest``) whose trials are exactly its models (the values and the trial's seed each),
+without warm start. Everything else is the engine's one path: experiment folder and ``orchestrator.json``
+(``kind: train``), Ray Tune on the cluster with checkpoints, nested runs, ``orchestrator resume``. Its parent run
+is ``KIND`` ``train`` and its nested runs ``training``, which a search's warm start never reads.
 
-When every model has trained, ``register_models`` (called by the runner at the end of a train, also a
-resumed one) logs each model from its training's last checkpoint with ``review.model.log_best_model``
-and registers it as ``<study>`` (all classes) or ``<study>-<class>``, tagged with the trial's space version
-and hash, the trial and its run, the train's run and the training run; a model already registered from
-its training run is not registered again.
+When every model has trained, ``register_models`` (the train's end hook, which the composition layer,
+``orchestrator.api``, puts in the engine's table; also at the end of a resumed train) logs each model from its
+training's last checkpoint with ``models.register.log_best_model`` and registers it as ``<study>`` (all classes)
+or ``<study>-<class>``, tagged with the trial's space version and hash, the trial and its run, the train's run
+and the training run; a model already registered from its training run is not registered again.
 
 The trial's space is the one its search recorded (``orchestrator.json`` in the search's experiment folder,
 named by the search's run), or a space file given with ``space``; its content hash must be the trial's.
@@ -20,17 +20,23 @@ named by the search's run), or a space file given with ``space``; its content ha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from orchestrator.checks import check_version
+from orchestrator.console import Echo
+from orchestrator.engine.hooks import Ended, HookTable
+from orchestrator.engine.leaderboard import TrialOutcome
+from orchestrator.engine.plan import SearchPlan, recorded_space
+from orchestrator.engine.runner import RunRequest, SearchOptions, SearchResult, start_run
+from orchestrator.engine.storage import copy_to_local, open_experiment
 from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import redact_config
+from orchestrator.settings import default_tracking_uri
 from orchestrator.spaces import (
     Choice,
     Fixed,
@@ -42,14 +48,11 @@ from orchestrator.spaces import (
     load_version,
     parse_version,
 )
+from orchestrator.spaces.secrets import with_fixed_values
 from orchestrator.tracking import schema
-from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, describe_uri
+from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, describe_uri, open_store
+from orchestrator.tracking.study import best_trial, study_metric
 
-if TYPE_CHECKING:
-    from orchestrator.engine.plan import SearchPlan
-    from orchestrator.engine.runner import SearchResult
-
-Echo = Callable[[str], None]
 PER_CLASS_KEY = "per_class"  # the config key of a trainable that trains on one of its classes only
 # The searcher of a train's plan: never asked for values, since every trial is a replay of a planned model.
 TRAIN_SEARCHER = "random"
@@ -66,7 +69,7 @@ class SourceTrial:
     row: TrialRow
     version: StudyVersion
     seed: int
-    values: dict[str, Any]  # the searched values, fixed ones restored (``plan.with_fixed_values``)
+    values: dict[str, Any]  # the searched values, fixed ones restored (``spaces.secrets.with_fixed_values``)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class CheckpointedTrial:
-    """What ``review.model.log_best_model`` reads of a Ray Tune ``Result``: the config the trainable received and
+    """What ``models.register.log_best_model`` reads of a Ray Tune ``Result``: the config the trainable received and
     its checkpoint (a ``ray.tune.Checkpoint``)."""
 
     config: dict[str, Any]
@@ -108,8 +111,6 @@ def model_name(study: str, per_class: str | None) -> str:
 
 def chosen_trial(store: MlflowStore, study: str, trial_id: str | None = None) -> TrialRow:
     """The trial run ``trial_id`` of ``study`` (a finished one), else the study's best finished trial."""
-    from orchestrator.review.ui import best_trial, study_metric
-
     if store.experiment_id(study, create=False) is None:
         raise TrainError(f"no study {study!r} in the tracking store {describe_uri(store.uri)}")
     rows = store.trials(study)
@@ -129,8 +130,6 @@ def chosen_trial(store: MlflowStore, study: str, trial_id: str | None = None) ->
 
 def source_trial(store: MlflowStore, row: TrialRow, space: str | Path | None = None) -> SourceTrial:
     """``row`` with its space version (``space``, else what its search recorded; the hash must be the trial's)."""
-    from orchestrator.engine.plan import with_fixed_values
-
     version = _space_file(row, Path(space)) if space is not None else _recorded_space(store, row)
     seed = store.client.get_run(row.run_id).data.tags.get(schema.SEED, "")
     if not seed.isdigit():
@@ -150,9 +149,6 @@ def _space_file(row: TrialRow, path: Path) -> StudyVersion:
 
 def _recorded_space(store: MlflowStore, row: TrialRow) -> StudyVersion:
     """The space text the trial's search recorded in its ``orchestrator.json``, checked against the trial's hash."""
-    from orchestrator.engine.plan import recorded_space
-    from orchestrator.engine.storage import open_experiment
-
     path = store.client.get_run(row.parent_run_id).data.tags.get(schema.EXPERIMENT_PATH) if row.parent_run_id else None
     hint = f"give its space file with --space (v{row.version}, hash {row.space_hash[:12]})"
     if not path:
@@ -220,133 +216,62 @@ def trainings(version: StudyVersion, seed: int) -> tuple[tuple[dict[str, Any], i
 
 def train_models(
     study: str,
+    options: SearchOptions,
+    hooks: HookTable,
     *,
     trial_id: str | None = None,
     epochs: int | None = None,
     per_class: bool = False,
-    tracking_uri: str | None = None,
-    address: str | None = None,
-    storage: str | None = None,
     space: str | Path | None = None,
-    review_artifacts: bool = True,
-    live: bool | None = None,
     echo: Echo = print,
 ) -> TrainResult:
     """Train trial ``trial_id`` of ``study`` (default: its best) for ``epochs``, one model or one per class, on the
-    Ray cluster at ``address`` (default: a local Ray), and register each model.
+    Ray cluster of ``options.address`` (default: a local Ray), and register each model (``hooks``' train entry).
 
     Everything that can be checked is checked before the train's run exists; an interrupted train continues with
     ``orchestrator resume <experiment>`` (``TrainResult.run.interrupted``) and registers its models at its end.
     """
-    from orchestrator.engine.plan import SearchPlan, build_searcher
-    from orchestrator.engine.ray_session import ray_session, trial_slots
-    from orchestrator.engine.runner import (
-        closes_parent_on_failure,
-        default_storage,
-        default_tracking_uri,
-        fit_plan,
-        open_store,
-    )
-    from orchestrator.engine.searchers.base import Replay
-    from orchestrator.engine.storage import open_storage
-    from orchestrator.tracking.async_logger import tracking_wait_s
-
-    uri = tracking_uri or default_tracking_uri()
-    store = open_store(uri)
-    tracking_wait_s()  # a bad value of its environment variable is named now
+    store = open_store(options.tracking_uri or default_tracking_uri())
     source = source_trial(store, chosen_trial(store, study, trial_id), space)
     version = train_version(source, epochs, per_class)
-    check_version(version)
     models = trainings(version, source.seed)
-    folders = open_storage(storage or default_storage())
-    folders.check_writable()
     row = source.row
     echo(
         f"training trial {row.trial_id} of {source.version.label} ({source.version.short_hash}): {len(models)} "
         f"model(s), {version.schedule.max_epochs} epochs each; values {_shown(source.values)}"
     )
-    experiment_id = store.experiment_id(study)
-    assert experiment_id is not None
-    with ray_session(address):
-        concurrency = max(1, min(version.search.concurrency or trial_slots(version), len(models)))
-        experiment = folders.new_experiment(f"{study}-train-v{version.version}-{time.strftime('%Y%m%d-%H%M%S')}")
-        parent = store.create_run(
-            experiment_id,
-            f"train {row.trial_id} {time.strftime('%Y-%m-%d %H:%M')}",
-            _train_tags(source, version, experiment.uri),
-            _train_params(source, version, len(models), concurrency),
-        )
-        with closes_parent_on_failure(store, parent, echo):
-            plan = SearchPlan(
-                version=version,
-                space_text=dump(version),
-                tracking_uri=uri,
-                experiment=experiment,
-                experiment_id=experiment_id,
-                parent_run_id=parent,
-                planned=len(models),
-                concurrency=concurrency,
-                seed=source.seed,
-                review_artifacts=review_artifacts,
-                kind=schema.TRAIN_RUN,
-                trainings=models,
-            )
-            experiment.write_meta(plan.meta())
-            echo(
-                f"train {experiment.uri}\n  MLflow experiment {study!r}, train run {parent} at "
-                f"{plan.shown_tracking_uri}; {concurrency} model(s) at a time"
-            )
-            searcher = build_searcher(plan, [])
-            searcher.replay_first(Replay(values, seed) for values, seed in models)
-            ran = fit_plan(plan, searcher, store, echo, live=live)
-    return TrainResult(ran, row.trial_id, row.run_id, trained_models(store, study, parent))
+    request = RunRequest(
+        kind=schema.TRAIN_RUN,
+        version=version,
+        space_text=dump(version),
+        run_name=f"train {row.trial_id} {time.strftime('%Y-%m-%d %H:%M')}",
+        folder=f"{study}-train-v{version.version}-{time.strftime('%Y%m%d-%H%M%S')}",
+        recorded=source.version,
+        fixed_trials=models,
+        warm_start=False,
+        tags={schema.TRIAL_ID: row.trial_id, schema.SOURCE_RUN: row.run_id},
+        params={schema.PARAM_EPOCHS: version.schedule.max_epochs},
+        note=f"{version.notes}\n\nvalues {_shown(source.values)}",
+    )
+    options = dataclasses.replace(options, trials=None, concurrency=None, seed=source.seed)
+    ran = start_run(request, options, hooks, echo)
+    return TrainResult(ran, row.trial_id, row.run_id, trained_models(store, study, ran.parent_run_id))
 
 
 def _shown(values: dict[str, Any]) -> str:
     return json.dumps(redact_config(values), sort_keys=True)
 
 
-def _train_tags(source: SourceTrial, version: StudyVersion, experiment_uri: str) -> dict[str, str]:
-    """The tags of a train's parent run: the trial it trains and its space, where its state is."""
-    v, row = source.version, source.row
-    return {
-        schema.KIND: schema.TRAIN_RUN,
-        schema.STUDY: v.study,
-        schema.VERSION: str(v.version),
-        schema.HASH: v.content_hash,
-        schema.TRIAL_ID: row.trial_id,
-        schema.SOURCE_RUN: row.run_id,
-        schema.EXPERIMENT_PATH: experiment_uri,
-        schema.NOTE: f"{version.notes}\n\nvalues {_shown(source.values)}",
-    }
-
-
-def _train_params(source: SourceTrial, version: StudyVersion, models: int, concurrency: int) -> dict[str, Any]:
-    v = source.version
-    return {
-        schema.SPACE_STUDY: v.study,
-        schema.SPACE_VERSION: v.version,
-        schema.SPACE_HASH: v.content_hash,
-        schema.SPACE_PARENT: v.parent,
-        schema.PARAM_TRAINABLE: v.trainable,
-        schema.PARAM_METRIC: v.metric.name,
-        schema.PARAM_MODE: v.metric.mode,
-        schema.PARAM_TRIALS: models,
-        schema.PARAM_CONCURRENCY: concurrency,
-        schema.PARAM_EPOCHS: version.schedule.max_epochs,
-    }
-
-
 # --------------------------------------------------------------------------- register
 
 
-def register_models(store: MlflowStore, plan: SearchPlan, echo: Echo = print) -> list[TrainedModel]:
-    """Log and register the model of every finished training of the train ``plan``, from its
-    last checkpoint; one registered already (a resumed train) is kept. Raises ``TrainError`` for a finished
-    training without a checkpoint; MLflow's and torch's errors propagate (the train's run records them)."""
-    from orchestrator.review.leaderboard import TrialOutcome
-    from orchestrator.review.model import log_best_model
+def register_models(ended: Ended) -> list[TrainedModel]:
+    """The train's end hook: log and register the model of every finished training of the train ``ended.plan``,
+    from its last checkpoint; one registered already (a resumed train) is kept. Raises ``TrainError`` for a
+    finished training without a checkpoint; MLflow's and torch's errors propagate (the train's run records them)."""
+    from orchestrator.models.register import log_best_model
 
+    store, plan, echo = ended.store, ended.plan, ended.echo
     client = store.client
     tags = client.get_run(plan.parent_run_id).data.tags
     version, metric = plan.version, plan.version.metric
@@ -358,10 +283,11 @@ def register_models(store: MlflowStore, plan: SearchPlan, echo: Echo = print) ->
             echo(f"model {name} of training run {row.run_id} is registered already")
             continue
         # the model's TRIAL_ID and SOURCE_RUN name the trial it trains; its value is what this training reached
+        score = row.score(metric.name)
         trained = TrialOutcome(
             trial_id=tags[schema.TRIAL_ID],
             run_id=tags[schema.SOURCE_RUN],
-            value=row.metrics.get(schema.best_metric(metric.name), float("nan")),
+            value=float("nan") if score is None else score,
             epoch=version.schedule.max_epochs,
             status=row.status,
             config=row.config,
@@ -396,9 +322,6 @@ def register_models(store: MlflowStore, plan: SearchPlan, echo: Echo = print) ->
 def _checkpointed(store: MlflowStore, plan: SearchPlan, row: TrialRow, local: str) -> CheckpointedTrial:
     """The config the training ``row`` received and its last checkpoint, copied into the folder ``local``."""
     from ray.tune import Checkpoint
-
-    from orchestrator.engine.plan import with_fixed_values
-    from orchestrator.engine.storage import copy_to_local
 
     run_tags = store.client.get_run(row.run_id).data.tags
     version = plan.version

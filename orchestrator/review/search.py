@@ -4,16 +4,18 @@ What a reviewer opens on the search's run (names in ``tracking.schema``, all und
 leaderboard as Markdown and Parquet (a copy of the Markdown on the best trial's run), the best values
 as a space-file fragment, the parameter importance (``review.importance``, a plot and its numbers) and
 the best value so far against trials; and the best trial's model in the Model Registry
-(``review.model``). Importance and model are optional parts: when one cannot be made, a tag on the run
-says why (``IMPORTANCE_SKIPPED``, ``MODEL_SKIPPED``) and the rest is still logged. The runner calls
-:func:`log_search_review` and turns any other failure into ``REVIEW_ERROR``: a review never fails a search.
+(``models.register``). Importance and model are optional parts: when one cannot be made, a tag on the run
+says why (``IMPORTANCE_SKIPPED``, ``MODEL_SKIPPED``) and the rest is still logged. :func:`review_search` is a
+search's end hook (``engine.hooks.RunHooks.finish``, put in the engine's table by ``orchestrator.api``): it
+calls :func:`log_search_review` and turns any other failure into ``REVIEW_ERROR``: a review never fails a search.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,12 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from orchestrator.engine.runner import failure_line
+from orchestrator.analysis.importance import Importance, ImportanceSkipped, parameter_importance
+from orchestrator.console import Echo
+from orchestrator.engine.hooks import Ended
+from orchestrator.engine.leaderboard import Leaderboard, TrialOutcome
+from orchestrator.errors import failure_line
+from orchestrator.models.register import ModelSkipped, RegisteredModel, log_best_model
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.model import Fixed, SearchSpace
@@ -29,14 +36,22 @@ from orchestrator.spaces.writer import to_document
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore
 
-from .importance import Importance, ImportanceSkipped, parameter_importance
-from .leaderboard import Leaderboard, TrialOutcome
-from .model import ModelSkipped, RegisteredModel, log_best_model
-
-Echo = Callable[[str], None]
 FRAGMENT_SECTIONS = ("fixed", "params")  # the sections of a space file the best-config fragment pins
 FIGURE_SIZE = (7.0, 4.2)  # inches
 FIGURE_DPI = 110
+
+
+def review_search(ended: Ended) -> None:
+    """A search's end hook: its review artifacts (:func:`log_search_review`); a failure is a tag and one line, never
+    a failed search."""
+    store, parent = ended.store, ended.plan.parent_run_id
+    try:
+        log_search_review(store, ended.plan.version, parent, ended.board, ended.grid, ended.echo)
+    except Exception as e:
+        reason = failure_line(e)
+        ended.echo(f"review: no review artifacts on run {parent} ({reason})")
+        with suppress(Exception):  # the store is failing: ending the run reports it
+            store.log_batch(parent, tags={schema.REVIEW_ERROR: reason})
 
 
 def log_search_review(

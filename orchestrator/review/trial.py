@@ -16,7 +16,7 @@ review hook (``TrainableSpec.review``, see ``trainables.review``) into a tempora
 as ``review/`` of the trial's run. A job that fails is a tag on its run (``orchestrator.review_error``,
 one redacted line), never a lost trial: nothing here raises into Ray Tune.
 
-At the end of a search the driver waits for the queue, bounded by ``review_wait_s()``
+At the end of a search the driver waits for the queue, bounded by ``orchestrator.settings.review_wait_s()``
 (:data:`REVIEW_WAIT_S`, or ``$ORCHESTRATOR_REVIEW_WAIT_S``), with a progress line every
 :data:`PROGRESS_EVERY_S`; jobs still undone are tagged as skipped. torch, matplotlib, torchinfo
 and mlflow are imported only inside the worker.
@@ -38,21 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.tracking.async_logger import AsyncTrialLogger, wait_seconds
-from orchestrator.tracking.mlflow_store import short_error
+from orchestrator.errors import failure_line
+from orchestrator.tracking.async_logger import AsyncTrialLogger
 from orchestrator.tracking.schema import REVIEW_ARTIFACT_DIR, REVIEW_ERROR
 
-REVIEW_WAIT_S = 300.0  # at the end of a search: how long to wait for review artifacts still being rendered
-REVIEW_WAIT_ENV = "ORCHESTRATOR_REVIEW_WAIT_S"  # overrides REVIEW_WAIT_S (seconds, >= 0)
 PROGRESS_EVERY_S = 10.0  # while waiting at the end: one progress line this often
 WORKER_STOP_S = 5.0  # how long a stopping worker may take to finish before it is terminated
 # The worker computes on one CPU thread: it never takes a trial's GPU or more than one core.
 REVIEW_RUNTIME: Mapping[str, Any] = {"device": "cpu", "cpus": 1}
-
-
-def review_wait_s() -> float:
-    """Seconds to wait for review artifacts at the end of a search: ``$ORCHESTRATOR_REVIEW_WAIT_S`` or default."""
-    return wait_seconds(REVIEW_WAIT_ENV, REVIEW_WAIT_S)
 
 
 def has_review_hook(trainable: str) -> bool:
@@ -134,7 +127,7 @@ def review_trial(job: ReviewJob) -> ReviewOutcome:
             render_artifacts(job.trainable, job.config, ckpt, Path(tmp))
             MlflowClient(job.tracking_uri).log_artifacts(job.run_id, tmp, REVIEW_ARTIFACT_DIR)
     except Exception as e:
-        error = error_line(e)
+        error = failure_line(e)
     return ReviewOutcome(job.trial_id, error, cpu_s=time.process_time() - cpu, started=started, ended=time.time())
 
 
@@ -179,12 +172,6 @@ def warm_up_steps(trainable: str, tracking_uri: str) -> list[Callable[[], Any]]:
             hook(*prepare(trainable, config), Path(tmp))
 
     return [open_store, import_hook, rehearse]
-
-
-def error_line(error: BaseException) -> str:
-    """One line for a failed review, without credentials: the error's type and first line."""
-    text = short_error(error)
-    return type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}"
 
 
 # The worker renders only while trials on the driver's machine leave this many CPUs free: a physical core
@@ -298,7 +285,7 @@ class TrialReviews:
         try:
             self._worker = ReviewWorker(trainable, tracking_uri)
         except OSError as e:  # no process to spare: the search runs without review artifacts
-            print(f"review artifacts: off, the review process did not start ({error_line(e)})", file=sys.stderr)
+            print(f"review artifacts: off, the review process did not start ({failure_line(e)})", file=sys.stderr)
         self._lock = threading.Lock()  # _waiting and _submitted change in the logger's thread too
         self._waiting: set[str] = set()  # ended trials whose run the logger has not created yet
         self._submitted: set[str] = set()  # handed to the worker, outcome not yet read

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from orchestrator.console import Echo
 from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import redact_uri
 from orchestrator.spaces import Metric
-from orchestrator.tracking import schema
-from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, describe_uri, sqlite_path
+from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri, sqlite_path
 from orchestrator.tracking.server import DEFAULT_UI_PORT, LOOPBACK, LoopbackMlflowServer
+from orchestrator.tracking.study import best_trial, study_metric
 
-Echo = Callable[[str], None]
 REMOTE_SCHEMES = ("http", "https")
 GENAI_HINT = (
     'MLflow 3 opens in its GenAI view: choose "Model training" at the top of the sidebar to see the experiments\' runs'
@@ -61,29 +61,6 @@ def experiment_url(base: str, experiment_id: str) -> str:
 
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{experiment_url(base, experiment_id)}/runs/{run_id}"
-
-
-def study_metric(store: MlflowStore, study: str) -> Metric | None:
-    """The metric and mode of the study's newest search (its parent run's params); None without searches."""
-    searches = sorted(store.searches(study), key=lambda run: run.info.start_time or 0)
-    for run in reversed(searches):
-        params = run.data.params
-        if params.get(schema.PARAM_METRIC) and params.get(schema.PARAM_MODE) in ("min", "max"):
-            return Metric(params[schema.PARAM_METRIC], params[schema.PARAM_MODE])
-    return None
-
-
-def best_trial(rows: list[TrialRow], metric: Metric) -> tuple[TrialRow, float] | None:
-    """The FINISHED trial with the best value of ``metric`` (its best epoch, else its last value), and that value."""
-    scored = []
-    for row in rows:
-        value = row.metrics.get(schema.best_metric(metric.name), row.metrics.get(metric.name))
-        if row.status == "FINISHED" and value is not None:
-            scored.append((metric.loss(value), row.end_time or 0, row, value))
-    if not scored:
-        return None
-    _, _, row, value = min(scored, key=lambda s: s[:2])
-    return row, value
 
 
 def study_links(store: MlflowStore, study: str, base: str) -> StudyLinks:

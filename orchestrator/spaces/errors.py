@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.errors import OrchestratorError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -23,7 +25,7 @@ class Problem:
         return f"{where}:{key} {self.message}"
 
 
-class SpaceError(Exception):
+class SpaceError(OrchestratorError):
     """Invalid search-space input. Carries every problem found, not just the first."""
 
     def __init__(self, problems: Iterable[Problem] | str):

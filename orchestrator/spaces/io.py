@@ -10,7 +10,6 @@ nothing in a space file is ever executed or expanded past those limits.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from orchestrator.errors import did_you_mean
 
 from .errors import Problem, SpaceError
 from .model import (
@@ -67,12 +68,6 @@ MODIFIERS = {
     "fixed": (),
 }
 RESERVED = set(DIST_KEYS) | {"default", "limits", "step", "log"}
-
-
-def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """The hint for an unknown name: the closest of ``options`` as "; did you mean 'x'?", or an empty string."""
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _type_name(x: Any) -> str:

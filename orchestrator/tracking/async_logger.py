@@ -4,7 +4,7 @@ The Ray Tune driver only appends to a queue (microseconds), so logging never sit
 critical path of scheduling or training. The worker thread coalesces everything queued
 for a run into one ``log_batch`` call, keeps what it could not send, and retries with
 backoff until the server answers again. At shutdown, anything still unsent after the
-flush timeout (``tracking_wait_s()``: ``TRACKING_WAIT_S``, or ``$ORCHESTRATOR_TRACKING_WAIT_S``)
+flush timeout (``orchestrator.settings.tracking_wait_s()``: ``TRACKING_WAIT_S``, or ``$ORCHESTRATOR_TRACKING_WAIT_S``)
 is written to a spill file (JSON lines) that ``replay_spill`` sends later. The spill file lives
 on a pyarrow filesystem: a local folder or the bucket of a remote storage.
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import posixpath
 import queue
 import threading
@@ -28,31 +26,9 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import first_line
 
-from .mlflow_store import MlflowStore, short_error
-
-TRACKING_WAIT_S = 120.0  # at the end of a search: how long to wait for the tracking server before spilling
-TRACKING_WAIT_ENV = "ORCHESTRATOR_TRACKING_WAIT_S"  # overrides TRACKING_WAIT_S (seconds, >= 0)
-
-
-def tracking_wait_s() -> float:
-    """Seconds to wait for the tracking server at the end of a search: ``$ORCHESTRATOR_TRACKING_WAIT_S`` or default."""
-    return wait_seconds(TRACKING_WAIT_ENV, TRACKING_WAIT_S)
-
-
-def wait_seconds(variable: str, default: float) -> float:
-    """A bounded wait in seconds from the environment ``variable`` (a number >= 0), else ``default``."""
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not math.isfinite(seconds) or seconds < 0:
-        raise OrchestratorError(f"{variable}={text!r}: give the seconds to wait, a number >= 0")
-    return seconds
+from .mlflow_store import MlflowStore
 
 
 @dataclass
@@ -228,7 +204,7 @@ class AsyncTrialLogger:
             try:
                 callback(self._runs[key])
             except Exception as e:  # a waiter's problem must not stop the sending of updates
-                self._on_error(f"tracking: a callback on the run of {key} failed: {short_error(e)}")
+                self._on_error(f"tracking: a callback on the run of {key} failed: {first_line(e)}")
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until everything queued so far is sent; False if the timeout passed first."""
@@ -281,11 +257,11 @@ class AsyncTrialLogger:
                 if _permanent(e):  # the server refused this update: retrying cannot help
                     dropped = self._in_flight or {id(self._pending[0])}
                     self._pending = [op for op in self._pending if id(op) not in dropped]
-                    self._on_error(f"tracking: update refused, dropped: {short_error(e)}")
+                    self._on_error(f"tracking: update refused, dropped: {first_line(e)}")
                     continue
                 # the server is down or unreachable: keep everything, try again (said once per outage)
                 self.failures += 1
-                self.last_error = short_error(e)
+                self.last_error = first_line(e)
                 if outage_since is None:
                     outage_since = time.monotonic()
                     self._on_error(f"tracking: {self.last_error}; keeping updates, retrying until it answers")

@@ -24,9 +24,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, first_line
 
-from .mlflow_store import History, MlflowStore, TrialRow, short_error
+from .mlflow_store import History, MlflowStore, TrialRow
 from .schema import LEDGER_ARTIFACT, LEDGER_AS_OF, best_metric
 
 SCHEMA = pa.schema(
@@ -115,8 +115,7 @@ def read(path: Path) -> tuple[list[TrialRow], int]:
         t = pq.read_table(path)
         missing = [name for name in SCHEMA.names if name not in t.schema.names and name not in OPTIONAL_COLUMNS]
     except (OSError, pa.ArrowException) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise OrchestratorError(f"ledger {path} is not a Parquet trials export: {reason}") from None
+        raise OrchestratorError(f"ledger {path} is not a Parquet trials export: {first_line(e)}") from None
     if missing:
         raise OrchestratorError(f"ledger {path} is not a trials export: no column {', '.join(missing)}")
     meta = t.schema.metadata or {}
@@ -181,7 +180,7 @@ def trials_with_ledger(store: MlflowStore, study: str, ledger: Path | None) -> t
         with tempfile.TemporaryDirectory(prefix="orchestrator-ledger-") as tmp:
             rows, _ = read(store.download_artifact(run_id, LEDGER_ARTIFACT, Path(tmp)))
     except Exception as e:  # missing, corrupt, artifact store down: the runs themselves are the truth
-        reason = f"ledger artifact of run {run_id} unreadable ({short_error(e)})"
+        reason = f"ledger artifact of run {run_id} unreadable ({first_line(e)})"
         return store.trials(study), f"tracking store; {reason}"
     return _topped_up(store, study, rows, as_of, f"ledger artifact of run {run_id}")
 

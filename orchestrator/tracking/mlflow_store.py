@@ -18,9 +18,9 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import json
+import logging
 import math
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from orchestrator.errors import OrchestratorError
-from orchestrator.redaction import redact_text, redact_uri
+from orchestrator.errors import OrchestratorError, first_line
+from orchestrator.redaction import redact_uri
+from orchestrator.settings import TRACKING_URI_ENV
 from orchestrator.spaces.carry import PriorTrial
 
 from .schema import (
@@ -45,6 +46,7 @@ from .schema import (
     TRIAL_ID,
     TRIAL_RUN,
     VERSION,
+    best_metric,
 )
 
 MAX_PARAM_LENGTH = 6000
@@ -175,11 +177,46 @@ class TrialRow:
     # metric -> its value per epoch, as far as the run recorded it (``METRIC_HISTORY``); empty when unknown
     history: Mapping[str, History] = field(default_factory=dict)
 
+    def score(self, metric: str) -> float | None:
+        """The trial's value of ``metric``, the one rule for it: its best epoch's (``best_<metric>``, which the run
+        logs when it ends), else the last value logged (a run that ended before it could log its best); None when it
+        has neither or the value is not finite."""
+        value = self.metrics.get(best_metric(metric), self.metrics.get(metric))
+        return value if value is not None and math.isfinite(value) else None
+
     def prior(self, metric: str) -> PriorTrial:
         """The trial as warm start carries it: ``metric``'s final value and its per-epoch history, if known."""
         return PriorTrial(
             self.config, self.metrics.get(metric), self.status, self.version, self.run_id, self.history.get(metric)
         )
+
+
+def open_store(uri: str) -> MlflowStore:
+    """The tracking store at ``uri``, checked to answer (a local SQLite file gets its folder)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    store = MlflowStore(uri)
+    store.check_reachable()
+    return store
+
+
+@contextmanager
+def fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (which ``mlflow.pytorch.log_model`` and ``mlflow.models`` use) pointed at ``uri`` for the
+    block. Afterwards the global tracking URI and ``MLFLOW_TRACKING_URI`` are as before (``set_tracking_uri`` sets
+    both; ``None`` unsets both)."""
+    import mlflow
+
+    environment = os.environ.get(TRACKING_URI_ENV)
+    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if environment is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = environment
 
 
 class MlflowStore:
@@ -208,7 +245,7 @@ class MlflowStore:
             self.client.search_experiments(max_results=1)
         except Exception as e:  # connection refused, DNS, 401, 500 ...
             raise TrackingError(
-                f"tracking server {describe_uri(self.uri)} is not reachable: {short_error(e)}. "
+                f"tracking server {describe_uri(self.uri)} is not reachable: {first_line(e)}. "
                 "Start it, fix --tracking-uri, or set MLFLOW_TRACKING_USERNAME/PASSWORD for a protected server."
             ) from None
 
@@ -423,18 +460,3 @@ def read_history_tag(text: str | None) -> dict[str, History]:
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else str(value)
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
-
-
-# MLflow's REST client wraps a connection error in one long line; its cause is what to show.
-_MLFLOW_REQUEST = re.compile(r"^API request to (?P<url>\S+) failed with exception (?P<cause>.*)$")
-_CONNECTION_CAUSE = re.compile(r"\[Errno -?\d+\] [^\"')]+|Read timed out|Connection aborted|Connection reset by peer")
-
-
-def short_error(e: BaseException) -> str:
-    """One short line for an error, without credentials: its first line, or what an MLflow request failed on."""
-    text = redact_text(str(e).strip().splitlines()[0]) if str(e).strip() else type(e).__name__
-    request = _MLFLOW_REQUEST.match(text)
-    if request is not None:
-        cause = _CONNECTION_CAUSE.search(request["cause"])
-        text = f"request to {describe_uri(request['url'])} failed: {cause.group(0) if cause else request['cause']}"
-    return text if len(text) < 300 else text[:297] + "..."

@@ -55,6 +55,7 @@ SEARCH_RUN = "search"
 TRIAL_RUN = "trial"
 TRAIN_RUN = "train"  # the parent run of ``orchestrator train`` (orchestrator/production/train.py)
 TRAINING_RUN = "training"  # a nested run of a train: one model's training (warm start never reads it)
+NESTED_KIND = {SEARCH_RUN: TRIAL_RUN, TRAIN_RUN: TRAINING_RUN}  # a parent run's kind -> its nested runs' kind
 
 # --------------------------------------------------------------------------- params of a search run
 

@@ -134,8 +134,9 @@ def test_failing_trials_are_recorded_told_to_the_searcher_and_counted(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
+    from orchestrator.api import run_search
     from orchestrator.engine import runner
-    from orchestrator.engine.runner import SearchOptions, run_search
+    from orchestrator.engine.runner import SearchOptions
     from orchestrator.tracking import schema
     from tests.engine.test_resume import trial_runs
     from trainables import registry

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.engine.runner import SearchOptions, SearchResult, run_search
+from orchestrator.api import run_search
+from orchestrator.engine.runner import SearchOptions, SearchResult
 from orchestrator.engine.storage import META, open_storage
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import SQLITE_LOCK_SUFFIX, sqlite_path, sqlite_store_lock

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
+from orchestrator.api import resume_search, run_search
 from orchestrator.engine import runner
-from orchestrator.engine.runner import SearchOptions, resume_search, run_search
+from orchestrator.engine.parent_run import end_parent
+from orchestrator.engine.runner import SearchOptions
 from orchestrator.engine.storage import Experiment
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, failure_line
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore
 from tests.engine.conftest import write_space
@@ -144,7 +146,7 @@ def test_failed_resume_closes_the_reopened_parent_run(
         resume_search(str(experiment), SearchOptions(live=False), lines.append)
     parent = the_parent(sqlite_store, "noresume")
     assert parent.info.status == "FAILED", "the resume reopened the run and must close it again"
-    assert parent.data.tags[schema.END_REASON] == runner.failure_line(raised.value)
+    assert parent.data.tags[schema.END_REASON] == failure_line(raised.value)
     assert parent.data.tags[schema.END_REASON] != "interrupted (Ctrl-C)"
 
 
@@ -155,14 +157,14 @@ def test_a_store_that_cannot_be_reached_when_closing_is_one_line(tmp_path: Path)
         def log_batch(self, *args: Any, **kwargs: Any) -> None:
             raise ConnectionError("Connection refused\nand a long traceback")
 
-    runner.end_parent(DeadStore(), "r1", "FAILED", "boom", lines.append)  # type: ignore[arg-type]
+    end_parent(DeadStore(), "r1", "FAILED", "boom", lines.append)  # type: ignore[arg-type]
     assert lines == ["tracking: could not mark the search's run r1 FAILED (Connection refused)"]
 
 
 def test_failure_line_names_the_error() -> None:
-    assert runner.failure_line(OrchestratorError("storage x cannot be written")) == "storage x cannot be written"
-    assert runner.failure_line(ValueError("bad\nmore")) == "ValueError: bad"
-    assert runner.failure_line(ValueError()) == "ValueError"
+    assert failure_line(OrchestratorError("storage x cannot be written")) == "storage x cannot be written"
+    assert failure_line(ValueError("bad\nmore")) == "ValueError: bad"
+    assert failure_line(ValueError()) == "ValueError"
 
 
 class StoppedGrid:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.api import run_search
+from orchestrator.engine.runner import SearchOptions
 from tests.conftest import ROOT
 from tests.engine.conftest import MlflowServer, write_space
 

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.engine.runner import SearchOptions, resume_search, run_search
+from orchestrator.api import resume_search, run_search
+from orchestrator.engine.runner import SearchOptions
 from orchestrator.engine.storage import open_experiment
 from orchestrator.engine.tracking_callback import MlflowTrialCallback
 from orchestrator.tracking.mlflow_store import TrackingError

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.engine.runner import SearchOptions, SearchResult, resume_search, run_search
+from orchestrator.api import resume_search, run_search
+from orchestrator.engine.runner import SearchOptions, SearchResult
 from orchestrator.engine.searchers import searcher_class
 from orchestrator.engine.searchers.base import REPLAYED, Replay
 from orchestrator.engine.storage import CHECKPOINT_EPOCH, copy_to_local, open_experiment

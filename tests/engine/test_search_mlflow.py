@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.api import run_search
+from orchestrator.engine.runner import SearchOptions
 from orchestrator.errors import OrchestratorError
 from tests.engine.conftest import MlflowServer, write_space
 

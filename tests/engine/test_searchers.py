@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.checks import check_version, version_problems
+from orchestrator.engine.checks import check_version, version_problems
 from orchestrator.engine.searchers import SEARCHERS, check_available, searcher_class, searcher_names
 from orchestrator.engine.searchers.base import budgets_of, lie
 from orchestrator.engine.searchers.hyperopt import HyperoptSearcher, good_count, model_selection
@@ -283,7 +283,7 @@ def test_check_version_stops_on_a_missing_searcher_library(monkeypatch: pytest.M
 
 def test_registry_and_checks_import_no_searcher_library() -> None:
     probe = (
-        "import sys, orchestrator.checks, orchestrator.engine.searchers as s; s.searcher_names(); "
+        "import sys, orchestrator.engine.checks, orchestrator.engine.searchers as s; s.searcher_names(); "
         "s.check_available('optuna_tpe'); print([m for m in ('ray', 'hyperopt', 'optuna') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)

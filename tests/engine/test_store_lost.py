@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.engine.storage import SPILL
-from orchestrator.tracking.async_logger import TRACKING_WAIT_ENV
+from orchestrator.settings import TRACKING_WAIT_ENV
 from orchestrator.tracking.server import LoopbackMlflowServer
 from tests.conftest import ROOT
 from tests.engine.conftest import write_space

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+from orchestrator.api import run_search
 from orchestrator.cli import main
-from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.engine.runner import SearchOptions
 from orchestrator.tracking import schema
 from orchestrator.tracking.ledger import trials_with_ledger
 from orchestrator.tracking.mlflow_store import MlflowStore

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine.runner import carried_trials
 from orchestrator.engine.searchers import searcher_class
 from orchestrator.engine.tracking_callback import MlflowTrialCallback
 from orchestrator.engine.trainable import RESUME_KEY
@@ -24,6 +23,7 @@ from orchestrator.spaces import StudyVersion, parse_version
 from orchestrator.spaces.carry import PriorTrial, carry
 from orchestrator.tracking import ledger, schema
 from orchestrator.tracking.async_logger import SpillFile
+from orchestrator.tracking.carried import carried_trials
 from orchestrator.tracking.mlflow_store import MlflowStore
 from tests.engine.conftest import write_space
 
@@ -48,9 +48,7 @@ def search_run(store: MlflowStore) -> tuple[str, str]:
 
 
 def callback_for(store: MlflowStore, version: StudyVersion, exp: str, parent: str, tmp_path: Path) -> Any:
-    callback = MlflowTrialCallback(
-        version, store.uri, exp, parent, SpillFile.local(tmp_path / "spill.jsonl"), review_artifacts=False
-    )
+    callback = MlflowTrialCallback(version, store.uri, exp, parent, SpillFile.local(tmp_path / "spill.jsonl"))
     callback.setup()
     return callback
 

@@ -17,7 +17,7 @@ from orchestrator.tracking.schema import CONFIG, HASH, KIND, PARENT, SEARCH_RUN,
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowStore]:
-    from orchestrator.engine.runner import open_store
+    from orchestrator.tracking.mlflow_store import open_store
 
     yield open_store(f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}")
 

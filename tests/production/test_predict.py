@@ -24,8 +24,8 @@ from rasterio import features
 from rasterio.windows import Window
 
 from orchestrator.cli import main
+from orchestrator.models.metadata import ModelMetadata, ModelMetadataError, prediction_metadata
 from orchestrator.production import rules as post
-from orchestrator.production.metadata import ModelMetadata, ModelMetadataError, prediction_metadata
 from trainables.unet.blend import predict_blended
 from trainables.unet.dstl import CLASS_TYPES, DSTLDataset, channel_names
 from trainables.unet.synthetic import write_synthetic_dstl
@@ -107,7 +107,7 @@ def balanced(network: Any, image: np.ndarray) -> Any:
 def log_model(
     uri: str, run_id: str, name: str, module: Any, classes: Sequence[str], mean: np.ndarray, std: np.ndarray
 ) -> str:
-    from orchestrator.review.model import log_pytorch_model
+    from orchestrator.models.register import log_pytorch_model
 
     config = {"bands": BANDS, "indices": INDICES, "classes": list(classes), "patch": PATCH}
     meta = {
@@ -457,8 +457,9 @@ params:
 def test_the_model_a_search_registers_predicts_a_scene(
     tmp_path: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from orchestrator.engine.runner import SearchOptions, run_search
-    from orchestrator.production.metadata import read_model_metadata
+    from orchestrator.api import run_search
+    from orchestrator.engine.runner import SearchOptions
+    from orchestrator.models.metadata import read_model_metadata
 
     space = tmp_path / "predict_search" / "v1.yaml"
     space.parent.mkdir()

@@ -28,7 +28,6 @@ from orchestrator.production.train import (
     TrainError,
     chosen_trial,
     source_trial,
-    train_models,
     train_version,
     trainings,
 )
@@ -199,8 +198,9 @@ def searched(tmp_path_factory: pytest.TempPathFactory, _ray_session: None) -> It
     """A finished 2-trial search of the 2-class ``unet_tiny`` study in a SQLite store."""
     import ray
 
-    from orchestrator.engine.runner import SearchOptions, run_search
-    from orchestrator.review.ui import best_trial, study_metric
+    from orchestrator.api import run_search
+    from orchestrator.engine.runner import SearchOptions
+    from orchestrator.tracking.study import best_trial, study_metric
 
     root = tmp_path_factory.mktemp("train")
     space = root / "search_spaces" / STUDY / "v1.yaml"
@@ -231,8 +231,8 @@ def check_models(client, searched: Searched, train_run: str, epochs: int) -> Non
     import numpy as np
     import torch
 
-    from orchestrator.production.metadata import read_model_metadata
-    from orchestrator.review.model import fluent_tracking_uri
+    from orchestrator.models.metadata import read_model_metadata
+    from orchestrator.tracking.mlflow_store import fluent_tracking_uri
 
     trainings_ = [r for r in runs_of_kind(client, schema.TRAINING_RUN) if r.data.tags[schema.PARENT] == train_run]
     assert sorted(r.data.params[PER_CLASS_KEY] for r in trainings_) == list(CLASSES)
@@ -266,20 +266,16 @@ def check_models(client, searched: Searched, train_run: str, epochs: int) -> Non
 def test_train_best_per_class_registers_one_model_per_class(searched: Searched) -> None:
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.engine.runner import SearchOptions, carried_trials, resume_search
+    from orchestrator.api import resume_search, train_models
+    from orchestrator.engine.runner import SearchOptions
     from orchestrator.spaces import load_version
+    from orchestrator.tracking.carried import carried_trials
 
     lines: list[str] = []
-    result = train_models(
-        STUDY,
-        epochs=2,
-        per_class=True,
-        tracking_uri=searched.uri,
-        storage=str(searched.storage),
-        review_artifacts=False,
-        live=False,
-        echo=lines.append,
+    options = SearchOptions(
+        tracking_uri=searched.uri, storage=str(searched.storage), review_artifacts=False, live=False
     )
+    result = train_models(STUDY, options, epochs=2, per_class=True, echo=lines.append)
     assert result.run.finished == 2 and result.run.failed == 0 and not result.run.interrupted, lines
     assert result.source_trial_id == searched.best_trial
     assert sorted(m.name for m in result.models) == [f"{STUDY}-{cls}" for cls in CLASSES]

@@ -20,12 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from orchestrator.engine.runner import SearchOptions, SearchResult, run_search
+from orchestrator.api import run_search
+from orchestrator.engine.leaderboard import Leaderboard, TrialOutcome
+from orchestrator.engine.runner import SearchOptions, SearchResult
+from orchestrator.models.register import ModelSkipped, log_best_model
 from orchestrator.redaction import REDACTED
-from orchestrator.review.leaderboard import Leaderboard, TrialOutcome
-from orchestrator.review.model import ModelSkipped, fluent_tracking_uri, log_best_model
 from orchestrator.spaces import Metric, StudyVersion, load_version
 from orchestrator.tracking import schema
+from orchestrator.tracking.mlflow_store import fluent_tracking_uri
 
 STUDY = "review_search"
 METRIC = "val_accuracy"

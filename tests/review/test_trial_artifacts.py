@@ -13,19 +13,12 @@ import pytest
 from matplotlib.image import imread
 
 import trainables
-from orchestrator.engine.runner import SearchOptions, run_search
+from orchestrator.api import run_search
+from orchestrator.engine.runner import SearchOptions
+from orchestrator.errors import failure_line
 from orchestrator.review import trial as review_module
-from orchestrator.review.trial import (
-    REVIEW_WAIT_ENV,
-    ReviewJob,
-    ReviewOutcome,
-    ReviewWorker,
-    TrialReviews,
-    WorkerReady,
-    error_line,
-    review_trial,
-    review_wait_s,
-)
+from orchestrator.review.trial import ReviewJob, ReviewOutcome, ReviewWorker, TrialReviews, WorkerReady, review_trial
+from orchestrator.settings import REVIEW_WAIT_ENV, review_wait_s
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import AsyncTrialLogger
 from tests.engine.conftest import convnet_tiny_space
@@ -183,12 +176,12 @@ def test_review_job_that_fails_returns_one_line(tmp_path: Path, convnet_checkpoi
     missing_run = review_trial(ReviewJob("t1", "convnet_tiny", config, checkpoint, store, "0" * 32))
     assert missing_run.trial_id == "t1" and missing_run.error and "\n" not in missing_run.error
     broken = review_trial(ReviewJob("t2", "convnet_tiny", {"conv_layers": 9}, checkpoint, store, "0" * 32))
-    assert broken.error.startswith("TrainableConfigError: ") and "conv_layers" in broken.error
+    assert broken.error.startswith("trainable 'convnet_tiny': ") and "conv_layers" in broken.error
 
 
 def test_a_failure_line_names_the_error_without_credentials() -> None:
     error = ConnectionError("cannot reach http://someone:hunter2@mlflow.example/api\nsecond line")
-    assert error_line(error) == "ConnectionError: cannot reach http://mlflow.example/api"
+    assert failure_line(error) == "ConnectionError: cannot reach http://mlflow.example/api"
 
 
 def test_review_wait_is_bounded_and_its_variable_checked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from orchestrator.api import run_search
 from orchestrator.engine.ray_session import ray_session
-from orchestrator.engine.runner import SearchOptions, SearchResult, run_search
+from orchestrator.engine.runner import SearchOptions, SearchResult
 from orchestrator.tracking import schema
 from orchestrator.tracking.server import LoopbackMlflowServer
 

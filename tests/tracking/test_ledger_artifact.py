@@ -158,18 +158,18 @@ def test_a_hand_given_ledger_still_wins(store: MlflowStore, tmp_path: Path) -> N
 def test_finishing_a_search_writes_the_artifact_and_a_failure_never_fails_it(
     store: MlflowStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from types import SimpleNamespace
+
     from orchestrator.engine import runner
+    from orchestrator.engine.hooks import NO_HOOKS, Ended
 
-    class Version:
-        study = STUDY
-        metric = type("M", (), {"name": "loss"})()
-
-    monkeypatch.setattr(runner, "_log_review", lambda *args, **kwargs: None)  # the review has its own tests
+    version = SimpleNamespace(study=STUDY, metric=SimpleNamespace(name="loss"))
     parent = search_run(store)
     add_trial(store, parent, 0, CONFIGS[0], 1.0)
     result = runner.SearchResult(STUDY, 1, "exp", parent, store.uri, planned=1, finished=1, best_value=1.0)
+    plan = SimpleNamespace(version=version, warm_start=True)
     lines: list[str] = []
-    runner._finish_parent(store, Version(), result, lines.append, None, None)  # type: ignore[arg-type]
+    runner._record_end(Ended(store, plan, result, None, (), lines.append), NO_HOOKS)  # type: ignore[arg-type]
     assert lines == [] and store.newest_ledger(STUDY) is not None
     assert store.client.get_run(parent).info.status == "FINISHED"
 
@@ -179,7 +179,7 @@ def test_finishing_a_search_writes_the_artifact_and_a_failure_never_fails_it(
     other = search_run(store)
     monkeypatch.setattr(store, "log_artifact", broken)
     result.parent_run_id = other
-    runner._finish_parent(store, Version(), result, lines.append, None, None)  # type: ignore[arg-type]
+    runner._record_end(Ended(store, plan, result, None, (), lines.append), NO_HOOKS)  # type: ignore[arg-type]
     assert len(lines) == 1 and "artifact store is read-only" in lines[0] and other in lines[0]
     assert store.client.get_run(other).info.status == "FINISHED"
     assert schema.LEDGER_AS_OF not in store.client.get_run(other).data.tags

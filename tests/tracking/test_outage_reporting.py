@@ -7,15 +7,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import OrchestratorError
-from orchestrator.tracking.async_logger import (
-    TRACKING_WAIT_ENV,
-    TRACKING_WAIT_S,
-    AsyncTrialLogger,
-    SpillFile,
-    tracking_wait_s,
-)
-from orchestrator.tracking.mlflow_store import short_error
+from orchestrator.errors import OrchestratorError, first_line
+from orchestrator.settings import TRACKING_WAIT_ENV, TRACKING_WAIT_S, tracking_wait_s
+from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile
 
 REFUSED = (
     "API request to http://user:secret@127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed with exception "
@@ -92,12 +86,12 @@ def test_a_store_gone_for_good_spills_after_the_bounded_wait(tmp_path) -> None:
     assert len(lines) == 1, "one line for the outage, however long the retries went on"
 
 
-def test_short_error_keeps_the_cause_of_a_request_and_drops_credentials() -> None:
-    assert short_error(ConnectionError(REFUSED)) == (
+def test_first_line_keeps_the_cause_of_a_request_and_drops_credentials() -> None:
+    assert first_line(ConnectionError(REFUSED)) == (
         "request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed: [Errno 111] Connection refused"
     )
-    assert short_error(ValueError("first\nsecond")) == "first"
-    assert short_error(ValueError()) == "ValueError"
+    assert first_line(ValueError("first\nsecond")) == "first"
+    assert first_line(ValueError()) == "ValueError"
 
 
 def test_wait_defaults_and_is_overridden_by_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:

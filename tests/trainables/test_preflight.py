@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import trainables
-from orchestrator.checks import check_version, preflight_config, validate_with_trainables
+from orchestrator.engine.checks import check_version, preflight_config, validate_with_trainables
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import load_version
 from tests.conftest import ROOT

@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from orchestrator.tracking.schema import ARCHITECTURE_ARTIFACT, CONFUSION_MATRIX_ARTIFACT
+from trainables.api import ARCHITECTURE_ARTIFACT, CONFUSION_MATRIX_ARTIFACT
 
 from ..config import Config
 from ..loop import Runtime, Task

@@ -45,6 +45,8 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from trainables.api import first_line
+
 from .indices import INDICES, index_channels
 from .wkt import WKTError, wkt_to_mask
 
@@ -109,11 +111,6 @@ def row_windows(shape: tuple[int, int], rows: int) -> Iterator[Window]:
     height, width = shape
     for row in range(0, height, rows):
         yield Window(0, row, width, min(rows, height - row))
-
-
-def _one_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -219,7 +216,7 @@ class DSTLDataset:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # DSTL geo units are no CRS
                 source = rasterio.open(path)
         except RasterioError as error:
-            raise DSTLError(f"{path}: unreadable GeoTIFF ({_one_line(error)})") from None
+            raise DSTLError(f"{path}: unreadable GeoTIFF ({first_line(error)})") from None
         with source:
             if source.count != BANDS[group]:
                 raise DSTLError(f"{path}: {source.count} bands, expected {BANDS[group]} ({group})")
@@ -318,7 +315,7 @@ def _read_resampled(source: DatasetReader, grid: tuple[int, int], window: Window
     try:
         return source.read(window=area, out_shape=out_shape, resampling=Resampling.bilinear, out_dtype=np.float32)
     except RasterioError as error:
-        raise DSTLError(f"{source.name}: unreadable GeoTIFF ({_one_line(error)}; truncated?)") from None
+        raise DSTLError(f"{source.name}: unreadable GeoTIFF ({first_line(error)}; truncated?)") from None
 
 
 def _read_channels(

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from orchestrator.tracking.schema import ARCHITECTURE_ARTIFACT, PREDICTIONS_ARTIFACT
+from trainables.api import ARCHITECTURE_ARTIFACT, PREDICTIONS_ARTIFACT
 
 from ..config import Config
 from ..loop import Runtime, Task

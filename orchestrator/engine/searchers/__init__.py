@@ -14,8 +14,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orchestrator.errors import OrchestratorError
-from orchestrator.spaces.io import did_you_mean
+from orchestrator.errors import OrchestratorError, did_you_mean
 from orchestrator.spaces.model import LIARS
 
 if TYPE_CHECKING:

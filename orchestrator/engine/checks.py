@@ -1,4 +1,9 @@
-"""Checks that tie a space to the code that will run it (trainable and searcher registries); no heavy imports."""
+"""Checks that tie a space to the code that will run it (trainable and searcher registries); no heavy imports.
+
+``space validate`` and ``space lint`` run :func:`version_problems`; ``run`` and ``resume`` run :func:`check_version`,
+which is the same list plus what needs more than the file (the searcher's library installed, the data a trial
+would read).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import trainables
-from orchestrator.engine.searchers import check_available, unknown_searcher, unsupported_liar
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Problem, StudyVersion
 from orchestrator.spaces.check import ValidationReport, validate_paths
+from orchestrator.spaces.secrets import secret_problems
 from trainables.api import load_object
 from trainables.config import Config, resolve
+
+from .searchers import check_available, unknown_searcher, unsupported_liar
 
 
 def version_problems(version: StudyVersion) -> list[Problem]:
     """What ``space validate`` reports beyond the file itself: trainable problems, an unknown searcher,
-    a ``search.liar`` the searcher cannot do."""
-    problems = _trainable_problems(version)
+    a ``search.liar`` the searcher cannot do, a searched parameter with a secret-looking name."""
+    problems = _trainable_problems(version) + secret_problems(version)
     algorithm_problem = unknown_searcher(version.search.algorithm)
     if algorithm_problem:
         problems.append(Problem("search.algorithm", algorithm_problem, _where(version)))

@@ -1,6 +1,6 @@
 """What a logged model carries for prediction: its MLflow model metadata, written and read in one place.
 
-``log_best_model`` (``orchestrator/review/model.py``) stores :func:`prediction_metadata` as the
+``register.log_best_model`` stores :func:`prediction_metadata` as the
 ``metadata=`` of ``mlflow.pytorch.log_model``; :func:`read_model_metadata` reads it back from any model
 URI (``models:/<name>/<version>``, ``runs:/<run>/<path>``, ``models:/<model id>`` or a local folder)
 through ``mlflow.models.get_model_info``. The layout, JSON types only::
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, first_line
 
 METADATA_FORMAT = 1  # version of the layout above
 FORMAT_KEY = "format"
@@ -151,7 +151,7 @@ def read_model_metadata(uri: str, tracking_uri: str | None = None) -> ModelMetad
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.review.model import fluent_tracking_uri
+    from orchestrator.tracking.mlflow_store import fluent_tracking_uri
 
     try:
         if tracking_uri is None:
@@ -160,6 +160,5 @@ def read_model_metadata(uri: str, tracking_uri: str | None = None) -> ModelMetad
             with fluent_tracking_uri(tracking_uri):
                 info = mlflow.models.get_model_info(uri)
     except (MlflowException, OSError) as error:
-        line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelMetadataError(f"{uri}: cannot read the model ({line})") from None
+        raise ModelMetadataError(f"{uri}: cannot read the model ({first_line(error)})") from None
     return ModelMetadata.from_dict(uri, info.metadata)

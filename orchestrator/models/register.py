@@ -13,7 +13,7 @@ as ``pt2``, ``torch.export``'s program of the model in eval mode with a dynamic 
 no pickled code (the same stance as ``weights_only=True`` for checkpoints) and needs neither orchestrator
 nor ``trainables``. ``mlflow.pytorch.load_model`` returns a ``torch.fx.GraphModule`` to call on batches;
 it does not support ``.eval()``/``.train()`` (it is fixed in eval mode). Its MLflow metadata is what
-prediction needs (the trainable, the resolved config, ``Task.meta``): ``orchestrator.production.metadata``.
+prediction needs (the trainable, the resolved config, ``Task.meta``): ``orchestrator.models.metadata``.
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.production.metadata import prediction_metadata
+from orchestrator.engine.leaderboard import TrialOutcome
 from orchestrator.spaces import StudyVersion
 from orchestrator.tracking import schema
-from orchestrator.tracking.mlflow_store import MlflowStore
+from orchestrator.tracking.mlflow_store import MlflowStore, fluent_tracking_uri
 
-from .leaderboard import TrialOutcome
+from .metadata import prediction_metadata
 
 INPUT_EXAMPLE_SAMPLES = 2  # validation samples in the logged input example; more than 1 keeps the batch dynamic
 SERIALIZATION_FORMAT = "pt2"  # torch.export: no pickle to run when loading (see the module docstring)
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ID_ENV = "MLFLOW_EXPERIMENT_ID"
 # The review measures on the CPU in full precision: what anyone loading the model without a GPU gets.
 REVIEW_RUNTIME = {"device": "cpu", "precision": "fp32"}
@@ -55,28 +54,6 @@ class RegisteredModel:
     value: float | None  # the metric measured with these weights (None: the validation pass does not report it)
     trial_id: str
     run_id: str  # the trial's run
-
-
-@contextmanager
-def fluent_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API (which ``mlflow.pytorch.log_model`` uses) pointed at ``uri`` for the block.
-
-    Afterwards the global tracking URI and ``MLFLOW_TRACKING_URI`` are as before (``set_tracking_uri``
-    sets both; ``None`` unsets both).
-    """
-    import mlflow
-
-    environment = os.environ.get(TRACKING_URI_ENV)
-    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before)
-        if environment is None:
-            os.environ.pop(TRACKING_URI_ENV, None)
-        else:
-            os.environ[TRACKING_URI_ENV] = environment
 
 
 @contextmanager
@@ -110,7 +87,7 @@ def log_pytorch_model(
 ) -> Any:
     """Log ``model`` (in eval mode, on the CPU) on ``run_id`` as ``schema.LOGGED_MODEL`` in the ``pt2`` format
     with ``example`` (a numpy batch of more than one sample: the batch stays dynamic) and ``metadata``
-    (``orchestrator.production.metadata.prediction_metadata``), registered as a new version of
+    (``metadata.prediction_metadata``), registered as a new version of
     ``registered_model_name``; returns MLflow's ``ModelInfo``."""
     import mlflow.pytorch
     import torch
