@@ -41,7 +41,7 @@ from bench import common
 from bench.search_quality import ListReporter
 from bench.spacetools import make_version
 from orchestrator.spaces import Metric, SearchSpace, StudyVersion, load_version
-from orchestrator.spaces.model import Param
+from orchestrator.spaces.space import Param
 
 STUDY_FILE = common.ROOT / "search_spaces" / "convnet_digits" / "v1.yaml"
 CACHE_DIR = common.RESULTS / "convnet_curves"

@@ -23,7 +23,7 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler
 
-from orchestrator.spaces.model import Schedule
+from orchestrator.spaces.version import Schedule
 
 
 def bracket_sizes(schedule: Schedule) -> tuple[int, ...]:

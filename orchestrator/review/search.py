@@ -31,7 +31,8 @@ from orchestrator.errors import failure_line
 from orchestrator.models.register import ModelSkipped, RegisteredModel, log_best_model
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import StudyVersion
-from orchestrator.spaces.model import Fixed, SearchSpace
+from orchestrator.spaces.kinds import Fixed
+from orchestrator.spaces.space import SearchSpace
 from orchestrator.spaces.writer import to_document
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore

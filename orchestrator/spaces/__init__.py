@@ -7,28 +7,11 @@ build their encodings on.
 """
 
 from .errors import Problem, SpaceError, ValueNotInSpace
-from .io import Study, discover, load_study, load_version, load_with_lineage, parse_version
-from .model import (
-    NO_DEFAULT,
-    ActiveParam,
-    Choice,
-    Fixed,
-    IntRange,
-    LogUniform,
-    Metric,
-    Param,
-    QLogUniform,
-    QUniform,
-    Resources,
-    Schedule,
-    SearchSettings,
-    SearchSpace,
-    StudyVersion,
-    Uniform,
-    flatten,
-    same_value,
-    unflatten,
-)
+from .io import Study, discover, load_study, load_version, load_with_lineage
+from .kinds import NO_DEFAULT, Fixed, IntRange, LogUniform, QLogUniform, QUniform, Uniform, same_value
+from .parse import parse_version
+from .space import ActiveParam, Choice, Param, SearchSpace, flatten, unflatten
+from .version import Metric, Resources, Schedule, SearchSettings, StudyVersion
 from .writer import dump, write
 
 __all__ = [

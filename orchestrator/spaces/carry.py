@@ -20,7 +20,9 @@ from typing import Any
 from orchestrator.redaction import redacted_value
 
 from .errors import ValueNotInSpace
-from .model import NO_DEFAULT, Metric, Param, SearchSpace, StudyVersion
+from .kinds import NO_DEFAULT
+from .space import Param, SearchSpace
+from .version import Metric, StudyVersion
 
 OUTSIDE = "outside the new range"
 NOT_A_CHOICE = "not among the new choices"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import Problem, SpaceError
 from .io import VERSION_FILE, discover, load_study, load_version
-from .model import StudyVersion
+from .version import StudyVersion
 
 
 @dataclass

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from .errors import Problem, SpaceError
-from .model import NO_DEFAULT, Param, SearchSpace, StudyVersion, same_value, vars_of
+from .kinds import NO_DEFAULT, same_value
+from .space import Param, SearchSpace
+from .version import StudyVersion, vars_of
 
 ChangeKind = Literal[
     "added",

@@ -53,19 +53,9 @@ from typing import Any, Literal
 
 from .carry import fit
 from .errors import ValueNotInSpace
-from .model import (
-    NO_DEFAULT,
-    Choice,
-    IntRange,
-    LogUniform,
-    Param,
-    QLogUniform,
-    QUniform,
-    SearchSpace,
-    StudyVersion,
-    Uniform,
-    clean_float,
-)
+from .kinds import NO_DEFAULT, IntRange, LogUniform, QLogUniform, QUniform, Uniform, clean_float
+from .space import Choice, Param, SearchSpace
+from .version import StudyVersion
 
 Numeric = Uniform | LogUniform | QUniform | QLogUniform | IntRange
 ChangeKind = Literal["narrowed", "widened", "pruned", "default-removed", "kept"]

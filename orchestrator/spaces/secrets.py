@@ -14,8 +14,9 @@ from typing import Any
 from orchestrator.redaction import REDACTED, is_secret_key, mask_yaml_secrets
 
 from .errors import Problem
-from .io import parse_version
-from .model import SearchSpace, StudyVersion
+from .parse import parse_version
+from .space import SearchSpace
+from .version import StudyVersion
 from .writer import dump
 
 

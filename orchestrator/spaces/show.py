@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import NO_DEFAULT, SearchSpace, StudyVersion, vars_of
+from .kinds import NO_DEFAULT
+from .space import SearchSpace
+from .version import StudyVersion, vars_of
 
 
 def _param_rows(space: SearchSpace, indent: str = "", with_fixed: bool = True) -> list[tuple[str, str, str]]:

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from .errors import SpaceError
-from .io import TOP_KEYS, parse_version
-from .model import StudyVersion, vars_of
+from .parse import TOP_KEYS, parse_version
+from .version import StudyVersion, vars_of
 
 FLOW_WIDTH = 100  # a mapping or list goes on its key's line when the line stays this short
 BLOCK_SECTIONS = ("fixed", "params")  # one entry per line, like the shipped files

@@ -1,10 +1,12 @@
 """The contract every searcher of ``orchestrator.engine.searchers`` keeps, as a base test class.
 
-In the manner of optuna's ``optuna/testing/pytest_samplers.py``: a test module subclasses
-``SearcherContract`` and overrides the ``algorithm`` fixture (a ``search.algorithm`` name of the
-registry); a searcher that does not learn from scored trials (random search) overrides
-``learns`` too. The searchers are driven through the Ray Tune ``Searcher`` API directly (no
-cluster): ``suggest`` -> ``on_trial_complete``, ``save``/``restore``, pickling.
+In the manner of optuna's ``optuna/testing/pytest_samplers.py``, with one difference: the ``algorithm`` fixture
+is parametrized over every name of the searcher table (``SEARCHERS``), so a searcher added to the table runs
+every case of the contract without a test module of its own (``tests/engine/test_searchers.py`` collects the
+class once). Whether a searcher learns from scored trials is the table's ``learns``. The searchers are driven
+through the Ray Tune ``Searcher`` API directly (no cluster): ``suggest`` -> ``on_trial_complete``,
+``save``/``restore``, pickling. A searcher's FIFO suggestions for a seed are recorded in
+``data/fifo_suggestions.json``; a new searcher records its own there (``fifo_sequences``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 
 from orchestrator.engine.results import MetricNotReported
-from orchestrator.engine.searchers import searcher_class
+from orchestrator.engine.searchers import SEARCHERS, searcher_class, searcher_names
 from orchestrator.engine.searchers.base import Prior, SpaceSearcher
 from orchestrator.spaces import StudyVersion, parse_version
 
@@ -149,14 +151,15 @@ def min_distances(points: np.ndarray) -> np.ndarray:
 class SearcherContract:
     """Tests every searcher passes; a subclass names its algorithm with the ``algorithm`` fixture."""
 
-    @pytest.fixture
-    def algorithm(self) -> str:
-        raise NotImplementedError("a subclass names the search.algorithm under test")
+    @pytest.fixture(params=searcher_names())
+    def algorithm(self, request: pytest.FixtureRequest) -> str:
+        """Every ``search.algorithm`` of the table."""
+        return str(request.param)
 
     @pytest.fixture
-    def learns(self) -> bool:
+    def learns(self, algorithm: str) -> bool:
         """Whether scored trials (carried or completed) steer the suggestions."""
-        return True
+        return SEARCHERS[algorithm].learns
 
     def version(
         self, algorithm: str, params: str, startup: int = 10, schedule: str = "", **search: Any
@@ -294,7 +297,8 @@ class SearcherContract:
     # ------------------------------------------------------------------ FIFO: as before budgets and liars
 
     def test_fifo_suggestions_unchanged_for_a_seed(self, algorithm: str) -> None:
-        recorded = json.loads(FIFO_RECORDED.read_text())[algorithm]
+        recorded = json.loads(FIFO_RECORDED.read_text()).get(algorithm)
+        assert recorded is not None, f"record {algorithm}'s suggestions in {FIFO_RECORDED} (fifo_sequences)"
         assert fifo_sequences(algorithm) == recorded
 
     # ------------------------------------------------------------------ budgets (ASHA rungs)

@@ -15,7 +15,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from orchestrator.engine.brackets import HyperbandAsha, bracket_sizes, weighted_cycle
 from orchestrator.engine.plan import asha_scheduler
 from orchestrator.spaces import parse_version
-from orchestrator.spaces.model import Schedule
+from orchestrator.spaces.version import Schedule
 from tests.engine.searcher_contract import HEAD, QUADRATIC_PARAMS
 
 

@@ -17,7 +17,7 @@ import pytest
 from orchestrator.engine.searchers import searcher_class
 from orchestrator.engine.searchers.base import SpaceSearcher
 from orchestrator.spaces import StudyVersion, parse_version
-from orchestrator.spaces.model import LIARS
+from orchestrator.spaces.version import LIARS
 
 from .searcher_contract import BRANIN_PARAMS, HEAD, QUADRATIC_PARAMS, branin, min_distances, quadratic
 

@@ -24,51 +24,34 @@ from tests.engine.searcher_contract import HEAD, QUADRATIC_PARAMS, SearcherContr
 WORST_OR_OFF = ("worst", "off")  # liars of a searcher that supports only some (none of the table now)
 
 
-class TestTpe(SearcherContract):
-    @pytest.fixture
-    def algorithm(self) -> str:
-        return "tpe"
-
-    def test_running_trials_count_towards_the_start_up_phase(self, tmp_path: Path) -> None:
-        """As in hyperopt's own ``tpe.suggest``: the first ``startup_trials`` suggestions are random whatever the
-        concurrency (once a trial is scored). Four at a time with ``startup_trials: 4``, TPE suggests as soon as
-        the first one ends, also after a save/restore or a pickle round trip."""
-        version = self.version("tpe", QUADRATIC_PARAMS, startup=4)
-        s = self.searcher(version, seed=5)
-        configs = {f"p{i}": s.suggest(f"p{i}") for i in range(6)}
-        assert set(s.suggested_by.values()) == {"startup"}  # nothing scored yet: nothing to model
-        s.on_trial_complete("p0", {"loss": quadratic(values_of(version, configs["p0"]))})
-        s.save(str(tmp_path / "state.json"))
-        restored = self.searcher(version, seed=5)
-        restored.restore(str(tmp_path / "state.json"))
-        for copy in (s, restored, pickle.loads(pickle.dumps(s))):
-            copy.suggest("next")  # one scored and five running: past the start-up phase
-            assert copy.suggested_by["next"] == "tpe"
+class TestEverySearcher(SearcherContract):
+    """The contract, for every searcher of the table (the ``algorithm`` fixture is parametrized over it)."""
 
 
-class TestRandom(SearcherContract):
-    @pytest.fixture
-    def algorithm(self) -> str:
-        return "random"
+def test_tpe_counts_running_trials_towards_the_start_up_phase(tmp_path: Path) -> None:
+    """As in hyperopt's own ``tpe.suggest``: the first ``startup_trials`` suggestions are random whatever the
+    concurrency (once a trial is scored). Four at a time with ``startup_trials: 4``, TPE suggests as soon as
+    the first one ends, also after a save/restore or a pickle round trip."""
+    contract = SearcherContract()
+    version = contract.version("tpe", QUADRATIC_PARAMS, startup=4)
+    s = contract.searcher(version, seed=5)
+    configs = {f"p{i}": s.suggest(f"p{i}") for i in range(6)}
+    assert set(s.suggested_by.values()) == {"startup"}  # nothing scored yet: nothing to model
+    s.on_trial_complete("p0", {"loss": quadratic(values_of(version, configs["p0"]))})
+    s.save(str(tmp_path / "state.json"))
+    restored = contract.searcher(version, seed=5)
+    restored.restore(str(tmp_path / "state.json"))
+    for copy in (s, restored, pickle.loads(pickle.dumps(s))):
+        copy.suggest("next")  # one scored and five running: past the start-up phase
+        assert copy.suggested_by["next"] == "tpe"
 
-    @pytest.fixture
-    def learns(self) -> bool:
-        return False
 
-
-class TestOptunaTpe(SearcherContract):
-    @pytest.fixture
-    def algorithm(self) -> str:
-        return "optuna_tpe"
-
-    @pytest.mark.parametrize("liar", ["mean", "best"])
-    def test_liars_a_searcher_cannot_do_are_refused_in_one_line(
-        self, liar: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setitem(SEARCHERS, "optuna_tpe", dataclasses.replace(SEARCHERS["optuna_tpe"], liars=WORST_OR_OFF))
-        version = self.version("optuna_tpe", QUADRATIC_PARAMS, liar=liar)
-        with pytest.raises(OrchestratorError, match=rf"^search\.liar: optuna_tpe takes worst or off, not '{liar}'"):
-            self.searcher(version)
+@pytest.mark.parametrize("liar", ["mean", "best"])
+def test_liars_a_searcher_cannot_do_are_refused_in_one_line(liar: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SEARCHERS, "optuna_tpe", dataclasses.replace(SEARCHERS["optuna_tpe"], liars=WORST_OR_OFF))
+    version = SearcherContract().version("optuna_tpe", QUADRATIC_PARAMS, liar=liar)
+    with pytest.raises(OrchestratorError, match=rf"^search\.liar: optuna_tpe takes worst or off, not '{liar}'"):
+        SearcherContract().searcher(version)
 
 
 # --------------------------------------------------------------------------- budgets, liars, the model's selection

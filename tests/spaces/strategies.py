@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from orchestrator.spaces import Param, StudyVersion, parse_version
-from orchestrator.spaces.io import EXPONENT_TEXT
+from orchestrator.spaces.yamlsafe import EXPONENT_TEXT
 
 FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 """The fuzzing profile of the loader, writer and carry properties: the 1,000 examples CI runs of each."""

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from orchestrator.spaces import SpaceError, ValueNotInSpace, load_version, parse_version
 from orchestrator.spaces.carry import PriorTrial, carry, fit
 from orchestrator.spaces.check import validate_paths
-from orchestrator.spaces.io import EXPONENT_TEXT, MAX_CHOICE_DEPTH, MAX_FILE_BYTES, MAX_NESTING, MAX_NODES
+from orchestrator.spaces.yamlsafe import EXPONENT_TEXT, MAX_CHOICE_DEPTH, MAX_FILE_BYTES, MAX_NESTING, MAX_NODES
 from tests.conftest import MINIMAL, MINIMAL_HEAD, ROOT
 from tests.spaces.strategies import FUZZ, as_version, random_draw, space_docs, to_yaml
 from tests.spaces.test_properties import documents

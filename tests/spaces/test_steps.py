@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.spaces import NO_DEFAULT, Choice, Fixed, IntRange, LogUniform, QLogUniform, QUniform, Uniform
-from orchestrator.spaces.model import NUMERIC_KINDS
+from orchestrator.spaces.space import NUMERIC_KINDS
 
 STEPPED = [
     QUniform(-1.0, 1.0, q=0.1),  # float q: the noise case (0.1 * 3 != 0.3)

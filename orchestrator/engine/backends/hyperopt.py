@@ -39,10 +39,10 @@ import numpy as np
 from hyperopt import JOB_STATE_DONE, STATUS_OK, Trials, hp
 from hyperopt.pyll import scope
 
-from orchestrator.spaces.model import Choice, Param, SearchSpace
+from orchestrator.spaces.space import Choice, Param, SearchSpace
 
 if TYPE_CHECKING:
-    from orchestrator.spaces.model import ActiveParam
+    from orchestrator.spaces.space import ActiveParam
 
 
 def _half_up(x: float) -> int:

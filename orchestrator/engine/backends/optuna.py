@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from orchestrator.spaces.model import Param, SearchSpace
+from orchestrator.spaces.space import Param, SearchSpace
 
 if TYPE_CHECKING:
-    from orchestrator.spaces.model import ActiveParam
+    from orchestrator.spaces.space import ActiveParam
 
 
 @dataclass(frozen=True)

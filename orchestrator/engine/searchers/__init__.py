@@ -9,13 +9,14 @@ any run is created.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import OrchestratorError, did_you_mean
-from orchestrator.spaces.model import LIARS
+from orchestrator.spaces.version import LIARS
 
 if TYPE_CHECKING:
     from .base import SpaceSearcher
@@ -30,6 +31,7 @@ class SearcherEntry:
     library: str
     extra: str | None = None
     liars: tuple[str, ...] = LIARS  # the ``search.liar`` settings it supports
+    learns: bool = True  # whether scored trials steer its suggestions (random search: no)
 
     def install_hint(self) -> str:
         """The command that installs the library."""
@@ -41,7 +43,7 @@ _OPTUNA = SearcherEntry("orchestrator.engine.searchers.optuna", "OptunaSearcher"
 
 SEARCHERS: dict[str, SearcherEntry] = {
     "tpe": _HYPEROPT,  # HyperOpt TPE, the default
-    "random": _HYPEROPT,  # the same searcher, every suggestion drawn at random
+    "random": dataclasses.replace(_HYPEROPT, learns=False),  # the same searcher, every suggestion drawn at random
     "optuna_tpe": _OPTUNA,  # Optuna's multivariate TPE
 }
 

@@ -45,7 +45,6 @@ replayed trial is the searcher's own suggestion from then on (running, then scor
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from abc import ABC, abstractmethod
@@ -61,7 +60,7 @@ from ray.tune.search import Searcher
 from orchestrator.engine.results import check_metric_reported, metric_value
 from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.carry import CarriedTrial
-from orchestrator.spaces.model import Schedule
+from orchestrator.spaces.version import Schedule
 
 # Scored earlier trials as warm start carries them (``spaces.carry``): (config, loss) or (config, loss, history).
 Prior = Sequence[CarriedTrial]
@@ -126,7 +125,7 @@ class SpaceSearcher(Searcher, ABC):
     the derived state.
 
     A subclass lists the attributes it can rebuild in ``_derived``, rebuilds them in ``_build()`` (from
-    ``_scored()``, then the pending ``_live`` trials), and implements ``suggest`` and ``on_trial_complete``
+    ``_scored()``, then the pending ``_live`` trials), and implements ``_suggest`` and ``on_trial_complete``
     (recording the outcome with ``_finish``).
     """
 
@@ -152,11 +151,15 @@ class SpaceSearcher(Searcher, ABC):
         self._known: Counter[tuple[tuple[str, Any], ...]] | None = None
         self._build()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass's ``suggest`` hands out queued replays first (``replay_first``), whatever library it speaks."""
-        super().__init_subclass__(**kwargs)
-        if "suggest" in cls.__dict__:
-            cls.suggest = _replays_first(cls.__dict__["suggest"])  # type: ignore[method-assign]
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """The config of the next trial: a queued replay first (``replay_first``), else the library's suggestion
+        (``_suggest``). Ray Tune calls this; subclasses implement ``_suggest`` (the template method of Optuna's
+        ``BaseSampler``: what every searcher shares stays here)."""
+        return self._replay(trial_id) if self._replays else self._suggest(trial_id)
+
+    @abstractmethod
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """The library's suggestion for ``trial_id`` (its config, as ``_config`` builds it), or None when done."""
 
     @abstractmethod
     def _build(self) -> None:
@@ -405,13 +408,3 @@ class SpaceSearcher(Searcher, ABC):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._build()
-
-
-def _replays_first(suggest: Callable[[SpaceSearcher, str], dict[str, Any] | None]) -> Callable[..., Any]:
-    """``suggest``, except that a queued replay is handed out first."""
-
-    @functools.wraps(suggest)
-    def suggest_or_replay(self: SpaceSearcher, trial_id: str) -> dict[str, Any] | None:
-        return self._replay(trial_id) if self._replays else suggest(self, trial_id)
-
-    return suggest_or_replay

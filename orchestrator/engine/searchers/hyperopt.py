@@ -160,7 +160,7 @@ class HyperoptSearcher(SpaceSearcher):
         trials.refresh()
         return self._tpe(tid, trials, gamma, seed)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         search = self.version.search
         tid = self._take_tid()
         seed = self._next_seed()

@@ -215,7 +215,7 @@ class OptunaSearcher(SpaceSearcher):
 
     # ------------------------------------------------------------------ Ray Tune API
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         seed = self._next_seed()
         losses = self._completed_losses()
         self._sampler.lies = self._lies(losses)

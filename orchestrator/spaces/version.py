@@ -1,0 +1,180 @@
+"""A study version: the space with the metric, schedule, resources and search settings, and its content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+from .space import SearchSpace
+
+# --------------------------------------------------------------------------- study versions
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    mode: Literal["min", "max"]
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is better than ``b``."""
+        return a < b if self.mode == "min" else a > b
+
+    def loss(self, value: float) -> float:
+        """The value as a loss to minimise (what TPE wants)."""
+        return value if self.mode == "min" else -value
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Early stopping. ``asha`` stops weak trials at rungs; ``fifo`` runs every trial to the end.
+
+    ``brackets`` > 1 makes ASHA asynchronous Hyperband (Ray Tune's ``ASHAScheduler(brackets=...)``): bracket
+    ``s`` starts stopping at ``grace_period * reduction_factor**s``, so a trial drawn into a later bracket is
+    judged only after more epochs, and the last of ``max_brackets()`` brackets never stops a trial early.
+    Trials join the brackets in Hyperband's proportions, most of them the first, the most aggressive
+    (``engine.brackets``).
+    Slow starters that end best then still reach the full budget now and then, which one bracket never allows
+    when early ranking misleads (``bench.search_at_scale``)."""
+
+    scheduler: Literal["asha", "fifo"] = "asha"
+    max_epochs: int = 10
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+    brackets: int = 1
+
+    # Fields added after content hashes were recorded (see ``SearchSettings``).
+    _HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = ("brackets",)
+
+    def asha_milestones(self) -> tuple[float, ...]:
+        """Where Ray Tune's ASHA judges trials before ``max_epochs``: ``grace_period * reduction_factor**k``, each
+        at a trial's first result at or past it, so only those whose epoch (rounded up) comes before ``max_epochs``."""
+        milestones: list[float] = []
+        milestone = float(self.grace_period)
+        while math.ceil(milestone - 1e-9) < self.max_epochs:
+            milestones.append(milestone)
+            milestone *= self.reduction_factor
+        return tuple(milestones)
+
+    def max_brackets(self) -> int:
+        """The most brackets that differ: one per ASHA milestone (``asha_milestones``), plus one that never stops a
+        trial early."""
+        return len(self.asha_milestones()) + 1
+
+    def canonical(self) -> dict[str, Any]:
+        """The settings that enter the content hash."""
+        return _without_defaults(self, self._HASHED_WHEN_SET)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources; fractional GPUs below 1 let several trials share a card."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+LIARS = ("worst", "mean", "best", "off")  # what a running trial counts as at a suggestion (``search.liar``)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Searcher and budget defaults; the command line can override trials and concurrency."""
+
+    algorithm: str = "tpe"  # a searcher name; the engine's searcher registry says which exist
+    trials: int = 20
+    concurrency: int | None = None
+    startup_trials: int = 10
+    max_failures: int = 1
+    # What a running trial counts as while another is suggested (constant liar): the worst, mean or best loss
+    # observed, or nothing (off). Only concurrent searches have running trials at a suggestion.
+    liar: str = "worst"  # one of LIARS
+    # With ASHA the searcher fits on the highest rung with at least this many observations (None: d + 2 for d
+    # searched parameters).
+    min_rung_trials: int | None = None
+    # Whether a suggestion may repeat the values of a scored or running trial. False: the searcher proposes
+    # values no trial has (a repeat runs again what is known), until every configuration of a finite space is.
+    repeats: bool = False
+
+    # Fields added after content hashes were recorded: hashed only when set to something else than their
+    # default, so a file that does not use them keeps the hash its recorded trials ran with.
+    _HASHED_WHEN_SET: ClassVar[tuple[str, ...]] = ("liar", "min_rung_trials", "repeats")
+
+    def canonical(self) -> dict[str, Any]:
+        """The settings that enter the content hash."""
+        return _without_defaults(self, self._HASHED_WHEN_SET)
+
+
+@dataclass(frozen=True)
+class StudyVersion:
+    """One version of a study's search space, as written in ``search_spaces/<study>/vN.yaml``."""
+
+    study: str
+    version: int
+    trainable: str
+    metric: Metric
+    params: SearchSpace
+    parent: int | None = None
+    schedule: Schedule = Schedule()
+    resources: Resources = Resources()
+    search: SearchSettings = SearchSettings()
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    source: str | None = field(default=None, compare=False)
+
+    def canonical(self) -> dict[str, Any]:
+        """Everything that decides which trials run; not version, parent, notes or the file."""
+        return {
+            "study": self.study,
+            "trainable": self.trainable,
+            "metric": {"name": self.metric.name, "mode": self.metric.mode},
+            "schedule": _canon_numbers(self.schedule.canonical()),
+            "resources": _canon_numbers(vars_of(self.resources)),
+            "search": _canon_numbers(self.search.canonical()),
+            "fixed": dict(self.fixed),
+            "params": _canon_numbers(self.params.canonical()),
+        }
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical form: stable under key order, formatting and comments."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def short_hash(self) -> str:
+        return self.content_hash[:12]
+
+    @property
+    def label(self) -> str:
+        return f"{self.study} v{self.version}"
+
+    def trial_config(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """What a trainable receives: the fixed section plus the sampled parameter values."""
+        return {**self.fixed, **values}
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields by name (``dataclasses.fields``: class variables are not fields)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _without_defaults(settings: Any, hashed_when_set: tuple[str, ...]) -> dict[str, Any]:
+    """A settings dataclass's fields, less those of ``hashed_when_set`` that hold their default: fields added
+    after content hashes were recorded, so a file that does not use them keeps the hash its trials ran with."""
+    defaults = type(settings)()
+    return {k: v for k, v in vars_of(settings).items() if k not in hashed_when_set or v != getattr(defaults, k)}
+
+
+def _canon_numbers(x: Any) -> Any:
+    """Floats that are whole numbers hash like the ints a user might have written instead."""
+    if isinstance(x, float) and x.is_integer():
+        return int(x)
+    if isinstance(x, dict):
+        return {k: _canon_numbers(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_canon_numbers(v) for v in x]
+    return x
