@@ -210,19 +210,3 @@ def _predict(tiles: np.ndarray, predict: Predictor, d4_average: bool) -> np.ndar
         pred = d4_inverse(np.asarray(predict(np.ascontiguousarray(d4(tiles, k)))), k)
         acc = pred.astype(np.float64) if acc is None else acc + pred
     return acc / 8
-
-
-def torch_predictor(model, device=None, batch_norm_eval: bool = True) -> Predictor:
-    """Wrap a torch segmentation model as a predictor returning sigmoid probabilities."""
-    import torch
-
-    device = device or next(model.parameters()).device
-    if batch_norm_eval:
-        model.eval()
-
-    @torch.no_grad()
-    def predict(tiles: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(tiles, dtype=torch.float32, device=device)
-        return torch.sigmoid(model(x)).float().cpu().numpy()
-
-    return predict
