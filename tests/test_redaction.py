@@ -262,7 +262,7 @@ def test_trial_folders_are_named_without_config_values() -> None:
 def test_the_failure_reason_of_a_trial_and_every_printed_error_lose_credentials() -> None:
     from types import SimpleNamespace
 
-    from orchestrator.engine.tracking_callback import failure_reason
+    from orchestrator.engine.results import failure_reason
     from orchestrator.errors import OrchestratorError, describe
 
     error = RuntimeError(f"Traceback ...\n  File x\nMlflowException: API request to {URI}/api failed")

@@ -74,11 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         if e.ctx is not None:
             click.echo(e.ctx.get_help(), err=True)
         sys.exit(2)
-    except click.ClickException as e:
+    except click.ClickException as e:  # one prefix for every error: "error: " (click's own is "Error: ")
         from orchestrator.redaction import redact_text
 
-        e.message = redact_text(e.message)
-        e.show()
+        click.echo(f"error: {redact_text(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except click.Abort:
         click.echo("aborted", err=True)

@@ -139,6 +139,12 @@ def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_tria
         proposal = propose(path, open_store(tracking_uri or default_tracking_uri()), refine_options)
     except RefineError as e:
         raise click.ClickException(str(e)) from None
+    if proposal.target.newer:
+        newer = ", ".join(f"v{n}" for n in proposal.target.newer)
+        click.echo(
+            f"note: {proposal.target.version.label} is not the newest version ({newer} exist); the proposal is "
+            f"v{proposal.target.next_number} with parent v{proposal.target.version.version}"
+        )
     if dry_run:
         click.echo(proposal.as_diff(), nl=False)
         click.echo(f"(dry run: {proposal.path} not written)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from orchestrator.paths import check_output_file
 from orchestrator.settings import default_tracking_uri
 from orchestrator.tracking.server import DEFAULT_UI_PORT
 
@@ -50,7 +51,7 @@ def trials_export(study: str, out: Path, tracking_uri: str | None, metric: str |
     from orchestrator.tracking import ledger
     from orchestrator.tracking.mlflow_store import open_store
 
-    ledger.check_out_path(out)  # before reading the whole study
+    check_output_file(out)  # before reading the whole study
     store = open_store(tracking_uri or default_tracking_uri())
     as_of = int(time.time() * 1000)
     rows = store.trials(study)

@@ -19,6 +19,8 @@ import pyarrow as pa
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import Metric, StudyVersion
 
+from .results import trial_identity
+
 if TYPE_CHECKING:
     from orchestrator.tracking.mlflow_store import TrialRow
 
@@ -75,7 +77,7 @@ def outcomes_from_grid(grid: Iterable[Any], version: StudyVersion) -> list[Trial
         stamp = metrics.get("timestamp")  # seconds of the last report (Ray Tune's)
         out.append(
             TrialOutcome(
-                trial_id=str(metrics.get("trial_id", "?")),
+                trial_id=trial_identity(str(metrics.get("trial_id", "?")), result.config or {}),
                 value=best_value(values, version.metric),
                 epoch=int(epoch) if epoch is not None else None,
                 status="FAILED" if result.error else "FINISHED",

@@ -13,11 +13,19 @@ from contextlib import contextmanager
 from typing import Any
 
 from orchestrator.console import Echo
-from orchestrator.errors import failure_line, first_line
+from orchestrator.errors import OrchestratorError, failure_line, first_line
 from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.carry import CarryReport
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore, TrackingError
+
+
+class RunFailed(OrchestratorError):
+    """The run failed for ``reason``, which its parent run records as it is (the message may say more)."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
 
 
 class SearchEndNotRecorded(TrackingError):
@@ -38,7 +46,7 @@ def closes_parent_on_failure(store: MlflowStore, parent_run_id: str, echo: Echo)
         end_parent(store, parent_run_id, "KILLED", "interrupted (Ctrl-C)", echo)
         raise
     except BaseException as e:
-        end_parent(store, parent_run_id, "FAILED", failure_line(e), echo)
+        end_parent(store, parent_run_id, "FAILED", e.reason if isinstance(e, RunFailed) else failure_line(e), echo)
         raise
 
 

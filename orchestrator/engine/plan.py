@@ -205,9 +205,10 @@ def build_tuner(
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
-    from .progress import ProgressCallback
+    from .progress import ProgressCallback, quiet_ray_tune
     from .tracking_callback import MlflowTrialCallback
 
+    quiet_ray_tune()
     v = plan.version
     s = v.schedule
     trials = plan.planned if trials is None else trials
@@ -218,7 +219,8 @@ def build_tuner(
     added = trial_callbacks(plan, tracking) if trial_callbacks is not None else []
     # The added callbacks come first: at the experiment's end they finish while the tracking callback's logger
     # still runs (each calls ``tracking.setup`` first, which is idempotent, so the logger exists for them).
-    callbacks = [*added, tracking, ProgressCallback(v.metric, trials, list(v.params.params), live=live)]
+    progress = ProgressCallback(v.metric, trials, list(v.params.params), live=live, experiment_uri=plan.experiment.uri)
+    callbacks = [*added, tracking, progress]
     return tune.Tuner(
         _trainable(v),
         tune_config=tune.TuneConfig(

@@ -1,13 +1,18 @@
-"""A live view of a running search: counts, best so far with its config, elapsed and ETA.
+"""What the console shows of a running search: counts, best so far with its config, elapsed and ETA.
 
 On a terminal it redraws one panel (rich); otherwise it prints one plain line per finished
-trial, so CI logs and ``kubectl logs`` stay readable.
+trial, so CI logs and ``kubectl logs`` stay readable. A failed trial is one line either way: its id as the
+tracking store knows it, the last line of its error, and the file that holds the whole traceback. Ray Tune's
+own lines for the same events (a traceback per failed attempt, "Trials did not complete", and its hint to
+``Tuner.restore``, which contradicts ``orchestrator resume``) are dropped (``quiet_ray_tune``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -16,7 +21,34 @@ from orchestrator.console import live_view
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import Metric
 
-from .results import user_metrics
+from .results import failure_reason, trial_identity, user_metrics
+
+# Ray Tune's log records that our own lines replace: (logger, the message's start).
+RAY_TUNE_NOISE = (
+    ("ray.tune.execution.tune_controller", "Trial task failed for trial"),
+    ("ray.tune.tune", "Trials did not complete"),
+    ("ray.tune.tune", "Experiment has been interrupted"),
+)
+
+
+class _DropRecords(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+def quiet_ray_tune() -> None:
+    """Drop Ray Tune's records in ``RAY_TUNE_NOISE`` (idempotent): the progress lines and the run's end say it."""
+    by_logger: dict[str, tuple[str, ...]] = {}
+    for name, start in RAY_TUNE_NOISE:
+        by_logger[name] = (*by_logger.get(name, ()), start)
+    for name, starts in by_logger.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropRecords) for f in logger.filters):
+            logger.addFilter(_DropRecords(starts))
 
 
 def _clock(seconds: float) -> str:
@@ -27,8 +59,11 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressCallback(Callback):
-    def __init__(self, metric: Metric, planned: int, params: list[str], live: bool | None = None):
+    def __init__(
+        self, metric: Metric, planned: int, params: list[str], live: bool | None = None, experiment_uri: str = ""
+    ):
         self.metric = metric
+        self.experiment_uri = experiment_uri  # where each trial's folder (and its error.txt) is kept
         self.planned = planned
         self.params = params
         self.live = live_view(live)
@@ -64,7 +99,7 @@ class ProgressCallback(Callback):
             self._last[trial.trial_id] = value
             if self.best is None or self.metric.better(value, self.best[0]):
                 values = redact_config({k: trial.config[k] for k in self.params if k in trial.config})
-                self.best = (value, trial.trial_id, values)
+                self.best = (value, trial_identity(trial.trial_id, trial.config), values)
         self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -96,12 +131,34 @@ class ProgressCallback(Callback):
         )
 
     def _line(self, trial: Any, what: str) -> None:
+        identity = trial_identity(trial.trial_id, trial.config)
+        if what == "FAILED":  # on a terminal too: why it failed stays readable after the panel moves on
+            shown = failure_reason(trial) + (f" (traceback: {where})" if (where := self._traceback(trial)) else "")
+            self._print(f"trial {identity} FAILED: {shown} | {self.status()}")
+            return
         if self._display is not None:
             self._refresh()
             return
         value = self._last.get(trial.trial_id)
         shown = f"{self.metric.name}={value:.5g}" if value is not None else "no result"
-        print(f"trial {trial.trial_id} {what}: {shown} | {self.status()}", flush=True)
+        self._print(f"trial {identity} {what}: {shown} | {self.status()}")
+
+    def _traceback(self, trial: Any) -> str | None:
+        """Where the trial's whole traceback is kept: its folder in the experiment folder (Ray Tune copies the
+        file there from its staging folder), else the staging folder's copy."""
+        error_file = getattr(trial, "error_file", None)
+        if not error_file:
+            return None
+        folder = getattr(trial, "path", None)
+        if self.experiment_uri and folder:
+            return f"{self.experiment_uri}/{Path(folder).name}/{Path(error_file).name}"
+        return str(error_file)
+
+    def _print(self, line: str) -> None:
+        if self._display is not None:
+            self._display.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, flush=True)
 
     def _refresh(self) -> None:
         if self._display is not None:

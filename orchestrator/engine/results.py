@@ -1,13 +1,18 @@
-"""What a trial reports, told apart from Ray Tune's bookkeeping; light (no searcher library, no ray)."""
+"""What a trial reports, told apart from Ray Tune's bookkeeping, and what a trial is called and died of; light (no
+searcher library, no ray)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from orchestrator.redaction import redact_text
 from trainables.api import RESERVED_KEYS as RESERVED  # keys the engine adds to every trial's config
 
+RESUME_KEY = "__orchestrator_resume__"  # driver-private config key of a continued trial: never reaches a trainable
+MAX_REASON = 4000  # characters of a failure's reason kept in its run's tag
 _RAY_KEYS = {
     "training_iteration",
     "time_this_iter_s",
@@ -58,4 +63,43 @@ def check_metric_reported(result: Mapping[str, Any], metric: str, trainable: str
     )
 
 
-__all__ = ["RESERVED", "MetricNotReported", "check_metric_reported", "metric_value", "user_metrics"]
+def trial_identity(trial_id: str, config: Mapping[str, Any]) -> str:
+    """The id a trial has in the tracking store: Ray Tune's ``trial_id``, except for a trial that ``resume``
+    continues (its config names the interrupted trial under ``RESUME_KEY``), which keeps the old one."""
+    continued = config.get(RESUME_KEY)
+    return str(continued["trial_id"]) if isinstance(continued, Mapping) else trial_id
+
+
+def failure_reason(trial: Any) -> str:
+    """The last line of the trial's error (for example ``TrialFailed: loss became NaN at epoch 3``), URIs redacted:
+    what its run's ``orchestrator.failure`` tag and the console say it died of."""
+    try:
+        text = str(trial.get_error() or "")
+    except Exception:
+        text = ""
+    if not text and getattr(trial, "error_file", None):
+        try:
+            text = Path(trial.error_file).read_text()
+        except OSError:
+            text = ""
+    return error_reason(text)
+
+
+def error_reason(text: str) -> str:
+    """The last unindented line of an error's text or traceback (what raised last), URIs redacted."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "\t"))]
+    reason = redact_text(lines[-1]) if lines else "failed without an error message"
+    return reason[:MAX_REASON]
+
+
+__all__ = [
+    "RESERVED",
+    "RESUME_KEY",
+    "MetricNotReported",
+    "check_metric_reported",
+    "error_reason",
+    "failure_reason",
+    "metric_value",
+    "trial_identity",
+    "user_metrics",
+]

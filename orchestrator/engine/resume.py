@@ -27,12 +27,18 @@ class SearchSoFar:
 
     ended: list[TrialRow]
     continued: list[Replay]
+    interrupted_runs: frozenset[str] = frozenset()  # the runs of the trials that continue (or are replaced)
 
     @classmethod
     def read(cls, store: MlflowStore, plan: SearchPlan) -> SearchSoFar:
         rows = store.trials(plan.version.study, parent_run_id=plan.parent_run_id, kind=plan.trial_kind)
-        interrupted = (_continued(store, plan, row) for row in rows if row.status in INTERRUPTED)
-        return cls([r for r in rows if r.status in ENDED], [c for c in interrupted if c is not None])
+        interrupted = [row for row in rows if row.status in INTERRUPTED]
+        continued = (_continued(store, plan, row) for row in interrupted)
+        return cls(
+            [r for r in rows if r.status in ENDED],
+            [c for c in continued if c is not None],
+            frozenset(row.run_id for row in interrupted),
+        )
 
     def not_started(self, plan: SearchPlan) -> list[Replay]:
         """The plan's fixed trials that neither ended nor continue (none for a search: its searcher suggests)."""

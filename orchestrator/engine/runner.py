@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from .checks import check_version
 from .hooks import NO_HOOKS, Ended, HookTable, RunHooks
 from .leaderboard import Leaderboard
 from .parent_run import (
+    RunFailed,
     SearchEndNotRecorded,
     carry_tags,
     closes_parent_on_failure,
@@ -48,7 +51,7 @@ from .parent_run import (
 )
 from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner
 from .ray_session import ray_session, trial_slots
-from .results import MetricNotReported
+from .results import MetricNotReported, error_reason
 from .resume import SearchSoFar
 from .searchers.base import Replay
 from .storage import FINISHED, open_experiment, open_storage
@@ -146,11 +149,11 @@ def start_run(
     (``closes_parent_on_failure``)."""
     version = request.version
     spec = check_version(version)
-    uri = options.tracking_uri or default_tracking_uri()
-    store = open_store(uri)
     tracking_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()
+    uri = options.tracking_uri or default_tracking_uri()
+    store = open_store(uri, create=True)
     if lineage:
         echo(
             f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
@@ -229,8 +232,8 @@ def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, ech
         so_far = SearchSoFar.read(store, plan)
         echo(f"resuming {folder.uri}: {so_far.summary(plan.planned)}")
         carried: list[CarriedTrial] = []
-        if plan.warm_start:
-            report, carry_s, source = carried_trials(store, plan.version, options.ledger)
+        if plan.warm_start:  # the run's own interrupted trials continue: they are not earlier trials to carry
+            report, carry_s, source = carried_trials(store, plan.version, options.ledger, so_far.interrupted_runs)
             echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
             carried = report.carried
         left = plan.planned - len(so_far.ended)
@@ -295,6 +298,8 @@ def _fit(
         echo(f"{done}; {resume}")
         result.interrupted = True
         return result
+    if result.finished == 0:
+        _record_failure(store, plan, result, grid)
     _record_end(Ended(store, plan, result, board, grid, echo), hooks)
     plan.experiment.write_meta(plan.meta(finished=True))
     echo(board.text())
@@ -334,6 +339,28 @@ def _record_end(ended: Ended, hooks: RunHooks) -> None:
         store.end_run(result.parent_run_id, "FINISHED")
     except Exception as e:
         raise _end_not_recorded(plan, result, e) from None
+
+
+class NoTrialFinished(RunFailed):
+    """Every planned trial of a run ended without finishing: the run ends FAILED with what they died of."""
+
+
+def _record_failure(store: MlflowStore, plan: SearchPlan, result: SearchResult, grid: Any) -> None:
+    """A run none of whose trials finished is a failure: its counts logged, its plan marked finished (nothing is
+    left to resume); raises ``NoTrialFinished``, which ends the run FAILED with what the trials died of."""
+    died_of = Counter(error_reason(str(r.error)) for r in grid if getattr(r, "error", None) is not None)
+    earlier = result.failed - sum(died_of.values())
+    causes = [f"{n} x {reason}" if n > 1 else reason for reason, n in died_of.most_common()]
+    causes += [f"{earlier} under an earlier driver"] if earlier > 0 else []
+    reason = f"no trial finished: {result.failed} of {plan.planned} failed ({'; '.join(causes)})"
+    with suppress(Exception):  # the run's end below says whether the store answers
+        log_counts(store, result.parent_run_id, plan.version.metric.name, 0, result.failed, result.wall_s, None, {})
+    plan.experiment.write_meta(plan.meta(finished=True))
+    raise NoTrialFinished(
+        reason,
+        f"{reason}; each trial's run in {plan.shown_tracking_uri} has its error, and its folder under "
+        f"{plan.experiment.uri} the whole traceback (error.txt)",
+    )
 
 
 def _write_ledger(store: MlflowStore, plan: SearchPlan, result: SearchResult, echo: Echo) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from orchestrator.errors import OrchestratorError, first_line
+from orchestrator.settings import default_storage
 from orchestrator.tracking.async_logger import SpillFile
 
 META = "orchestrator.json"
@@ -102,8 +103,18 @@ class Storage:
         return Experiment(self, name)
 
     def check_writable(self) -> None:
-        """Raise ``OrchestratorError`` naming the storage unless a file can be written and removed in it."""
+        """Raise ``OrchestratorError`` naming the storage unless a file can be written and removed in it. A local
+        storage folder is created only when its parent exists or it is the default (in the state folder):
+        orchestrator creates no folder the user did not name."""
         probe = f"{self.path.rstrip('/')}/{WRITE_PROBE}-{secrets.token_hex(4)}"  # drivers checking at once never meet
+        if isinstance(self.filesystem, pafs.LocalFileSystem):
+            folder = Path(self.path)
+            parent = folder.parent
+            if not folder.exists() and not parent.is_dir() and folder != Path(default_storage()):
+                raise OrchestratorError(
+                    f"storage {self.uri}: the folder {parent} does not exist; create it first, or give --storage a "
+                    "folder whose parent exists"
+                )
         try:
             self.filesystem.create_dir(self.path, recursive=True)
             with self.filesystem.open_output_stream(probe) as f:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from orchestrator.errors import first_line
-from orchestrator.redaction import redact_config, redact_text
+from orchestrator.redaction import redact_config
 from orchestrator.settings import tracking_wait_s
 from orchestrator.spaces import StudyVersion, flatten
 from orchestrator.spaces.secrets import mask_secrets
@@ -30,7 +29,7 @@ from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile
 from orchestrator.tracking.mlflow_store import History, MlflowStore, history_tag, keep_login, per_step
 
-from .results import user_metrics
+from .results import failure_reason, trial_identity, user_metrics
 from .searchers.base import SpaceSearcher
 from .trainable import RESUME_KEY
 
@@ -147,8 +146,8 @@ class MlflowTrialCallback(Callback):
             return  # a retry after a failure (FailureConfig): same trial, same run
         values = self._values(trial)
         v = self.version
-        continued = trial.config.get(RESUME_KEY)  # the trial's identity stays the one its run has
-        identity = continued["trial_id"] if continued else key
+        continued = trial.config.get(RESUME_KEY)
+        identity = trial_identity(key, trial.config)  # the one its run has, for a trial that resume continues
         tags = {
             schema.PARENT: self.parent_run_id,
             schema.KIND: self.trial_kind,
@@ -228,19 +227,3 @@ class MlflowTrialCallback(Callback):
             self.logger.log(key, {schema.best_metric(name): self._best[key]}, step=max(last, 0))
         self.logger.close(key, status, tags)
         self._open.discard(key)
-
-
-def failure_reason(trial: Any) -> str:
-    """The last line of the trial's error (for example ``TrialFailed: loss became NaN at epoch 3``), URIs redacted."""
-    try:
-        text = str(trial.get_error() or "")
-    except Exception:
-        text = ""
-    if not text and getattr(trial, "error_file", None):
-        try:
-            text = Path(trial.error_file).read_text()
-        except OSError:
-            text = ""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "\t"))]
-    reason = redact_text(lines[-1]) if lines else "failed without an error message"
-    return reason[:4000]

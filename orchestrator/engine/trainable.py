@@ -18,9 +18,9 @@ from ray.tune import Checkpoint
 
 import trainables
 
+from .results import RESUME_KEY
 from .storage import CHECKPOINT_EPOCH, copy_to_local
 
-RESUME_KEY = "__orchestrator_resume__"  # driver-private config key: never reaches a trainable
 TRAINING_ITERATION = "training_iteration"  # what Ray Tune (and ASHA) counts a trial's progress in
 
 

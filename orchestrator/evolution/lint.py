@@ -46,16 +46,37 @@ def lint(paths: Iterable[str | Path], store: MlflowStore | None = None) -> LintR
     folders = [p for p in discover(paths) if p.is_dir()]
     for folder in folders:
         report.problems.extend(_gaps(folder))
+    by_study: dict[str, dict[int, StudyVersion]] = defaultdict(dict)
+    for v in report.validation.valid:
+        by_study[v.study][v.version] = v
+    for versions in by_study.values():
+        report.problems.extend(same_space_problems(versions))
     if store is not None:
-        by_study: dict[str, dict[int, StudyVersion]] = defaultdict(dict)
-        for v in report.validation.valid:
-            by_study[v.study][v.version] = v
         linted_folders = {f.name for f in folders}
         for study, versions in sorted(by_study.items()):
             recorded = recorded_hashes(store, study)
             report.versions_with_trials += len(recorded)
             report.problems.extend(hash_problems(versions, recorded, whole_study=study in linted_folders))
     return report
+
+
+def same_space_problems(versions: Mapping[int, StudyVersion]) -> list[Problem]:
+    """A version with the content hash of an earlier one: the same space again, which changes nothing a search
+    does (the hash ignores notes, formatting and numbers) and makes trials of two versions look alike."""
+    first: dict[str, StudyVersion] = {}
+    problems = []
+    for n, version in sorted(versions.items()):
+        earlier = first.setdefault(version.content_hash, version)
+        if earlier is not version:
+            problems.append(
+                Problem(
+                    "version",
+                    f"v{n} is the same space as v{earlier.version} (content hash {version.short_hash}): a new "
+                    "version must change what runs; change it, or remove it if it has no recorded trials",
+                    version.source,
+                )
+            )
+    return problems
 
 
 def _gaps(folder: Path) -> list[Problem]:

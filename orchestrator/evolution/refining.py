@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.engine.checks import version_problems
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Study, StudyVersion, load_study
 from orchestrator.spaces.io import VERSION_FILE
-from orchestrator.spaces.refine import Refinement, RefineOptions, refine
+from orchestrator.spaces.refine import RefineError, Refinement, RefineOptions, refine
 from orchestrator.spaces.writer import dump, write
 
 from .trials import scored_trials
@@ -39,6 +40,11 @@ class Target:
     @property
     def next_path(self) -> Path:
         return self.folder / f"v{self.next_number}.yaml"
+
+    @property
+    def newer(self) -> list[int]:
+        """The study's versions after the refined one (refining an older version branches the study)."""
+        return sorted(n for n in self.study.versions if n > self.version.version)
 
 
 def find_target(path: str | Path) -> Target:
@@ -87,7 +93,23 @@ class Proposal:
 
 
 def propose(path: str | Path, store: MlflowStore, options: RefineOptions | None = None) -> Proposal:
-    """Refine the version at ``path`` from every trial of its study in ``store``."""
+    """Refine the version at ``path`` from every trial of its study in ``store``.
+
+    The version must be one the code can run (``space validate``'s checks: else its trials say nothing), and the
+    proposal must differ from every version of the study (its content hash): a proposal that is an existing version
+    again is a ``RefineError`` naming it."""
     target = find_target(path)
+    problems = version_problems(target.version)
+    if problems:
+        raise RefineError(
+            f"{target.version.label} cannot run, so its trials cannot refine it: " + "; ".join(str(p) for p in problems)
+        )
     trials = scored_trials(store, target.version)
-    return Proposal(target, refine(target.version, trials, options, number=target.next_number))
+    refinement = refine(target.version, trials, options, number=target.next_number)
+    same = next((v for v in target.study.versions.values() if v.content_hash == refinement.version.content_hash), None)
+    if same is not None:
+        raise RefineError(
+            f"the proposal for {target.version.label} is v{same.version} again (content hash {same.short_hash}, "
+            f"{same.source}): nothing new to write; refine v{max(target.study.versions)} or run v{same.version}"
+        )
+    return Proposal(target, refinement)

@@ -45,6 +45,7 @@ import numpy as np
 from orchestrator.console import Echo, live_view
 from orchestrator.errors import OrchestratorError, first_line
 from orchestrator.models.metadata import ModelInput, ModelMetadata, ModelMetadataError, read_model_metadata
+from orchestrator.paths import check_output_folder
 
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_D4, DEFAULT_OVERLAP, DEFAULT_THRESHOLD
 from .rules import DEFAULT_RULES, Rules, apply_pixel_rules, remove_small_objects
@@ -436,11 +437,12 @@ def predict_scenes(
         raise PredictError(f"overlap must be in [0, 1), got {overlap}")
     if not 0 < threshold < 1:
         raise PredictError(f"threshold must be in (0, 1), got {threshold}")
+    out = Path(out).expanduser()
+    check_output_folder(out)  # before seconds of loading models
     torch_device = pick_device(device)
     ensemble = Ensemble.of(load_models(model_uris, tracking_uri, torch_device))
     scenes = _checked_scenes(images, ensemble)
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     grids = [BlendGrid.create(*dataset.grid_shape(s.image_id), ensemble.patch, overlap) for s, dataset in scenes]
     tiles = sum(grid.windows for grid in grids)
     echo(

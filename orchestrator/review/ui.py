@@ -24,7 +24,7 @@ from orchestrator.console import Echo
 from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import redact_uri
 from orchestrator.spaces import Metric
-from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri, sqlite_path
+from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri, open_store, sqlite_path
 from orchestrator.tracking.server import DEFAULT_UI_PORT, LOOPBACK, LoopbackMlflowServer
 from orchestrator.tracking.study import best_trial, study_metric
 
@@ -90,8 +90,7 @@ def open_ui(
     start page. ``wait`` blocks while the UI is up (default: until Ctrl-C or the server exits); the
     server is stopped when it returns. Returns the study's links (None without ``study``).
     """
-    store = MlflowStore(tracking_uri)
-    store.check_reachable()
+    store = open_store(tracking_uri)
     remote = urlparse(tracking_uri).scheme.lower() in REMOTE_SCHEMES
     base = redact_uri(tracking_uri).rstrip("/") if remote else f"http://{LOOPBACK}:{port}"
     links = study_links(store, study, base) if study else None  # before a server starts: a wrong name is one line

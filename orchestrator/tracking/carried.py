@@ -7,6 +7,7 @@ One function for ``run`` (what the searcher learns from before its first suggest
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from orchestrator.spaces import StudyVersion
@@ -17,11 +18,12 @@ from .mlflow_store import MlflowStore
 
 
 def carried_trials(
-    store: MlflowStore, version: StudyVersion, ledger_path: Path | None
+    store: MlflowStore, version: StudyVersion, ledger_path: Path | None, leave_out: Collection[str] = ()
 ) -> tuple[CarryReport, float, str]:
     """Earlier trials of the study that fit ``version``, the seconds it took, and where they were read from
-    (``ledger.trials_with_ledger``: a ledger file, the newest ledger artifact plus newer runs, or the runs)."""
+    (``ledger.trials_with_ledger``: a ledger file, the newest ledger artifact plus newer runs, or the runs).
+    The runs in ``leave_out`` are no earlier trials (a resumed run's own interrupted trials, which continue)."""
     start = time.perf_counter()
     rows, source = ledger.trials_with_ledger(store, version.study, ledger_path)
-    report = carry((r.prior(version.metric.name) for r in rows), version)
+    report = carry((r.prior(version.metric.name) for r in rows if r.run_id not in leave_out), version)
     return report, time.perf_counter() - start, source

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.errors import OrchestratorError, first_line
+from orchestrator.paths import check_output_file
 
 from .mlflow_store import History, MlflowStore, TrialRow
 from .schema import LEDGER_ARTIFACT, LEDGER_AS_OF, best_metric
@@ -81,18 +82,9 @@ def table(rows: Iterable[TrialRow], metric: str | None = None, mode: str = "max"
     return t
 
 
-def check_out_path(out: Path) -> None:
-    """Raise ``OrchestratorError`` unless ``out`` can name the ledger file (not a folder, not under a file)."""
-    if out.is_dir():
-        raise OrchestratorError(f"{out} is a folder; name the file to write, such as {out / 'trials.parquet'}")
-    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise OrchestratorError(f"cannot write {out}: {blocker} is a file, not a folder")
-
-
 def write(rows: Iterable[TrialRow], out: Path, metric: str | None = None, as_of_ms: int | None = None) -> int:
     """Write the ledger atomically; ``as_of_ms`` records when the store was read."""
-    check_out_path(out)
+    check_output_file(out)
     t = table(rows, metric)
     as_of = as_of_ms if as_of_ms is not None else int(time.time() * 1000)
     t = t.replace_schema_metadata({**(t.schema.metadata or {}), AS_OF: str(as_of).encode()})

@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from orchestrator.errors import OrchestratorError, first_line
 from orchestrator.redaction import redact_uri
-from orchestrator.settings import TRACKING_URI_ENV
+from orchestrator.settings import TRACKING_URI_ENV, state_dir
 from orchestrator.spaces.carry import PriorTrial
 
 from .schema import (
@@ -80,8 +80,15 @@ class TrackingError(OrchestratorError):
     """The tracking server cannot be used (unreachable, refused, misconfigured)."""
 
 
-def _quiet_http_retries() -> None:
-    """Fail fast inside one call: the async logger does its own buffering and retries."""
+# MLflow's informational lines on opening a store ("Creating initial MLflow database tables...") and its schema
+# migrations: not for the console of an ordinary command.
+CHATTY_LOGGERS = ("alembic", "mlflow.store.db.utils", "mlflow.store.db", "mlflow.tracking")
+
+
+def _quiet_mlflow() -> None:
+    """Fail fast inside one call (the async logger does its own buffering and retries); no informational lines."""
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     # MLflow prints "View run ..." links on every set_terminated; the live view is ours.
@@ -191,12 +198,42 @@ class TrialRow:
         )
 
 
-def open_store(uri: str) -> MlflowStore:
-    """The tracking store at ``uri``, checked to answer (a local SQLite file gets its folder)."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def open_store(uri: str, *, create: bool = False) -> MlflowStore:
+    """The tracking store at ``uri``, checked to answer. A local store (a SQLite file, a folder) must exist unless
+    ``create`` (a command that writes runs): then its folder must, except orchestrator's own state folder
+    (``settings.state_dir``), which is created. Nothing is created by a command that only reads."""
+    check_store_location(uri, create)
     store = MlflowStore(uri)
     store.check_reachable()
     return store
+
+
+def check_store_location(uri: str, create: bool) -> None:
+    """Raise ``TrackingError`` in one line, before MLflow creates anything, for a local store that is missing
+    (when not ``create``), whose folder is missing (not the state folder), or that lies under a file."""
+    path = sqlite_path(uri)
+    if path is None and urlparse(uri).scheme.lower() in FILE_SCHEMES and uri:
+        path = Path(uri.removeprefix("file://"))  # MLflow's file store: a folder
+    if path is None:
+        return
+    shown = describe_uri(uri)
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None and blocking != path:
+        raise TrackingError(f"tracking store {shown}: {blocking} is a file, so {path} cannot be a store under it")
+    if path.exists():
+        return
+    if not create:
+        raise TrackingError(
+            f"no tracking store at {path} ({shown}); check --tracking-uri or $MLFLOW_TRACKING_URI "
+            "(a search creates the default store, .orchestrator/mlflow.db)"
+        )
+    folder = path.parent if sqlite_path(uri) is not None else path
+    own = folder.resolve() == state_dir().resolve()
+    if not folder.exists() and not own:
+        raise TrackingError(
+            f"tracking store {shown}: the folder {folder} does not exist; create it first "
+            f"(orchestrator creates only its own {state_dir()})"
+        )
 
 
 @contextmanager
@@ -228,7 +265,7 @@ class MlflowStore:
         ``tracking_uri`` may hold credentials, or be a URI :func:`keep_login` returned in this process.
         """
         check_tracking_uri(tracking_uri)
-        _quiet_http_retries()
+        _quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
 from orchestrator.errors import OrchestratorError, describe
-from orchestrator.tracking import ledger
+from orchestrator.paths import check_output_file
 from orchestrator.tracking.mlflow_store import TrackingError, check_tracking_uri
 from tests.engine.conftest import write_space
 
@@ -85,7 +85,7 @@ def test_export_under_a_file_is_refused(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(OrchestratorError, match=rf"cannot write {blocker / 't.parquet'}: {blocker} is a file"):
-        ledger.check_out_path(blocker / "t.parquet")
+        check_output_file(blocker / "t.parquet")
 
 
 @pytest.mark.parametrize("kind", ["missing", "folder", "not-parquet", "other-parquet"])
