@@ -24,13 +24,21 @@ from orchestrator.console import Echo
 from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import redact_uri
 from orchestrator.spaces import Metric
+from orchestrator.tracking.links import experiment_url, run_url
 from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri, open_store, sqlite_path
-from orchestrator.tracking.server import DEFAULT_UI_PORT, LOOPBACK, LoopbackMlflowServer
+from orchestrator.tracking.server import (
+    DEFAULT_UI_PORT,
+    LOOPBACK,
+    LoopbackMlflowServer,
+    check_port_free,
+    stopped_by_signals,
+)
 from orchestrator.tracking.study import best_trial, study_metric
 
 REMOTE_SCHEMES = ("http", "https")
 GENAI_HINT = (
-    'MLflow 3 opens in its GenAI view: choose "Model training" at the top of the sidebar to see the experiments\' runs'
+    'the links open MLflow\'s training view; its start page opens the GenAI view ("Model training" at the top of '
+    "the sidebar switches)"
 )
 POLL_S = 0.5  # how often a served UI checks that its server is still up
 
@@ -53,14 +61,6 @@ class StudyLinks:
         else:
             out.append("  no finished trial with the study's metric yet")
         return out
-
-
-def experiment_url(base: str, experiment_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}"
-
-
-def run_url(base: str, experiment_id: str, run_id: str) -> str:
-    return f"{experiment_url(base, experiment_id)}/runs/{run_id}"
 
 
 def study_links(store: MlflowStore, study: str, base: str) -> StudyLinks:
@@ -92,6 +92,8 @@ def open_ui(
     """
     store = open_store(tracking_uri)
     remote = urlparse(tracking_uri).scheme.lower() in REMOTE_SCHEMES
+    if not remote:
+        check_port_free(port)  # before any link to that port is printed
     base = redact_uri(tracking_uri).rstrip("/") if remote else f"http://{LOOPBACK}:{port}"
     links = study_links(store, study, base) if study else None  # before a server starts: a wrong name is one line
     if remote:
@@ -99,6 +101,7 @@ def open_ui(
         return links
     db = sqlite_path(tracking_uri)
     with ExitStack() as stack:
+        stack.enter_context(stopped_by_signals())  # SIGTERM and SIGHUP stop the server as Ctrl-C does
         # the server's log (and MLflow's proxied-artifact folder) beside a SQLite file; else a folder of its own
         root = db.resolve().parent if db is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         server = stack.enter_context(LoopbackMlflowServer(root, port=port, backend_store_uri=tracking_uri))

@@ -7,16 +7,22 @@ so nothing off this machine can reach it. mlflow is not imported here (the serve
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
+
+from orchestrator.errors import OrchestratorError
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_UI_PORT = 5000  # MLflow's own default; `orchestrator ui --port` changes it
@@ -26,10 +32,61 @@ LOG_TAIL_CHARS = 2000
 # MLflow's job runner (huey workers) polls all the time: on a small machine it takes CPU from every
 # request and from the trials being measured. Tracking calls do not use it.
 JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent thread ends
 
 
 class MlflowServerError(RuntimeError):
     """The server exited or did not answer ``/health``; the message ends with the tail of its log."""
+
+
+class PortInUse(OrchestratorError):
+    """The port asked for is taken on 127.0.0.1 (another server): nothing was started."""
+
+
+def check_port_free(port: int) -> None:
+    """Raise ``PortInUse`` when something listens on 127.0.0.1:``port`` (a server started there would fail, and a
+    health check would reach the other one)."""
+    with socket.socket() as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError as e:
+            raise PortInUse(
+                f"port {port} on {LOOPBACK} is in use ({e.strerror or e}); another server listens there: stop it "
+                "or choose another port (--port)"
+            ) from None
+
+
+@contextmanager
+def stopped_by_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """In the block, SIGTERM and SIGHUP end the command as Ctrl-C does (``KeyboardInterrupt``), so the servers it
+    started are stopped on the way out rather than left running (Python's default for SIGTERM exits at once,
+    skipping every ``finally``). Main thread only; the previous handlers come back after the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """What the child runs between fork and exec so that it gets SIGTERM when the thread that started it ends,
+    whatever ended it (SIGKILL too): Linux's ``prctl(PR_SET_PDEATHSIG)``, looked up here in the parent so the child
+    only calls it. None where there is no such call (the server then dies with ``stop()`` and signals only)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_loopback_port() -> int:
@@ -105,10 +162,18 @@ class LoopbackMlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         env = {**os.environ, JOB_EXECUTION_ENV: "true" if self.jobs else "false"}
+        check_port_free(self.port)
         self._launched_at = time.perf_counter()
-        # A session of its own: stop() signals the whole group (the CLI, uvicorn and its workers).
+        # A session of its own: stop() signals the whole group (the CLI, uvicorn and its workers). Started from the
+        # main thread, it also dies with this process (``_death_signal``).
+        main = threading.current_thread() is threading.main_thread()
         self._proc = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_death_signal() if main else None,
         )
         return self
 
