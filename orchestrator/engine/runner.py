@@ -34,6 +34,7 @@ from orchestrator.tracking.async_logger import replay_spill, tracking_wait_s
 from orchestrator.tracking.mlflow_store import MlflowStore, TrackingError, TrialRow, short_error
 
 from .plan import SearchPlan, build_searcher, build_tuner, check_secrets
+from .ray_job import ray_job_id, with_stop_cause
 from .ray_session import ray_session, trial_slots
 from .results import MetricNotReported
 from .searchers.base import Replay
@@ -272,6 +273,7 @@ def closes_parent_on_failure(store: MlflowStore, parent_run_id: str, echo: Echo)
 
 def end_parent(store: MlflowStore, parent_run_id: str, status: str, reason: str, echo: Echo) -> None:
     """End the parent run with ``status`` and ``reason``; a store that cannot be reached is told in one line."""
+    reason = with_stop_cause(reason)  # a driver stopped by SIGTERM (a cancelled Ray job) says so first
     try:
         store.log_batch(parent_run_id, tags={schema.END_REASON: reason})
         store.end_run(parent_run_id, status)
@@ -288,8 +290,9 @@ def failure_line(error: BaseException) -> str:
 
 
 def _search_tags(version: StudyVersion, report: CarryReport, experiment: Experiment) -> dict[str, str]:
-    """The tags of a search's parent run."""
-    return {
+    """The tags of a search's parent run (and the Ray job it runs in, if it is one's entrypoint)."""
+    job = ray_job_id()
+    return ({schema.RAY_JOB_ID: job} if job else {}) | {
         schema.KIND: schema.SEARCH_RUN,
         schema.STUDY: version.study,
         schema.VERSION: str(version.version),
