@@ -8,6 +8,8 @@ own, with the cluster's token in Ray's variables (``RayCluster.env``) or a wrong
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -180,25 +182,59 @@ def test_a_submitted_search_runs_to_the_end_and_its_job_and_run_name_each_other(
     assert row[1:5] == ["submitted", "1", parent.data.tags[schema.HASH][:12], "SUCCEEDED"]
 
 
-def test_cancel_stops_the_search_and_its_run_ends_killed_with_the_reason(team: Team) -> None:
-    space = team.space("cancelled", trials=4, epochs=60, sleep=0.5)
-    job = team.submit(space)
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while not team.runs("cancelled", schema.TRIAL_RUN):  # the search runs its trials
-        assert time.monotonic() < deadline, team.jobs("logs", job).stdout
-        time.sleep(1)
+def _driver_pid(job: str) -> int | None:
+    """The search process of Ray job ``job`` here: the one Ray started with the job's id in its environment."""
+    mark = f'"job_submission_id": "{job}"'.encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if mark in environ and b"orchestrator" in b" ".join(cmdline) and b"run" in cmdline:
+            return int(entry.name)
+    return None
 
-    cancel = team.jobs("cancel", job)
+
+def test_cancel_stops_the_search_and_its_run_ends_killed_with_the_reason(team: Team) -> None:
+    """Two searches at once: one stopped by `jobs cancel`, and one whose driver dies first (SIGKILL, as a lost
+    head process): its run, left RUNNING, is ended KILLED by `jobs cancel` once the job has ended."""
+    cancelled = team.submit(team.space("cancelled", trials=4, epochs=60, sleep=0.5), "--concurrency", "1")
+    killed = team.submit(team.space("killed", trials=4, epochs=60, sleep=0.5), "--concurrency", "1")
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not (team.runs("cancelled", schema.TRIAL_RUN) and team.runs("killed", schema.TRIAL_RUN)):
+        assert time.monotonic() < deadline, team.jobs("logs", cancelled).stdout + team.jobs("logs", killed).stdout
+        time.sleep(1)
+    pid = _driver_pid(killed)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+    cancel = team.jobs("cancel", cancelled)
     assert cancel.returncode == 0, cancel.stdout + cancel.stderr
-    assert cancel.stdout.startswith(f"stopped Ray job {job} (STOPPED)"), cancel.stdout
+    assert cancel.stdout.startswith(f"stopped Ray job {cancelled} (STOPPED)"), cancel.stdout
     (parent,) = team.runs("cancelled", schema.SEARCH_RUN)
     assert parent.info.status == "KILLED", cancel.stdout
     reason = parent.data.tags[schema.END_REASON]
-    assert reason.startswith(f"stopped by Ray's job manager (Ray job {job})"), reason
+    assert reason.startswith(f"stopped by Ray's job manager (Ray job {cancelled})"), reason
     assert "orchestrator resume " in reason
     assert f"search run {parent.info.run_id}: KILLED" in cancel.stdout
     assert "RUNNING" not in {t.info.status for t in team.runs("cancelled", schema.TRIAL_RUN)}
-    status = team.jobs("status", job)
+    status = team.jobs("status", cancelled)
     assert "status:      STOPPED" in status.stdout and f"search run:  {parent.info.run_id} (KILLED)" in status.stdout
-    again = team.jobs("cancel", job)
-    assert again.stdout.startswith(f"Ray job {job} has already ended (STOPPED)"), again.stdout
+    again = team.jobs("cancel", cancelled)
+    assert again.stdout.startswith(f"Ray job {cancelled} has already ended (STOPPED)"), again.stdout
+
+    (orphan,) = team.runs("killed", schema.SEARCH_RUN)
+    assert orphan.info.status == "RUNNING", "a driver killed with SIGKILL runs no code"
+    settle = team.jobs("cancel", killed)
+    assert settle.returncode == 0, settle.stdout + settle.stderr
+    assert settle.stdout.startswith(f"Ray job {killed} has already ended (FAILED)"), settle.stdout
+    (orphan,) = team.runs("killed", schema.SEARCH_RUN)
+    assert orphan.info.status == "KILLED"
+    reason = orphan.data.tags[schema.END_REASON]
+    path = orphan.data.tags[schema.EXPERIMENT_PATH]
+    assert reason == (
+        f"cancelled: Ray job {killed} was stopped before its search ended this run; "
+        f"continue with: orchestrator resume {path}"
+    )
+    assert f"search run {orphan.info.run_id}: ended KILLED here" in settle.stdout
