@@ -85,14 +85,17 @@ def _backend(
     if ray_address:
         given = [p for p in ("namespace", "kubeconfig", "context") if _from_command_line(ctx, p)]
         if given:
-            flags = ", ".join("--" + p for p in given)
-            raise click.UsageError(f"{flags} apply to KubeRay on Kubernetes, not to --ray-address", ctx)
+            raise click.UsageError(_kube_only(["--" + p for p in given]), ctx)
         from orchestrator.cluster.rayjobs import RayJobs
 
         return RayJobs.connect(ray_address)
     from orchestrator.cluster.backend import KubeRayJobs
 
     return KubeRayJobs(_connect(namespace, kubeconfig, context))
+
+
+def _kube_only(flags: list[str]) -> str:
+    return f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for KubeRay on Kubernetes, not for --ray-address"
 
 
 def _from_command_line(ctx: click.Context, name: str) -> bool:
@@ -196,8 +199,8 @@ def submit(
     if ray_address:
         given = [p for p in (*KUBE_ONLY, "namespace", "kubeconfig", "context") if _from_command_line(ctx, p)]
         if given:
-            flags = ", ".join("--" + p.replace("_", "-").replace("-seconds", "") for p in given)
-            raise click.UsageError(f"{flags} apply to KubeRay on Kubernetes, not to --ray-address", ctx)
+            flags = ["--" + p.replace("_", "-").removesuffix("-seconds") for p in given]
+            raise click.UsageError(_kube_only(flags), ctx)
         if not tracking_uri:
             raise click.UsageError("--ray-address needs --tracking-uri: the MLflow server as the cluster reaches it")
         _submit_ray_job(space_file, ray_address, trials, concurrency, tracking_uri, storage, dry_run)

@@ -100,9 +100,9 @@ def test_dry_run_prints_what_would_be_submitted_and_imports_nothing_heavy(tmp_pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-n", "team"], "--namespace apply to KubeRay on Kubernetes, not to --ray-address"),
-        (["--cluster", "c"], "--cluster apply to KubeRay"),
-        (["--new-cluster", "--ttl", "5"], "--new-cluster, --ttl apply to KubeRay"),
+        (["-n", "team"], "--namespace is for KubeRay on Kubernetes, not for --ray-address"),
+        (["--cluster", "c"], "--cluster is for KubeRay"),
+        (["--new-cluster", "--ttl", "5"], "--new-cluster, --ttl are for KubeRay"),
     ],
 )
 def test_kubernetes_options_do_not_mix_with_a_ray_address(tmp_path: Path, args: list[str], message: str) -> None:
@@ -111,7 +111,7 @@ def test_kubernetes_options_do_not_mix_with_a_ray_address(tmp_path: Path, args: 
     assert result.exit_code == 2 and message in result.stderr, result.output
     result = invoke(jobs, "list", "--ray-address", ADDRESS, *args[:2])
     if args[0] == "-n":
-        assert result.exit_code == 2 and "--namespace apply to KubeRay" in result.stderr, result.output
+        assert result.exit_code == 2 and "--namespace is for KubeRay" in result.stderr, result.output
 
 
 def test_a_ray_address_needs_a_tracking_uri(tmp_path: Path) -> None:
