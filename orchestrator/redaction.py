@@ -5,7 +5,8 @@ Kubernetes object goes through these functions first:
 
 * :func:`redact_uri` drops ``user:password@`` from a URI and masks the values of secret-looking
   query parameters (``?token=...``, ``password=...``);
-* :func:`redact_text` does the same for every URI inside free text (an exception message);
+* :func:`redact_text` does the same for every URI inside free text (an exception message), and masks a
+  ``Bearer <token>`` (an HTTP authorization, as Ray's token travels);
 * :func:`is_secret_key` says whether a key names a secret, by :data:`SECRET_WORDS`;
 * :func:`redact_config` replaces the values of such keys, at any depth, by :data:`REDACTED`;
   :func:`redacted_value` is what it records for one entry;
@@ -49,6 +50,7 @@ _WORD_SEPARATORS = re.compile(r"[._/\-\s]+")
 # A URI inside free text: scheme://, then everything up to whitespace or a quote.
 _AUTHORITY_END = re.compile(r"[/?#]")
 _URI_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+_BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9._~+/=-]*[A-Za-z0-9_~+/=-]", re.IGNORECASE)  # no final "."
 
 
 def _words(name: str) -> list[str]:
@@ -91,7 +93,8 @@ def redact_uri(uri: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """``text`` with :func:`redact_uri` applied to every URI in it."""
+    """``text`` with :func:`redact_uri` applied to every URI in it, and every ``Bearer <token>`` masked."""
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     return _URI_IN_TEXT.sub(lambda m: redact_uri(m.group(0)), text)
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -155,3 +157,87 @@ def test_a_planted_login_is_in_no_output_and_no_file(tmp_path: Path, ray_tmp: Pa
     assert list(files_under(storage)) and (tmp_path / "mlflow" / "mlflow.db").is_file()
     assert list((ray_tmp / "ray").glob("session_*/logs/*")), "the search's Ray wrote its session here"
     assert leaks(outputs, roots) == []
+
+
+def planted_in(secrets: Mapping[str, str], outputs: Mapping[str, str], roots: list[Path]) -> list[str]:
+    """Where any planted secret (name -> value) appears, in any of its forms: ``what (name form)``."""
+    forms = {f"{name} {form}": v for name, secret in secrets.items() for form, v in encodings(secret).items()}
+    found = [f"{what} ({form})" for what, text in outputs.items() for form, v in forms.items() if v in text.encode()]
+    for path in files_under(*roots):
+        data = path.read_bytes()
+        found += [f"{path} ({form})" for form, value in forms.items() if value in data]
+    return found
+
+
+def test_a_planted_ray_token_is_in_nothing_we_print_write_log_or_submit(tmp_path: Path) -> None:
+    """The cluster's token (``RAY_AUTH_TOKEN`` of every command, the file of every node) and a wrong one.
+
+    A real head + worker cluster started with the planted token; a search through ``run --address``; a search
+    submitted through the Jobs API (``--dry-run`` first), followed, inspected and listed; a submission with the
+    wrong token. Searched: every command's output, the job as the cluster recorded it, the storage folder, the
+    tracking server's store and artifacts, and the nodes' Ray folders (logs, the job's unpacked working_dir).
+    """
+    from tests.engine.ray_cluster import started_cluster
+
+    token, wrong = secrets.token_hex(32), secrets.token_hex(32)
+    space = tmp_path / "spaces" / "tokened" / "v1.yaml"
+    space.parent.mkdir(parents=True)
+    space.write_text(
+        MINIMAL_HEAD.replace("study: demo", "study: tokened")
+        + "schedule: {scheduler: fifo, max_epochs: 2}\nsearch: {algorithm: tpe, trials: 2, startup_trials: 2}\n"
+        + "params:\n  x: {uniform: [-1.0, 1.0]}\nfixed: {function: quadratic}\n"
+    )
+    storage, home = tmp_path / "storage", tmp_path / "home"
+    outputs: dict[str, str] = {}
+
+    server = LoopbackMlflowServer(tmp_path / "mlflow").launch()
+    try:
+        for cluster in started_cluster(tmp_path / "nodes", [(2, 0)], head_cpus=0, dashboard=True, token=token):
+            cluster.wait_for_job_server()
+            server.wait()
+            env = {**cluster.env, "RAY_AUTH_TOKEN": token, "ORCHESTRATOR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+            env.pop("RAY_AUTH_TOKEN_PATH")
+            at = ("--tracking-uri", server.uri, "--storage", str(storage))
+
+            run = [sys.executable, "-m", "orchestrator", "run", str(space), "--address", cluster.address, *at]
+            search = subprocess.Popen(  # beside the submitted one: the cluster fits both
+                [*run, "--no-live"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+
+            jobs_api = ("--ray-address", cluster.dashboard_url)
+            dry_run = cli("submit", str(space), *jobs_api, *at, "--dry-run", env=env)
+            submitted = cli("submit", str(space), *jobs_api, *at, env=env)
+            outputs |= {"dry run": dry_run.stdout + dry_run.stderr, "submit": submitted.stdout + submitted.stderr}
+            assert dry_run.returncode == 0 and submitted.returncode == 0, submitted.stdout + submitted.stderr
+            job = submitted.stdout.split()[3]
+            for command in (("logs", job, "--follow"), ("status", job), ("list",)):
+                done = cli("jobs", *command, *jobs_api, env=env)
+                outputs[f"jobs {command[0]}"] = done.stdout + done.stderr
+                assert done.returncode == 0, done.stdout + done.stderr
+            assert "2 finished, 0 failed" in outputs["jobs logs"], outputs["jobs logs"]
+            assert "(FINISHED)" in outputs["jobs status"], outputs["jobs status"]
+
+            refused = cli("submit", str(space), *jobs_api, *at, env={**env, "RAY_AUTH_TOKEN": wrong})
+            outputs["refused"] = refused.stdout + refused.stderr
+            assert refused.returncode == 1 and "refused the token from RAY_AUTH_TOKEN" in refused.stderr
+
+            run_out, run_err = search.communicate(timeout=300)
+            outputs |= {"run stdout": run_out, "run stderr": run_err}
+            assert search.returncode == 0, run_out[-3000:] + run_err[-3000:]
+            record = _job_record(cluster.dashboard_url, job, token)
+            outputs["the job as the cluster recorded it"] = record
+            assert job in record and "orchestrator run tokened/v1.yaml" in record
+
+            roots = [storage, home, tmp_path / "mlflow", *(node.temp_dir for node in cluster.nodes)]
+            assert list(files_under(storage)) and list((tmp_path / "mlflow").rglob("mlflow.db"))
+            assert list(cluster.head.temp_dir.rglob("working_dir_files/*/tokened/v1.yaml")), "the job's files"
+            assert planted_in({"token": token, "wrong token": wrong}, outputs, roots) == []
+    finally:
+        server.stop()
+
+
+def _job_record(address: str, job: str, token: str) -> str:
+    """Everything the cluster's job server keeps about ``job`` (entrypoint, runtime env, metadata): its JSON."""
+    request = urllib.request.Request(f"{address}/api/jobs/{job}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.read().decode()

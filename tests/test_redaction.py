@@ -45,6 +45,12 @@ def test_redact_text_cleans_every_uri_in_a_message() -> None:
     assert redact_text("no uri here: user:pw is not one") == "no uri here: user:pw is not one"
 
 
+def test_redact_text_masks_a_bearer_token() -> None:
+    text = f"request failed with headers {{'authorization': 'Bearer {PASSWORD}'}}; bearer {PASSWORD}."
+    masked = f"request failed with headers {{'authorization': 'Bearer {REDACTED}'}}; bearer {REDACTED}."
+    assert redact_text(text) == masked
+
+
 @pytest.mark.parametrize(
     "key",
     [

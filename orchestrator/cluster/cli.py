@@ -1,8 +1,13 @@
-"""``orchestrator submit`` and ``orchestrator jobs list|status|logs|cancel``.
+"""``orchestrator submit`` and ``orchestrator jobs list|status|logs|cancel``, for two back ends.
+
+``-n NAMESPACE`` (and ``--kubeconfig``/``--context``): KubeRay RayJobs on Kubernetes;
+``--ray-address http://HEAD:8265``: any Ray cluster's Jobs API (``rayjobs``). The ``jobs`` commands see
+either through one interface (``backend.JobBackend``).
 
 The main command attaches ``submit`` and ``jobs`` lazily. Importing this module loads click
 and the pure builders only; the ``kubernetes`` client is imported when a command contacts a
-cluster (never for ``--help`` or ``submit --dry-run``), and torch, ray and mlflow never.
+Kubernetes cluster (never for ``--help`` or ``submit --dry-run``), ray when one contacts a Ray
+cluster, mlflow when ``jobs status|cancel`` read a search's run, and torch never.
 Errors print one line (``error: ...``) and exit with status 1, without a traceback.
 """
 
@@ -19,10 +24,11 @@ from orchestrator.cluster.errors import ClusterError
 from orchestrator.cluster.rayjob import CREDENTIAL_KEYS, DEFAULT_TRACKING_SECRET, DEFAULT_TRACKING_URI
 
 if TYPE_CHECKING:
-    from orchestrator.cluster.client import JobReport, KubeClient
+    from orchestrator.cluster.backend import JobBackend
+    from orchestrator.cluster.client import KubeClient
 
 F = TypeVar("F", bound=Callable[..., Any])
-RESUME_PATCH = '\'{"spec":{"suspend":false}}\''
+KUBE_ONLY = ("cluster", "new_cluster", "image", "tracking_secret", "max_workers", "ttl_seconds")
 
 
 class ClusterCommandError(click.ClickException):
@@ -62,6 +68,40 @@ def cluster_options(f: F) -> F:
     return f
 
 
+def backend_options(f: F) -> F:
+    """Where the jobs are: ``--ray-address`` (a Ray cluster's Jobs API) or the Kubernetes options."""
+    f = cluster_options(f)
+    return click.option(
+        "--ray-address",
+        metavar="URL",
+        help="a Ray cluster's Jobs API (http://HEAD:8265) instead of KubeRay on Kubernetes",
+    )(f)
+
+
+def _backend(
+    ctx: click.Context, ray_address: str | None, namespace: str | None, kubeconfig: str | None, context: str | None
+) -> JobBackend:
+    """The jobs of a Ray cluster (``--ray-address``) or of a Kubernetes namespace."""
+    if ray_address:
+        given = [p for p in ("namespace", "kubeconfig", "context") if _from_command_line(ctx, p)]
+        if given:
+            raise click.UsageError(_kube_only(["--" + p for p in given]), ctx)
+        from orchestrator.cluster.rayjobs import RayJobs
+
+        return RayJobs.connect(ray_address)
+    from orchestrator.cluster.backend import KubeRayJobs
+
+    return KubeRayJobs(_connect(namespace, kubeconfig, context))
+
+
+def _kube_only(flags: list[str]) -> str:
+    return f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for KubeRay on Kubernetes, not for --ray-address"
+
+
+def _from_command_line(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
 def _connect(namespace: str | None, kubeconfig: str | None, context: str | None) -> KubeClient:
     from orchestrator.cluster import names
     from orchestrator.cluster.client import KubeClient
@@ -72,18 +112,16 @@ def _connect(namespace: str | None, kubeconfig: str | None, context: str | None)
     return KubeClient.connect(kubeconfig=kubeconfig, context=context, namespace=namespace)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]
-    )
-
-
 # --------------------------------------------------------------------------- submit
 
 
 @click.command()
 @click.argument("space_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--ray-address",
+    metavar="URL",
+    help="submit to this Ray cluster's Jobs API (http://HEAD:8265), without Kubernetes",
+)
 @click.option("--cluster", metavar="NAME", help="run on this existing RayCluster (e.g. the one in deploy/)")
 @click.option("--new-cluster", is_flag=True, help="give the job its own RayCluster, deleted after the job")
 @click.option(
@@ -99,9 +137,14 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 @click.option("--concurrency", type=click.IntRange(min=1), help="trials at once (default: the space's)")
 @click.option(
     "--tracking-uri",
-    default=DEFAULT_TRACKING_URI,
-    show_default=True,
-    help="MLflow URI, as seen from the cluster; a user:password in it is never sent (see --tracking-secret)",
+    help=f"MLflow URI, as seen from the cluster (KubeRay default: {DEFAULT_TRACKING_URI}; required with "
+    "--ray-address); a user:password in it is never sent",
+)
+@click.option(
+    "--storage",
+    metavar="PATH_OR_URI",
+    help="where the search keeps its state on the cluster (a shared folder or s3://...; default: the cluster's "
+    "$ORCHESTRATOR_HOME/ray_results)",
 )
 @click.option(
     "--tracking-secret",
@@ -123,18 +166,20 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     show_default=True,
     help="--new-cluster: seconds to keep the cluster after the job ends",
 )
-@click.option("--dry-run", is_flag=True, help="print the YAML of every object to create; contact no cluster")
+@click.option("--dry-run", is_flag=True, help="print what would be submitted (YAML); contact no cluster")
 @cluster_options
 @click.pass_context
 def submit(
     ctx: click.Context,
     space_file: Path,
+    ray_address: str | None,
     cluster: str | None,
     new_cluster: bool,
     image: str | None,
     trials: int | None,
     concurrency: int | None,
-    tracking_uri: str,
+    tracking_uri: str | None,
+    storage: str | None,
     tracking_secret: str,
     max_workers: int | None,
     ttl_seconds: int,
@@ -143,20 +188,32 @@ def submit(
     kubeconfig: str | None,
     context: str | None,
 ) -> None:
-    """Run the search in SPACE_FILE on Kubernetes as a KubeRay RayJob.
+    """Run the search in SPACE_FILE on a cluster: a Ray cluster's Jobs API (--ray-address), or KubeRay.
 
-    The space file and every vN.yaml beside it travel with the job. With --new-cluster the
-    job gets its own Ray cluster (head + autoscaled workers sized from the space's
-    resources); with --cluster NAME it runs on an existing RayCluster.
+    The space file and every vN.yaml beside it travel with the job, which runs
+    `orchestrator run FILE --address auto` on the cluster. With --ray-address the job goes to any
+    Ray cluster (VMs, machines of your own) through its Jobs API. On Kubernetes it becomes a KubeRay
+    RayJob: with --new-cluster the job gets its own Ray cluster (head + autoscaled workers sized from
+    the space's resources); with --cluster NAME it runs on an existing RayCluster.
     """
+    if ray_address:
+        given = [p for p in (*KUBE_ONLY, "namespace", "kubeconfig", "context") if _from_command_line(ctx, p)]
+        if given:
+            flags = ["--" + p.replace("_", "-").removesuffix("-seconds") for p in given]
+            raise click.UsageError(_kube_only(flags), ctx)
+        if not tracking_uri:
+            raise click.UsageError("--ray-address needs --tracking-uri: the MLflow server as the cluster reaches it")
+        _submit_ray_job(space_file, ray_address, trials, concurrency, tracking_uri, storage, dry_run)
+        return
+    tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
     from orchestrator.cluster.bundle import SpaceBundle
     from orchestrator.cluster.rayjob import JobOptions, build_submission, credentials_note, to_yaml
 
     if bool(cluster) == new_cluster:
-        raise click.UsageError("choose where to run: --cluster NAME or --new-cluster", ctx)
-    if cluster and image and ctx.get_parameter_source("image") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("choose where to run: --cluster NAME, --new-cluster or --ray-address URL", ctx)
+    if cluster and image and _from_command_line(ctx, "image"):
         raise click.UsageError("--image applies to --new-cluster; an existing cluster runs its own image", ctx)
-    if cluster and ctx.get_parameter_source("tracking_secret") == click.core.ParameterSource.COMMANDLINE:
+    if cluster and _from_command_line(ctx, "tracking_secret"):
         raise click.UsageError("--tracking-secret applies to --new-cluster; an existing cluster has its own", ctx)
     with _errors():
         bundle = SpaceBundle.from_path(space_file)
@@ -171,6 +228,7 @@ def submit(
             max_workers=max_workers,
             ttl_seconds=ttl_seconds,
             tracking_secret=tracking_secret,
+            storage=storage,
         )
         submission = build_submission(bundle, opts)
         note = credentials_note(opts)
@@ -191,95 +249,114 @@ def submit(
     )
 
 
+def _submit_ray_job(
+    space_file: Path,
+    ray_address: str,
+    trials: int | None,
+    concurrency: int | None,
+    tracking_uri: str,
+    storage: str | None,
+    dry_run: bool,
+) -> None:
+    """``submit --ray-address``: the search as a job of a Ray cluster's Jobs API (``rayjobs``)."""
+    import yaml
+
+    from orchestrator.cluster.bundle import SpaceBundle
+    from orchestrator.cluster.rayjobs import RayJobOptions, RayJobs, build_ray_submission, check_address
+    from orchestrator.cluster.rayjobs import credentials_note as ray_credentials_note
+    from orchestrator.redaction import redact_uri
+
+    with _errors():
+        address = check_address(ray_address)
+        bundle = SpaceBundle.from_path(space_file)
+        opts = RayJobOptions(address, tracking_uri, trials, concurrency, storage)
+        submission = build_ray_submission(bundle, opts)
+        note = ray_credentials_note(opts)
+        if note:
+            click.echo(f"note: {note}", err=True)
+        if dry_run:
+            click.echo(yaml.safe_dump(submission.describe(address), sort_keys=False, width=120), nl=False)
+            return
+        # The token is checked when connecting: a refusal is one line, before anything is submitted.
+        job = RayJobs.connect(address).submit(submission)
+    shown = redact_uri(address)
+    click.echo(
+        f"submitted Ray job {job} to {shown}: {bundle.study} v{bundle.version} (space {bundle.short_hash}), "
+        f"{submission.metadata['trials']} trials, tracking {submission.metadata['tracking_uri']}\n"
+        f"  status:  orchestrator jobs status {job} --ray-address {shown}\n"
+        f"  logs:    orchestrator jobs logs {job} --ray-address {shown} --follow\n"
+        f"  cancel:  orchestrator jobs cancel {job} --ray-address {shown}"
+    )
+
+
 # --------------------------------------------------------------------------- jobs
 
 
 @click.group()
 def jobs() -> None:
-    """List, inspect, follow and cancel searches running as RayJobs."""
+    """List, inspect, follow and cancel searches running as jobs: -n NS (KubeRay) or --ray-address URL."""
 
 
 @jobs.command("list")
-@click.option("--all", "all_jobs", is_flag=True, help="every RayJob, not only those submitted by orchestrator")
-@cluster_options
-def jobs_list(all_jobs: bool, namespace: str | None, kubeconfig: str | None, context: str | None) -> None:
-    """RayJobs in the namespace, oldest first."""
-    from orchestrator.cluster.status import age, summarize
-
+@click.option("--all", "all_jobs", is_flag=True, help="every job, not only those submitted by orchestrator")
+@backend_options
+@click.pass_context
+def jobs_list(
+    ctx: click.Context,
+    all_jobs: bool,
+    ray_address: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    """Jobs in the namespace or on the Ray cluster, oldest first."""
     with _errors():
-        client = _connect(namespace, kubeconfig, context)
-        found = [summarize(j) for j in client.list_jobs(all_jobs=all_jobs)]
-    if not found:
-        click.echo(f"no RayJobs in namespace {client.namespace}")
-        return
-    rows = [
-        [
-            s.name,
-            s.study or "-",
-            s.version or "-",
-            s.space_hash or "-",
-            s.cluster or "-",
-            s.deployment_status,
-            s.job_status,
-            age(s.created),
-        ]
-        for s in found
-    ]
-    click.echo(_table(["NAME", "STUDY", "VERSION", "SPACE", "CLUSTER", "DEPLOYMENT", "JOB", "AGE"], rows))
-
-
-def _print_report(report: JobReport) -> None:
-    s = report.summary
-    owned = "own cluster, deleted after the job" if s.new_cluster else "existing cluster"
-    lines = [
-        ("rayjob", f"{s.name} (namespace {s.namespace})"),
-        ("study", f"{s.study} v{s.version} (space {s.space_hash})" if s.study else "-"),
-        ("cluster", f"{s.cluster or '(not created yet)'} ({owned})"),
-        (
-            "deployment",
-            s.deployment_status + (" (suspended)" if s.suspended and s.deployment_status != "Suspended" else ""),
-        ),
-        ("ray job", s.job_status),
-        ("message", s.message),
-        ("dashboard", s.dashboard),
-        ("started", s.started),
-        ("ended", s.ended),
-    ]
-    for key, value in lines:
-        if value:
-            click.echo(f"{key + ':':<12} {value}")
-    if report.problems:
-        click.echo("problems:")
-        for p in report.problems:
-            click.echo(f"  {'x' if p.fatal else '!'} {p}")
-    for note in report.notes:
-        click.echo(f"note: {note}")
+        table = _backend(ctx, ray_address, namespace, kubeconfig, context).list_jobs(all_jobs=all_jobs)
+    click.echo(table.text())
 
 
 @jobs.command("status")
 @click.argument("name")
-@cluster_options
-def jobs_status(name: str, namespace: str | None, kubeconfig: str | None, context: str | None) -> None:
-    """State of RayJob NAME, and what is wrong with its pods if anything is.
+@backend_options
+@click.pass_context
+def jobs_status(
+    ctx: click.Context,
+    name: str,
+    ray_address: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    """State of job NAME (and of its search's MLflow run), and what is wrong if anything is.
 
-    Exit status 1 when a pod cannot start (for example its image cannot be pulled).
+    Exit status 1 when the job cannot start (for example its image cannot be pulled).
     """
     with _errors():
-        report = _connect(namespace, kubeconfig, context).inspect(name)
-    _print_report(report)
+        backend = _backend(ctx, ray_address, namespace, kubeconfig, context)
+        report = backend.status(name)
+    for line in report.lines():
+        click.echo(line)
     if report.fatal:
-        first = report.fatal[0]
-        raise ClusterCommandError(f"RayJob {name} cannot start: {first}")
+        raise ClusterCommandError(f"{report.kind} {name} cannot start: {report.fatal[0]}")
 
 
 @jobs.command("logs")
 @click.argument("name")
 @click.option("--follow", "-f", is_flag=True, help="keep printing as the search writes (Ctrl-C stops)")
-@cluster_options
-def jobs_logs(name: str, follow: bool, namespace: str | None, kubeconfig: str | None, context: str | None) -> None:
-    """Output of RayJob NAME's search (the log of KubeRay's submitter pod)."""
+@backend_options
+@click.pass_context
+def jobs_logs(
+    ctx: click.Context,
+    name: str,
+    follow: bool,
+    ray_address: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    """Output of job NAME's search (its driver's log; for a RayJob, KubeRay's submitter pod)."""
     with _errors():
-        stream = _connect(namespace, kubeconfig, context).logs(name, follow=follow)
+        stream = _backend(ctx, ray_address, namespace, kubeconfig, context).logs(name, follow=follow)
         try:
             for text in stream:
                 click.echo(text, nl=False)
@@ -289,22 +366,24 @@ def jobs_logs(name: str, follow: bool, namespace: str | None, kubeconfig: str | 
 
 @jobs.command("cancel")
 @click.argument("name")
-@click.option("--delete", is_flag=True, help="delete the RayJob instead of suspending it")
-@cluster_options
-def jobs_cancel(name: str, delete: bool, namespace: str | None, kubeconfig: str | None, context: str | None) -> None:
-    """Stop RayJob NAME: suspend it (its cluster is deleted, the RayJob kept), or --delete it."""
+@click.option("--delete", is_flag=True, help="also delete the job (a RayJob: instead of suspending it)")
+@backend_options
+@click.pass_context
+def jobs_cancel(
+    ctx: click.Context,
+    name: str,
+    delete: bool,
+    ray_address: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    """Stop job NAME; its search ends its MLflow run KILLED with the reason.
+
+    A RayJob is suspended (its cluster is deleted, the RayJob kept) or, with --delete, deleted. A Ray job
+    is stopped (SIGTERM to the search, which closes its run; a run left RUNNING is ended here), and with
+    --delete its record removed from the cluster.
+    """
     with _errors():
-        client = _connect(namespace, kubeconfig, context)
-        outcome = client.cancel(name, delete=delete)
-    ns = client.namespace
-    messages = {
-        "deleted": f"deleted RayJob {name}; KubeRay stops its Ray job and removes what it created",
-        "suspended": (
-            f"suspended RayJob {name}: KubeRay stops the Ray job and deletes its cluster.\n"
-            f"  resume: kubectl patch rayjob {name} -n {ns} --type merge -p {RESUME_PATCH}\n"
-            f"  remove: orchestrator jobs cancel {name} -n {ns} --delete"
-        ),
-        "already-suspended": f"RayJob {name} is already suspended (remove it with --delete)",
-        "finished": f"RayJob {name} has already finished, nothing to stop (remove: --delete)",
-    }
-    click.echo(messages[outcome])
+        message = _backend(ctx, ray_address, namespace, kubeconfig, context).cancel(name, delete=delete)
+    click.echo(message)

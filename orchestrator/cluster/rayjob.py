@@ -110,6 +110,7 @@ class JobOptions:
     head_cpus: int = 2
     head_memory_gib: int = 8
     tracking_secret: str = DEFAULT_TRACKING_SECRET  # Secret with CREDENTIAL_KEYS, for a new cluster
+    storage: str | None = None  # `orchestrator run --storage` on the cluster (default: the cluster's own)
 
     @property
     def new_cluster(self) -> bool:
@@ -323,22 +324,26 @@ def build_ray_cluster(
 # --------------------------------------------------------------------------- RayJob
 
 
-def _command(tokens: list[str]) -> str:
+def shell_command(tokens: list[str]) -> str:
     for token in tokens:
         if not _SHELL_SAFE.match(token):
             raise ClusterError(
-                f"{token!r} cannot be passed to the cluster safely: the RayJob entrypoint goes "
-                "through two shells, so use only letters, digits and _ @ % + = : , . / -"
+                f"{token!r} cannot be passed to the cluster safely: a job's entrypoint goes through a shell "
+                "(two shells for a RayJob), so use only letters, digits and _ @ % + = : , . / -"
             )
     return " ".join(tokens)
 
 
-def run_arguments(space_path: str, trials: int, tracking_uri: str, concurrency: int | None) -> list[str]:
+def run_arguments(
+    space_path: str, trials: int, tracking_uri: str, concurrency: int | None, storage: str | None = None
+) -> list[str]:
     """``orchestrator run FILE --address auto ...``: the search itself, as the Ray job's driver."""
     args = ["orchestrator", "run", space_path, "--address", "auto", "--trials", str(trials)]
     args += ["--tracking-uri", tracking_uri]
     if concurrency:
         args += ["--concurrency", str(concurrency)]
+    if storage:
+        args += ["--storage", storage]
     return args
 
 
@@ -349,7 +354,7 @@ def build_entrypoint(bundle: SpaceBundle, opts: JobOptions, job_name: str) -> st
     tracking_uri = pod_tracking_uri(opts.tracking_uri)
     if opts.new_cluster:
         path = f"{SPACES_MOUNT}/{bundle.study}/{bundle.file_name}"
-        return _command(run_arguments(path, trials, tracking_uri, concurrency))
+        return shell_command(run_arguments(path, trials, tracking_uri, concurrency, opts.storage))
     folder = f"{UNPACK_ROOT}/{job_name}/{bundle.study}"
     launcher = [
         "python",
@@ -361,7 +366,8 @@ def build_entrypoint(bundle: SpaceBundle, opts: JobOptions, job_name: str) -> st
         pack(bundle.files),
         "--",
     ]
-    return _command(launcher + run_arguments(f"{folder}/{bundle.file_name}", trials, tracking_uri, concurrency))
+    space = f"{folder}/{bundle.file_name}"
+    return shell_command(launcher + run_arguments(space, trials, tracking_uri, concurrency, opts.storage))
 
 
 def default_max_workers(shape: WorkerShape, concurrency: int | None) -> int:

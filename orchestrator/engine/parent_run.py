@@ -19,6 +19,8 @@ from orchestrator.spaces.carry import CarryReport
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore, TrackingError
 
+from .ray_job import ray_job_id, with_stop_cause
+
 
 class RunFailed(OrchestratorError):
     """The run failed for ``reason``, which its parent run records as it is (the message may say more)."""
@@ -52,6 +54,7 @@ def closes_parent_on_failure(store: MlflowStore, parent_run_id: str, echo: Echo)
 
 def end_parent(store: MlflowStore, parent_run_id: str, status: str, reason: str, echo: Echo) -> None:
     """End the parent run with ``status`` and ``reason``; a store that cannot be reached is told in one line."""
+    reason = with_stop_cause(reason)  # a driver stopped by SIGTERM (a cancelled Ray job) says so first
     try:
         store.log_batch(parent_run_id, tags={schema.END_REASON: reason})
         store.end_run(parent_run_id, status)
@@ -62,8 +65,10 @@ def end_parent(store: MlflowStore, parent_run_id: str, status: str, reason: str,
 def run_tags(
     kind: str, recorded: StudyVersion, experiment_uri: str, note: str, extra: Mapping[str, str]
 ) -> dict[str, str]:
-    """The tags of a parent run of ``kind`` for the space version ``recorded``, with the run's own ``extra``."""
-    return {
+    """The tags of a parent run of ``kind`` for the space version ``recorded``, with the run's own ``extra`` (and the
+    Ray job it runs in, when it is a job's entrypoint)."""
+    job = ray_job_id()
+    return ({schema.RAY_JOB_ID: job} if job else {}) | {
         schema.KIND: kind,
         schema.STUDY: recorded.study,
         schema.VERSION: str(recorded.version),

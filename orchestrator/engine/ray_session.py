@@ -14,6 +14,9 @@ from orchestrator.errors import OrchestratorError, first_line
 from orchestrator.settings import worker_logs
 from orchestrator.spaces import StudyVersion
 
+from .ray_auth import check_gcs_token, quiet_default_auth_warning
+from .ray_job import stops_gracefully
+
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -28,18 +31,23 @@ def local_ray_on_loopback(address: str | None) -> None:
 def ray_session(address: str | None) -> Iterator[None]:
     """Connect to ``address`` (or ``$RAY_ADDRESS``) or start a local Ray; on exit, shut down only a Ray started here.
 
-    A Ray already initialised in this process (a test's, a notebook's) is used as it is.
+    A Ray already initialised in this process (a test's, a notebook's) is used as it is. A cluster's address
+    is probed, then its token checked (``ray_auth``), before ``ray.init``; SIGTERM stops the search as Ctrl-C does.
     """
     import ray
 
     if address:
         _probe(address)
+    joined = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
+    if joined and "://" not in joined and ":" in joined and not ray.is_initialized():
+        check_gcs_token(joined)
     started = False
     if not ray.is_initialized():
         _init(address)
         started = True
     try:
-        yield
+        with stops_gracefully():
+            yield
     finally:
         if started:
             ray.shutdown()
@@ -49,6 +57,7 @@ def _init(address: str | None) -> None:
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    quiet_default_auth_warning()  # a local Ray is token-authenticated by default: intended (ray_auth)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     # Unfinished trials of an interrupted search have no results yet: expected, not a warning.

@@ -29,6 +29,7 @@ CARRY = "orchestrator.carry"
 EXPERIMENT_PATH = "orchestrator.experiment_path"
 BEST_CONFIG = "orchestrator.best_config"
 END_REASON = "orchestrator.end_reason"
+RAY_JOB_ID = "orchestrator.ray_job_id"
 TRIAL_ID = "orchestrator.trial_id"
 CONFIG = "orchestrator.config"
 TRAINABLE = "orchestrator.trainable"
@@ -154,6 +155,13 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         "search",
         "tag",
         "why a search ended FAILED (the error) or KILLED (interrupted, with the command to resume)",
+    ),
+    SchemaEntry(
+        RAY_JOB_ID,
+        "search",
+        "tag",
+        "the Ray job whose entrypoint ran the search (`orchestrator submit --ray-address`; "
+        "`orchestrator jobs` finds the run by it)",
     ),
     SchemaEntry(NOTE, "search", "tag", "space label and hash, carry-over summary, the space's notes"),
     SchemaEntry(

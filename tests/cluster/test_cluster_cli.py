@@ -63,8 +63,8 @@ def test_dry_run_for_an_existing_cluster_prints_only_the_rayjob(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "--cluster NAME or --new-cluster"),
-        (["--cluster", "c", "--new-cluster"], "--cluster NAME or --new-cluster"),
+        ([], "--cluster NAME, --new-cluster or --ray-address URL"),
+        (["--cluster", "c", "--new-cluster"], "--cluster NAME, --new-cluster or --ray-address URL"),
         (["--cluster", "c", "--image", "x:1"], "--image applies to --new-cluster"),
         (["--new-cluster", "--image", "x:1", "--trials", "0"], "--trials"),
     ],

@@ -4,9 +4,12 @@ Unlike ``ray.cluster_utils.Cluster`` (nodes started inside the test's process), 
 ``ray start --block`` process of its own, in its own session (``setsid``), so a test can kill one
 node as a lost machine would go: all of its processes (raylet, workers, agents) at once with
 SIGKILL. Nodes share this machine's address, so each gets its own ports and ``--temp-dir``; head,
-workers and every driver share ``CLUSTER_ENV`` (``RAY_AUTH_MODE=disabled``: Ray enables token auth
-for local clusters otherwise). ``RayCluster.shutdown`` kills what it started, and only that (never ``ray stop``,
-which would stop other tests' Ray on the same machine).
+workers and every driver share ``RayCluster.env``: ``CLUSTER_ENV`` plus token authentication with a token made
+for this cluster (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN_PATH``: as a team's cluster runs, and a driver
+without it is refused). With ``dashboard=True`` the head also serves Ray's dashboard and job server on
+127.0.0.1 (``dashboard_url``), for ``orchestrator submit --ray-address``; the nodes' ``PATH`` starts with this
+interpreter's folder, so a job's entrypoint finds ``orchestrator``. ``RayCluster.shutdown`` kills what it
+started, and only that (never ``ray stop``, which would stop other tests' Ray on the same machine).
 
     with RayCluster(root, head_cpus=0) as cluster:
         victim = cluster.add_worker(cpus=2, gpus=1)
@@ -22,6 +25,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +42,13 @@ from typing import Any
 
 LOOPBACK = "127.0.0.1"
 RAY_CLI = str(Path(sys.executable).with_name("ray"))
-# The same in the head, the workers and every driver, or they cannot talk to each other: no token auth
-# (Ray turns it on for local clusters), and multi-node allowed. `tests/conftest.py` sets the latter to 0 to keep
-# single-node Rays on 127.0.0.1, but a `ray start --address` worker refuses to start with it. With 1, Ray replaces
+# The same in the head, the workers and every driver, or they cannot talk to each other: token auth (the token is
+# the cluster's own: ``RayCluster.token_path``), and multi-node allowed. `tests/conftest.py` sets the latter to 0 to
+# keep single-node Rays on 127.0.0.1, but a `ray start --address` worker refuses to start with it. With 1, Ray replaces
 # 127.0.0.1 and localhost by the machine's own address wherever it meets them; other loopback addresses it keeps.
 # So node k of a cluster runs on 127.0.0.<k+2> (``node_address``) and the head's GCS is on 127.0.0.2: every node
 # has an address of its own, as on separate hosts, and all traffic stays on loopback.
-CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+CLUSTER_ENV = {"RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
 FIRST_NODE_HOST = 2  # node k runs on 127.0.0.<FIRST_NODE_HOST + k>
 # The GCS marks a node dead after `period * threshold` of failed checks (Ray's default is 3 s * 5,
 # plus a long first delay); faster here so a test sees a lost node in seconds, with room for a busy machine.
@@ -239,14 +244,22 @@ class RayCluster:
         head_cpus: int = 0,
         head_gpus: int = 0,
         env: Mapping[str, str] | None = None,
+        dashboard: bool = False,
+        token: str | None = None,
     ) -> None:
-        """``env`` is added to every node's environment (for example ``FAST_NODE_DEATH_ENV``)."""
+        """``env`` is added to every node's environment (for example ``FAST_NODE_DEATH_ENV``); ``dashboard``
+        starts Ray's dashboard and job server on the head; ``token`` is the cluster's token (default: a new one)."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.head_cpus, self.head_gpus = head_cpus, head_gpus
         self.node_env = dict(env or {})
+        self.dashboard = dashboard
+        self.token_path = self.root / "ray-auth-token"
+        self.token_path.write_text(token or secrets.token_hex(32))
+        self.token_path.chmod(0o600)
         self.ports = PortPool()
         self.gcs_port = 0
+        self.dashboard_port = 0
         self.nodes: list[RayNode] = []
         self._temp = Path(tempfile.mkdtemp(prefix="rc-"))
 
@@ -263,10 +276,18 @@ class RayCluster:
         return f"127.0.0.{FIRST_NODE_HOST + index}"
 
     @property
+    def dashboard_url(self) -> str:
+        """The head's Jobs API (``submit --ray-address``); started with ``dashboard=True``."""
+        return f"http://{LOOPBACK}:{self.dashboard_port}"
+
+    @property
     def env(self) -> dict[str, str]:
-        """The environment a driver needs to join this cluster: this process's, plus ``CLUSTER_ENV``."""
-        env = {**os.environ, **CLUSTER_ENV}
+        """The environment a driver needs to join this cluster: this process's, plus ``CLUSTER_ENV`` and the token
+        file (``RAY_AUTH_TOKEN``, which would take precedence, removed); this interpreter's folder first on PATH."""
+        env = {**os.environ, **CLUSTER_ENV, "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.pop("RAY_ADDRESS", None)
+        env.pop("RAY_AUTH_TOKEN", None)
         return env
 
     @property
@@ -284,11 +305,13 @@ class RayCluster:
         if self.nodes:
             raise RayClusterError("the cluster is already started")
         self.gcs_port = self.ports.port()
+        self.dashboard_port = self.ports.port()
         head_args = [
             "--head",
             f"--port={self.gcs_port}",
-            "--include-dashboard=false",
-            f"--dashboard-port={self.ports.port()}",
+            f"--include-dashboard={str(self.dashboard).lower()}",
+            f"--dashboard-host={LOOPBACK}",
+            f"--dashboard-port={self.dashboard_port}",
         ]
         head = self._start_node("head", head_args, cpus=self.head_cpus, gpus=self.head_gpus)
         # Workers start once the GCS answers: started together on a busy machine, nodes miss Ray's fixed
@@ -352,6 +375,22 @@ class RayCluster:
                 raise RayClusterError(f"node {node.name} did not join in {timeout:.0f}s:\n{node.log_tail()}")
             node.node_id, node.resources = info["NodeID"], info["Resources"]
         return known
+
+    def wait_for_job_server(self, timeout: float = NODE_START_TIMEOUT_S) -> None:
+        """Wait until the head's job server answers an authenticated request (``dashboard=True``)."""
+        request = urllib.request.Request(
+            f"{self.dashboard_url}/api/version", headers={"Authorization": f"Bearer {self.token_path.read_text()}"}
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise RayClusterError(f"no job server at {self.dashboard_url}: {e}\n{self.head.log_tail()}") from e
+            time.sleep(0.5)
 
     def ray_nodes(self, want_alive: int = 0, timeout: float = 0.0) -> list[dict[str, Any]]:
         """Every node the GCS knows (``ray.nodes()``: NodeID, Alive, NodeManagerPort, Resources), from a
