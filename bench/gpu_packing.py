@@ -78,6 +78,7 @@ GPU_KS = (1, 2, 4, 8)
 CPU_KS = (1, 2)
 WINDOW_S = {"gpu": (4.0, 8.0), "cpu": (3.0, 6.0), "tiny": (0.3, 0.3)}  # (quick, full) timed seconds per run
 MIN_WINDOW_EPOCHS = 3  # a window lasts at least this many of the slowest warm-up epoch
+MAX_WINDOW_STRETCH = 10  # ... and stays open (up to this many times as long) until every trial ended an epoch in it
 WARMUP_EPOCHS = 2  # the first does cuDNN's autotuning (and compiles, with torch.compile)
 NVML_EVERY_S = 0.1
 START_TIMEOUT_S = 600.0  # spawn to ready (imports, CUDA, data, warm-up epochs; compiling takes a minute)
@@ -211,15 +212,25 @@ class WindowClosed(Exception):
 
 class WindowReporter:
     """The trial's reporter: times every epoch (report to report: train, validation and checkpoint), signals
-    the parent after the warm-up epochs, waits for the common window and ends ``fit`` once it is over."""
+    the parent after the warm-up epochs, waits for the common window to open, counts each epoch it ends
+    (``counted``) and ends ``fit`` at the first report after the window is closed (``closed``)."""
 
-    def __init__(self, warmup_epochs: int, built: float, wait_for_window: Callable[[list[float]], tuple[float, float]]):
+    def __init__(
+        self,
+        warmup_epochs: int,
+        built: float,
+        wait_for_window: Callable[[list[float]], float],
+        closed: Callable[[], bool],
+        counted: Callable[[], None] = lambda: None,
+    ):
         self.warmup_epochs = warmup_epochs
         self.wait_for_window = wait_for_window
+        self.closed = closed
+        self.counted = counted
         self.last = built
         self.warmup_s: list[float] = []
         self.epochs: list[tuple[float, float, float]] = []  # (start, end, training samples/s from fit)
-        self.window: tuple[float, float] = (math.inf, math.inf)
+        self.start = math.inf
 
     def restore_dir(self) -> str | None:
         return None
@@ -230,12 +241,13 @@ class WindowReporter:
             self.warmup_s.append(now - self.last)
             self.last = now
             if len(self.warmup_s) == self.warmup_epochs:
-                self.window = self.wait_for_window(self.warmup_s)
+                self.start = self.wait_for_window(self.warmup_s)
                 self.last = time.monotonic()
             return
         self.epochs.append((self.last, now, float(metrics["samples_per_s"])))
         self.last = now
-        if now >= self.window[1]:
+        self.counted()
+        if self.closed():
             raise WindowClosed
 
 
@@ -269,7 +281,7 @@ def build_task(job: Job) -> tuple[Any, Any, Any]:
     return task, runtime, cfg
 
 
-def _trial_process(job: Job, messages: Any, go: Any, window: Any) -> None:
+def _trial_process(job: Job, messages: Any, go: Any, window: Any, stop: Any, counts: Any) -> None:
     """A spawned trial: build its task, run the shared loop's ``fit`` until the window closes, send what it
     measured (or the error that ended it) to the parent."""
     try:
@@ -280,14 +292,16 @@ def _trial_process(job: Job, messages: Any, go: Any, window: Any) -> None:
         task, runtime, cfg = build_task(job)
         built = time.monotonic()
 
-        def wait_for_window(warmup_s: list[float]) -> tuple[float, float]:
+        def wait_for_window(warmup_s: list[float]) -> float:
             messages.put(("ready", job.index, {"warmup_s": warmup_s}))
             go.wait()
-            start, end = window[0], window[1]
-            time.sleep(max(0.0, start - time.monotonic()))
-            return start, end
+            time.sleep(max(0.0, window[0] - time.monotonic()))
+            return window[0]
 
-        reporter = WindowReporter(job.warmup_epochs, built, wait_for_window)
+        def counted() -> None:
+            counts[job.index] += 1  # only this process writes its entry
+
+        reporter = WindowReporter(job.warmup_epochs, built, wait_for_window, stop.is_set, counted)
         with contextlib.suppress(WindowClosed):
             fit(task, runtime, reporter, max_epochs=10**9, seed=cfg.seed)
         cuda = runtime.device.type == "cuda"
@@ -298,7 +312,6 @@ def _trial_process(job: Job, messages: Any, go: Any, window: Any) -> None:
                 {
                     "startup_s": built - job.spawned,
                     "warmup_s": reporter.warmup_s,
-                    "window": reporter.window,
                     "epochs": reporter.epochs,
                     "samples_per_epoch": task.train.samples,
                     "device": torch.cuda.get_device_name(runtime.device)
@@ -372,18 +385,22 @@ def run_together(
     jobs: Sequence[Job], window_s: float, nvml: Nvml | None, start_timeout_s: float = START_TIMEOUT_S
 ) -> dict[str, Any]:
     """Spawn one process per job (all see the same device), wait until each has run its warm-up epochs, open
-    one window of at least ``window_s`` (and ``MIN_WINDOW_EPOCHS`` of the slowest warm-up epoch) for all,
-    sample NVML through it, and return what each measured: ``{"trials": [...], "window": (start, end),
-    "nvml": [...], "memory_before_mib": ...}`` or ``{"error": ...}``."""
+    one window for all, sample NVML through it, and return what each measured: ``{"trials": [...], "window":
+    (start, end), "nvml": [...], "memory_before_mib": ...}`` or ``{"error": ...}``.
+
+    The window lasts at least ``window_s`` and ``MIN_WINDOW_EPOCHS`` of the slowest warm-up epoch, and stays
+    open until every trial has ended an epoch inside it (at most ``MAX_WINDOW_STRETCH`` times as long): the
+    trials keep running until the parent closes it, so all K compete for the device to its end."""
     ctx = mp.get_context("spawn")
     messages = ctx.Queue()
-    go = ctx.Event()
-    window = ctx.Array("d", 2)
+    go, stop = ctx.Event(), ctx.Event()
+    window = ctx.Array("d", 1)
+    counts = ctx.Array("i", len(jobs))
     before = nvml.memory_used_mib() if nvml else None
     processes = []
     for job in jobs:
         job = dataclasses.replace(job, spawned=time.monotonic())
-        process = ctx.Process(target=_trial_process, args=(job, messages, go, window), daemon=True)
+        process = ctx.Process(target=_trial_process, args=(job, messages, go, window, stop, counts), daemon=True)
         process.start()
         processes.append(process)
     try:
@@ -393,24 +410,33 @@ def run_together(
         slowest = max(max(r["warmup_s"][-1:] or [0.0]) for r in ready["trials"])
         length = max(window_s, MIN_WINDOW_EPOCHS * slowest)
         start = time.monotonic() + 0.05
-        window[0], window[1] = start, start + length
+        window[0] = start
         go.set()
-        samples = nvml.sample_until(start + length) if nvml else []
+        samples = nvml.sample_until(start + length) if nvml else _sleep_until(start + length)
+        while min(counts) < 1 and time.monotonic() < start + MAX_WINDOW_STRETCH * length:
+            if any(not p.is_alive() for p in processes):
+                break
+            samples += (
+                nvml.sample_until(time.monotonic() + NVML_EVERY_S) if nvml else _sleep_until(time.monotonic() + 0.05)
+            )
+        end = time.monotonic()
+        stop.set()
         done = _collect(messages, processes, "done", time.monotonic() + start_timeout_s)
         if "error" in done:
             return done
-        return {
-            "trials": done["trials"],
-            "window": (start, start + length),
-            "nvml": samples,
-            "memory_before_mib": before,
-        }
+        return {"trials": done["trials"], "window": (start, end), "nvml": samples, "memory_before_mib": before}
     finally:
+        stop.set()
         for process in processes:
             process.join(timeout=30)
             if process.is_alive():  # stuck (an error elsewhere ended the run): ours to end
                 process.terminate()
                 process.join(timeout=10)
+
+
+def _sleep_until(end: float) -> list[Any]:
+    time.sleep(max(0.0, end - time.monotonic()))
+    return []
 
 
 def _collect(messages: Any, processes: Sequence[Any], kind: str, deadline: float) -> dict[str, Any]:
