@@ -8,7 +8,7 @@ import torch
 
 from trainables.unet.augment import D4, d4, d4_inverse, random_d4
 from trainables.unet.blend import predict_blended, spline_window, triangle
-from trainables.unet.data import RandomCrops
+from trainables.unet.crops import RandomCrops
 
 
 def _which(original: torch.Tensor, transformed: torch.Tensor) -> list[int]:

@@ -6,13 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, optimizer_settings, resolve
-from ..loop import Runtime, Task, TensorBatches, make_optimizer
-from .data import RandomCrops, dataset_root, grid_tiles, load_scenes, standardized
+from ..config import Config, resolve
+from ..loop import Runtime, Task
+from .data import dataset_root, load_scenes, standardized
 from .dstl import BANDS, CLASS_TYPES, DSTLError
 from .indices import INDICES
-from .losses import LOSSES, JaccardEvaluator
-from .model import MAX_DEPTH, UNet, UNetShape, size_error
+from .task import checked_patch, task_from_arrays
 
 
 def chosen_classes(cfg: Config) -> list[str]:
@@ -28,18 +27,12 @@ def chosen_classes(cfg: Config) -> list[str]:
 
 
 def build_task(cfg: Config, runtime: Runtime) -> Task:
-    """Scenes on the device, U-Net, optimizer, loss and Jaccard evaluator for one trial."""
-    patch = cfg.integer("patch", low=2)
-    depth = cfg.integer("depth", low=1, high=MAX_DEPTH)
-    message = size_error(patch, depth)
-    if message:
-        raise cfg.error("patch", message)
+    """Scenes on the device, U-Net, optimizer, loss and Jaccard evaluator for one trial: the scenes are
+    read (and split, standardized) here, the rest is ``task.task_from_arrays``."""
+    patch = checked_patch(cfg)  # before the scenes are read
     bands = cfg.string_list("bands", BANDS)
     indices = cfg.string_list("indices", INDICES)
     classes = chosen_classes(cfg)
-    augment = cfg.choice("augment", ("d4", "none")) == "d4"
-    loss = LOSSES[cfg.choice("loss", LOSSES)]
-    opt = optimizer_settings(cfg)
     data = cfg["data"]
     if not isinstance(data, str):
         raise cfg.error("data", f"expected 'synthetic' or a folder path, got {data!r}")
@@ -60,28 +53,6 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
     val_x = standardized(split.val, split.mean, split.std)
     train_y = np.stack([s.mask for s in split.train])
     val_y = np.stack([s.mask for s in split.val])
-    if min(train_x.shape[-2:]) < patch:
-        raise cfg.error("patch", f"patch {patch} is larger than the scenes ({train_x.shape[-2]}x{train_x.shape[-1]})")
-    val_tiles, val_masks = grid_tiles(val_x, val_y, patch)
-    batch_size = cfg.integer("batch_size", low=1)
-    train = RandomCrops(
-        runtime.tensor(train_x),
-        runtime.tensor(train_y),
-        patch,
-        batch_size,
-        cfg.integer("samples_per_epoch", low=1),
-        augment,
-    )
-    val = TensorBatches(runtime.tensor(val_tiles), runtime.tensor(val_masks), batch_size)
-    shape = UNetShape.from_config(cfg, in_channels=train_x.shape[1], classes=len(classes))
-    model = runtime.prepare(UNet(shape))
-    optimizer = make_optimizer(
-        model.parameters(),
-        opt,
-        lr=cfg.number("lr", low=0.0),
-        weight_decay=cfg.number("weight_decay", low=0.0),
-        device=runtime.device,
-    )
     meta = {
         "channels": list(split.channels),
         "classes": classes,
@@ -91,7 +62,7 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
         "train_images": [s.image_id for s in split.train],
         "val_images": [s.image_id for s in split.val],
     }
-    return Task(model, optimizer, loss, train, val, JaccardEvaluator(classes, loss), name=cfg.trainable, meta=meta)
+    return task_from_arrays(cfg, runtime, train_x, train_y, val_x, val_y, classes, meta)
 
 
 def background_baseline(config: dict[str, Any], name: str = "unet") -> dict[str, float]:
