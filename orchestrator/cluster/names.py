@@ -96,6 +96,32 @@ def check_name(name: str, rule: NameRule, what: str) -> str:
     return name
 
 
+# A container image reference, as the distribution project's reference grammar (reference/regexp.go, which
+# containerd and Kubernetes' kubelet follow) states it: [domain[:port]/]path[:tag][@digest], the name at most
+# 255 characters. A reference outside it would only fail on the cluster, when a pod is scheduled.
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_IMAGE_REFERENCE = re.compile(rf"^(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
+MAX_IMAGE_NAME = 255
+
+
+def check_image(reference: str, what: str = "--image") -> str:
+    """``reference`` if it is a valid container image reference (``_IMAGE_REFERENCE``); else a ``ClusterError``."""
+    match = _IMAGE_REFERENCE.match(reference)
+    if match is None or len(match["name"]) > MAX_IMAGE_NAME:
+        raise ClusterError(
+            f"{what} {reference!r} is not a container image reference: use [registry[:port]/]name[:tag][@digest], "
+            "the name in lower case letters, digits and . _ - / (for example ghcr.io/team/orchestrator:1.2)"
+        )
+    return reference
+
+
 def label_value(text: str) -> str:
     """``text`` made into a valid label value: invalid characters become ``-``, cut to 63."""
     value = re.sub(r"[^-A-Za-z0-9_.]", "-", text)[:MAX_LABEL_VALUE]

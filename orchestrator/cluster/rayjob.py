@@ -122,6 +122,8 @@ class JobOptions:
         if self.cluster is not None:
             names.check_name(self.cluster, names.RAYCLUSTER_RULE, "--cluster")
         names.check_name(self.tracking_secret, names.SECRET_RULE, "--tracking-secret")
+        if self.image is not None:
+            names.check_image(self.image)
 
 
 def pod_tracking_uri(uri: str) -> str:
@@ -438,6 +440,7 @@ def build_rayjob(bundle: SpaceBundle, opts: JobOptions, job_name: str) -> dict[s
             raise ClusterError(
                 "--new-cluster needs an image with the project installed: pass --image (see deploy/README.md)"
             )
+
         shape = worker_shape(bundle.cpu, bundle.gpu, opts.gpus_per_worker)
         concurrency = opts.concurrency or bundle.concurrency
         spec["shutdownAfterJobFinishes"] = True

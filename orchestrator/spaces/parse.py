@@ -34,6 +34,7 @@ from .yamlsafe import (
     load_yaml,
 )
 
+INT64 = (-(2**63), 2**63 - 1)  # what a value in a trial's config may be as an integer
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -105,6 +106,22 @@ class _Ctx:
             return False
         self.error(path, f"{text!r} is text, not a number: {exponent_fix(text)}; quote it to mean text")
         return True
+
+    def flag_huge_integers(self, path: tuple[Any, ...], value: Any) -> None:
+        """Report every integer in ``value`` that a signed 64-bit integer cannot hold: trials' configs go through
+        Ray Tune's loggers, MLflow and Parquet ledgers, none of which holds one (``INT64``)."""
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                self.flag_huge_integers(path + (k,), v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.flag_huge_integers(path + (i,), v)
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+            self.error(
+                path,
+                f"{value} does not fit in a 64-bit integer ({INT64[0]} to {INT64[1]}), which is what trials' configs "
+                "are logged and stored as; use a float (1.0e+32) or a smaller range",
+            )
 
     def check_keys(self, data: Mapping[str, Any], path: tuple[Any, ...], allowed: Iterable[str], what: str) -> bool:
         allowed = list(allowed)
@@ -556,6 +573,7 @@ def parse_version(text: str, file: str | None = None) -> StudyVersion:
         ctx.problems.append(Problem(format_path(path + (key,)), f"key {key!r} appears twice", file, line))
     if data is None:
         raise SpaceError([Problem("", "the file is empty", file)])
+    ctx.flag_huge_integers((), data)
     try:
         version = _parse_document(ctx, data)
     except RecursionError:
