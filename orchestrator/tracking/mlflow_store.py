@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -198,6 +199,56 @@ class TrialRow:
         )
 
 
+# Another process (an `mlflow ui` a teammate opened, a script) that creates the same fresh SQLite store at the same
+# moment runs MLflow's schema migration beside ours, outside our lock, and one of the two fails in the middle of it
+# ("no such column", "duplicate column", "table _alembic_tmp_... already exists"), leaving the file broken. So a new
+# store is migrated in a private file and linked into place only if no file is there yet (``os.link`` never
+# replaces one); a store some other process is still creating is waited for while it keeps changing.
+MIGRATION_WAIT_S = 120.0  # the longest wait for a store another process is creating
+MIGRATION_QUIET_S = 5.0  # a store unchanged this long is not being migrated: MLflow opens it as it is
+MIGRATION_POLL_S = 0.5
+
+
+def _ready_sqlite_store(db: Path) -> None:
+    """Make sure the SQLite file ``db`` is a whole MLflow store before MLflow opens it (under our lock): created
+    complete (a private migration, then an atomic link), or waited for while another process migrates it."""
+    try:
+        import sqlalchemy
+        from mlflow.store.db import utils as db_utils
+
+        head = db_utils._get_latest_schema_revision()
+    except Exception:  # MLflow's private helpers moved: MLflow opens (and migrates) the store itself, as before
+        return
+    if not db.exists():
+        private = db.with_name(f".{db.name}.{os.getpid()}-{secrets.token_hex(4)}.creating")
+        engine = sqlalchemy.create_engine(f"sqlite:///{private}")
+        try:
+            db_utils._initialize_tables(engine)
+            engine.dispose()
+            with suppress(FileExistsError):  # created meanwhile by another process: it is waited for below
+                os.link(private, db)
+        finally:
+            engine.dispose()
+            private.unlink(missing_ok=True)
+    engine = sqlalchemy.create_engine(f"sqlite:///{db}")
+    deadline = time.monotonic() + MIGRATION_WAIT_S
+    try:
+        while time.monotonic() < deadline:
+            changed = db.stat().st_mtime
+            with suppress(Exception):  # half-migrated: tables or the revision missing
+                if db_utils._all_tables_exist(engine) and db_utils._get_schema_version(engine) == head:
+                    return
+            if time.time() - changed > MIGRATION_QUIET_S:
+                return  # not being migrated by anyone: an older store, or a broken one; MLflow says which
+            time.sleep(MIGRATION_POLL_S)
+        raise TrackingError(
+            f"the tracking store {db} was still being created by another process after "
+            f"{MIGRATION_WAIT_S:.0f}s; try again once it has finished"
+        )
+    finally:
+        engine.dispose()
+
+
 def open_store(uri: str, *, create: bool = False) -> MlflowStore:
     """The tracking store at ``uri``, checked to answer. A local store (a SQLite file, a folder) must exist unless
     ``create`` (a command that writes runs): then its folder must, except orchestrator's own state folder
@@ -271,7 +322,10 @@ class MlflowStore:
         self.uri = tracking_uri
         keep_login(tracking_uri)  # a callback pickled with the URI without credentials connects with them
         # MlflowClient opens the store at once; a fresh SQLite store is created (migrated) there.
-        with sqlite_store_lock(sqlite_path(tracking_uri)):
+        db = sqlite_path(tracking_uri)
+        with sqlite_store_lock(db):
+            if db is not None:
+                _ready_sqlite_store(db)
             self.client = MlflowClient(tracking_uri=with_login(tracking_uri))
 
     # ------------------------------------------------------------------ checks
