@@ -31,7 +31,7 @@ def search_options(**kw: Any) -> Any:
 @click.option("--concurrency", type=click.IntRange(min=1), help="Trials at a time (default: what the cluster fits).")
 @options.address
 @options.tracking_uri()
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the searcher.")
+@click.option("--seed", type=int, help="Seed of the searcher (default: a new one per search, recorded on its run).")
 @options.storage
 @click.option("--ledger", type=click.Path(path_type=Path), help="A trials export to warm-start from (plus newer runs).")
 @click.option("--resume", "resume_", is_flag=True, help="Continue the latest unfinished search of this version.")
@@ -43,7 +43,7 @@ def run(
     concurrency: int | None,
     address: str | None,
     tracking_uri: str | None,
-    seed: int,
+    seed: int | None,
     storage: str | None,
     ledger: Path | None,
     resume_: bool,

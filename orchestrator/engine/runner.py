@@ -15,10 +15,11 @@ first, warm start or not) and how the parent run records it. The pieces: ``plan`
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from .parent_run import (
     run_params,
     run_tags,
 )
+from .peers import StudyPeers
 from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner
 from .ray_session import ray_session, trial_slots
 from .results import MetricNotReported, error_reason
@@ -63,7 +65,7 @@ class SearchOptions:
     concurrency: int | None = None
     address: str | None = None
     tracking_uri: str | None = None
-    seed: int = 0
+    seed: int | None = None  # None: a new seed per search (recorded), so two searches at once differ
     storage: str | None = None
     ledger: Path | None = None
     live: bool | None = None
@@ -170,15 +172,18 @@ def start_run(
         slots = trial_slots(version)
         planned = len(request.fixed_trials) or options.trials or version.search.trials
         concurrency = max(1, min(options.concurrency or version.search.concurrency or slots, planned))
+        seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
         experiment = storage.new_experiment(request.folder)
         space = request.space
         note = request.note or f"{space.label} ({space.short_hash})\n\n{report.summary()}\n\n{space.notes}"
         tags = run_tags(request.kind, space, experiment.uri, note, request.tags)
         if request.warm_start:
             tags.update(carry_tags(report))
+        params = {schema.PARAM_SEED: seed, **request.params}
         parent = store.create_run(
-            experiment_id, request.run_name, tags, run_params(space, planned, concurrency, request.params)
+            experiment_id, request.run_name, tags, run_params(space, planned, concurrency, params)
         )
+        started_ms = int(time.time() * 1000)
         with closes_parent_on_failure(store, parent, echo):
             if request.warm_start:
                 log_carry(store, parent, report, carry_s)
@@ -191,7 +196,7 @@ def start_run(
                 parent_run_id=parent,
                 planned=planned,
                 concurrency=concurrency,
-                seed=options.seed,
+                seed=seed,
                 reuse_actors=options.reuse_actors,
                 review_artifacts=options.review_artifacts,
                 kind=request.kind,
@@ -205,9 +210,10 @@ def start_run(
             )
             kind_hooks = hooks.get(request.kind, NO_HOOKS)
             searcher = build_searcher(plan, report.carried)
-            searcher.replay_first(Replay(values, seed) for values, seed in plan.fixed_trials)
+            searcher.replay_first(Replay(values, fixed_seed) for values, fixed_seed in plan.fixed_trials)
             tuner = build_tuner(plan, searcher, live=options.live, trial_callbacks=kind_hooks.trial_callbacks)
-            return _fit(tuner, plan, store, kind_hooks, echo, report.as_dict() if request.warm_start else None)
+            with watching_peers(plan, searcher, started_ms):
+                return _fit(tuner, plan, store, kind_hooks, echo, report.as_dict() if request.warm_start else None)
 
 
 def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, echo: Echo = print) -> SearchResult:
@@ -245,7 +251,24 @@ def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, ech
             tuner = build_tuner(
                 plan, searcher, live=options.live, trials=left, trial_callbacks=kind_hooks.trial_callbacks
             )
-        return _fit(tuner, plan, store, kind_hooks, echo, earlier=so_far.ended)
+        with watching_peers(plan, searcher, int(time.time() * 1000)):
+            return _fit(tuner, plan, store, kind_hooks, echo, earlier=so_far.ended)
+
+
+@contextmanager
+def watching_peers(plan: SearchPlan, searcher: Any, since_ms: int) -> Iterator[None]:
+    """While the block runs, ``searcher`` sees the study's other live searches (``peers.StudyPeers``, its own store
+    connection in a thread) when the plan searches; a train's fixed trials have nothing to avoid."""
+    if not plan.warm_start:
+        yield
+        return
+    peers = StudyPeers(MlflowStore(plan.tracking_uri), plan.version, plan.parent_run_id, plan.trial_kind, since_ms)
+    searcher.watch_peers(peers)
+    try:
+        with peers:
+            yield
+    finally:
+        searcher.watch_peers(None)
 
 
 # --------------------------------------------------------------------------- fit and end

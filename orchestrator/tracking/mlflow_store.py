@@ -437,8 +437,9 @@ class MlflowStore:
         parent_run_id: str | None = None,
         ended_after_ms: int | None = None,
         kind: str = TRIAL_RUN,
+        running: bool = False,
     ) -> list[TrialRow]:
-        """Every trial run of a study (optionally of one search, or ended after a time).
+        """Every trial run of a study (optionally of one search, ended after a time, or still RUNNING).
 
         ``kind``: the runs' ``KIND``; ``TRAINING_RUN`` reads the nested runs of trains instead, which a search's
         warm start never sees."""
@@ -450,11 +451,17 @@ class MlflowStore:
             filters.append(f"tags.`{PARENT}` = '{parent_run_id}'")
         if ended_after_ms is not None:
             filters.append(f"attributes.end_time > {int(ended_after_ms)}")
+        if running:
+            filters.append("attributes.status = 'RUNNING'")
         return [_row(run) for run in self._search(exp, " and ".join(filters))]
 
-    def searches(self, study: str) -> list[Any]:
+    def searches(self, study: str, running: bool = False) -> list[Any]:
+        """The search runs of ``study`` (MLflow ``Run`` objects), or only those still RUNNING."""
         exp = self.experiment_id(study, create=False)
-        return [] if exp is None else list(self._search(exp, f"tags.`{KIND}` = '{SEARCH_RUN}'"))
+        if exp is None:
+            return []
+        still = " and attributes.status = 'RUNNING'" if running else ""
+        return list(self._search(exp, f"tags.`{KIND}` = '{SEARCH_RUN}'{still}"))
 
     # ------------------------------------------------------------------ the ledger artifact
 

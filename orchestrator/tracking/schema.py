@@ -70,6 +70,7 @@ PARAM_MODE = "mode"
 PARAM_TRIALS = "trials"
 PARAM_CONCURRENCY = "concurrency"
 PARAM_EPOCHS = "epochs"  # of a train run: the epochs each model trains for
+PARAM_SEED = "seed"  # the searcher's seed (a new one per search unless --seed names one)
 
 # --------------------------------------------------------------------------- metrics
 
@@ -180,6 +181,7 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(PARAM_MODE, "search", "param", "`min` or `max`"),
     SchemaEntry(PARAM_TRIALS, "search", "param", "planned trials"),
     SchemaEntry(PARAM_CONCURRENCY, "search", "param", "trials at a time"),
+    SchemaEntry(PARAM_SEED, "search", "param", "the searcher's seed: a new one per search unless `--seed` names one"),
     SchemaEntry(CARRIED_TRIALS, "search", "metric", "earlier trials fed to the searcher"),
     SchemaEntry(DROPPED_TRIALS, "search", "metric", "earlier trials that do not fit this version"),
     SchemaEntry(WARM_START_S, "search", "metric", "seconds to read and carry earlier trials"),

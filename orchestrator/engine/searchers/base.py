@@ -38,6 +38,12 @@ suggested. Configurations are told apart as the space sees them (``SearchSpace.c
 trial that ended without a score (failed, or stopped before its first rung) may be suggested again.
 Continuous values practically never repeat, so the rule changes nothing there.
 
+**Peers.** Another live search of the same study (a teammate's, started at the same time) runs trials this
+searcher would otherwise repeat. ``watch_peers`` gives it a source of their trials as the tracking store has them
+(``engine.peers.StudyPeers``, read in the background): at each suggestion their running trials count as this
+searcher's own running ones (the liar, start-up, repeats; keys ``PEER`` + run id) and their newly finished ones as
+carried trials. What a peer snapshot holds is never saved: a resumed search reads the store again.
+
 **Replays.** ``replay_first`` queues trials to suggest again, as they ran (values and seed), before any
 new suggestion: ``orchestrator resume`` continues the trials a dead driver left running this way. A
 replayed trial is the searcher's own suggestion from then on (running, then scored as it ends).
@@ -52,7 +58,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from ray.tune.search import Searcher
@@ -62,6 +68,15 @@ from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.carry import CarriedTrial
 from orchestrator.spaces.version import Schedule
 
+
+class PeerSource(Protocol):
+    """Where a searcher reads other live searches' trials (``engine.peers.StudyPeers``)."""
+
+    def snapshot(self) -> Any:
+        """The latest ``PeerTrials`` (``running``: run id -> values; ``finished``: run id -> carried trial), a new
+        object whenever they changed; None before the first read."""
+
+
 # Scored earlier trials as warm start carries them (``spaces.carry``): (config, loss) or (config, loss, history).
 Prior = Sequence[CarriedTrial]
 Budgets = dict[int, float]  # budget (a rung epoch, or max_epochs for the full budget) -> the loss there
@@ -70,6 +85,7 @@ REPLAYED = "resume"  # ``suggested_by`` of a replayed trial
 DRAWN = "random"  # ``suggested_by`` of values drawn at random (random search, or in place of a repeat)
 REPEAT_RETRIES = 8  # times the library is asked again, the repeat counted as a poor result, before random draws
 REPEAT_DRAWS = 100  # random draws for values no trial has, before a repeat is suggested after all
+PEER = "peer:"  # the key prefix of another live search's running trial among ``_live``
 
 
 @dataclass(frozen=True)
@@ -149,13 +165,53 @@ class SpaceSearcher(Searcher, ABC):
         self._replays: list[Replay] = []
         # The configuration_key of each carried, completed and running trial (``known``), built on first use.
         self._known: Counter[tuple[tuple[str, Any], ...]] | None = None
+        self._peers: PeerSource | None = None
+        self._peer_snapshot: Any = None  # the last snapshot applied (the source hands out a new object per change)
+        self._peers_done: set[str] = set()  # run ids of peers' finished trials already among the prior
         self._build()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """The config of the next trial: a queued replay first (``replay_first``), else the library's suggestion
-        (``_suggest``). Ray Tune calls this; subclasses implement ``_suggest`` (the template method of Optuna's
-        ``BaseSampler``: what every searcher shares stays here)."""
-        return self._replay(trial_id) if self._replays else self._suggest(trial_id)
+        (``_suggest``), which sees the peers' trials as they are now. Ray Tune calls this; subclasses implement
+        ``_suggest`` (the template method of Optuna's ``BaseSampler``: what every searcher shares stays here)."""
+        if self._replays:
+            return self._replay(trial_id)
+        self._apply_peers()
+        return self._suggest(trial_id)
+
+    # ------------------------------------------------------------------ peers
+
+    def watch_peers(self, peers: PeerSource | None) -> None:
+        """Take other live searches' trials from ``peers`` at each suggestion (None: stop)."""
+        self._peers = peers
+
+    def _apply_peers(self) -> None:
+        """Bring the peers' trials up to their source's latest snapshot: running ones as running (``PEER`` keys),
+        newly finished ones (fitted into this version) as carried; the library's state is rebuilt when they change."""
+        snapshot = self._peers.snapshot() if self._peers is not None else None
+        if snapshot is None or snapshot is self._peer_snapshot:
+            return
+        self._peer_snapshot = snapshot
+        for key in [k for k in self._live if k.startswith(PEER) and k[len(PEER) :] not in snapshot.running]:
+            self._live_rungs.pop(key, None)
+            self._forget(self._live.pop(key))
+        for run_id, values in snapshot.running.items():
+            if PEER + run_id not in self._live:
+                self._live[PEER + run_id] = dict(values)
+                self._live_rungs[PEER + run_id] = {}
+                if self._known is not None:
+                    self._known[self._key(values)] += 1
+        for run_id, trial in snapshot.finished.items():
+            if run_id in self._peers_done:
+                continue
+            self._peers_done.add(run_id)
+            values, budgets = self._prior_budgets(*trial)
+            self._prior.append((values, budgets))
+            for budget in budgets:
+                self._prior_counts[budget] = self._prior_counts.get(budget, 0) + 1
+            if self._known is not None:
+                self._known[self._key(values)] += 1
+        self._build()
 
     @abstractmethod
     def _suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -368,11 +424,16 @@ class SpaceSearcher(Searcher, ABC):
         if self.rungs:
             self._record_result(trial_id, result)
 
+    def _own_live(self) -> list[str]:
+        """The running trials of this search (not its peers')."""
+        return [t for t in self._live if not t.startswith(PEER)]
+
     def save(self, checkpoint_path: str) -> None:
+        own = self._own_live()
         state = {
             "completed": self._completed,
-            "live": self._live,
-            "live_rungs": self._live_rungs,
+            "live": {t: self._live[t] for t in own},
+            "live_rungs": {t: self._live_rungs.get(t, {}) for t in own},
             "suggested_by": self.suggested_by,
             "count": self._count,
             "replays": [[r.values, r.seed, dict(r.extra)] for r in self._replays],
@@ -391,6 +452,7 @@ class SpaceSearcher(Searcher, ABC):
         self._count = state["count"]
         self._replays = [Replay(values, seed, extra) for values, seed, extra in state.get("replays", [])]
         self._known = None
+        self._peer_snapshot = None  # the peers' running trials come back at the next suggestion
         self._build()
 
     def _budgets_from_json(self, saved: Mapping[str, float] | float) -> Budgets:
@@ -403,6 +465,11 @@ class SpaceSearcher(Searcher, ABC):
         state = self.__dict__.copy()
         for key in self._derived:
             state.pop(key, None)
+        state["_peers"] = state["_peer_snapshot"] = None  # a thread of this driver, and what it last read
+        state["_known"] = None
+        own = self._own_live()
+        state["_live"] = {t: self._live[t] for t in own}
+        state["_live_rungs"] = {t: self._live_rungs[t] for t in own if t in self._live_rungs}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
