@@ -58,13 +58,13 @@ def test_diff_against_parent_and_two_files() -> None:
     assert one.stdout == two.stdout and "narrowed  lr" in one.stdout
 
 
-def test_bad_usage_prints_message_and_help_without_traceback() -> None:
+def test_bad_usage_is_one_line_naming_the_commands_help() -> None:
     r = run("space", "diff")
     assert r.returncode == 2
-    assert "error: Missing argument 'OLD'" in r.stderr and "Usage: orchestrator space diff" in r.stderr
-    assert "Traceback" not in r.stderr
+    assert r.stderr.strip() == "error: Missing argument 'OLD'. (see `orchestrator space diff --help`)"
     r = run("space", "frobnicate")
-    assert r.returncode == 2 and "No such command" in r.stderr and "validate" in r.stderr
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "No such command 'frobnicate'" in r.stderr and "orchestrator space --help" in r.stderr
 
 
 def test_domain_error_is_one_line_and_debug_shows_traceback(tmp_path: Path) -> None:

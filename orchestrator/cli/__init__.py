@@ -4,8 +4,10 @@
 ``predict``, and the cluster commands (``submit``, ``jobs``). Every command module is imported only when its
 command runs or is listed, and imports what it calls inside the command, so read-only commands (``report``,
 ``ui``, ``space refine/diff/lint``, ``trials export``) load neither ray nor torch (a test checks it).
-Shared options are declared once (``options``). Bad usage prints a short message and the command's help;
-errors print one line each, tracebacks only with ``--debug`` (or ``ORCHESTRATOR_DEBUG=1``).
+Shared options are declared once (``options``). Every error is one line starting ``error: `` (bad usage also
+names the command's ``--help``), tracebacks only with ``--debug`` (or ``ORCHESTRATOR_DEBUG=1``). The exit status:
+0 when the command did what it was asked, 1 when it could not (including a search none of whose trials
+finished), 2 for bad usage, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -69,10 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or debug_from_environment()
     try:
         code = cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
-    except click.UsageError as e:
-        click.echo(f"error: {e.format_message()}\n", err=True)
-        if e.ctx is not None:
-            click.echo(e.ctx.get_help(), err=True)
+    except click.UsageError as e:  # one line, naming where the command's usage is
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        click.echo(f"error: {e.format_message()}{where}", err=True)
         sys.exit(2)
     except click.ClickException as e:  # one prefix for every error: "error: " (click's own is "Error: ")
         from orchestrator.redaction import redact_text

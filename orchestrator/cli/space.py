@@ -130,21 +130,22 @@ def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_tria
     choices only on strong evidence; writes v<N+1>.yaml beside it and never edits a file.
     The rules: docs/team-workflow.md.
     """
-    from orchestrator.evolution.refining import propose
+    from orchestrator.evolution.refining import find_target, propose
     from orchestrator.spaces.refine import RefineError
     from orchestrator.tracking.mlflow_store import open_store
 
     refine_options = dataclasses.replace(REFINE_DEFAULTS, top=top, min_trials=min_trials)
+    target = find_target(path)
+    if target.newer:
+        newer = ", ".join(f"v{n}" for n in target.newer)
+        click.echo(
+            f"note: {target.version.label} is not the newest version ({newer} exist); a proposal from it is "
+            f"v{target.next_number} with parent v{target.version.version}"
+        )
     try:
         proposal = propose(path, open_store(tracking_uri or default_tracking_uri()), refine_options)
     except RefineError as e:
         raise click.ClickException(str(e)) from None
-    if proposal.target.newer:
-        newer = ", ".join(f"v{n}" for n in proposal.target.newer)
-        click.echo(
-            f"note: {proposal.target.version.label} is not the newest version ({newer} exist); the proposal is "
-            f"v{proposal.target.next_number} with parent v{proposal.target.version.version}"
-        )
     if dry_run:
         click.echo(proposal.as_diff(), nl=False)
         click.echo(f"(dry run: {proposal.path} not written)")

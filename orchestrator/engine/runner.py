@@ -34,7 +34,7 @@ from orchestrator.tracking import ledger as ledger_mod
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import replay_spill
 from orchestrator.tracking.carried import carried_trials
-from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, open_store
+from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, check_store_location, open_store
 
 from .checks import check_version
 from .hooks import NO_HOOKS, Ended, HookTable, RunHooks
@@ -152,9 +152,10 @@ def start_run(
     version = request.version
     spec = check_version(version)
     tracking_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
+    uri = options.tracking_uri or default_tracking_uri()
+    check_store_location(uri, create=True)  # before the storage check makes its folder: a refusal creates nothing
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()
-    uri = options.tracking_uri or default_tracking_uri()
     store = open_store(uri, create=True)
     if lineage:
         echo(
