@@ -34,16 +34,10 @@ MAX_RAYJOB_NAME = 47
 MAX_LABEL_VALUE = 63
 SUFFIX_LENGTH = 5
 
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
-
-
-def is_label_value(value: str) -> bool:
-    """Whether ``value`` is a valid Kubernetes label value."""
-    return len(value) <= MAX_LABEL_VALUE and bool(_LABEL_VALUE.match(value))
 
 
 def is_dns1035(name: str, max_length: int = 63) -> bool:

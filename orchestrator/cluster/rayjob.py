@@ -313,16 +313,6 @@ def build_ray_cluster_spec(
     }
 
 
-def build_ray_cluster(
-    name: str, namespace: str, spec: dict[str, Any], labels: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """A standalone RayCluster object around a spec from :func:`build_ray_cluster_spec`."""
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
-    if labels:
-        metadata["labels"] = dict(labels)
-    return {"apiVersion": API_VERSION, "kind": "RayCluster", "metadata": metadata, "spec": spec}
-
-
 # --------------------------------------------------------------------------- RayJob
 
 

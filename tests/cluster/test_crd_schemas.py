@@ -10,8 +10,8 @@ import pytest
 
 from orchestrator.cluster.bundle import SpaceBundle
 from orchestrator.cluster.rayjob import (
+    API_VERSION,
     JobOptions,
-    build_ray_cluster,
     build_ray_cluster_spec,
     build_submission,
     worker_shape,
@@ -59,7 +59,9 @@ def test_rayjob_for_a_repository_space_validates() -> None:
 @pytest.mark.parametrize(("cpu", "gpu"), [(2, 0.5), (4, 1), (8, 2), (2, 0)])
 def test_raycluster_bodies_validate(cpu: float, gpu: float) -> None:
     spec = build_ray_cluster_spec(IMAGE, worker_shape(cpu, gpu), max_workers=4, min_workers=1)
-    cluster = build_ray_cluster("search", "team", spec, {"app.kubernetes.io/part-of": "orchestrator"})
+    # a standalone RayCluster around the spec a RayJob embeds: the CRD checks the spec the same way
+    metadata = {"name": "search", "namespace": "team", "labels": {"app.kubernetes.io/part-of": "orchestrator"}}
+    cluster = {"apiVersion": API_VERSION, "kind": "RayCluster", "metadata": metadata, "spec": spec}
     assert schema_errors(cluster) == []
     (group,) = cluster["spec"]["workerGroupSpecs"]
     limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -30,6 +31,14 @@ from .helpers import REPO_ROOT, write_study
 IMAGE = "registry.example.com/orchestrator:0.1.0"
 
 
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # Kubernetes' rule for a label value
+
+
+def is_label_value(value: str) -> bool:
+    """Whether ``value`` is a valid Kubernetes label value (at most 63 characters)."""
+    return len(value) <= names.MAX_LABEL_VALUE and bool(LABEL_VALUE.match(value))
+
+
 def new_cluster(**kw: object) -> JobOptions:
     return JobOptions(namespace="team", image=IMAGE, **kw)  # type: ignore[arg-type]
 
@@ -49,7 +58,7 @@ def test_rayjob_names_are_dns1035_and_short_enough_for_kuberay(study: str) -> No
 
 @pytest.mark.parametrize("text", ["unet_dstl", "a" * 100, "a.b-c_", "-x-", "weird name/with:chars"])
 def test_label_values_are_valid(text: str) -> None:
-    assert names.is_label_value(names.label_value(text))
+    assert is_label_value(names.label_value(text))
 
 
 # --------------------------------------------------------------------------- worker sizing
@@ -274,7 +283,7 @@ def test_long_study_names_give_valid_names_and_labels(tmp_path: Path) -> None:
     b = SpaceBundle.from_path(write_study(tmp_path, study=study))
     sub = build_submission(b, new_cluster())
     assert names.is_dns1035(sub.name, 47)
-    assert all(names.is_label_value(v) for v in sub.rayjob["metadata"]["labels"].values())
+    assert all(is_label_value(v) for v in sub.rayjob["metadata"]["labels"].values())
     assert sub.rayjob["metadata"]["annotations"]["orchestrator.dev/study"] == study
 
 
