@@ -14,6 +14,7 @@ Errors print one line (``error: ...``) and exit with status 1, without a traceba
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -76,6 +77,25 @@ def backend_options(f: F) -> F:
         metavar="URL",
         help="a Ray cluster's Jobs API (http://HEAD:8265) instead of KubeRay on Kubernetes",
     )(f)
+
+
+def with_backend(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``backend_options`` for a jobs command, handed to it as one argument ``backend``: a function that connects to
+    the jobs' back end when called (inside the command's error handling)."""
+
+    @functools.wraps(f)
+    def command(
+        *args: Any,
+        ray_address: str | None,
+        namespace: str | None,
+        kubeconfig: str | None,
+        context: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        ctx = click.get_current_context()
+        return f(*args, backend=lambda: _backend(ctx, ray_address, namespace, kubeconfig, context), **kwargs)
+
+    return backend_options(command)
 
 
 def _backend(
@@ -299,41 +319,24 @@ def jobs() -> None:
 
 @jobs.command("list")
 @click.option("--all", "all_jobs", is_flag=True, help="every job, not only those submitted by orchestrator")
-@backend_options
-@click.pass_context
-def jobs_list(
-    ctx: click.Context,
-    all_jobs: bool,
-    ray_address: str | None,
-    namespace: str | None,
-    kubeconfig: str | None,
-    context: str | None,
-) -> None:
+@with_backend
+def jobs_list(all_jobs: bool, backend: Callable[[], JobBackend]) -> None:
     """Jobs in the namespace or on the Ray cluster, oldest first."""
     with _errors():
-        table = _backend(ctx, ray_address, namespace, kubeconfig, context).list_jobs(all_jobs=all_jobs)
+        table = backend().list_jobs(all_jobs=all_jobs)
     click.echo(table.text())
 
 
 @jobs.command("status")
 @click.argument("name")
-@backend_options
-@click.pass_context
-def jobs_status(
-    ctx: click.Context,
-    name: str,
-    ray_address: str | None,
-    namespace: str | None,
-    kubeconfig: str | None,
-    context: str | None,
-) -> None:
+@with_backend
+def jobs_status(name: str, backend: Callable[[], JobBackend]) -> None:
     """State of job NAME (and of its search's MLflow run), and what is wrong if anything is.
 
     Exit status 1 when the job cannot start (for example its image cannot be pulled).
     """
     with _errors():
-        backend = _backend(ctx, ray_address, namespace, kubeconfig, context)
-        report = backend.status(name)
+        report = backend().status(name)
     for line in report.lines():
         click.echo(line)
     if report.fatal:
@@ -343,20 +346,11 @@ def jobs_status(
 @jobs.command("logs")
 @click.argument("name")
 @click.option("--follow", "-f", is_flag=True, help="keep printing as the search writes (Ctrl-C stops)")
-@backend_options
-@click.pass_context
-def jobs_logs(
-    ctx: click.Context,
-    name: str,
-    follow: bool,
-    ray_address: str | None,
-    namespace: str | None,
-    kubeconfig: str | None,
-    context: str | None,
-) -> None:
+@with_backend
+def jobs_logs(name: str, follow: bool, backend: Callable[[], JobBackend]) -> None:
     """Output of job NAME's search (its driver's log; for a RayJob, KubeRay's submitter pod)."""
     with _errors():
-        stream = _backend(ctx, ray_address, namespace, kubeconfig, context).logs(name, follow=follow)
+        stream = backend().logs(name, follow=follow)
         try:
             for text in stream:
                 click.echo(text, nl=False)
@@ -367,17 +361,8 @@ def jobs_logs(
 @jobs.command("cancel")
 @click.argument("name")
 @click.option("--delete", is_flag=True, help="also delete the job (a RayJob: instead of suspending it)")
-@backend_options
-@click.pass_context
-def jobs_cancel(
-    ctx: click.Context,
-    name: str,
-    delete: bool,
-    ray_address: str | None,
-    namespace: str | None,
-    kubeconfig: str | None,
-    context: str | None,
-) -> None:
+@with_backend
+def jobs_cancel(name: str, delete: bool, backend: Callable[[], JobBackend]) -> None:
     """Stop job NAME; its search ends its MLflow run KILLED with the reason.
 
     A RayJob is suspended (its cluster is deleted, the RayJob kept) or, with --delete, deleted. A Ray job
@@ -385,5 +370,5 @@ def jobs_cancel(
     --delete its record removed from the cluster.
     """
     with _errors():
-        message = _backend(ctx, ray_address, namespace, kubeconfig, context).cancel(name, delete=delete)
+        message = backend().cancel(name, delete=delete)
     click.echo(message)
