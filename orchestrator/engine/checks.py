@@ -36,7 +36,8 @@ def version_problems(version: StudyVersion) -> list[Problem]:
 
 
 def _trainable_problems(version: StudyVersion) -> list[Problem]:
-    """Unknown trainable, keys it does not accept, or a metric it never reports (the first of these)."""
+    """Unknown trainable or keys it does not accept (the first of these), else every metric, objective or
+    constraint it never reports."""
     where = _where(version)
     try:
         spec = trainables.get(version.trainable)
@@ -44,13 +45,32 @@ def _trainable_problems(version: StudyVersion) -> list[Problem]:
     except (trainables.UnknownTrainable, trainables.TrainableConfigError) as e:
         path = "trainable" if isinstance(e, trainables.UnknownTrainable) else _key_path(version, e.key)
         return [Problem(path, str(e), where)]
-    if spec.metrics and not any(fnmatch.fnmatchcase(version.metric.name, m) for m in spec.metrics):
-        message = (
-            f"metric {version.metric.name!r} is never reported by trainable {version.trainable!r}; "
-            f"it reports: {', '.join(spec.metrics)}"
-        )
-        return [Problem("metric.name", message, where)]
-    return []
+    problems = []
+    for path, name in _reported_names(version):
+        if spec.metrics and not any(fnmatch.fnmatchcase(name, m) for m in spec.metrics):
+            what = (
+                "metric"
+                if path.startswith("metric")
+                else "constraint"
+                if path.startswith("constraints")
+                else "objective"
+            )
+            message = (
+                f"{what} {name!r} is never reported by trainable {version.trainable!r}; "
+                f"it reports: {', '.join(spec.metrics)}"
+            )
+            problems.append(Problem(path, message, where))
+    return problems
+
+
+def _reported_names(version: StudyVersion) -> list[tuple[str, str]]:
+    """Where in the file each metric a trial must report is named: the metric, each objective, each constraint."""
+    goals = (
+        [(f"objectives[{i}].name", m.name) for i, m in enumerate(version.objectives)]
+        if version.objectives
+        else [("metric.name", version.metric.name)]
+    )
+    return goals + [(f"constraints.{c.name}", c.name) for c in version.constraints]
 
 
 def _where(version: StudyVersion) -> str | None:

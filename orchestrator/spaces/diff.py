@@ -143,7 +143,8 @@ def _default_note(p: Param | None) -> str:
 def _settings(old: StudyVersion, new: StudyVersion) -> list[Change]:
     out: list[Change] = []
     pairs: list[tuple[str, Any, Any]] = [("trainable", old.trainable, new.trainable)]
-    pairs += [("metric", f"{old.metric.name}/{old.metric.mode}", f"{new.metric.name}/{new.metric.mode}")]
+    pairs += [("metric", _goals(old), _goals(new))]
+    pairs += [("constraints", _constraints(old), _constraints(new))]
     for section in ("schedule", "resources", "search"):
         va, vb = vars_of(getattr(old, section)), vars_of(getattr(new, section))
         pairs += [(f"{section}.{k}", va[k], vb[k]) for k in va]
@@ -188,3 +189,12 @@ def render(old: StudyVersion, new: StudyVersion, changes: list[Change], fmt: str
         counts[c.kind] = counts.get(c.kind, 0) + 1
     lines.append("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     return "\n".join(lines)
+
+
+def _goals(version: StudyVersion) -> str:
+    """The metric, or the objectives, as a diff row shows them."""
+    return ", ".join(f"{m.name}/{m.mode}" for m in version.goals)
+
+
+def _constraints(version: StudyVersion) -> str:
+    return "; ".join(c.describe() for c in version.constraints) or "-"

@@ -22,7 +22,7 @@ from orchestrator.errors import did_you_mean
 from .errors import Problem, SpaceError
 from .kinds import Fixed, IntRange, QLogUniform, QUniform
 from .space import NUMERIC_KINDS, Choice, Param, SearchSpace
-from .version import LIARS, Metric, Resources, Schedule, SearchSettings, StudyVersion
+from .version import LIARS, MAX_OBJECTIVES, Constraint, Metric, Resources, Schedule, SearchSettings, StudyVersion
 from .yamlsafe import (
     EXPONENT_TEXT,
     MAX_CHOICE_DEPTH,
@@ -44,6 +44,8 @@ TOP_KEYS = (
     "parent",
     "trainable",
     "metric",
+    "objectives",
+    "constraints",
     "schedule",
     "resources",
     "search",
@@ -51,7 +53,7 @@ TOP_KEYS = (
     "params",
     "notes",
 )
-REQUIRED_TOP = ("study", "version", "trainable", "metric", "params")
+REQUIRED_TOP = ("study", "version", "trainable", "params")  # and one of metric, objectives
 DIST_KEYS = ("uniform", "loguniform", "quniform", "qloguniform", "int", "choice", "fixed")
 MODIFIERS = {
     "uniform": ("default", "limits"),
@@ -417,16 +419,21 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
     if "trainable" in data and (not isinstance(trainable, str) or not trainable):
         ctx.error(("trainable",), f"expected a trainable name, got {_show(trainable)}")
 
-    metric = None
-    if "metric" in data:
-        m = ctx.mapping(data["metric"], ("metric",), "metric")
-        if m is not None and ctx.check_keys(m, ("metric",), ("name", "mode"), "metric"):
-            if not isinstance(m.get("name"), str) or not m.get("name"):
-                ctx.error(("metric", "name"), f"expected the name of a reported metric, got {_show(m.get('name'))}")
-            elif m.get("mode") not in ("min", "max"):
-                ctx.error(("metric", "mode"), f"expected min or max, got {_show(m.get('mode'))}")
-            else:
-                metric = Metric(m["name"], m["mode"])
+    metric, objectives = None, ()
+    if ("metric" in data) == ("objectives" in data):
+        both = "metric" in data
+        ctx.error(
+            ("objectives",) if both else (),
+            "give either metric (one) or objectives (2 or 3), not both"
+            if both
+            else "missing required key 'metric' (or 'objectives', for several)",
+        )
+    elif "metric" in data:
+        metric = _parse_metric(ctx, data["metric"], ("metric",))
+    else:
+        objectives = _parse_objectives(ctx, data["objectives"])
+        metric = objectives[0] if objectives else None
+    constraints = _parse_constraints(ctx, data["constraints"]) if data.get("constraints") is not None else ()
 
     num = lambda what: lambda v, p: _positive_number(ctx, v, p, what)  # noqa: E731
     schedule = _parse_section(
@@ -516,7 +523,63 @@ def _parse_document(ctx: _Ctx, data: Any) -> StudyVersion | None:
         fixed=dict(fixed or {}),
         notes=notes,
         source=ctx.file,
+        objectives=objectives,
+        constraints=constraints,
     )
+
+
+def _parse_metric(ctx: _Ctx, data: Any, path: tuple[Any, ...]) -> Metric | None:
+    """``{name, mode}``: a reported metric and whether lower or higher is better."""
+    m = ctx.mapping(data, path, "a metric")
+    if m is None or not ctx.check_keys(m, path, ("name", "mode"), "a metric"):
+        return None
+    if not isinstance(m.get("name"), str) or not m.get("name"):
+        ctx.error(path + ("name",), f"expected the name of a reported metric, got {_show(m.get('name'))}")
+    elif m.get("mode") not in ("min", "max"):
+        mode = str(m.get("mode"))
+        ctx.error(
+            path + ("mode",), f"expected min or max, got {_show(m.get('mode'))}{did_you_mean(mode, ('min', 'max'))}"
+        )
+    else:
+        return Metric(m["name"], m["mode"])
+    return None
+
+
+def _parse_objectives(ctx: _Ctx, data: Any) -> tuple[Metric, ...]:
+    """``objectives:``: a list of 2 to ``MAX_OBJECTIVES`` metrics, each named once."""
+    path = ("objectives",)
+    if not isinstance(data, list) or not 2 <= len(data) <= MAX_OBJECTIVES:
+        ctx.error(path, f"expected a list of 2 to {MAX_OBJECTIVES} objectives ({{name, mode}} each), got {_show(data)}")
+        return ()
+    parsed = [_parse_metric(ctx, item, path + (i,)) for i, item in enumerate(data)]
+    objectives = tuple(m for m in parsed if m is not None)
+    seen: set[str] = set()
+    for i, m in enumerate(parsed):
+        if m is not None and m.name in seen:
+            ctx.error(path + (i, "name"), f"objective {m.name!r} appears twice")
+        if m is not None:
+            seen.add(m.name)
+    return objectives if len(objectives) == len(data) else ()
+
+
+def _parse_constraints(ctx: _Ctx, data: Any) -> tuple[Constraint, ...]:
+    """``constraints:``: reported metric -> ``{max: x}``, ``{min: x}`` or both."""
+    path = ("constraints",)
+    section = ctx.mapping(data, path, "constraints")
+    out = []
+    for name, bounds in (section or {}).items():
+        where = path + (name,)
+        spec = ctx.mapping(bounds, where, f"the constraint on {name}")
+        if spec is None or not ctx.check_keys(spec, where, ("max", "min"), f"the constraint on {name}"):
+            continue
+        values = {k: _number(ctx, v, where + (k,), k) for k, v in spec.items()}
+        if any(v is None for v in values.values()):
+            continue
+        try:
+            out.append(Constraint(name, max=values.get("max"), min=values.get("min")))
+        except ValueError as e:
+            ctx.error(where, str(e))
+    return tuple(out)
 
 
 def _identifier(ctx: _Ctx, x: Any, path: tuple[Any, ...], what: str) -> str | None:

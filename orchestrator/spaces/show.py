@@ -49,7 +49,12 @@ def render_version(version: StudyVersion, lineage: list[StudyVersion], fmt: str 
         f"file:       {version.source or '-'}",
         "lineage:    " + " -> ".join(f"v{v.version} ({v.short_hash})" for v in lineage),
         f"trainable:  {version.trainable}",
-        f"metric:     {version.metric.name} ({version.metric.mode})",
+        *(
+            [f"objectives: {', '.join(f'{m.name} ({m.mode})' for m in version.objectives)}"]
+            if version.objectives
+            else [f"metric:     {version.metric.name} ({version.metric.mode})"]
+        ),
+        *([f"constraints: {'; '.join(c.describe() for c in version.constraints)}"] if version.constraints else []),
         f"schedule:   {settings(s)}",
         f"resources:  cpu {r.cpu}, gpu {r.gpu} per trial",
         f"search:     {settings(q)}",

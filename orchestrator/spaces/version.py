@@ -1,4 +1,5 @@
-"""A study version: the space with the metric, schedule, resources and search settings, and its content hash."""
+"""A study version: the space with its metric (or objectives and constraints), schedule, resources and search
+settings, and its content hash."""
 
 from __future__ import annotations
 
@@ -26,6 +27,40 @@ class Metric:
     def loss(self, value: float) -> float:
         """The value as a loss to minimise (what TPE wants)."""
         return value if self.mode == "min" else -value
+
+
+MAX_OBJECTIVES = 3  # a front of more objectives is too large to read, and hypervolume too slow to compute
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A bound on a reported metric: a trial whose value breaks it is infeasible (ranked after every feasible one,
+    never the best). ``max`` and ``min`` are inclusive; at least one is set."""
+
+    name: str
+    max: float | None = None
+    min: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max is None and self.min is None:
+            raise ValueError("a constraint needs max, min or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min <= max must hold, but got (min={self.min}, max={self.max})")
+
+    def violation(self, value: float | None) -> float:
+        """How far ``value`` lies outside the bounds (0 when it satisfies them; infinite when it is missing or not
+        finite): what Optuna's constraint function and the feasible-last ranking read."""
+        if value is None or not math.isfinite(value):
+            return math.inf
+        over = value - self.max if self.max is not None else 0.0
+        under = self.min - value if self.min is not None else 0.0
+        return max(over, under, 0.0)
+
+    def spec(self) -> dict[str, float]:
+        return {k: v for k, v in (("min", self.min), ("max", self.max)) if v is not None}
+
+    def describe(self) -> str:
+        return " and ".join(f"{self.name} {'<=' if k == 'max' else '>='} {v:g}" for k, v in self.spec().items())
 
 
 @dataclass(frozen=True)
@@ -124,13 +159,40 @@ class StudyVersion:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     notes: str = ""
     source: str | None = field(default=None, compare=False)
+    # Several objectives (``objectives:`` in the file, 2 or 3) instead of one ``metric:``; ``metric`` is then the
+    # first of them, what single-objective code (the stock ASHA scheduler, a leaderboard's sort) reads.
+    objectives: tuple[Metric, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
+
+    @property
+    def goals(self) -> tuple[Metric, ...]:
+        """Every objective: the ``objectives``, or the one ``metric``."""
+        return self.objectives or (self.metric,)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """The metric names a trial must report: every objective's and every constraint's."""
+        names = [m.name for m in self.goals] + [c.name for c in self.constraints]
+        return tuple(dict.fromkeys(names))
 
     def canonical(self) -> dict[str, Any]:
-        """Everything that decides which trials run; not version, parent, notes or the file."""
+        """Everything that decides which trials run; not version, parent, notes or the file. A file with one
+        ``metric`` and no constraints hashes as before objectives existed."""
+        goals: dict[str, Any] = (
+            {"objectives": [{"name": m.name, "mode": m.mode} for m in self.objectives]}
+            if self.objectives
+            else {"metric": {"name": self.metric.name, "mode": self.metric.mode}}
+        )
+        if self.constraints:
+            goals["constraints"] = {c.name: _canon_numbers(c.spec()) for c in self.constraints}
         return {
             "study": self.study,
             "trainable": self.trainable,
-            "metric": {"name": self.metric.name, "mode": self.metric.mode},
+            **goals,
             "schedule": _canon_numbers(self.schedule.canonical()),
             "resources": _canon_numbers(vars_of(self.resources)),
             "search": _canon_numbers(self.search.canonical()),
