@@ -7,6 +7,11 @@ RUNNING and those that ended since this search started (two filtered queries, wh
 into this search's version (``spaces.carry``: others may search another version). The searcher takes the latest
 snapshot at each suggestion (``SpaceSearcher.watch_peers``).
 
+A trial's run appears in the store a moment after its search suggested it (the logger creates it), so while
+another search runs each search also publishes the configurations it has suggested and not finished as a tag of
+its own run (``schema.PENDING``, written by this thread at once, ``publish``): the other counts them as running
+from then on. Running configurations are told apart by value (a run and a pending entry of one are one).
+
 What it costs per suggestion: with no other live search, nothing (the snapshot is read from memory). With one,
 a suggestion waits for a read of the store at most ``PEERS_FRESH_S`` old, at most ``PEERS_WAIT_S`` (a store that
 answers slower than that is read in the background only), and the library's state is rebuilt when the peers'
@@ -16,28 +21,32 @@ searches suggest before either's run exists (the first of each, started in the s
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import first_line
 from orchestrator.spaces import StudyVersion, ValueNotInSpace
 from orchestrator.spaces.carry import CarriedTrial, carry, fit
+from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore
 
 PEERS_POLL_S = 2.0  # how often the store is read for other live searches (and their trials while there are any)
 PEERS_FRESH_S = 0.5  # with other live searches, a suggestion wants a read at most this old ...
-PEERS_WAIT_S = 1.0  # ... and waits at most this long for one
+PEERS_WAIT_S = 3.0  # ... and waits at most this long for one
 
 
 @dataclass(frozen=True)
 class PeerTrials:
-    """Other searches' trials as one read found them: running (run id -> values) and finished since this search
-    started (run id -> carried trial), both fitted into this search's version."""
+    """Other searches' trials as one read found them: running (their values as JSON -> values: trial runs RUNNING
+    and configurations the searches published as pending) and finished since this search started (run id ->
+    carried trial), both fitted into this search's version."""
 
-    running: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    running: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # by their values as JSON
     finished: Mapping[str, CarriedTrial] = field(default_factory=dict)
 
 
@@ -63,6 +72,8 @@ class StudyPeers:
         self._changed = threading.Condition()
         self._wanted = False
         self._stopped = False
+        self._to_publish: str | None = None  # this search's pending configurations (JSON) not yet written
+        self._published = ""
         self._thread = threading.Thread(target=self._run, name="orchestrator-peers", daemon=True)
 
     def snapshot(self) -> PeerTrials | None:
@@ -75,6 +86,16 @@ class StudyPeers:
                 self._changed.notify_all()
                 self._changed.wait_for(lambda: self._read_at >= asked or self._stopped, timeout=PEERS_WAIT_S)
         return self._snapshot
+
+    def publish(self, pending: list[dict[str, Any]]) -> None:
+        """This search's suggested, unfinished configurations, written to its run by the thread at once while
+        another search runs (nothing otherwise)."""
+        if not self.active:
+            return
+        with self._changed:
+            self._to_publish = json.dumps(pending, sort_keys=True, default=str)
+            self._wanted = True
+            self._changed.notify_all()
 
     def start(self) -> StudyPeers:
         self._thread.start()
@@ -96,6 +117,7 @@ class StudyPeers:
     def _run(self) -> None:
         while True:
             try:
+                self._write_pending()
                 self.read()
                 self.last_error = ""
             except Exception as e:  # a store that does not answer now: the search goes on, the next read tries again
@@ -107,6 +129,12 @@ class StudyPeers:
                 self._wanted = False
                 if self._stopped:
                     return
+
+    def _write_pending(self) -> None:
+        text, self._to_publish = self._to_publish, None
+        if text is not None and text != self._published:
+            self.store.log_batch(self.parent_run_id, tags={schema.PENDING: text})
+            self._published = text
 
     def read(self) -> PeerTrials | None:
         """Read the store now (the other live searches, then their trials while there are any)."""
@@ -120,14 +148,18 @@ class StudyPeers:
         running_rows = self.store.trials(study, kind=self.kind, running=True)
         ended_rows = self.store.trials(study, kind=self.kind, ended_after_ms=self.since_ms)
         self.last_read_s = time.perf_counter() - start
+        configs = [row.config for row in running_rows if row.parent_run_id != self.parent_run_id]
+        for run in searches:
+            if run.info.run_id != self.parent_run_id:
+                with suppress(ValueError, TypeError):
+                    configs += [c for c in json.loads(run.data.tags.get(schema.PENDING, "[]")) if isinstance(c, dict)]
         running: dict[str, dict[str, Any]] = {}
-        for row in running_rows:
-            if row.parent_run_id == self.parent_run_id:
-                continue
+        for config in configs:
             try:
-                running[row.run_id] = fit(self.version.params, row.config)
+                values = fit(self.version.params, config)
             except ValueNotInSpace:
                 continue
+            running[json.dumps(values, sort_keys=True, default=str)] = values
         metric = self.version.metric.name
         finished: dict[str, CarriedTrial] = {}
         for row in ended_rows:

@@ -29,6 +29,7 @@ CARRY = "orchestrator.carry"
 EXPERIMENT_PATH = "orchestrator.experiment_path"
 BEST_CONFIG = "orchestrator.best_config"
 END_REASON = "orchestrator.end_reason"
+PENDING = "orchestrator.pending"  # a search's running configurations while another search of its study runs
 RAY_JOB_ID = "orchestrator.ray_job_id"
 TRIAL_ID = "orchestrator.trial_id"
 CONFIG = "orchestrator.config"
@@ -151,6 +152,13 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(CARRY, "search", "tag", "carry-over report (JSON): carried, defaulted and dropped counts by reason"),
     SchemaEntry(EXPERIMENT_PATH, "search", "tag", "where Ray Tune keeps the search's state (`orchestrator resume` it)"),
     SchemaEntry(BEST_CONFIG, "search", "tag", "values of the best trial (JSON), set when the search finishes"),
+    SchemaEntry(
+        PENDING,
+        "search",
+        "tag",
+        "the configurations this search has suggested and not yet finished (JSON list), kept up while another "
+        "search of the study runs: each counts the other's as running (`engine/peers.py`)",
+    ),
     SchemaEntry(
         END_REASON,
         "search",

@@ -41,8 +41,9 @@ Continuous values practically never repeat, so the rule changes nothing there.
 **Peers.** Another live search of the same study (a teammate's, started at the same time) runs trials this
 searcher would otherwise repeat. ``watch_peers`` gives it a source of their trials as the tracking store has them
 (``engine.peers.StudyPeers``, read in the background): at each suggestion their running trials count as this
-searcher's own running ones (the liar, start-up, repeats; keys ``PEER`` + run id) and their newly finished ones as
-carried trials. What a peer snapshot holds is never saved: a resumed search reads the store again.
+searcher's own running ones (the liar, start-up, repeats; keys ``PEER`` + the values as JSON) and their newly
+finished ones as carried trials; after each suggestion it publishes what it runs (``PeerSource.publish``). What a
+peer snapshot holds is never saved: a resumed search reads the store again.
 
 **Replays.** ``replay_first`` queues trials to suggest again, as they ran (values and seed), before any
 new suggestion: ``orchestrator resume`` continues the trials a dead driver left running this way. A
@@ -73,8 +74,11 @@ class PeerSource(Protocol):
     """Where a searcher reads other live searches' trials (``engine.peers.StudyPeers``)."""
 
     def snapshot(self) -> Any:
-        """The latest ``PeerTrials`` (``running``: run id -> values; ``finished``: run id -> carried trial), a new
-        object whenever they changed; None before the first read."""
+        """The latest ``PeerTrials`` (``running``: values as JSON -> values; ``finished``: run id -> carried trial),
+        a new object whenever they changed; None before the first read."""
+
+    def publish(self, pending: list[dict[str, Any]]) -> None:
+        """This search's suggested, unfinished configurations, for the other live searches."""
 
 
 # Scored earlier trials as warm start carries them (``spaces.carry``): (config, loss) or (config, loss, history).
@@ -177,7 +181,10 @@ class SpaceSearcher(Searcher, ABC):
         if self._replays:
             return self._replay(trial_id)
         self._apply_peers()
-        return self._suggest(trial_id)
+        config = self._suggest(trial_id)
+        if self._peers is not None:  # what this search runs now, for the other live searches of the study
+            self._peers.publish([self._live[t] for t in self._own_live()])
+        return config
 
     # ------------------------------------------------------------------ peers
 
@@ -195,10 +202,10 @@ class SpaceSearcher(Searcher, ABC):
         for key in [k for k in self._live if k.startswith(PEER) and k[len(PEER) :] not in snapshot.running]:
             self._live_rungs.pop(key, None)
             self._forget(self._live.pop(key))
-        for run_id, values in snapshot.running.items():
-            if PEER + run_id not in self._live:
-                self._live[PEER + run_id] = dict(values)
-                self._live_rungs[PEER + run_id] = {}
+        for key, values in snapshot.running.items():
+            if PEER + key not in self._live:
+                self._live[PEER + key] = dict(values)
+                self._live_rungs[PEER + key] = {}
                 if self._known is not None:
                     self._known[self._key(values)] += 1
         for run_id, trial in snapshot.finished.items():
