@@ -9,13 +9,17 @@ snapshot at each suggestion (``SpaceSearcher.watch_peers``).
 
 A trial's run appears in the store a moment after its search suggested it (the logger creates it), so while
 another search runs each search also publishes the configurations it has suggested and not finished as a tag of
-its own run (``schema.PENDING``, written by this thread at once, ``publish``): the other counts them as running
-from then on. Running configurations are told apart by value (a run and a pending entry of one are one).
+its own run (``schema.PENDING``): the other counts them as running. Two searches that suggest at the same moment
+see the same state and may choose alike, so a suggestion is a claim (``claim``): its configuration is written to
+the run's pending list, then the other searches' lists are read, and a configuration another search claimed too
+is given up and suggested again (both may give it up; neither runs it twice). Running configurations are told
+apart by value (a run and a pending entry of one are one).
 
 What it costs per suggestion: with no other live search, nothing (the snapshot is read from memory). With one,
-a suggestion waits for a read of the store at most ``PEERS_FRESH_S`` old, at most ``PEERS_WAIT_S`` (a store that
-answers slower than that is read in the background only), and the library's state is rebuilt when the peers'
-trials changed; ``StudyPeers.last_read_s`` holds how long the last read took. Best effort by design: trials two
+a suggestion waits for a read of the store at most ``PEERS_FRESH_S`` old (at most ``PEERS_WAIT_S``: a store that
+answers slower than that is read in the background only), makes its claim (one write and one read of the
+searches' runs, ``StudyPeers.last_claim_s``), and the library's state is rebuilt when the peers' trials changed;
+``StudyPeers.last_read_s`` holds how long the last background read took. Best effort by design: trials two
 searches suggest before either's run exists (the first of each, started in the same second) are not told apart.
 """
 
@@ -65,6 +69,7 @@ class StudyPeers:
         self.store, self.version, self.parent_run_id, self.kind = store, version, parent_run_id, kind
         self.since_ms, self.poll_s = since_ms, poll_s
         self.last_read_s = 0.0  # how long the last read of the store took
+        self.last_claim_s = 0.0  # how long the last claim took (a write and a read)
         self.last_error = ""  # why the last read failed (the search goes on without it)
         self.active = False  # whether another search of the study was RUNNING at the last read
         self._snapshot: PeerTrials | None = None
@@ -72,8 +77,6 @@ class StudyPeers:
         self._changed = threading.Condition()
         self._wanted = False
         self._stopped = False
-        self._to_publish: str | None = None  # this search's pending configurations (JSON) not yet written
-        self._published = ""
         self._thread = threading.Thread(target=self._run, name="orchestrator-peers", daemon=True)
 
     def snapshot(self) -> PeerTrials | None:
@@ -87,15 +90,33 @@ class StudyPeers:
                 self._changed.wait_for(lambda: self._read_at >= asked or self._stopped, timeout=PEERS_WAIT_S)
         return self._snapshot
 
-    def publish(self, pending: list[dict[str, Any]]) -> None:
-        """This search's suggested, unfinished configurations, written to its run by the thread at once while
-        another search runs (nothing otherwise)."""
+    def claim(self, values: dict[str, Any], pending: list[dict[str, Any]]) -> bool:
+        """Publish ``pending`` (this search's suggested, unfinished configurations, ``values`` the newest) now, then
+        whether no other live search has ``values`` among its own: False means another search claimed them at the
+        same moment, and this search should suggest again. True at once when no other search runs."""
         if not self.active:
-            return
-        with self._changed:
-            self._to_publish = json.dumps(pending, sort_keys=True, default=str)
-            self._wanted = True
-            self._changed.notify_all()
+            return True
+        start = time.perf_counter()
+        text = json.dumps(pending, sort_keys=True, default=str)
+        try:
+            self.store.log_batch(self.parent_run_id, tags={schema.PENDING: text})
+            theirs = self._pending_of_others(self.store.searches(self.version.study, running=True))
+        except Exception as e:  # the store does not answer now: the suggestion stands, the next one tries again
+            self.last_error = first_line(e)
+            return True
+        finally:
+            self.last_claim_s = time.perf_counter() - start
+        key = json.dumps(values, sort_keys=True, default=str)
+        return all(json.dumps(_fitted(self.version, c), sort_keys=True, default=str) != key for c in theirs)
+
+    def _pending_of_others(self, searches: list[Any]) -> list[dict[str, Any]]:
+        """The configurations the other running searches published as pending."""
+        out: list[dict[str, Any]] = []
+        for run in searches:
+            if run.info.run_id != self.parent_run_id:
+                with suppress(ValueError, TypeError):
+                    out += [c for c in json.loads(run.data.tags.get(schema.PENDING, "[]")) if isinstance(c, dict)]
+        return out
 
     def start(self) -> StudyPeers:
         self._thread.start()
@@ -117,7 +138,6 @@ class StudyPeers:
     def _run(self) -> None:
         while True:
             try:
-                self._write_pending()
                 self.read()
                 self.last_error = ""
             except Exception as e:  # a store that does not answer now: the search goes on, the next read tries again
@@ -129,12 +149,6 @@ class StudyPeers:
                 self._wanted = False
                 if self._stopped:
                     return
-
-    def _write_pending(self) -> None:
-        text, self._to_publish = self._to_publish, None
-        if text is not None and text != self._published:
-            self.store.log_batch(self.parent_run_id, tags={schema.PENDING: text})
-            self._published = text
 
     def read(self) -> PeerTrials | None:
         """Read the store now (the other live searches, then their trials while there are any)."""
@@ -149,17 +163,12 @@ class StudyPeers:
         ended_rows = self.store.trials(study, kind=self.kind, ended_after_ms=self.since_ms)
         self.last_read_s = time.perf_counter() - start
         configs = [row.config for row in running_rows if row.parent_run_id != self.parent_run_id]
-        for run in searches:
-            if run.info.run_id != self.parent_run_id:
-                with suppress(ValueError, TypeError):
-                    configs += [c for c in json.loads(run.data.tags.get(schema.PENDING, "[]")) if isinstance(c, dict)]
+        configs += self._pending_of_others(searches)
         running: dict[str, dict[str, Any]] = {}
         for config in configs:
-            try:
-                values = fit(self.version.params, config)
-            except ValueNotInSpace:
-                continue
-            running[json.dumps(values, sort_keys=True, default=str)] = values
+            values = _fitted(self.version, config)
+            if values is not None:
+                running[json.dumps(values, sort_keys=True, default=str)] = values
         metric = self.version.metric.name
         finished: dict[str, CarriedTrial] = {}
         for row in ended_rows:
@@ -171,3 +180,11 @@ class StudyPeers:
         if old is None or old.running.keys() != running.keys() or old.finished.keys() != finished.keys():
             self._snapshot = PeerTrials(running, finished)
         return self._snapshot
+
+
+def _fitted(version: StudyVersion, config: dict[str, Any]) -> dict[str, Any] | None:
+    """``config`` fitted into ``version``'s space (``spaces.carry.fit``), None when it does not fit."""
+    try:
+        return fit(version.params, config)
+    except ValueNotInSpace:
+        return None

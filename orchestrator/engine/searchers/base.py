@@ -42,8 +42,9 @@ Continuous values practically never repeat, so the rule changes nothing there.
 searcher would otherwise repeat. ``watch_peers`` gives it a source of their trials as the tracking store has them
 (``engine.peers.StudyPeers``, read in the background): at each suggestion their running trials count as this
 searcher's own running ones (the liar, start-up, repeats; keys ``PEER`` + the values as JSON) and their newly
-finished ones as carried trials; after each suggestion it publishes what it runs (``PeerSource.publish``). What a
-peer snapshot holds is never saved: a resumed search reads the store again.
+finished ones as carried trials; each suggestion is a claim (``PeerSource.claim``): a configuration another
+search claimed at the same moment is given up. What a peer snapshot holds is never saved: a resumed search reads
+the store again.
 
 **Replays.** ``replay_first`` queues trials to suggest again, as they ran (values and seed), before any
 new suggestion: ``orchestrator resume`` continues the trials a dead driver left running this way. A
@@ -77,8 +78,8 @@ class PeerSource(Protocol):
         """The latest ``PeerTrials`` (``running``: values as JSON -> values; ``finished``: run id -> carried trial),
         a new object whenever they changed; None before the first read."""
 
-    def publish(self, pending: list[dict[str, Any]]) -> None:
-        """This search's suggested, unfinished configurations, for the other live searches."""
+    def claim(self, values: dict[str, Any], pending: list[dict[str, Any]]) -> bool:
+        """Publish ``pending`` (``values`` the newest); False when another live search claimed ``values`` too."""
 
 
 # Scored earlier trials as warm start carries them (``spaces.carry``): (config, loss) or (config, loss, history).
@@ -90,6 +91,7 @@ DRAWN = "random"  # ``suggested_by`` of values drawn at random (random search, o
 REPEAT_RETRIES = 8  # times the library is asked again, the repeat counted as a poor result, before random draws
 REPEAT_DRAWS = 100  # random draws for values no trial has, before a repeat is suggested after all
 PEER = "peer:"  # the key prefix of another live search's running trial among ``_live``
+CLAIM_RETRIES = 4  # suggestions given up to other live searches that chose alike at the same moment
 
 
 @dataclass(frozen=True)
@@ -182,9 +184,32 @@ class SpaceSearcher(Searcher, ABC):
             return self._replay(trial_id)
         self._apply_peers()
         config = self._suggest(trial_id)
-        if self._peers is not None:  # what this search runs now, for the other live searches of the study
-            self._peers.publish([self._live[t] for t in self._own_live()])
+        for _ in range(CLAIM_RETRIES):
+            if self._peers is None or config is None or trial_id not in self._live:
+                break
+            values = self._live[trial_id]
+            if self._peers.claim(values, [self._live[t] for t in self._own_live()]):
+                break
+            # another live search of the study chose the same configuration at the same moment: it runs it
+            self._retract(trial_id)
+            self._live[PEER + self._json(values)] = dict(values)
+            self._live_rungs[PEER + self._json(values)] = {}
+            if self._known is not None:
+                self._known[self._key(values)] += 1
+            self._build()
+            config = self._suggest(trial_id)
         return config
+
+    def _retract(self, trial_id: str) -> None:
+        """Take back the suggestion ``trial_id`` (its configuration is given up before the trial starts)."""
+        values = self._live.pop(trial_id)
+        self._live_rungs.pop(trial_id, None)
+        self.suggested_by.pop(trial_id, None)
+        self._forget(values)
+
+    @staticmethod
+    def _json(values: Mapping[str, Any]) -> str:
+        return json.dumps(values, sort_keys=True, default=str)
 
     # ------------------------------------------------------------------ peers
 
