@@ -2,7 +2,7 @@
 
 What a reviewer opens on the search's run (names in ``tracking.schema``, all under ``review/``): the
 leaderboard as Markdown and Parquet (a copy of the Markdown on the best trial's run), the best values
-as a space-file fragment, the parameter importance (``review.importance``, a plot and its numbers) and
+as a space-file fragment, the parameter importance (``analysis.importance``, a plot and its numbers) and
 the best value so far against trials; and the best trial's model in the Model Registry
 (``review.model``). Importance and model are optional parts: when one cannot be made, a tag on the run
 says why (``IMPORTANCE_SKIPPED``, ``MODEL_SKIPPED``) and the rest is still logged. The runner calls
@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
+from orchestrator.analysis.importance import Importance, ImportanceSkipped, parameter_importance
 from orchestrator.engine.runner import failure_line
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import StudyVersion
@@ -29,7 +30,6 @@ from orchestrator.spaces.writer import to_document
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore
 
-from .importance import Importance, ImportanceSkipped, parameter_importance
 from .leaderboard import Leaderboard, TrialOutcome
 from .model import ModelSkipped, RegisteredModel, log_best_model
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from orchestrator.review.leaderboard import TrialOutcome  # until the next commit makes it a protocol
 from orchestrator.spaces import StudyVersion, ValueNotInSpace
-
-from .leaderboard import TrialOutcome
 
 MIN_TRIALS = 4  # fewer trials than this tell nothing about importance
 MIN_PARAMS = 2  # one parameter is trivially "all the importance"
