@@ -174,6 +174,7 @@ def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_tria
         raise click.ClickException(str(e)) from None
     if dry_run:
         click.echo(proposal.as_diff(), nl=False)
+        click.echo("\n".join(proposal.evidence_lines()))
         click.echo(f"(dry run: {proposal.path} not written)")
         return
     written = proposal.write()

@@ -1,13 +1,17 @@
 """``orchestrator space refine``: find the version to refine, read its study's trials, propose, write.
 
-The proposal is the next free version number of the study folder, with ``parent`` the refined
-version; it is written beside the others and never over an existing file (``--dry-run``
-prints it as a diff of the two files instead).
+``refine_trials`` is the whole decision from any trials (the command, the benchmarks and the tests call
+it): the usable trials and their budget (``spaces.refine.rank``), the model's evidence about them
+(``analysis.evidence.gather_evidence``), the rules (``spaces.refine.refine``). The proposal is the next
+free version number of the study folder, with ``parent`` the refined version; it is written beside the
+others and never over an existing file (``--dry-run`` prints it as a diff of the two files instead, with
+the evidence per parameter).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Study, StudyVersion, load_study
 from orchestrator.spaces.io import VERSION_FILE
-from orchestrator.spaces.refine import Refinement, RefineOptions, refine
+from orchestrator.spaces.refine import Refinement, RefineOptions, ScoredTrial, rank, refine
 from orchestrator.spaces.writer import dump, write
 
 from .trials import scored_trials
@@ -78,6 +82,11 @@ class Proposal:
             )
         )
 
+    def evidence_lines(self) -> list[str]:
+        """What the model says about each searched parameter, changed or not, and what refine made of it."""
+        head = f"evidence per parameter ({self.refinement.model}):"
+        return [head, *(f"  {c.note}" for c in self.refinement.assessed)]
+
     def write(self) -> Path:
         """Write the new version; a file already there is an error, never overwritten."""
         try:
@@ -90,4 +99,20 @@ def propose(path: str | Path, store: MlflowStore, options: RefineOptions | None 
     """Refine the version at ``path`` from every trial of its study in ``store``."""
     target = find_target(path)
     trials = scored_trials(store, target.version)
-    return Proposal(target, refine(target.version, trials, options, number=target.next_number))
+    return Proposal(target, refine_trials(target.version, trials, options, number=target.next_number))
+
+
+def refine_trials(
+    version: StudyVersion,
+    trials: Sequence[ScoredTrial],
+    options: RefineOptions | None = None,
+    number: int | None = None,
+) -> Refinement:
+    """The version ``orchestrator space refine`` proposes from ``trials``: rank them, model them, apply the rules.
+
+    Raises ``NotEnoughTrials`` / ``RefineError`` (``orchestrator.spaces.refine``) as ``refine`` does."""
+    from orchestrator.analysis.evidence import gather_evidence
+
+    opts = options or RefineOptions()
+    ranking = rank(version, trials, opts.min_trials)
+    return refine(version, ranking, gather_evidence(version, ranking, opts), opts, number)
