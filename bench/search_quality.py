@@ -274,13 +274,14 @@ def refine_restart(problem: Problem, n: int, seed: int, rule: str = "model") -> 
 
 
 MODEL_RULE, TOPK_RULE = "model", "top-K"  # refine's rule now (the product's), and before issue 25 (bench copy)
+REFINE_OPTIONS = RefineOptions()  # the model rule's options: the defaults (``--narrow-p`` changes one for a trial)
 UNCHANGED = "v1 unchanged"  # the restart alone: a second search of v1, warm-started, as when refine changes nothing
 
 
 def refined_version(v1: StudyVersion, trace: Trace, rule: str = MODEL_RULE) -> StudyVersion:
     """What ``orchestrator space refine`` would propose from ``trace``'s trials; ``v1`` when it proposes nothing.
 
-    ``rule`` is the product's (``refine_trials``: rank, model, rules; default ``RefineOptions``), the top-K rule
+    ``rule`` is the product's (``refine_trials``: rank, model, rules; ``REFINE_OPTIONS``), the top-K rule
     it replaced (``bench.refine_topk``), or ``UNCHANGED`` (v1 as it is). The losses are the metric's values: every
     problem here minimises a metric named ``loss``.
     """
@@ -293,7 +294,7 @@ def refined_version(v1: StudyVersion, trace: Trace, rule: str = MODEL_RULE) -> S
     try:
         if rule == TOPK_RULE:
             return refine_topk(v1, trials).version
-        return refine_trials(v1, trials, RefineOptions()).version
+        return refine_trials(v1, trials, REFINE_OPTIONS).version
     except RefineError:  # too few trials, or nothing worth changing: the restart goes on with v1
         return v1
 
@@ -633,12 +634,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--restart-seeds", default="10,30", help="refine + restart vs cold over the first S seeds, each S (10,30)"
     )
     p.add_argument("--cost-trials", default="100,1000", help="trial counts refine's cost is measured at (100,1000)")
+    p.add_argument("--narrow-p", type=float, help="RefineOptions.narrow_p for the model rule (default: the product's)")
     args = p.parse_args(argv)
     common.quiet_libraries()
+    global REFINE_OPTIONS
+    REFINE_OPTIONS = RefineOptions() if args.narrow_p is None else RefineOptions(narrow_p=args.narrow_p)
     parts = set(args.parts.split(","))
     seeds = args.seeds or (10 if args.quick else 20)
     variants = [] if args.no_variants else QUICK_VARIANTS if args.quick else FULL_VARIANTS
-    out: dict[str, Any] = {"trials": args.trials, "seeds": seeds, "problems": {}}
+    out: dict[str, Any] = {
+        "trials": args.trials,
+        "seeds": seeds,
+        "problems": {},
+        "refine_options": vars(REFINE_OPTIONS),
+    }
     if "search" in parts:
         for problem in analytic_problems():
             print(
