@@ -11,23 +11,41 @@ Methods, all on the same space definitions (the orchestrator's ``StudyVersion``)
 * ``hyperopt variants``: the orchestrator's searcher with other TPE settings (``n_startup_jobs``, ``gamma``,
   ``n_EI_candidates``, ``prior_weight``), passed to ``hyperopt.tpe.suggest`` through a subclass's
   ``tpe_settings``;
-* ``refine + restart``: the team workflow. v1 for N/2 trials, then v2 proposed by the product's ``refine``
-  (``orchestrator.spaces.refine``, default ``RefineOptions``: the rules ``orchestrator space refine`` applies)
-  from those trials, warm-started with the v1 trials that fit (``orchestrator.spaces.carry``), for N/2 more;
-  when refine proposes no change, the restart continues v1. Compared with one cold search of N trials
-  (``orchestrator TPE``): the ``refine_restart`` goal, met when its median best is at least as good.
+* ``refine + restart``: the team workflow. v1 for N/2 trials, then v2 proposed by the product's refine
+  (``orchestrator.evolution.refining.refine_trials``, default ``RefineOptions``: what ``orchestrator space
+  refine`` does) from those trials, warm-started with the v1 trials that fit (``orchestrator.spaces.carry``),
+  for N/2 more; when refine proposes no change, the restart continues v1. Compared with one cold search of N
+  trials (``orchestrator TPE``): the ``refine_restart`` goal, met when its median best is at least as good.
+
+The ``refine`` part (issue 25; ``--parts refine``) measures refine's decisions, with the rule it replaced
+(``bench.refine_topk``, today's top-K rule kept for the benchmark) side by side on the same trials:
+
+* **decisions**: four cases (``refine_cases``): an optimum just beyond a bound beside a parameter with a
+  wider range that dominates, an optimum inside a wide log range, the conditional problem (optimum in the
+  sgd branch), a parameter without effect. For each, ``--refine-seeds`` (20) searches of 15 and 30
+  orchestrator-TPE trials; per seed, whether the proposal widened the bound that should widen, cut a range
+  so that it excludes the optimum (for the optimum beyond a bound: moved that bound inwards), left the
+  parameter without effect alone (``judge``). Goals: widened in >= 80 % of seeds at 30 trials, the optimum
+  excluded in <= 5 % at both sizes in every case.
+* **restart**: refine + restart with each rule, the restart with v1 unchanged (a second warm-started search
+  of v1: what refine + restart is when refine changes nothing) and the cold search, on the three problems,
+  median best over the first 10 and the first 30 seeds (``--restart-seeds``).
+* **cost**: seconds ``refine_trials`` takes on 100 and 1,000 random trials of Hartmann-6 and of the
+  conditional space.
 
 Problems: Branin (optimum 0.397887), Hartmann-6 (-3.32237), a conditional space (optimizer adam/sgd with a
 momentum only under sgd, log-uniform lr, int layers; optimum 0), and in full mode the ConvNet-digits space
 (``search_spaces/convnet_digits/v1.yaml``, 2 epochs, loss = 1 - best validation accuracy; N=12, 3 seeds: a trial
 takes 5-30 s on 2 CPU cores, so this part alone runs for 30-60 minutes there).
 
-    python -m bench.search_quality --quick     # 10 seeds, N=50, three analytic problems
+    python -m bench.search_quality --quick     # 10 seeds, N=50, three analytic problems; and the refine part
     python -m bench.search_quality             # 20 seeds, more variants, plus ConvNet-digits (long on 2 cores)
+    python -m bench.search_quality --parts refine   # refine's decisions, restarts and cost only
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import statistics
@@ -40,11 +58,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench import common
-from bench.spacetools import make_version
+from bench.refine_topk import refine_topk
+from bench.spacetools import make_version, sample_config
 from orchestrator.engine.searchers import searcher_class
+from orchestrator.evolution.refining import refine_trials
 from orchestrator.spaces import Metric, StudyVersion, load_version
 from orchestrator.spaces.carry import PriorTrial, carry
-from orchestrator.spaces.refine import RefineError, RefineOptions, ScoredTrial, refine
+from orchestrator.spaces.refine import RefineError, RefineOptions, ScoredTrial
 from orchestrator.spaces.writer import dump
 
 if TYPE_CHECKING:
@@ -240,12 +260,12 @@ COLD = "orchestrator TPE"  # the cold search refine + restart is compared with: 
 RESTART_SEED_OFFSET = 7919  # the restarted search's seed: seed + this, so v2's draws differ from v1's
 
 
-def refine_restart(problem: Problem, n: int, seed: int) -> Trace:
+def refine_restart(problem: Problem, n: int, seed: int, rule: str = "model") -> Trace:
     """v1 for n/2 trials, v2 from ``refine`` warm-started with the v1 trials that fit it, n/2 more."""
     first = n // 2
     v1 = problem.version
     t1 = run_searcher(v1, problem.objective, first, seed)
-    v2 = refined_version(v1, t1)
+    v2 = refined_version(v1, t1, rule)
     report = carry(
         (PriorTrial(c, loss, "FINISHED", v1.version) for c, loss in zip(t1.configs, t1.losses, strict=True)), v2
     )
@@ -253,17 +273,28 @@ def refine_restart(problem: Problem, n: int, seed: int) -> Trace:
     return Trace(t1.configs + t2.configs, t1.losses + t2.losses)
 
 
-def refined_version(v1: StudyVersion, trace: Trace) -> StudyVersion:
+MODEL_RULE, TOPK_RULE = "model", "top-K"  # refine's rule now (the product's), and before issue 25 (bench copy)
+REFINE_OPTIONS = RefineOptions()  # the model rule's options: the defaults (``--narrow-p`` changes one for a trial)
+UNCHANGED = "v1 unchanged"  # the restart alone: a second search of v1, warm-started, as when refine changes nothing
+
+
+def refined_version(v1: StudyVersion, trace: Trace, rule: str = MODEL_RULE) -> StudyVersion:
     """What ``orchestrator space refine`` would propose from ``trace``'s trials; ``v1`` when it proposes nothing.
 
-    The losses are the metric's values: every problem here minimises a metric named ``loss``.
+    ``rule`` is the product's (``refine_trials``: rank, model, rules; ``REFINE_OPTIONS``), the top-K rule
+    it replaced (``bench.refine_topk``), or ``UNCHANGED`` (v1 as it is). The losses are the metric's values: every
+    problem here minimises a metric named ``loss``.
     """
     trials = [
         ScoredTrial(c, loss, version=v1.version, run_id=f"t{i:04d}")
         for i, (c, loss) in enumerate(zip(trace.configs, trace.losses, strict=True))
     ]
+    if rule == UNCHANGED:
+        return v1
     try:
-        return refine(v1, trials, RefineOptions()).version
+        if rule == TOPK_RULE:
+            return refine_topk(v1, trials).version
+        return refine_trials(v1, trials, REFINE_OPTIONS).version
     except RefineError:  # too few trials, or nothing worth changing: the restart goes on with v1
         return v1
 
@@ -289,6 +320,278 @@ FULL_VARIANTS = [
     searcher_method("hyperopt prior_weight=0.5", prior_weight=0.5),
     searcher_method("hyperopt startup=3 EI=100", startup=3, n_EI_candidates=100),
 ]
+
+
+# --------------------------------------------------------------------------- refine decision quality (issue 25)
+
+REFINE_SIZES = (15, 30)  # orchestrator TPE trials before refine (``--refine-sizes``)
+RULES = (MODEL_RULE, TOPK_RULE)
+
+
+@dataclass(frozen=True)
+class RefineCase:
+    """A space, its objective and what a right proposal does.
+
+    ``holds_optimum(v2)``: v2 still holds the best configuration v1's ranges allow (for an optimum beyond a bound,
+    the point on that bound: narrowing that side moves away from the optimum); ``widened(v2)``: the bound that
+    should widen did (``None`` when none should); ``no_effect``: top-level parameters that do not change the loss.
+    """
+
+    name: str
+    what: str
+    version: StudyVersion
+    objective: Objective
+    holds_optimum: Callable[[StudyVersion], bool]
+    widened: Callable[[StudyVersion], bool] | None = None
+    no_effect: tuple[str, ...] = ()
+
+
+def refine_cases() -> list[RefineCase]:
+    beyond = make_version(
+        "r_beyond", {"x": {"uniform": [1.0, 2.0], "limits": [0.0, 10.0]}, "y": {"uniform": [-10.0, 10.0]}}
+    )
+    inside = make_version("r_inside", {"lr": {"loguniform": [1.0e-5, 1.0]}, "y": {"uniform": [0.0, 1.0]}})
+    no_effect = make_version(
+        "r_no_effect",
+        {"x": {"uniform": [0.0, 1.0]}, "y": {"uniform": [-5.0, 5.0]}, "z": {"uniform": [0.0, 10.0]}},
+    )
+    conditional_version = analytic_problems()[2].version
+
+    def holds(config: Mapping[str, Any]) -> Callable[[StudyVersion], bool]:
+        return lambda v: v.params.contains(config) is None
+
+    return [
+        RefineCase(
+            "beyond a bound",
+            "x in [1, 2] (limits [0, 10]) with its optimum at 0.3, beside y in [-10, 10] that dominates: "
+            "(x - 0.3)^2 + 0.1 (y - 2)^2",
+            beyond,
+            lambda c: (c["x"] - 0.3) ** 2 + 0.1 * (c["y"] - 2.0) ** 2,
+            holds({"x": 1.0, "y": 2.0}),
+            lambda v: v.params.params["x"].low < 1.0,
+        ),
+        RefineCase(
+            "inside a wide range",
+            "lr log-uniform in [1e-5, 1] with its optimum at 1e-3, beside y in [0, 1]: "
+            "((log10 lr + 3) / 2)^2 + (y - 0.7)^2",
+            inside,
+            lambda c: ((math.log10(c["lr"]) + 3.0) / 2.0) ** 2 + (c["y"] - 0.7) ** 2,
+            holds({"lr": 1.0e-3, "y": 0.7}),
+        ),
+        RefineCase(
+            "one branch of a conditional space",
+            "the conditional problem: optimum 0 with sgd (lr 10^-1.5, momentum 0.9, layers 3); adam's best is 0.3",
+            conditional_version,
+            conditional,
+            holds({"optimizer": {"name": "sgd", "momentum": 0.9}, "lr": 10**-1.5, "layers": 3}),
+        ),
+        RefineCase(
+            "a parameter without effect",
+            "z in [0, 10] changes nothing, beside x in [0, 1] and y in [-5, 5]: 4 (x - 0.3)^2 + 0.1 (y - 1)^2",
+            no_effect,
+            lambda c: 4.0 * (c["x"] - 0.3) ** 2 + 0.1 * (c["y"] - 1.0) ** 2,
+            lambda v: v.params.contains({"x": 0.3, "y": 1.0, "z": v.params.params["z"].low}) is None,
+            no_effect=("z",),
+        ),
+    ]
+
+
+def case_trace(case: RefineCase, n: int, seed: int) -> Trace:
+    """The trials refine reads: n trials of the orchestrator's TPE (``tpe``, as the space configures it)."""
+    return run_searcher(case.version, case.objective, n, seed)
+
+
+def judge(case: RefineCase, v2: StudyVersion) -> dict[str, bool | None]:
+    """What one proposal did: widened the bound it should, kept the optimum, left parameters without effect alone."""
+    return {
+        "proposed": v2 is not case.version,
+        "widened": None if case.widened is None else case.widened(v2),
+        "excludes_optimum": not case.holds_optimum(v2),
+        "left_alone": None
+        if not case.no_effect
+        else all(v2.params.params[name] == case.version.params.params[name] for name in case.no_effect),
+    }
+
+
+def decision_quality(cases: Sequence[RefineCase], seeds: int, sizes: Sequence[int] = REFINE_SIZES) -> dict[str, Any]:
+    """Per case, trials before refine and rule: the share of seeds with each outcome of ``judge``."""
+    out: dict[str, Any] = {}
+    for case in cases:
+        per_size: dict[str, Any] = {}
+        for n in sizes:
+            verdicts: dict[str, list[dict[str, bool | None]]] = {rule: [] for rule in RULES}
+            example: dict[str, str] = {}
+            for seed in range(seeds):
+                trace = case_trace(case, n, seed)
+                for rule in RULES:
+                    v2 = refined_version(case.version, trace, rule)
+                    verdicts[rule].append(judge(case, v2))
+                    if seed == 0:
+                        example[rule] = v2.notes if v2 is not case.version else "(no proposal)"
+            per_size[str(n)] = {
+                rule: {**shares(verdicts[rule]), "per_seed": verdicts[rule], "seed_0": example[rule]} for rule in RULES
+            }
+        out[case.name] = {"what": case.what, "sizes": per_size}
+    return out
+
+
+def shares(verdicts: Sequence[Mapping[str, bool | None]]) -> dict[str, float | None]:
+    """The share of seeds where each outcome holds (``None`` where the outcome does not apply)."""
+    out: dict[str, float | None] = {}
+    for key in ("proposed", "widened", "excludes_optimum", "left_alone"):
+        values = [v[key] for v in verdicts if v[key] is not None]
+        out[key] = sum(map(bool, values)) / len(values) if values else None
+    return out
+
+
+def decision_goal(quality: Mapping[str, Any]) -> dict[str, Any]:
+    """The issue's goals for the model rule: widened >= 80 % at the largest size (30 trials) where a bound should
+    widen; excludes the optimum <= 5 % at every size in every case; the top-K rule's figures beside it."""
+    sizes = list(next(iter(quality.values()))["sizes"])
+    largest = sizes[-1]
+    widen_at_30 = {
+        rule: [
+            c["sizes"][largest][rule]["widened"]
+            for c in quality.values()
+            if c["sizes"][largest][rule]["widened"] is not None
+        ]
+        for rule in RULES
+    }
+    worst_exclusion = {
+        rule: max(c["sizes"][n][rule]["excludes_optimum"] for c in quality.values() for n in sizes) for rule in RULES
+    }
+    return {
+        rule: {
+            "widened_at_30": min(widen_at_30[rule]),
+            "widened_met": min(widen_at_30[rule]) >= 0.8,
+            "worst_excludes_optimum": worst_exclusion[rule],
+            "excludes_met": worst_exclusion[rule] <= 0.05,
+        }
+        for rule in RULES
+    }
+
+
+def restart_quality(seeds: Sequence[int], n: int) -> dict[str, Any]:
+    """refine + restart with each rule against one cold search of n trials, per problem, median best over the first
+    ``s`` seeds for each ``s`` in ``seeds`` (the same searches: seeds 0..s-1); beside them the restart alone, v1
+    unchanged (what refine + restart is when refine proposes nothing)."""
+    most = max(seeds)
+    out: dict[str, Any] = {}
+    for problem in analytic_problems():
+        bests = {
+            COLD: [run_searcher(problem.version, problem.objective, n, seed).best for seed in range(most)],
+            **{rule: [refine_restart(problem, n, seed, rule).best for seed in range(most)] for rule in RULES},
+            UNCHANGED: [refine_restart(problem, n, seed, UNCHANGED).best for seed in range(most)],
+        }
+        out[problem.name] = {
+            str(s): {
+                **{name: summarize(values[:s]) for name, values in bests.items()},
+                "met": {rule: float(np.median(bests[rule][:s])) <= float(np.median(bests[COLD][:s])) for rule in RULES},
+            }
+            for s in seeds
+        }
+        out[problem.name]["bests"] = bests
+    return out
+
+
+def refine_cost(sizes: Sequence[int]) -> dict[str, Any]:
+    """Seconds ``refine_trials`` (rank, model, rules) takes on n random trials of Hartmann-6 and of the conditional
+    space: the best of 3 runs, and the first (which imports numpy and scikit-learn)."""
+    out: dict[str, Any] = {}
+    for problem in (analytic_problems()[1], analytic_problems()[2]):
+        rng = np.random.default_rng(0)
+        for n in sizes:
+            configs = [sample_config(problem.version.params, rng) for _ in range(n)]
+            trials = [ScoredTrial(c, problem.objective(c), run_id=f"t{i:05d}") for i, c in enumerate(configs)]
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                with contextlib.suppress(RefineError):  # nothing to change is an answer too
+                    refine_trials(problem.version, trials)
+                times.append(time.perf_counter() - t0)
+            out[f"{problem.name} {n}"] = {"best_s": min(times), "first_s": times[0]}
+    return out
+
+
+REFINE_PARTS = ("decisions", "restart", "cost")  # ``--parts refine`` runs all three
+
+
+def run_refine_part(
+    parts: set[str],
+    refine_seeds: int,
+    sizes: Sequence[int],
+    restart_seeds: Sequence[int],
+    n: int,
+    cost_trials: Sequence[int],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "decisions" in parts:
+        print(f"refine decisions: {len(refine_cases())} cases x {list(sizes)} trials x {refine_seeds} seeds ...")
+        out["decisions"] = decision_quality(refine_cases(), refine_seeds, sizes)
+        out["decision_goal"] = decision_goal(out["decisions"])
+        report_decisions(out)
+    if "restart" in parts:
+        print(f"refine + restart ({n // 2} + {n - n // 2}) vs cold ({n}): {max(restart_seeds)} seeds ...", flush=True)
+        out["restart"], out["restart_trials"] = restart_quality(restart_seeds, n), n
+        report_restarts(out)
+    if "cost" in parts:
+        print("refine cost ...", flush=True)
+        out["cost"] = refine_cost(cost_trials)
+        common.print_table(
+            ["trials", "best of 3 (s)", "first (s)"],
+            [[k, v["best_s"], v["first_s"]] for k, v in out["cost"].items()],
+            "refine_trials (rank, model, rules) on random trials",
+        )
+    return out
+
+
+def report_decisions(out: Mapping[str, Any]) -> None:
+    rows = []
+    for name, case in out["decisions"].items():
+        for n, per_rule in case["sizes"].items():
+            for rule in RULES:
+                s = per_rule[rule]
+                rows.append([name, int(n), rule, s["widened"], s["excludes_optimum"], s["left_alone"], s["proposed"]])
+    first = next(iter(out["decisions"].values()))["sizes"]
+    seeds = len(next(iter(first.values()))[MODEL_RULE]["per_seed"])
+    common.print_table(
+        ["case", "trials", "rule", "widened", "excludes optimum", "no-effect left alone", "proposed"],
+        rows,
+        f"refine decisions: share of {seeds} seeds (model = now, top-K = before, same trials)",
+    )
+    for rule, g in out["decision_goal"].items():
+        print(
+            f"goal, {rule} rule: widened at 30 trials {g['widened_at_30']:.0%} (>= 80 %: "
+            f"{'met' if g['widened_met'] else 'NOT met'}); worst share excluding the optimum "
+            f"{g['worst_excludes_optimum']:.0%} (<= 5 %: {'met' if g['excludes_met'] else 'NOT met'})"
+        )
+
+
+def report_restarts(out: Mapping[str, Any]) -> None:
+    rows = []
+    for name, res in out["restart"].items():
+        for s, at in res.items():
+            if s == "bests":
+                continue
+            rows.append(
+                [
+                    name,
+                    int(s),
+                    at[MODEL_RULE]["median"],
+                    at[TOPK_RULE]["median"],
+                    at[UNCHANGED]["median"],
+                    at[COLD]["median"],
+                    "met" if at["met"][MODEL_RULE] else "NOT met",
+                    "met" if at["met"][TOPK_RULE] else "NOT met",
+                ]
+            )
+    n = out["restart_trials"]
+    headers = ["problem", "seeds", "restart, model", "restart, top-K", "restart, v1 unchanged", "cold"]
+    common.print_table(
+        [*headers, "goal, model", "goal, top-K"],
+        rows,
+        f"refine + restart ({n // 2} + {n - n // 2}) vs one cold search of {n}: median best",
+    )
 
 
 # --------------------------------------------------------------------------- statistics and driver
@@ -320,24 +623,53 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--convnet-seeds", type=int, default=3, help="seeds for ConvNet-digits (full mode; default 3)")
     p.add_argument("--convnet-epochs", type=int, default=2, help="epochs per ConvNet trial (full mode; default 2)")
     p.add_argument("--no-variants", action="store_true", help="skip the hyperopt setting variants")
+    p.add_argument(
+        "--parts",
+        default="search,refine",
+        help="comma-separated: search (the methods), refine (= decisions,restart,cost: refine's part)",
+    )
+    p.add_argument("--refine-seeds", type=int, default=20, help="seeds per refine case and size (default 20)")
+    p.add_argument("--refine-sizes", default="15,30", help="TPE trials before refine, comma-separated (15,30)")
+    p.add_argument(
+        "--restart-seeds", default="10,30", help="refine + restart vs cold over the first S seeds, each S (10,30)"
+    )
+    p.add_argument("--cost-trials", default="100,1000", help="trial counts refine's cost is measured at (100,1000)")
+    p.add_argument("--narrow-p", type=float, help="RefineOptions.narrow_p for the model rule (default: the product's)")
     args = p.parse_args(argv)
     common.quiet_libraries()
+    global REFINE_OPTIONS
+    REFINE_OPTIONS = RefineOptions() if args.narrow_p is None else RefineOptions(narrow_p=args.narrow_p)
+    parts = set(args.parts.split(","))
     seeds = args.seeds or (10 if args.quick else 20)
     variants = [] if args.no_variants else QUICK_VARIANTS if args.quick else FULL_VARIANTS
-    out: dict[str, Any] = {"trials": args.trials, "seeds": seeds, "problems": {}}
-    for problem in analytic_problems():
-        print(
-            f"{problem.name}: {len(BASE_METHODS) + len(variants)} methods x {seeds} seeds x {args.trials} trials ...",
-            flush=True,
-        )
-        out["problems"][problem.name] = run_problem(problem, [*BASE_METHODS, *variants], args.trials, seeds)
-    if not args.quick:
-        problem = convnet_problem(args.convnet_epochs)
-        print(f"{problem.name}: {args.convnet_seeds} seeds x {args.convnet_trials} trials ...", flush=True)
-        out["problems"][problem.name] = run_problem(problem, BASE_METHODS, args.convnet_trials, args.convnet_seeds)
-    out["example_v2"] = example_v2(analytic_problems()[2], args.trials)
-    out["goal"] = goal(out)
-    report(out)
+    out: dict[str, Any] = {
+        "trials": args.trials,
+        "seeds": seeds,
+        "problems": {},
+        "refine_options": vars(REFINE_OPTIONS),
+    }
+    if "search" in parts:
+        for problem in analytic_problems():
+            print(
+                f"{problem.name}: {len(BASE_METHODS) + len(variants)} methods x {seeds} seeds x {args.trials} "
+                "trials ...",
+                flush=True,
+            )
+            out["problems"][problem.name] = run_problem(problem, [*BASE_METHODS, *variants], args.trials, seeds)
+        if not args.quick:
+            problem = convnet_problem(args.convnet_epochs)
+            print(f"{problem.name}: {args.convnet_seeds} seeds x {args.convnet_trials} trials ...", flush=True)
+            out["problems"][problem.name] = run_problem(problem, BASE_METHODS, args.convnet_trials, args.convnet_seeds)
+        out["example_v2"] = example_v2(analytic_problems()[2], args.trials)
+        out["goal"] = goal(out)
+        report(out)
+    if "refine" in parts:
+        parts |= set(REFINE_PARTS)
+    if parts & set(REFINE_PARTS):
+        restart_seeds = [int(s) for s in args.restart_seeds.split(",")]
+        cost_trials = [int(s) for s in args.cost_trials.split(",")]
+        sizes = [int(s) for s in args.refine_sizes.split(",")]
+        out["refine"] = run_refine_part(parts, args.refine_seeds, sizes, restart_seeds, args.trials, cost_trials)
     return common.finish("search_quality", args.quick, out, args.out)
 
 

@@ -113,7 +113,8 @@ def space_diff(old: Path, new: Path | None, fmt: str, tracking_uri: str | None, 
 @click.option(
     "--top",
     type=click.IntRange(min=1),
-    help=f"Rank on the best K trials (default: the best {REFINE_DEFAULTS.top_fraction:.0%}).",
+    help=f"The best K trials, over which the model averages the other parameters (default: the best "
+    f"{REFINE_DEFAULTS.top_fraction:.0%}).",
 )
 @click.option(
     "--min-trials",
@@ -126,9 +127,10 @@ def space_diff(old: Path, new: Path | None, fmt: str, tracking_uri: str | None, 
 def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_trials: int, dry_run: bool) -> None:
     """Propose the next version of a study (PATH: its folder or one v<N>.yaml; default the newest).
 
-    Narrows ranges around the best trials, widens a bound they crowd (within limits), prunes
-    choices only on strong evidence; writes v<N+1>.yaml beside it and never edits a file.
-    The rules: docs/team-workflow.md.
+    Decides from a model of every usable trial: widens a bound the predicted metric improves toward (never
+    past limits), narrows only a region with a small chance of beating the best seen, leaves a parameter that
+    barely matters alone, prunes choices on the same evidence; --dry-run shows the evidence per parameter.
+    Writes v<N+1>.yaml beside it and never edits a file. The rules: docs/team-workflow.md.
     """
     from orchestrator.evolution.refining import find_target, propose
     from orchestrator.spaces.refine import RefineError
@@ -148,6 +150,7 @@ def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_tria
         raise click.ClickException(str(e)) from None
     if dry_run:
         click.echo(proposal.as_diff(), nl=False)
+        click.echo("\n".join(proposal.evidence_lines()))
         click.echo(f"(dry run: {proposal.path} not written)")
         return
     written = proposal.write()

@@ -1,13 +1,17 @@
 """``orchestrator space refine``: find the version to refine, read its study's trials, propose, write.
 
-The proposal is the next free version number of the study folder, with ``parent`` the refined
-version; it is written beside the others and never over an existing file (``--dry-run``
-prints it as a diff of the two files instead).
+``refine_trials`` is the whole decision from any trials (the command, the benchmarks and the tests call
+it): the usable trials and their budget (``spaces.refine.rank``), the model's evidence about them
+(``analysis.evidence.gather_evidence``), the rules (``spaces.refine.refine``). The proposal is the next
+free version number of the study folder, with ``parent`` the refined version; it is written beside the
+others and never over an existing file (``--dry-run`` prints it as a diff of the two files instead, with
+the evidence per parameter).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +20,7 @@ from orchestrator.engine.checks import version_problems
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Study, StudyVersion, load_study
 from orchestrator.spaces.io import VERSION_FILE
-from orchestrator.spaces.refine import RefineError, Refinement, RefineOptions, refine
+from orchestrator.spaces.refine import RefineError, Refinement, RefineOptions, ScoredTrial, rank, refine
 from orchestrator.spaces.writer import dump, write
 
 from .trials import scored_trials
@@ -84,6 +88,11 @@ class Proposal:
             )
         )
 
+    def evidence_lines(self) -> list[str]:
+        """What the model says about each searched parameter, changed or not, and what refine made of it."""
+        head = f"evidence per parameter ({self.refinement.model}):"
+        return [head, *(f"  {c.note}" for c in self.refinement.assessed)]
+
     def write(self) -> Path:
         """Write the new version; a file already there is an error, never overwritten."""
         try:
@@ -105,7 +114,7 @@ def propose(path: str | Path, store: MlflowStore, options: RefineOptions | None 
             f"{target.version.label} cannot run, so its trials cannot refine it: " + "; ".join(str(p) for p in problems)
         )
     trials = scored_trials(store, target.version)
-    refinement = refine(target.version, trials, options, number=target.next_number)
+    refinement = refine_trials(target.version, trials, options, number=target.next_number)
     same = next((v for v in target.study.versions.values() if v.content_hash == refinement.version.content_hash), None)
     if same is not None:
         raise RefineError(
@@ -113,3 +122,19 @@ def propose(path: str | Path, store: MlflowStore, options: RefineOptions | None 
             f"{same.source}): nothing new to write; refine v{max(target.study.versions)} or run v{same.version}"
         )
     return Proposal(target, refinement)
+
+
+def refine_trials(
+    version: StudyVersion,
+    trials: Sequence[ScoredTrial],
+    options: RefineOptions | None = None,
+    number: int | None = None,
+) -> Refinement:
+    """The version ``orchestrator space refine`` proposes from ``trials``: rank them, model them, apply the rules.
+
+    Raises ``NotEnoughTrials`` / ``RefineError`` (``orchestrator.spaces.refine``) as ``refine`` does."""
+    from orchestrator.analysis.evidence import gather_evidence
+
+    opts = options or RefineOptions()
+    ranking = rank(version, trials, opts.min_trials)
+    return refine(version, ranking, gather_evidence(version, ranking, opts), opts, number)

@@ -2,7 +2,7 @@
 
 What a reviewer opens on the search's run (names in ``tracking.schema``, all under ``review/``): the
 leaderboard as Markdown and Parquet (a copy of the Markdown on the best trial's run), the best values
-as a space-file fragment, the parameter importance (``review.importance``, a plot and its numbers) and
+as a space-file fragment, the parameter importance (``analysis.importance``, a plot and its numbers) and
 the best value so far against trials; and the best trial's model in the Model Registry
 (``models.register``). Importance and model are optional parts: when one cannot be made, a tag on the run
 says why (``IMPORTANCE_SKIPPED``, ``MODEL_SKIPPED``) and the rest is still logged. :func:`review_search` is a

@@ -1,45 +1,60 @@
-"""Propose the next version of a space from the trials of the current one: narrow, widen, prune.
+"""Propose the next version of a space from a model of its trials: widen, narrow, prune, or leave as is.
 
-``refine(version, trials, options)`` is pure: it reads scored trials (from any store) and
-returns a new ``StudyVersion`` (``version + 1``, ``parent`` the refined version) whose
-``notes`` explain every change with its evidence, plus the list of ``Change`` records.
-Nothing is written here; ``orchestrator space refine`` writes the file.
+Three steps, each a function: ``rank(version, trials)`` picks the usable trials and the budget they are
+compared on; ``orchestrator.analysis.evidence.gather_evidence`` fits a model of them and returns the
+``Evidence`` per parameter (plain numbers and probabilities: numpy and scikit-learn live there, not here);
+``refine(version, ranking, evidence, options)`` applies the rules below and returns a new ``StudyVersion``
+(``version + 1``, ``parent`` the refined version) whose ``notes`` give every change with its evidence, the
+``Change`` list, and one evidence line per searched parameter, changed or not (``Refinement.assessed``,
+what ``space refine --dry-run`` prints). This module stays pure (PyYAML and the standard library).
+``orchestrator.evolution.refining.refine_trials`` runs the three steps; nothing is written here
+(``orchestrator space refine`` writes the file).
 
-The rules (every number is a field of ``RefineOptions``):
+**The evidence the rules need** (``orchestrator.analysis.evidence`` explains the model: a Gaussian process
+of every usable trial, an option's sub-space judged by the trials that took it), per searched parameter,
+with probabilities counted over the model's sample functions (``Evidence.samples``, 256):
 
-* **Which trials.** Finished trials with a finite metric whose configuration fits the
-  refined version (the carry rule of ``spaces.carry``: defaults fill added parameters).
-  Fewer than ``min_trials`` of them: ``NotEnoughTrials`` and no version; nothing to change:
-  ``RefineError`` and no version.
-* **Which budget.** With per-epoch histories (ASHA), trials are ranked on the highest epoch
-  that at least ``min_trials`` trials reached, by their value at that epoch; trials stopped
-  before it are not ranked, so a trial stopped early never competes with its value from a
-  shorter training. Without histories, trials are ranked on their final value.
-* **Top-K.** ``top`` trials, or by default ``top_fraction`` of the ranked ones (at least
-  ``min_top``). Ties are broken by run id, then by configuration, so the same trials always
-  give the same version.
-* **Options keep their best.** A numeric parameter beside a choice also covers, for each option
-  the choice keeps, that option's best trials (its share of the top-K), so narrowing around the
-  leading option never cuts off the region where another option does best.
-* **Narrow.** A numeric range shrinks to the span of the top-K values plus ``margin`` of its
-  width on each side, never beyond its old bounds; a bound that would move in by less than
-  ``min_narrow`` of the width stays. Log-scaled ranges are measured in log space.
-* **Widen.** When the best trial and at least ``near_share`` of the top-K (and at least two
-  trials) lie within ``near_bound`` of the range's width from a bound, that bound moves out by
-  ``widen`` of the width (in log space for log scales: a factor ``(high/low) ** widen``).
+* a number (``NumberEvidence``): its ``importance`` (its share of the variance of the model's partial
+  dependence over the parameters of its scope: the importance the review artifacts log); per bound
+  (``Side``) ``toward``, the probability that the predicted loss is lowest at that bound, with the other
+  parameters at the values of the best ``top`` trials (default ``top_fraction`` 0.25 of them, at least
+  ``min_top`` 3); and ``cuts``: for cutting the range back to each point of a grid, the probability that
+  the region cut off holds a value better than the best seen (the best trial of the scope, as the model
+  predicts it);
+* a choice (``ChoiceEvidence``): its ``importance`` and per option how often it was tried and the
+  probability that it holds a value better than the best seen.
+
+**The rules** (fields of ``RefineOptions``, defaults in brackets):
+
+* **Which trials.** Finished trials with a finite metric whose configuration fits the refined version
+  (the carry rule of ``spaces.carry``: defaults fill added parameters). Fewer than ``min_trials`` (5) of
+  them: ``NotEnoughTrials`` and no version; nothing to change: ``RefineError`` and no version, the message
+  giving each parameter's evidence.
+* **Which budget.** With per-epoch histories (ASHA), trials are compared on the highest epoch that at
+  least ``min_trials`` trials reached, by their value at that epoch; a trial ASHA stopped before it
+  counts as the worst value there (as the ``tpe`` searcher counts it), so a trial stopped early never
+  competes with its value from a shorter training. Without histories, on the final value.
+* **Barely matters.** A parameter whose importance is below ``min_importance`` (0.05) is left as is, and
+  the notes say so.
+* **Widen.** A bound widens when the probability that the predicted loss is lowest there is at least
+  ``widen_p`` (0.8), by a step that grows with that probability: ``widen_min`` (0.25) of the range's width
+  at ``widen_p``, linearly up to ``widen_max`` (1.0) at certainty, in log space for log scales.
   ``limits`` are never crossed; when they stop a widening the note says so.
+* **Narrow.** A side not widened is cut back to the furthest grid point for which the region cut off has
+  a probability of at most ``narrow_p`` (0.05) of holding a value better than the best seen; never up to
+  the best trial's value, and only when the cut is at least ``min_narrow`` (0.05) of the width.
 * **Steps.** Quantized and integer ranges snap outwards onto their own lattice (the old
   ``low + k * q``), so every earlier value stays a value of the new range; continuous bounds are
   rounded outwards to a readable precision. A ``default`` the new range no longer contains is
   removed (noted: trials lacking the parameter are then not carried).
-* **Prune.** A choice option is removed only when it was tried at least ``prune_min_trials``
-  times, none of them in the top-K, its best value is worse than the K-th best, and an option
-  as good as the rest would miss the top-K that often with a chance below ``prune_alpha``
-  (``miss_chance``: ``C(N - K, n) / C(N, n)`` for ``n`` of ``N`` ranked trials). ``prune``
-  turns pruning off. The last option is never removed.
-* **Conditional sub-spaces.** Each option's sub-space is refined from the ranked trials that
-  took that option, with the same top share; an option taken by fewer than ``min_trials``
-  ranked trials keeps its sub-space (noted).
+* **Prune.** A choice option is removed when it was tried at least ``prune_min_trials`` (5) times and
+  the probability that it holds a value better than the best seen is at most ``prune_p`` (0.05). The
+  option of the best trial, and so the last option, is never removed; ``prune`` (True) turns pruning off.
+* **Conditional sub-spaces.** Each option's sub-space is refined by the same rules from the trials that
+  took that option (in the model: their posterior, so few trials mean wide uncertainty), against the best
+  of those trials; an option taken by fewer than ``min_trials`` of them keeps its sub-space (noted).
+* **Determinism.** The same trials give the same version: the trials are ordered before the model is
+  fitted, and its random draws are seeded with ``seed`` (0).
 """
 
 from __future__ import annotations
@@ -55,7 +70,7 @@ from .carry import fit
 from .errors import ValueNotInSpace
 from .kinds import NO_DEFAULT, IntRange, LogUniform, QLogUniform, QUniform, Uniform, clean_float
 from .space import Choice, Param, SearchSpace
-from .version import StudyVersion
+from .version import Metric, StudyVersion
 
 Numeric = Uniform | LogUniform | QUniform | QLogUniform | IntRange
 ChangeKind = Literal["narrowed", "widened", "pruned", "default-removed", "kept"]
@@ -74,7 +89,7 @@ class ScoredTrial:
     """A trial as refine reads it: its configuration, final value and per-epoch values.
 
     ``history`` maps an epoch (the step logged with the metric) to the metric's value there;
-    empty when unknown, and the trial is then ranked on ``value`` alone.
+    empty when unknown, and the trial is then compared on ``value`` alone.
     """
 
     config: Mapping[str, Any]
@@ -87,122 +102,182 @@ class ScoredTrial:
 
 @dataclass(frozen=True)
 class RefineOptions:
-    """The documented knobs of :func:`refine` (see the module docstring for the rules)."""
+    """The documented knobs of :func:`refine` and of the evidence it reads (see the module docstring)."""
 
     top: int | None = None
     top_fraction: float = 0.25
     min_top: int = 3
     min_trials: int = 5
-    margin: float = 0.1
+    min_importance: float = 0.05
+    widen_p: float = 0.8
+    widen_min: float = 0.25
+    widen_max: float = 1.0
+    narrow_p: float = 0.05
     min_narrow: float = 0.05
-    near_bound: float = 0.1
-    near_share: float = 0.3
-    widen: float = 0.5
     prune: bool = True
     prune_min_trials: int = 5
-    prune_alpha: float = 0.01
+    prune_p: float = 0.05
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("top_fraction", "near_share", "prune_alpha"):
+        for name in ("top_fraction", "widen_p", "narrow_p", "prune_p"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
-        for name in ("margin", "min_narrow", "near_bound", "widen"):
+        for name in ("min_importance", "widen_min", "widen_max", "min_narrow"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.widen_max < self.widen_min:
+            raise ValueError(f"widen_max ({self.widen_max}) must be at least widen_min ({self.widen_min})")
         for name in ("min_top", "min_trials", "prune_min_trials"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.top is not None and self.top < 1:
             raise ValueError(f"top must be at least 1, got {self.top}")
 
+    def reference(self, trials: int) -> int:
+        """How many of ``trials`` (best first) the partial dependence averages the other parameters over."""
+        k = self.top if self.top is not None else max(self.min_top, math.ceil(self.top_fraction * trials))
+        return min(k, trials)
 
-@dataclass(frozen=True)
-class Change:
-    """One change refine made (or deliberately did not make), with the evidence for it."""
-
-    kind: ChangeKind
-    path: str
-    old: str
-    new: str
-    evidence: str
-
-    @property
-    def note(self) -> str:
-        return f"{self.path}: {self.evidence} -> {self.new}"
+    def widen_step(self, toward: float) -> float:
+        """The widening step, as a share of the width, for a probability ``toward`` of at least ``widen_p``."""
+        if self.widen_p >= 1:
+            return self.widen_max
+        grown = (toward - self.widen_p) / (1 - self.widen_p)
+        return self.widen_min + (self.widen_max - self.widen_min) * min(max(grown, 0.0), 1.0)
 
 
-@dataclass(frozen=True)
-class Refinement:
-    """The proposed version, what changed and on which evidence."""
-
-    version: StudyVersion
-    changes: tuple[Change, ...]
-    budget: int | None
-    used: int
-    ranked: int
-    top: int
-
-
-# --------------------------------------------------------------------------- entry point
+# --------------------------------------------------------------------------- evidence (computed elsewhere)
 
 
 @dataclass(frozen=True)
-class _Ranked:
-    """A usable trial's fitted configuration, its loss (lower is better) and the metric's value."""
+class Cut:
+    """Cutting a side back to ``bound``: ``chance`` that the region cut off holds a value better than the best seen."""
+
+    bound: float
+    chance: float
+
+
+@dataclass(frozen=True)
+class Side:
+    """One bound of a numeric parameter: ``toward`` is the probability that the predicted loss is lowest at
+    it; ``cuts`` the possible cuts from that side, from the smallest region to the largest."""
+
+    toward: float
+    cuts: tuple[Cut, ...] = ()
+
+
+@dataclass(frozen=True)
+class NumberEvidence:
+    """A numeric parameter's evidence: its importance, where the predicted loss is lowest, each side's."""
+
+    importance: float
+    trials: int
+    best_at: float
+    lower: Side
+    upper: Side
+
+
+@dataclass(frozen=True)
+class OptionEvidence:
+    """One option of a choice: how often it was tried, and the chance it holds a value better than the best seen."""
+
+    tried: int
+    chance: float
+
+
+@dataclass(frozen=True)
+class ChoiceEvidence:
+    """A choice's evidence: its importance and, per option (in order), ``OptionEvidence``."""
+
+    importance: float
+    trials: int
+    options: tuple[OptionEvidence, ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a model of the trials says per parameter path (``lr``, ``optimizer[sgd].momentum``: ``param_path``).
+
+    ``model`` describes the model in one line; ``samples`` is how many joint samples the probabilities are
+    counted over. A parameter without an entry has no evidence (its scope had too few trials)."""
+
+    model: str
+    samples: int
+    params: Mapping[str, NumberEvidence | ChoiceEvidence]
+
+
+def param_path(prefix: str, name: str) -> str:
+    """A parameter's path in ``Evidence.params`` and in the notes: ``lr``, ``optimizer[sgd].momentum``."""
+    return f"{prefix}{name}"
+
+
+def option_prefix(path: str, choice: Choice, i: int) -> str:
+    """The prefix of the paths of option ``i``'s sub-space parameters: ``optimizer[sgd].``."""
+    return f"{path}[{choice.option_label(i)}]."
+
+
+# --------------------------------------------------------------------------- which trials, which budget
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """A usable trial as the model and the rules read it: its fitted configuration and its loss (lower is
+    better) on the ranking budget; ``value`` is the metric's value there, ``None`` for a trial ASHA stopped
+    before the budget (its ``loss`` is then the worst loss of those that reached it)."""
 
     config: Mapping[str, Any]
     loss: float
-    value: float
+    value: float | None
+    run_id: str = ""
 
 
-def refine(
-    version: StudyVersion,
-    trials: Sequence[ScoredTrial],
-    options: RefineOptions | None = None,
-    number: int | None = None,
-) -> Refinement:
-    """The next version of ``version`` (numbered ``number``, default ``version + 1``) from ``trials``.
+@dataclass(frozen=True)
+class Ranking:
+    """The usable trials, best first (those that reached the budget, then those stopped before it)."""
 
-    Raises ``NotEnoughTrials`` when fewer than ``options.min_trials`` usable trials exist, and
-    ``RefineError`` when the trials give no reason to change anything.
-    """
-    opts = options or RefineOptions()
+    rows: tuple[ModelRow, ...]
+    budget: int | None
+    used: int
+    ranked: int
+
+    @property
+    def stopped(self) -> int:
+        return len(self.rows) - self.ranked
+
+
+def rank(version: StudyVersion, trials: Sequence[ScoredTrial], min_trials: int = 5) -> Ranking:
+    """The usable trials of ``version`` compared on one budget (the module docstring's first two rules).
+
+    Raises ``NotEnoughTrials`` when fewer than ``min_trials`` usable trials exist."""
     usable = usable_trials(version, trials)
-    if len(usable) < opts.min_trials:
+    if len(usable) < min_trials:
         raise NotEnoughTrials(
             f"{version.label}: {len(usable)} finished trial(s) with a finite {version.metric.name} fit this "
-            f"version; refine needs at least {opts.min_trials} (run more trials or lower --min-trials)"
+            f"version; refine needs at least {min_trials} (run more trials or lower --min-trials)"
         )
-    budget = ranking_budget([t for _, t in usable], opts.min_trials)
-    ranked = _ranked(version, usable, budget)
-    k = opts.top if opts.top is not None else max(opts.min_top, math.ceil(opts.top_fraction * len(ranked)))
-    k = min(k, len(ranked))
-    changes: list[Change] = []
-    params = _refine_space(version.params, "", ranked, k, opts, changes)
-    if params == version.params:
-        kept = "".join(f"; {c.note}" for c in changes)
-        why = f"the top {k} of {len(ranked)} trials give no reason to change the space"
-        raise RefineError(f"{version.label}: {why}{kept}")
-    on = (
-        f"epoch {budget} (the highest epoch at least {opts.min_trials} trials reached)"
-        if budget is not None
-        else "their final value"
-    )
-    head = (
-        f"Refined from v{version.version} by `orchestrator space refine`: {len(usable)} finished trials fit "
-        f"v{version.version}; {len(ranked)} ranked on {on} by {version.metric.name} ({version.metric.mode}); "
-        f"top {k}."
-    )
-    notes = "\n".join([head, *(c.note for c in changes)])
-    new = dataclasses.replace(
-        version,
-        version=number if number is not None else version.version + 1,
-        parent=version.version,
-        params=params,
-        notes=notes,
-        source=None,
-    )
-    return Refinement(new, tuple(changes), budget, len(usable), len(ranked), k)
+    budget = ranking_budget([t for _, t in usable], min_trials)
+    reached, stopped = [], []
+    for config, t in usable:
+        key = (t.run_id, json.dumps(config, sort_keys=True, default=str))
+        value = t.value if budget is None else t.history.get(budget)
+        if value is not None and math.isfinite(value):
+            loss = version.metric.loss(value)
+            reached.append(((loss, *key), ModelRow(config, loss, value, t.run_id)))
+        elif budget is not None and _stopped_before(t.history, budget):
+            stopped.append((key, config, t.run_id))
+    reached.sort(key=lambda r: r[0])
+    stopped.sort(key=lambda r: r[0])
+    worst = reached[-1][1].loss
+    rows = [row for _, row in reached]
+    rows += [ModelRow(config, worst, None, run_id) for _, config, run_id in stopped]
+    return Ranking(tuple(rows), budget, len(usable), len(reached))
+
+
+def _stopped_before(history: Mapping[int, float], budget: int) -> bool:
+    """Whether a trial's history ends with finite values before ``budget`` (ASHA stopped it there)."""
+    epochs = [int(e) for e, v in history.items() if v is not None and math.isfinite(v)]
+    return bool(epochs) and max(epochs) < budget
 
 
 def usable_trials(version: StudyVersion, trials: Sequence[ScoredTrial]) -> list[tuple[dict[str, Any], ScoredTrial]]:
@@ -229,94 +304,184 @@ def ranking_budget(trials: Sequence[ScoredTrial], min_trials: int) -> int | None
     return max(enough) if enough else None
 
 
-def _ranked(
-    version: StudyVersion, usable: Sequence[tuple[dict[str, Any], ScoredTrial]], budget: int | None
-) -> list[_Ranked]:
-    """Best first, on ``budget``; trials that did not reach it are left out; ties by run id, then config."""
-    rows = []
-    for config, t in usable:
-        value = t.value if budget is None else t.history.get(budget)
-        if value is None or not math.isfinite(value):
-            continue
-        rows.append(
-            (
-                version.metric.loss(value),
-                t.run_id,
-                json.dumps(config, sort_keys=True, default=str),
-                _Ranked(config, version.metric.loss(value), value),
-            )
-        )
-    rows.sort(key=lambda r: r[:3])
-    return [r[3] for r in rows]
+# --------------------------------------------------------------------------- the rules
 
 
-# --------------------------------------------------------------------------- spaces and choices
+@dataclass(frozen=True)
+class Change:
+    """One change refine made (or deliberately did not make), with the evidence for it."""
+
+    kind: ChangeKind
+    path: str
+    old: str
+    new: str
+    evidence: str
+
+    @property
+    def note(self) -> str:
+        return f"{self.path}: {self.evidence} -> {self.new}"
 
 
-def _refine_space(
-    space: SearchSpace, prefix: str, ranked: Sequence[_Ranked], k: int, opts: RefineOptions, changes: list[Change]
-) -> SearchSpace:
-    """Choices first (their surviving options' best trials widen what the numbers must cover), notes in file order."""
-    notes: dict[str, list[Change]] = {name: [] for name in space.params}
-    params: dict[str, Param] = {}
-    cover = list(ranked[:k])
-    for name, p in space.params.items():
-        if p.is_choice:
-            params[name], best_of_options = _refine_choice(p, f"{prefix}{name}", name, ranked, k, opts, notes[name])
-            cover += [r for r in best_of_options if all(r is not c for c in cover)]
-    what = (
-        f"top {k}"
-        if len(cover) == k
-        else f"{len(cover)} trials covered (top {k} and {len(cover) - k} best of other options)"
+@dataclass(frozen=True)
+class Refinement:
+    """The proposed version, what changed and on which evidence.
+
+    ``changes`` are the notes' lines (changes, and decisions not to change that the notes explain);
+    ``assessed`` has one line per searched parameter with its evidence, changed or not (``--dry-run``)."""
+
+    version: StudyVersion
+    changes: tuple[Change, ...]
+    assessed: tuple[Change, ...]
+    budget: int | None
+    used: int
+    ranked: int
+    model: str
+
+
+@dataclass
+class _Rules:
+    """What every rule reads, and where it writes its lines."""
+
+    opts: RefineOptions
+    evidence: Evidence
+    metric: Metric
+    changes: list[Change] = field(default_factory=list)
+    assessed: list[Change] = field(default_factory=list)
+
+    def record(self, change: Change, noted: bool, assessed: Change | None = None) -> None:
+        """``change`` into the notes when ``noted``; into the evidence lines as ``assessed`` (default the same)."""
+        self.assessed.append(assessed or change)
+        if noted:
+            self.changes.append(change)
+
+
+def refine(
+    version: StudyVersion,
+    ranking: Ranking,
+    evidence: Evidence,
+    options: RefineOptions | None = None,
+    number: int | None = None,
+) -> Refinement:
+    """The next version of ``version`` (numbered ``number``, default ``version + 1``) from ``ranking`` and the
+    model's ``evidence`` about it. Raises ``RefineError`` when the evidence gives no reason to change anything.
+    """
+    opts = options or RefineOptions()
+    rules = _Rules(opts, evidence, version.metric)
+    params = _refine_space(version.params, "", ranking.rows, "the best seen", rules)
+    if params == version.params:
+        why = f"the model of {len(ranking.rows)} trials gives no reason to change the space"
+        raise RefineError(f"{version.label}: {why}; " + "; ".join(c.note for c in rules.assessed))
+    on = (
+        f"epoch {ranking.budget} (the highest epoch at least {opts.min_trials} trials reached)"
+        if ranking.budget is not None
+        else "their final value"
     )
+    stopped = (
+        f"; {ranking.stopped} stopped before epoch {ranking.budget} count as its worst value" if ranking.stopped else ""
+    )
+    head = (
+        f"Refined from v{version.version} by `orchestrator space refine`: {ranking.used} finished trials fit "
+        f"v{version.version}; {ranking.ranked} ranked on {on} by {version.metric.name} ({version.metric.mode})"
+        f"{stopped}. Evidence: {evidence.model}."
+    )
+    notes = "\n".join([head, *(c.note for c in rules.changes)])
+    new = dataclasses.replace(
+        version,
+        version=number if number is not None else version.version + 1,
+        parent=version.version,
+        params=params,
+        notes=notes,
+        source=None,
+    )
+    return Refinement(
+        new, tuple(rules.changes), tuple(rules.assessed), ranking.budget, ranking.used, ranking.ranked, evidence.model
+    )
+
+
+def _refine_space(space: SearchSpace, prefix: str, rows: Sequence[ModelRow], seen: str, rules: _Rules) -> SearchSpace:
+    """Each parameter of ``space`` refined from its evidence; ``rows`` are the scope's trials, best first, and
+    ``seen`` names the best they are compared with in the notes."""
+    params: dict[str, Param] = {}
+    best = rows[0] if rows and rows[0].value is not None else None
+    best_seen = seen if best is None else f"{seen} {_fmt(best.value)}"
     for name, p in space.params.items():
+        path = param_path(prefix, name)
         if p.is_fixed:
             params[name] = p
-        elif not p.is_choice:
-            values = [r.config[name] for r in cover]
-            params[name] = _refine_number(p, f"{prefix}{name}", values, what, opts, notes[name])
-    changes.extend(c for name in space.params for c in notes[name])
-    return SearchSpace({name: params[name] for name in space.params})
+        elif isinstance(p, Choice):
+            params[name] = _refine_choice(p, path, name, rows, best_seen, rules)
+        else:
+            params[name] = _refine_number(p, path, None if best is None else best.config[name], best_seen, rules)
+    return SearchSpace(params)
 
 
-def _refine_choice(
-    p: Choice, path: str, name: str, ranked: Sequence[_Ranked], k: int, opts: RefineOptions, changes: list[Change]
-) -> tuple[Choice, list[_Ranked]]:
-    """The choice refined, and the best trials of each option it keeps (its share of the top K)."""
-    took: dict[int, list[_Ranked]] = {i: [] for i in range(len(p.options))}
-    for r in ranked:
+def _refine_choice(p: Choice, path: str, name: str, rows: Sequence[ModelRow], best_seen: str, rules: _Rules) -> Choice:
+    """Prune options the model gives little chance, then refine each kept option's sub-space from its trials."""
+    opts, metric = rules.opts, rules.metric.name
+    took: dict[int, list[ModelRow]] = {i: [] for i in range(len(p.options))}
+    for r in rows:
         i = p.select(r.config[name])
         if i is not None:
             took[i].append(r)
-    in_top = {p.select(r.config[name]) for r in ranked[:k]}
-    kth = ranked[k - 1]
+    best_option = p.select(rows[0].config[name]) if rows else None
+    e = rules.evidence.params.get(path)
     keep: list[int] = []
-    for i, mine in took.items():
-        chance = miss_chance(len(ranked), k, len(mine))
-        strong = len(mine) >= opts.prune_min_trials and chance < opts.prune_alpha
-        if opts.prune and strong and i not in in_top and mine[0].loss > kth.loss:
-            label = p.option_label(i)
-            changes.append(
+    said: list[str] = []
+    pruned: list[str] = []
+    for i in range(len(p.options)):
+        label = p.option_label(i)
+        o = e.options[i] if isinstance(e, ChoiceEvidence) else None
+        if o is None:
+            keep.append(i)
+            continue
+        said.append(f"option {label} tried {o.tried} times, P={o.chance:.2f}")
+        strong = o.tried >= opts.prune_min_trials and o.chance <= opts.prune_p
+        if opts.prune and strong and e.importance >= opts.min_importance and i != best_option:
+            pruned.append(label)
+            rules.record(
                 Change(
                     "pruned",
                     path,
                     p.describe(),
                     f"option {label} removed",
-                    f"option {label} tried {len(mine)} times, none in the top {k} (chance {chance:.2g} for an option "
-                    f"as good as the rest), its best {_fmt(mine[0].value)} worse than the {_ordinal(k)} best "
-                    f"{_fmt(kth.value)}",
-                )
+                    f"option {label} tried {o.tried} times; P={o.chance:.3f} over the model's {rules.evidence.samples} "
+                    f"samples that it holds a {metric} better than {best_seen}, importance {e.importance:.2f}",
+                ),
+                noted=True,
             )
         else:
             keep.append(i)
+    if isinstance(e, ChoiceEvidence):
+        chances = f"importance {e.importance:.2f}; chance of a {metric} better than {best_seen}: " + ", ".join(said)
+        if e.importance < opts.min_importance:
+            why = f"importance {e.importance:.2f} (below {opts.min_importance:g}): barely matters, no option pruned"
+            rules.record(Change("kept", path, p.describe(), "kept", why), noted=True)
+        elif not pruned:
+            rules.record(Change("kept", path, p.describe(), "kept", chances), noted=False)
+    else:
+        rules.record(Change("kept", path, p.describe(), "kept", "no evidence (too few trials)"), noted=False)
     options: list[Any] = []
     for i in keep:
         sub_space = p.sub_space(i)
-        if sub_space is None:
+        if sub_space is None or all(q.is_fixed for q in sub_space.params.values()):
             options.append(p.options[i])
             continue
-        sub = [_Ranked(r.config[name], r.loss, r.value) for r in took[i]]
-        options.append(_refine_option(sub_space, f"{path}[{p.option_label(i)}].", sub, len(ranked), k, opts, changes))
+        prefix = option_prefix(path, p, i)
+        sub = [dataclasses.replace(r, config=r.config[name]) for r in took[i]]
+        if len(sub) < opts.min_trials:
+            rules.record(
+                Change(
+                    "kept",
+                    prefix.rstrip("."),
+                    "sub-space",
+                    "sub-space kept",
+                    f"only {len(sub)} ranked trial(s) took this option (need {opts.min_trials})",
+                ),
+                noted=True,
+            )
+            options.append(sub_space)
+            continue
+        options.append(_refine_space(sub_space, prefix, sub, f"the best seen with {p.option_label(i)}", rules))
     refined = dataclasses.replace(p, options=tuple(options), default=NO_DEFAULT)
     if p.default is not NO_DEFAULT:
         if p.select(p.default) not in keep:
@@ -326,78 +491,67 @@ def _refine_choice(
         else:
             why = ""
         if why:
-            changes.append(
+            rules.record(
                 Change(
                     "default-removed",
                     path,
                     f"default {_show(p.default)}",
                     "default removed",
                     f"{why}, so trials without this parameter are not carried",
-                )
+                ),
+                noted=True,
             )
         else:
             refined = dataclasses.replace(refined, default=p.default)
-    best_of_options = [r for i in keep for r in took[i][: max(1, round(k * len(took[i]) / len(ranked)))]]
-    return refined, best_of_options
+    return refined
 
 
-def miss_chance(ranked: int, top: int, tried: int) -> float:
-    """The chance that ``tried`` of ``ranked`` trials drawn at random all miss the ``top``: C(N-K, n) / C(N, n)."""
-    return math.comb(ranked - top, tried) / math.comb(ranked, tried)
-
-
-def _refine_option(
-    opt: SearchSpace,
-    prefix: str,
-    took: Sequence[_Ranked],
-    parent_n: int,
-    parent_k: int,
-    opts: RefineOptions,
-    changes: list[Change],
-) -> SearchSpace:
-    """An option's sub-space from the ranked trials that took it, keeping the parent's top share."""
-    if all(q.is_fixed for q in opt.params.values()):
-        return opt
-    if len(took) < opts.min_trials:
-        changes.append(
-            Change(
-                "kept",
-                prefix.rstrip("."),
-                "sub-space",
-                "sub-space kept",
-                f"only {len(took)} ranked trial(s) took this option (need {opts.min_trials})",
-            )
-        )
-        return opt
-    k = min(len(took), max(opts.min_top, round(parent_k * len(took) / parent_n)))
-    return _refine_space(opt, prefix, took, k, opts, changes)
-
-
-# --------------------------------------------------------------------------- numeric ranges
-
-
-def _refine_number(
-    p: Numeric, path: str, values: Sequence[float], what: str, opts: RefineOptions, changes: list[Change]
-) -> Any:
-    """Narrow ``p`` around ``values`` (best first) and widen a bound they crowd, within ``limits``, on its lattice."""
+def _refine_number(p: Numeric, path: str, best: float | None, best_seen: str, rules: _Rules) -> Any:
+    """Widen a side the loss is predicted to fall toward, cut back a side unlikely to hold a better value,
+    within ``limits``, on ``p``'s lattice; leave a parameter that barely matters."""
+    opts, metric, samples = rules.opts, rules.metric, rules.evidence.samples
+    old_range = _fmt_list([p.low, p.high])
+    e = rules.evidence.params.get(path)
+    if not isinstance(e, NumberEvidence):
+        rules.record(Change("kept", path, old_range, f"kept {old_range}", "no evidence (too few trials)"), False)
+        return p
+    importance = f"importance {e.importance:.2f}"
+    if e.importance < opts.min_importance:
+        why = f"{importance} (below {opts.min_importance:g}): barely matters, left as is"
+        rules.record(Change("kept", path, old_range, f"kept {old_range}", why), noted=True)
+        return p
     scale, unscale = (math.log, math.exp) if p.is_log else (float, float)
     lo, hi = scale(p.low), scale(p.high)
-    width, band = hi - lo, opts.near_bound * (hi - lo)
-    best, ts = scale(values[0]), sorted(scale(v) for v in values)
-    need = max(2, math.ceil(opts.near_share * len(ts)))
-    crowd_low = sum(1 for t in ts if t - lo <= band)
-    crowd_high = sum(1 for t in ts if hi - t <= band)
-    widen_low, widen_high = crowd_low >= need and best - lo <= band, crowd_high >= need and hi - best <= band
-    low, high = _outward(
-        p,
-        unscale(lo - opts.widen * width if widen_low else max(lo, ts[0] - opts.margin * width)),
-        unscale(hi + opts.widen * width if widen_high else min(hi, ts[-1] + opts.margin * width)),
-    )
-    low = min(low, p.low) if widen_low else max(low, p.low)
-    high = max(high, p.high) if widen_high else min(high, p.high)
-    if not widen_low and scale(low) - lo < opts.min_narrow * width:  # not worth a new bound
+    width = hi - lo
+    falls = "falls" if metric.mode == "min" else "rises"
+    target = {"lower": p.low, "upper": p.high}
+    widen = {"lower": False, "upper": False}
+    acted: dict[str, str] = {}  # what a side's change rests on (the notes)
+    quiet: dict[str, str] = {}  # what the evidence says about a side left as is (the dry-run lines)
+    for side, s in (("lower", e.lower), ("upper", e.upper)):
+        if s.toward >= opts.widen_p:
+            step = opts.widen_step(s.toward)
+            target[side] = unscale(lo - step * width) if side == "lower" else unscale(hi + step * width)
+            widen[side] = True
+            over = f"P={s.toward:.2f} over the model's {samples} samples"
+            acted[side] = (
+                f"predicted {metric.name} {falls} toward the {side} bound ({over}): widened by {step:.0%} of the width"
+            )
+            continue
+        quiet[side] = _quiet(p, s, side, best_seen, metric.name)
+        cut = _cut(s, side, best, scale, lo, hi, opts)
+        if cut is not None:
+            target[side] = cut.bound
+            region = _region(p, side, cut.bound)
+            acted[side] = f"P={cut.chance:.2f} that {region} holds a {metric.name} better than {best_seen}"
+    if not target["lower"] < target["upper"]:  # cannot happen with cuts that keep the best trial; be safe
+        target = {"lower": p.low, "upper": p.high}
+    low, high = _outward(p, target["lower"], target["upper"])
+    low = min(low, p.low) if widen["lower"] else max(low, p.low)
+    high = max(high, p.high) if widen["upper"] else min(high, p.high)
+    if not widen["lower"] and scale(low) - lo < opts.min_narrow * width:  # not worth a new bound
         low = p.low
-    if not widen_high and hi - scale(high) < opts.min_narrow * width:
+    if not widen["upper"] and hi - scale(high) < opts.min_narrow * width:
         high = p.high
     stopped = {"lower": False, "upper": False}
     if p.limits is not None:
@@ -405,35 +559,29 @@ def _refine_number(
         stopped = {"lower": low < floor_, "upper": high > ceiling}
         low, high = max(low, floor_), min(high, ceiling)
     if not low < high:  # a lattice too coarse to narrow on
-        return p
-    evidence: list[str] = []
-    for side, crowd, widen, old, new, top_end in (
-        ("lower", crowd_low, widen_low, p.low, low, ts[0]),
-        ("upper", crowd_high, widen_high, p.high, high, ts[-1]),
-    ):
-        if widen:
-            near = f"{crowd} of the {what} within {opts.near_bound:.0%} of the {side} bound {_fmt(old)}"
-            if new == old:
-                evidence.append(f"{near}, which is its limit: not widened")
-            else:
-                stop = f", stopped by limits {_fmt_list(p.limits)}" if stopped[side] else ""
-                evidence.append(f"{near}: {side} bound widened by {opts.widen:.0%} of the width{stop}")
-        elif new != old:
-            reach = "lowest" if side == "lower" else "highest"
-            evidence.append(
-                f"{side} bound: the {reach} of the {what} is {_fmt(unscale(top_end))}, plus a {opts.margin:.0%} margin"
-            )
-    old_range = _fmt_list([p.low, p.high])
+        low, high = p.low, p.high
+    for side, old, new in (("lower", p.low, low), ("upper", p.high, high)):
+        if widen[side] and new == old:
+            acted[side] = f"{acted[side].partition(': widened')[0]}, but {_fmt(old)} is its limit: not widened"
+        elif widen[side] and stopped[side]:
+            acted[side] += f", stopped by limits {_fmt_list(p.limits or ())}"
+        elif not widen[side] and new == old and side in acted:  # a cut that rounding left below min_narrow
+            quiet[side] += ", a cut too small to make"
+            del acted[side]
+    sides = ("lower", "upper")
+    evidence = f"{importance}; " + "; ".join(acted[side] for side in sides if side in acted)
+    lowest = f"predicted {metric.name} lowest near {_fmt(e.best_at)}"
+    assessed = f"{importance}; {lowest}; " + "; ".join(acted.get(side) or quiet[side] for side in sides)
     if (low, high) == (p.low, p.high):
-        if evidence:  # a widening the limits stopped: say so
-            changes.append(Change("kept", path, old_range, f"kept {old_range}", "; ".join(evidence)))
+        noted = any(widen.values())  # a widening the limits stopped: the notes say so
+        rules.record(Change("kept", path, old_range, f"kept {old_range}", evidence if noted else assessed), noted)
         return p
     new_param = dataclasses.replace(p, low=low, high=high, default=NO_DEFAULT)
     if p.default is not NO_DEFAULT:
         if new_param.contains(p.default):
             new_param = dataclasses.replace(new_param, default=p.default)
         else:
-            changes.append(
+            rules.record(
                 Change(
                     "default-removed",
                     path,
@@ -441,11 +589,46 @@ def _refine_number(
                     "default removed",
                     f"the default {_show(p.default)} is outside the new range, so trials "
                     "without this parameter are not carried",
-                )
+                ),
+                noted=True,
             )
     kind: ChangeKind = "narrowed" if p.low <= low and high <= p.high else "widened"
-    changes.append(Change(kind, path, old_range, f"{kind} to {_fmt_list([low, high])}", "; ".join(evidence)))
+    new_range = f"{kind} to {_fmt_list([low, high])}"
+    rules.record(
+        Change(kind, path, old_range, new_range, evidence), True, Change(kind, path, old_range, new_range, assessed)
+    )
     return new_param
+
+
+def _cut(s: Side, side: str, best: float | None, scale: Any, lo: float, hi: float, opts: RefineOptions) -> Cut | None:
+    """The largest cut from ``side`` with a chance of at most ``narrow_p``, keeping ``best``; ``None`` when
+    there is none or it is smaller than ``min_narrow`` of the width."""
+    chosen = None
+    for cut in s.cuts:
+        if cut.chance > opts.narrow_p:
+            break
+        if best is not None and (cut.bound >= best if side == "lower" else cut.bound <= best):
+            break  # the best trial's value stays inside, with room on both sides
+        chosen = cut
+    if chosen is None:
+        return None
+    size = scale(chosen.bound) - lo if side == "lower" else hi - scale(chosen.bound)
+    return chosen if size >= opts.min_narrow * (hi - lo) else None
+
+
+def _quiet(p: Numeric, s: Side, side: str, best_seen: str, metric: str) -> str:
+    """A side's evidence when it is not widened: how likely the loss is lowest there, the chance of the
+    smallest cut."""
+    lowest = f"{side} bound: P={s.toward:.2f} that the predicted {metric} is lowest there"
+    if not s.cuts:
+        return lowest
+    first = s.cuts[0]
+    return f"{lowest}, P={first.chance:.2f} that {_region(p, side, first.bound)} holds a better one than {best_seen}"
+
+
+def _region(p: Numeric, side: str, bound: float) -> str:
+    """The region a cut from ``side`` back to ``bound`` removes, as an interval."""
+    return f"[{_fmt(p.low)}, {_fmt(bound)})" if side == "lower" else f"({_fmt(bound)}, {_fmt(p.high)}]"
 
 
 def _outward(p: Numeric, low: float, high: float) -> tuple[Any, Any]:
@@ -498,8 +681,3 @@ def _fmt_list(xs: Sequence[float]) -> str:
 
 def _show(x: Any) -> str:
     return json.dumps(x, sort_keys=True, default=str)
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"

@@ -209,8 +209,8 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         IMPORTANCE_SKIPPED,
         "search",
         "tag",
-        f"why there is no `{IMPORTANCE_ARTIFACT}`: optuna not installed (`orchestrator[optuna]`), too few finished "
-        "trials or parameters, or the error",
+        f"why there is no `{IMPORTANCE_ARTIFACT}`: too few finished trials or parameters, values that do not vary, "
+        "or the error",
     ),
     SchemaEntry(
         MODEL_SKIPPED,
@@ -237,7 +237,8 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         IMPORTANCE_ARTIFACT,
         "search",
         "artifact",
-        "parameter importance over the finished trials (Optuna's fANOVA), a bar chart",
+        "parameter importance over the finished trials (`orchestrator.analysis.importance`: the main-effect share "
+        "of a Gaussian process's partial dependence, the importance `space refine` quotes), a bar chart",
     ),
     SchemaEntry(IMPORTANCE_VALUES_ARTIFACT, "search", "artifact", "the importance numbers (JSON, summing to 1)"),
     SchemaEntry(BEST_SO_FAR_ARTIFACT, "search", "artifact", "best value so far against trials in completion order"),

@@ -17,7 +17,6 @@ from bench import common, per_class, predict_memory, review_cost, search_at_scal
 from bench.spacetools import sample_config
 from orchestrator.spaces import load_version, parse_version
 from orchestrator.spaces.carry import PriorTrial, carry
-from orchestrator.spaces.refine import RefineOptions
 from orchestrator.spaces.writer import dump
 
 
@@ -45,15 +44,18 @@ def test_sampled_configs_fit_the_space_and_the_refined_version_keeps_the_best() 
     rng = np.random.default_rng(0)
     configs = [sample_config(version.params, rng) for _ in range(40)]
     assert all(version.params.contains(c) is None for c in configs)
-    trace = search_quality.Trace(configs, [warmstart.loss_of(c) for c in configs])
-    v2 = search_quality.refined_version(version, trace)
-    assert v2.version == 2 and v2.parent == 1 and v2.params != version.params
+    case = search_quality.refine_cases()[1]  # lr and y: 40 random trials are evidence enough to narrow
+    configs = [sample_config(case.version.params, rng) for _ in range(40)]
+    trace = search_quality.Trace(configs, [case.objective(c) for c in configs])
+    v2 = search_quality.refined_version(case.version, trace)
+    assert v2.version == 2 and v2.parent == 1 and v2.params != case.version.params
     assert parse_version(dump(v2)) == v2  # the file refine + restart would search
+    assert search_quality.refined_version(case.version, trace, search_quality.UNCHANGED) is case.version
     report = carry((PriorTrial(c, loss, "FINISHED", 1) for c, loss in zip(configs, trace.losses, strict=True)), v2)
-    best = sorted(configs, key=warmstart.loss_of)[: math.ceil(RefineOptions().top_fraction * len(configs))]
-    assert all(c in [carried for carried, _ in report.carried] for c in best)
+    best = min(configs, key=case.objective)  # a cut never passes the best trial's value
+    assert best in [carried for carried, _ in report.carried]
     few = search_quality.Trace(configs[:3], trace.losses[:3])
-    assert search_quality.refined_version(version, few) is version  # too few trials: no new version
+    assert search_quality.refined_version(case.version, few) is case.version  # too few trials: no new version
 
 
 def test_search_quality_methods_on_a_tiny_budget() -> None:
@@ -67,16 +69,38 @@ def test_search_quality_methods_on_a_tiny_budget() -> None:
 
 def test_search_quality_prints_a_result_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_file = tmp_path / "sq.json"
-    search_quality.main(["--quick", "--seeds", "2", "--trials", "12", "--no-variants", "--out", str(out_file)])
+    argv = ["--quick", "--seeds", "2", "--trials", "12", "--no-variants", "--parts", "search"]
+    search_quality.main([*argv, "--out", str(out_file)])
     result = common.parse_result_line(capsys.readouterr().out)
     assert result == json.loads(out_file.read_text())
     assert set(result["problems"]) == {"branin", "hartmann6", "conditional"}
     assert result["problems"]["branin"]["methods"]["optuna TPE"]["seeds"] == 2
-    example = parse_version(result["example_v2"])  # 12 trials: refine ranks the 6 of v1
-    assert (example.version, example.parent) == (2, 1) and "Refined from v1" in example.notes
+    example = parse_version(result["example_v2"])  # 12 trials: refine models the 6 of v1 (v1 when nothing changes)
+    assert (example.version, example.parent) in {(2, 1), (1, None)}
+    assert example.version == 1 or "Refined from v1" in example.notes
     restart = result["goal"]["conditional"]["refine_restart"]
     assert restart["median"] == result["problems"]["conditional"]["methods"]["refine + restart"]["median"]
     assert restart["met"] == (restart["median"] <= restart["cold"])
+
+
+def test_search_quality_refine_part_on_a_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "sq.json"
+    argv = ["--parts", "refine", "--trials", "12", "--refine-seeds", "2", "--refine-sizes", "12"]
+    search_quality.main([*argv, "--restart-seeds", "1,2", "--cost-trials", "20", "--out", str(out_file)])
+    result = common.parse_result_line(capsys.readouterr().out)["refine"]
+    cases = {case.name for case in search_quality.refine_cases()}
+    assert set(result["decisions"]) == cases
+    beyond = result["decisions"]["beyond a bound"]["sizes"]["12"]
+    for rule in search_quality.RULES:  # both rules judged on the same trials, seed by seed
+        assert len(beyond[rule]["per_seed"]) == 2 and beyond[rule]["widened"] in {0.0, 0.5, 1.0}
+    assert set(result["decision_goal"]) == set(search_quality.RULES)
+    at = result["restart"]["conditional"]["2"]
+    assert set(at) >= {search_quality.COLD, search_quality.UNCHANGED, *search_quality.RULES}
+    assert (
+        at[search_quality.COLD]["seeds"] == 2
+        and result["restart"]["conditional"]["1"][search_quality.COLD]["seeds"] == 1
+    )
+    assert all(v["best_s"] > 0 for v in result["cost"].values())
 
 
 def test_hyperopt_replay_and_latency_helpers() -> None:

@@ -40,6 +40,9 @@ def test_refine_ranks_asha_trials_on_their_history_and_writes_the_next_version(
 
     code, out, _ = refine_cli(capsys, str(folder), "--tracking-uri", store.uri, "--dry-run")
     assert code == 0 and "+parent: 1" in out and "ranked on epoch 9" in out
+    assert "evidence per parameter (a Gaussian process of 24 trials" in out  # the dry run shows the evidence
+    assert "\n  x: importance 1.00; predicted loss lowest near 0." in out  # a survivor's x, 0.15..0.25
+    assert "holds a loss better than the best seen" in out
     assert sorted(p.name for p in folder.iterdir()) == ["v1.yaml"]
 
     code, out, err = refine_cli(capsys, str(v1_file), "--tracking-uri", store.uri)
@@ -64,6 +67,25 @@ def test_too_few_finished_trials_write_no_file(
     code, _, err = refine_cli(capsys, str(folder), "--tracking-uri", store.uri)
     assert code == 1 and "3 finished trial(s) with a finite loss fit this version" in err and "--min-trials" in err
     assert sorted(p.name for p in folder.iterdir()) == ["v1.yaml"]
+    # --min-trials 3 lets refine model the 3 trials; they are too few to justify a change: still no file.
     code, _, err = refine_cli(capsys, str(folder), "--tracking-uri", store.uri, "--min-trials", "3")
+    assert code == 1 and "the model of 3 trials gives no reason to change the space; x: importance" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["v1.yaml"]
+
+
+def test_a_dry_run_shows_the_evidence_for_every_parameter_even_unchanged_ones(
+    tmp_path: Path, store: MlflowStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "two"
+    text = V1.format(study="two").replace("scheduler: asha, ", "scheduler: fifo, ") + "  z: {uniform: [0.0, 10.0]}\n"
+    v1_file = write_file(folder, text, "v1.yaml")
+    trials = [({"x": (i % 8) / 7, "z": (3 * i % 11) / 1.1}, {9: abs((i % 8) / 7 - 0.3)}) for i in range(24)]
+    record_search(store, load_version(v1_file), trials)
+    code, out, err = refine_cli(capsys, str(folder), "--tracking-uri", store.uri, "--dry-run")
     assert code == 0, err
-    assert (folder / "v2.yaml").exists()
+    lines = out.splitlines()
+    assert lines[lines.index(next(ln for ln in lines if ln.startswith("evidence per parameter"))) + 1].startswith(
+        "  x: "
+    )
+    z = next(ln for ln in lines if ln.startswith("  z: "))
+    assert "barely matters, left as is -> kept [0, 10]" in z  # unchanged, and its evidence shown

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.engine.searchers import searcher_class
+from orchestrator.evolution.refining import refine_trials
 from orchestrator.spaces import StudyVersion, parse_version
 from orchestrator.spaces.carry import PriorTrial, carry
-from orchestrator.spaces.refine import ScoredTrial, refine
+from orchestrator.spaces.refine import ScoredTrial
 
 V1 = """\
 study: restart
@@ -54,7 +55,7 @@ def test_refined_v2_finds_a_better_best_than_v1_with_the_same_budget() -> None:
     restarted, cold = [], []
     for seed in SEEDS:
         first = search(v1, TRIALS, seed)
-        v2 = refine(v1, first).version
+        v2 = refine_trials(v1, first).version
         x, y = v2.params.params["x"], v2.params.params["y"]
         assert x.high > X_OPT and x.low > 0.0, v2.notes  # widened past the optimum (and off the far end)
         assert y.low > -20.0 and y.high < 20.0 and y.contains(Y_OPT), v2.notes  # narrowed around it
