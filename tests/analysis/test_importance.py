@@ -10,7 +10,7 @@ import pytest
 from bench.spacetools import sample_config
 from orchestrator.analysis.evidence import gather_evidence
 from orchestrator.analysis.importance import EVALUATOR, ImportanceSkipped, parameter_importance
-from orchestrator.review.leaderboard import TrialOutcome
+from orchestrator.engine.leaderboard import TrialOutcome
 from orchestrator.spaces import parse_version
 from orchestrator.spaces.refine import RefineOptions, ScoredTrial, rank
 

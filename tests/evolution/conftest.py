@@ -19,7 +19,7 @@ from orchestrator.tracking.schema import CONFIG, HASH, KIND, PARENT, SEARCH_RUN,
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowStore]:
     from orchestrator.tracking.mlflow_store import open_store
 
-    yield open_store(f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}")
+    yield open_store(f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}", create=True)
 
 
 def record_search(

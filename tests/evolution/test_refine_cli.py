@@ -51,11 +51,12 @@ def test_refine_ranks_asha_trials_on_their_history_and_writes_the_next_version(
     assert v2.parent == 1 and v2.params.params["x"].contains(0.2) and v2.params.params["x"].high < 0.5
     assert "6 ranked on epoch 9" in v2.notes and v2.notes in out
 
-    # v2 exists: refining v1 again writes the next free number, with v1 as parent; nothing is overwritten.
+    # v2 exists: refining v1 again proposes v2's space again, which is refused (naming v2); nothing is written and
+    # the note says that v1 is not the newest version.
     text = (folder / "v2.yaml").read_text()
     code, out, err = refine_cli(capsys, str(v1_file), "--tracking-uri", store.uri)
-    assert code == 0 and (folder / "v2.yaml").read_text() == text
-    assert load_study(folder).versions[3].parent == 1
+    assert code == 1 and "is v2 again" in err and "v2 exist" in out
+    assert (folder / "v2.yaml").read_text() == text and sorted(load_study(folder).versions) == [1, 2]
 
 
 def test_too_few_finished_trials_write_no_file(
