@@ -24,7 +24,6 @@ from orchestrator.spaces.refine import (
     NotEnoughTrials,
     Numeric,
     RefineError,
-    ScoredTrial,
     _fmt,
     _fmt_list,
     _inside,
@@ -33,6 +32,7 @@ from orchestrator.spaces.refine import (
     ranking_budget,
     usable_trials,
 )
+from orchestrator.spaces.trials import RecordedTrial
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class _Ranked:
 
 def refine_topk(
     version: StudyVersion,
-    trials: Sequence[ScoredTrial],
+    trials: Sequence[RecordedTrial],
     options: TopKOptions | None = None,
     number: int | None = None,
 ) -> TopKRefinement:
@@ -121,7 +121,7 @@ def refine_topk(
 
 
 def _ranked(
-    version: StudyVersion, usable: Sequence[tuple[dict[str, Any], ScoredTrial]], budget: int | None
+    version: StudyVersion, usable: Sequence[tuple[dict[str, Any], RecordedTrial]], budget: int | None
 ) -> list[_Ranked]:
     """Best first, on ``budget``; trials that did not reach it are left out; ties by run id, then config."""
     rows = []

@@ -63,8 +63,9 @@ from bench.spacetools import make_version, sample_config
 from orchestrator.engine.searchers import searcher_class
 from orchestrator.evolution.refining import refine_trials
 from orchestrator.spaces import Metric, StudyVersion, load_version
-from orchestrator.spaces.carry import PriorTrial, carry
-from orchestrator.spaces.refine import RefineError, RefineOptions, ScoredTrial
+from orchestrator.spaces.carry import carry
+from orchestrator.spaces.refine import RefineError, RefineOptions
+from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump
 
 if TYPE_CHECKING:
@@ -267,7 +268,7 @@ def refine_restart(problem: Problem, n: int, seed: int, rule: str = "model") -> 
     t1 = run_searcher(v1, problem.objective, first, seed)
     v2 = refined_version(v1, t1, rule)
     report = carry(
-        (PriorTrial(c, loss, "FINISHED", v1.version) for c, loss in zip(t1.configs, t1.losses, strict=True)), v2
+        (RecordedTrial(c, loss, version=v1.version) for c, loss in zip(t1.configs, t1.losses, strict=True)), v2
     )
     t2 = run_searcher(v2, problem.objective, n - first, seed + RESTART_SEED_OFFSET, prior=report.carried)
     return Trace(t1.configs + t2.configs, t1.losses + t2.losses)
@@ -286,7 +287,7 @@ def refined_version(v1: StudyVersion, trace: Trace, rule: str = MODEL_RULE) -> S
     problem here minimises a metric named ``loss``.
     """
     trials = [
-        ScoredTrial(c, loss, version=v1.version, run_id=f"t{i:04d}")
+        RecordedTrial(c, loss, version=v1.version, run_id=f"t{i:04d}")
         for i, (c, loss) in enumerate(zip(trace.configs, trace.losses, strict=True))
     ]
     if rule == UNCHANGED:
@@ -502,7 +503,7 @@ def refine_cost(sizes: Sequence[int]) -> dict[str, Any]:
         rng = np.random.default_rng(0)
         for n in sizes:
             configs = [sample_config(problem.version.params, rng) for _ in range(n)]
-            trials = [ScoredTrial(c, problem.objective(c), run_id=f"t{i:05d}") for i, c in enumerate(configs)]
+            trials = [RecordedTrial(c, problem.objective(c), run_id=f"t{i:05d}") for i, c in enumerate(configs)]
             times = []
             for _ in range(3):
                 t0 = time.perf_counter()

@@ -181,12 +181,13 @@ def test_a_redacted_fixed_entry_still_selects_its_option_and_fits() -> None:
 
 
 def test_a_trial_recorded_redacted_is_carried_and_one_with_another_secret_is_dropped() -> None:
-    from orchestrator.spaces.carry import FIXED_DIFFERS, NOT_A_CHOICE, PriorTrial, carry, fit
+    from orchestrator.spaces.carry import FIXED_DIFFERS, NOT_A_CHOICE, carry, fit
+    from orchestrator.spaces.trials import RecordedTrial
 
     recorded = [
-        PriorTrial({"x": 0.1, "optimizer": SGD}, 1.0),  # as the tracking callback records it
-        PriorTrial({"x": 0.2, "optimizer": {**SGD, "api_key": PASSWORD}}, 2.0),  # recorded before redaction
-        PriorTrial({"x": 0.3, "optimizer": {**SGD, "api_key": "another-key"}}, 3.0),
+        RecordedTrial({"x": 0.1, "optimizer": SGD}, 1.0),  # as the tracking callback records it
+        RecordedTrial({"x": 0.2, "optimizer": {**SGD, "api_key": PASSWORD}}, 2.0),  # recorded before redaction
+        RecordedTrial({"x": 0.3, "optimizer": {**SGD, "api_key": "another-key"}}, 3.0),
     ]
     report = carry(recorded, SECRET_SPACE)
     assert [c for c, _ in report.carried] == [{"x": 0.1, "optimizer": SGD}, {"x": 0.2, "optimizer": SGD}]

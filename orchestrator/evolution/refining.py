@@ -20,7 +20,8 @@ from orchestrator.engine.checks import version_problems
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Study, StudyVersion, load_study
 from orchestrator.spaces.io import VERSION_FILE
-from orchestrator.spaces.refine import RefineError, Refinement, RefineOptions, ScoredTrial, rank, refine
+from orchestrator.spaces.refine import RefineError, Refinement, RefineOptions, rank, refine
+from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump, write
 
 from .trials import scored_trials
@@ -126,7 +127,7 @@ def propose(path: str | Path, store: MlflowStore, options: RefineOptions | None 
 
 def refine_trials(
     version: StudyVersion,
-    trials: Sequence[ScoredTrial],
+    trials: Sequence[RecordedTrial],
     options: RefineOptions | None = None,
     number: int | None = None,
 ) -> Refinement:

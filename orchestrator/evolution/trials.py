@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from orchestrator.spaces import StudyVersion
-from orchestrator.spaces.refine import ScoredTrial, usable_trials
+from orchestrator.spaces.refine import usable_trials
+from orchestrator.spaces.trials import RecordedTrial
 
 if TYPE_CHECKING:
     from orchestrator.tracking.mlflow_store import MlflowStore
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 HISTORY_READERS = 8  # concurrent history reads against a tracking server (one for a local store)
 
 
-def scored_trials(store: MlflowStore, version: StudyVersion) -> list[ScoredTrial]:
+def scored_trials(store: MlflowStore, version: StudyVersion) -> list[RecordedTrial]:
     """Every trial of ``version``'s study (all versions), with per-epoch histories under ASHA.
 
     Without early stopping every finished trial ran ``max_epochs`` and its final value is the
@@ -27,7 +28,7 @@ def scored_trials(store: MlflowStore, version: StudyVersion) -> list[ScoredTrial
     """
     metric = version.metric.name
     rows = store.trials(version.study)
-    trials = [ScoredTrial(r.config, r.metrics.get(metric), {}, r.status, r.version, r.run_id) for r in rows]
+    trials = [RecordedTrial(r.config, r.metrics.get(metric), {}, r.status, r.version, r.run_id) for r in rows]
     if version.schedule.scheduler != "asha":
         return trials
     tagged = {r.run_id: dict(r.history[metric]) for r in rows if metric in r.history}

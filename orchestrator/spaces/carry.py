@@ -22,24 +22,13 @@ from orchestrator.redaction import redacted_value
 from .errors import ValueNotInSpace
 from .kinds import NO_DEFAULT
 from .space import Param, SearchSpace
+from .trials import RecordedTrial
 from .version import Metric, StudyVersion
 
 OUTSIDE = "outside the new range"
 NOT_A_CHOICE = "not among the new choices"
 NO_DEFAULT_FOR_NEW = "added without a default"
 FIXED_DIFFERS = "differs from the fixed value"
-
-
-@dataclass(frozen=True)
-class PriorTrial:
-    """A trial read back from the tracking store."""
-
-    config: Mapping[str, Any]
-    value: float | None
-    status: str = "FINISHED"
-    version: int | None = None
-    run_id: str = ""
-    history: Mapping[int, float] | None = None  # the metric's value per epoch (the epoch ASHA counts), if known
 
 
 # What the searcher is warm-started with: (values, loss), or (values, loss, {epoch: loss}) with a known history.
@@ -121,7 +110,7 @@ def _fit_value(p: Param, value: Any, path: str, report: CarryReport | None) -> A
     return value
 
 
-def carry(trials: Iterable[PriorTrial], version: StudyVersion) -> CarryReport:
+def carry(trials: Iterable[RecordedTrial], version: StudyVersion) -> CarryReport:
     """Sort earlier trials into carried (fitted to ``version``) and dropped (by reason)."""
     report = CarryReport()
     metric = version.metric

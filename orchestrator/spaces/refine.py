@@ -70,6 +70,7 @@ from .carry import fit
 from .errors import ValueNotInSpace
 from .kinds import NO_DEFAULT, IntRange, LogUniform, QLogUniform, QUniform, Uniform, clean_float
 from .space import Choice, Param, SearchSpace
+from .trials import RecordedTrial
 from .version import Metric, StudyVersion
 
 Numeric = Uniform | LogUniform | QUniform | QLogUniform | IntRange
@@ -82,22 +83,6 @@ class RefineError(ValueError):
 
 class NotEnoughTrials(RefineError):
     """Too few finished trials to refine from."""
-
-
-@dataclass(frozen=True)
-class ScoredTrial:
-    """A trial as refine reads it: its configuration, final value and per-epoch values.
-
-    ``history`` maps an epoch (the step logged with the metric) to the metric's value there;
-    empty when unknown, and the trial is then compared on ``value`` alone.
-    """
-
-    config: Mapping[str, Any]
-    value: float | None
-    history: Mapping[int, float] = field(default_factory=dict)
-    status: str = "FINISHED"
-    version: int | None = None
-    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -246,7 +231,7 @@ class Ranking:
         return len(self.rows) - self.ranked
 
 
-def rank(version: StudyVersion, trials: Sequence[ScoredTrial], min_trials: int = 5) -> Ranking:
+def rank(version: StudyVersion, trials: Sequence[RecordedTrial], min_trials: int = 5) -> Ranking:
     """The usable trials of ``version`` compared on one budget (the module docstring's first two rules).
 
     Raises ``NotEnoughTrials`` when fewer than ``min_trials`` usable trials exist."""
@@ -280,7 +265,7 @@ def _stopped_before(history: Mapping[int, float], budget: int) -> bool:
     return bool(epochs) and max(epochs) < budget
 
 
-def usable_trials(version: StudyVersion, trials: Sequence[ScoredTrial]) -> list[tuple[dict[str, Any], ScoredTrial]]:
+def usable_trials(version: StudyVersion, trials: Sequence[RecordedTrial]) -> list[tuple[dict[str, Any], RecordedTrial]]:
     """Finished trials with a finite value, fitted to ``version`` (those that do not fit are left out)."""
     out = []
     for t in trials:
@@ -293,7 +278,7 @@ def usable_trials(version: StudyVersion, trials: Sequence[ScoredTrial]) -> list[
     return out
 
 
-def ranking_budget(trials: Sequence[ScoredTrial], min_trials: int) -> int | None:
+def ranking_budget(trials: Sequence[RecordedTrial], min_trials: int) -> int | None:
     """The highest epoch at least ``min_trials`` trials reported a finite value at; ``None`` without histories."""
     reached: dict[int, int] = {}
     for t in trials:

@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 from orchestrator.errors import OrchestratorError, first_line
 from orchestrator.redaction import redact_uri
 from orchestrator.settings import TRACKING_URI_ENV, state_dir
-from orchestrator.spaces.carry import PriorTrial
+from orchestrator.spaces.trials import RecordedTrial
 
 from .schema import (
     CONFIG,
@@ -192,10 +192,10 @@ class TrialRow:
         value = self.metrics.get(best_metric(metric), self.metrics.get(metric))
         return value if value is not None and math.isfinite(value) else None
 
-    def prior(self, metric: str) -> PriorTrial:
+    def prior(self, metric: str) -> RecordedTrial:
         """The trial as warm start carries it: ``metric``'s final value and its per-epoch history, if known."""
-        return PriorTrial(
-            self.config, self.metrics.get(metric), self.status, self.version, self.run_id, self.history.get(metric)
+        return RecordedTrial(
+            self.config, self.metrics.get(metric), self.history.get(metric, {}), self.status, self.version, self.run_id
         )
 
 

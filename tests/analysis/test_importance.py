@@ -12,7 +12,8 @@ from orchestrator.analysis.evidence import gather_evidence
 from orchestrator.analysis.importance import EVALUATOR, ImportanceSkipped, parameter_importance
 from orchestrator.engine.leaderboard import TrialOutcome
 from orchestrator.spaces import parse_version
-from orchestrator.spaces.refine import RefineOptions, ScoredTrial, rank
+from orchestrator.spaces.refine import RefineOptions, rank
+from orchestrator.spaces.trials import RecordedTrial
 
 V1 = parse_version(
     """\
@@ -47,7 +48,7 @@ def test_review_and_refine_quote_the_same_importance() -> None:
     assert list(review.values) == sorted(review.values, key=lambda k: -review.values[k])  # most important first
     assert sum(review.values.values()) == pytest.approx(1.0)
     assert next(iter(review.values)) == "lr" and review.values["noise"] < 0.05
-    scored = [ScoredTrial(t.config, t.value, run_id=t.run_id) for t in trials]
+    scored = [RecordedTrial(t.config, t.value, run_id=t.run_id) for t in trials]
     evidence = gather_evidence(V1, rank(V1, scored), RefineOptions())
     assert {name: evidence.params[name].importance for name in review.values} == pytest.approx(review.values)
 

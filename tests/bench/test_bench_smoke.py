@@ -16,7 +16,8 @@ import pytest
 from bench import common, per_class, predict_memory, review_cost, search_at_scale, search_quality, warmstart
 from bench.spacetools import sample_config
 from orchestrator.spaces import load_version, parse_version
-from orchestrator.spaces.carry import PriorTrial, carry
+from orchestrator.spaces.carry import carry
+from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump
 
 
@@ -51,7 +52,7 @@ def test_sampled_configs_fit_the_space_and_the_refined_version_keeps_the_best() 
     assert v2.version == 2 and v2.parent == 1 and v2.params != case.version.params
     assert parse_version(dump(v2)) == v2  # the file refine + restart would search
     assert search_quality.refined_version(case.version, trace, search_quality.UNCHANGED) is case.version
-    report = carry((PriorTrial(c, loss, "FINISHED", 1) for c, loss in zip(configs, trace.losses, strict=True)), v2)
+    report = carry((RecordedTrial(c, loss, version=1) for c, loss in zip(configs, trace.losses, strict=True)), v2)
     best = min(configs, key=case.objective)  # a cut never passes the best trial's value
     assert best in [carried for carried, _ in report.carried]
     few = search_quality.Trace(configs[:3], trace.losses[:3])

@@ -20,7 +20,8 @@ from orchestrator.engine.searchers import searcher_class
 from orchestrator.engine.tracking_callback import MlflowTrialCallback
 from orchestrator.engine.trainable import RESUME_KEY
 from orchestrator.spaces import StudyVersion, parse_version
-from orchestrator.spaces.carry import PriorTrial, carry
+from orchestrator.spaces.carry import carry
+from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.tracking import ledger, schema
 from orchestrator.tracking.async_logger import SpillFile
 from orchestrator.tracking.carried import carried_trials
@@ -135,7 +136,11 @@ def test_a_fifo_warm_start_is_as_before(study: MlflowStore, tmp_path: Path) -> N
     fifo = load(tmp_path, V2, version=2, scheduler="fifo")
     carried, _, _ = carried_trials(study, fifo, None)
     without_history = carry(
-        (PriorTrial(r.config, r.metrics.get("loss"), r.status, r.version, r.run_id) for r in study.trials(STUDY)), fifo
+        (
+            RecordedTrial(r.config, r.metrics.get("loss"), status=r.status, version=r.version, run_id=r.run_id)
+            for r in study.trials(STUDY)
+        ),
+        fifo,
     )
     assert carried.carried == without_history.carried and all(len(trial) == 2 for trial in carried.carried)
     searcher = searcher_class(fifo.search.algorithm)(fifo, carried.carried, seed=0)
@@ -145,7 +150,7 @@ def test_a_fifo_warm_start_is_as_before(study: MlflowStore, tmp_path: Path) -> N
 def test_a_history_is_carried_as_losses_in_the_searchers_sense(tmp_path: Path) -> None:
     path = write_space(tmp_path, STUDY, V1, epochs=EPOCHS, scheduler="asha")
     version = parse_version(path.read_text().replace("{name: loss, mode: min}", "{name: acc, mode: max}"))
-    (trial,) = carry([PriorTrial({"x": 0.5}, 0.8, history={1: 0.5, 2: float("nan"), 3: 0.8})], version).carried
+    (trial,) = carry([RecordedTrial({"x": 0.5}, 0.8, history={1: 0.5, 2: float("nan"), 3: 0.8})], version).carried
     assert trial == ({"x": 0.5}, -0.8, {1: -0.5, 3: -0.8})
 
 

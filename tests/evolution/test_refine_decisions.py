@@ -17,7 +17,8 @@ import pytest
 from bench.search_quality import RefineCase, Trace, judge, refine_cases, refined_version
 from bench.spacetools import sample_config
 from orchestrator.evolution.refining import refine_trials
-from orchestrator.spaces.refine import RefineError, ScoredTrial
+from orchestrator.spaces.refine import RefineError
+from orchestrator.spaces.trials import RecordedTrial
 
 CASES = {case.name: case for case in refine_cases()}
 
@@ -28,9 +29,10 @@ def fixed_trials(case: RefineCase, n: int = 30, seed: int = 0) -> Trace:
     return Trace(configs, [case.objective(c) for c in configs])
 
 
-def scored(trace: Trace) -> list[ScoredTrial]:
+def scored(trace: Trace) -> list[RecordedTrial]:
     return [
-        ScoredTrial(c, v, run_id=f"t{i:03d}") for i, (c, v) in enumerate(zip(trace.configs, trace.losses, strict=True))
+        RecordedTrial(c, v, run_id=f"t{i:03d}")
+        for i, (c, v) in enumerate(zip(trace.configs, trace.losses, strict=True))
     ]
 
 

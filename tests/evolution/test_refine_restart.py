@@ -14,8 +14,8 @@ from typing import Any
 from orchestrator.engine.searchers import searcher_class
 from orchestrator.evolution.refining import refine_trials
 from orchestrator.spaces import StudyVersion, parse_version
-from orchestrator.spaces.carry import PriorTrial, carry
-from orchestrator.spaces.refine import ScoredTrial
+from orchestrator.spaces.carry import carry
+from orchestrator.spaces.trials import RecordedTrial
 
 V1 = """\
 study: restart
@@ -46,7 +46,7 @@ def search(version: StudyVersion, n: int, seed: int, prior: Sequence[tuple[dict[
         values = {k: config[k] for k in version.params.params}
         loss = objective(values)
         searcher.on_trial_complete(trial_id, {"loss": loss})
-        trials.append(ScoredTrial(values, loss, version=version.version, run_id=trial_id))
+        trials.append(RecordedTrial(values, loss, version=version.version, run_id=trial_id))
     return trials
 
 
@@ -59,7 +59,7 @@ def test_refined_v2_finds_a_better_best_than_v1_with_the_same_budget() -> None:
         x, y = v2.params.params["x"], v2.params.params["y"]
         assert x.high > X_OPT and x.low > 0.0, v2.notes  # widened past the optimum (and off the far end)
         assert y.low > -20.0 and y.high < 20.0 and y.contains(Y_OPT), v2.notes  # narrowed around it
-        prior = carry((PriorTrial(t.config, t.value, t.status, t.version) for t in first), v2).carried
+        prior = carry((RecordedTrial(t.config, t.value, status=t.status, version=t.version) for t in first), v2).carried
         second = search(v2, TRIALS, seed + 1000, prior)
         restarted.append(min(t.value for t in first + second))
         cold.append(min(t.value for t in search(v1, 2 * TRIALS, seed)))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from orchestrator.spaces import parse_version
-from orchestrator.spaces.carry import NOT_A_CHOICE, OUTSIDE, PriorTrial, carry
+from orchestrator.spaces.carry import NOT_A_CHOICE, OUTSIDE, carry
+from orchestrator.spaces.trials import RecordedTrial
 from tests.conftest import MINIMAL
 
 V2 = parse_version(
@@ -15,8 +16,8 @@ V2 = parse_version(
 )
 
 
-def trial(config: dict, value: float = 1.0) -> PriorTrial:
-    return PriorTrial(config=config, value=value, version=1)
+def trial(config: dict, value: float = 1.0) -> RecordedTrial:
+    return RecordedTrial(config=config, value=value, version=1)
 
 
 def test_options_are_found_despite_added_and_removed_keys() -> None:

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.spaces import SpaceError, ValueNotInSpace, load_version, parse_version
-from orchestrator.spaces.carry import PriorTrial, carry, fit
+from orchestrator.spaces.carry import carry, fit
 from orchestrator.spaces.check import validate_paths
+from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.yamlsafe import EXPONENT_TEXT, MAX_CHOICE_DEPTH, MAX_FILE_BYTES, MAX_NESTING, MAX_NODES
 from tests.conftest import MINIMAL, MINIMAL_HEAD, ROOT
 from tests.spaces.strategies import FUZZ, as_version, random_draw, space_docs, to_yaml
@@ -189,13 +190,13 @@ def test_every_exponent_text_is_flagged_with_a_fix_that_reads_as_its_number(text
 
 
 @st.composite
-def prior_trials(draw) -> list[PriorTrial]:
+def prior_trials(draw) -> list[RecordedTrial]:
     """Configurations of another random space or random documents, with random outcomes."""
     old = as_version(draw(space_docs(modifiers=True))).params
     rnd = draw(st.randoms(use_true_random=False))
     configs = st.builds(lambda: old.build(random_draw(rnd))) | documents
     values = st.none() | st.floats(allow_nan=True, allow_infinity=True)
-    trial = st.builds(PriorTrial, configs, values, st.sampled_from(["FINISHED", "FAILED"]), st.integers(1, 3))
+    trial = st.builds(RecordedTrial, configs, values, st.sampled_from(["FINISHED", "FAILED"]), st.integers(1, 3))
     return draw(st.lists(trial, max_size=6))
 
 

@@ -31,12 +31,12 @@ from orchestrator.spaces.refine import (
     OptionEvidence,
     RefineError,
     RefineOptions,
-    ScoredTrial,
     Side,
     rank,
     ranking_budget,
     refine,
 )
+from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +54,8 @@ def version(params: str, head: str = HEAD) -> Any:
     return parse_version(head + params)
 
 
-def scored(configs: list[dict[str, Any]], objective: Callable[[Mapping[str, Any]], float]) -> list[ScoredTrial]:
-    return [ScoredTrial(c, objective(c), run_id=f"run{i:03d}") for i, c in enumerate(configs)]
+def scored(configs: list[dict[str, Any]], objective: Callable[[Mapping[str, Any]], float]) -> list[RecordedTrial]:
+    return [RecordedTrial(c, objective(c), run_id=f"run{i:03d}") for i, c in enumerate(configs)]
 
 
 def grid(name: str, values: list[Any]) -> list[dict[str, Any]]:
@@ -77,7 +77,7 @@ def evidence(**params: NumberEvidence | ChoiceEvidence) -> Evidence:
     return Evidence("hand-written evidence", 256, params)
 
 
-def apply(v1: StudyVersion, trials: list[ScoredTrial], ev: Evidence, opts: RefineOptions | None = None) -> Any:
+def apply(v1: StudyVersion, trials: list[RecordedTrial], ev: Evidence, opts: RefineOptions | None = None) -> Any:
     opts = opts or RefineOptions()
     return refine(v1, rank(v1, trials, opts.min_trials), ev, opts)
 
@@ -227,7 +227,7 @@ def test_a_default_outside_the_new_range_is_removed_with_a_note() -> None:
 # --------------------------------------------------------------------------- which trials, which budget
 
 
-def asha_trials() -> list[ScoredTrial]:
+def asha_trials() -> list[RecordedTrial]:
     """An ASHA search on a validation loss that rises with training (overfitting): its early-stopped
     trials (x far from 0.2, stopped at epoch 1) have *lower* last values than the survivors (x near 0.2,
     trained to epoch 9), so comparing every trial on its last value would put the worst ones on top."""
@@ -237,7 +237,7 @@ def asha_trials() -> list[ScoredTrial]:
         x = 0.15 + 0.1 * (i / 24) if survivor else 0.5 + 0.5 * (i / 24)
         epochs = 9 if survivor else 1
         history = {e: abs(x - 0.2) + 0.1 * e for e in range(1, epochs + 1)}
-        trials.append(ScoredTrial({"x": x}, history[epochs], history, run_id=f"run{i:02d}"))
+        trials.append(RecordedTrial({"x": x}, history[epochs], history, run_id=f"run{i:02d}"))
     return trials
 
 
@@ -257,14 +257,14 @@ def test_asha_ranks_on_the_highest_budget_and_counts_stopped_trials_as_its_worst
     assert "18 stopped before epoch 9 count as its worst value" in result.version.notes
     assert x.contains(0.2) and x.high < 0.5  # around the survivors, away from the early-stopped trials
 
-    naive = refine_trials(v1, [ScoredTrial(t.config, t.value, run_id=t.run_id) for t in trials])  # no histories
+    naive = refine_trials(v1, [RecordedTrial(t.config, t.value, run_id=t.run_id) for t in trials])  # no histories
     assert naive.budget is None and not naive.version.params.params["x"].contains(0.2)
 
 
 def test_too_few_finished_trials_is_a_clear_error() -> None:
     v1 = version("  x: {uniform: [0.0, 1.0]}\n")
     trials = scored(grid("x", [0.1, 0.2, 0.3, 0.4]), lambda c: c["x"])
-    trials += [ScoredTrial({"x": 0.5}, None, status="FAILED"), ScoredTrial({"x": 2.0}, 0.0)]  # failed; outside
+    trials += [RecordedTrial({"x": 0.5}, None, status="FAILED"), RecordedTrial({"x": 2.0}, 0.0)]  # failed; outside
     with pytest.raises(NotEnoughTrials, match=r"s v1: 4 finished trial\(s\) .* at least 5"):
         refine_trials(v1, trials)
     assert rank(v1, trials, 4).used == 4
@@ -398,8 +398,8 @@ def test_refine_is_deterministic_and_its_file_validates(tmp_path: Path) -> None:
 
 def test_no_reason_to_change_is_an_error_not_a_copy() -> None:
     v1 = version("  x: {uniform: [0.0, 1.0]}\n")
-    spread = [ScoredTrial({"x": x}, 0.0, run_id=f"good{x}") for x in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    rest = [ScoredTrial({"x": 0.5}, 1.0, run_id=f"rest{i:02d}") for i in range(15)]
+    spread = [RecordedTrial({"x": x}, 0.0, run_id=f"good{x}") for x in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    rest = [RecordedTrial({"x": 0.5}, 1.0, run_id=f"rest{i:02d}") for i in range(15)]
     with pytest.raises(RefineError, match="s v1: the model of 20 trials gives no reason to change the space; x: "):
         refine_trials(v1, spread + rest)
 
