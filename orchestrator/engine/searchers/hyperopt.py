@@ -11,6 +11,12 @@ thinned selection of them (``model_selection``), so 10,000 carried trials load i
 second, TPE is past its start-up phase from the first suggestion, and a suggestion stays fast
 however long the history.
 
+The model (``model``): TPE's good and bad densities are hyperopt's Parzen estimators combined jointly
+(``joint_tpe``: one mixture of product kernels per group of labels, candidates drawn around one good trial at a
+time and ranked by the joint ratio), with 10 % of the observations (at most 25) as the good set
+(``good_fraction``). ``model = "univariate"`` with ``good_fraction = None`` is hyperopt's own ``tpe.suggest``
+(each label on its own, ``ceil(0.25 sqrt(n))`` good trials), the model before, kept for the benchmarks.
+
 Pending trials: hyperopt's ``tpe.suggest`` gives a document without a loss (a running trial) an
 infinite one, so before ``search.liar`` this searcher already lied "worst" about running trials;
 ``worst`` keeps that ranking with a finite value, ``off`` now leaves them out. ``tpe.suggest`` counts running
@@ -75,8 +81,9 @@ class HyperoptSearcher(SpaceSearcher):
     model: ClassVar[str] = "joint"
     # The share of observations TPE calls good (at most 25), or None for hyperopt's ``ceil(gamma * sqrt(n))``.
     good_fraction: ClassVar[float | None] = 0.1
-    # Extra keyword settings of ``hyperopt.tpe.suggest`` (gamma, n_EI_candidates, prior_weight): a subclass
-    # may set them (the search-quality benchmark compares settings this way); the product uses the defaults.
+    # Extra keyword settings of ``hyperopt.tpe.suggest`` (gamma, n_EI_candidates, prior_weight; the joint model
+    # takes the last two, and gamma when ``good_fraction`` is None): a subclass may set them (the search-quality
+    # benchmark compares settings this way); the product uses the defaults.
     tpe_settings: ClassVar[Mapping[str, Any]] = {}
     # Observations past which TPE fits on a selection (``model_selection``); None: always on all of them.
     # hyperopt's cost is linear in the trials it fits on (Python loops included): 1,000 keeps a suggestion near
