@@ -451,6 +451,9 @@ def parallel(n: int, seeds: int, searchers: Sequence[str] = PARALLEL_SEARCHERS) 
 
 # How ``tpe`` fits with many carried trials: on a selection (now), or on every one of them (before the selection).
 MODELS: dict[str, dict[str, Any]] = {"now": {}, "before": {"model_trials": None}}
+# Latency also of today's selection with the model ``tpe`` had before its joint one (``bench.tabular.TPE_BEFORE``).
+UNIVARIATE = "now, univariate model"
+LATENCY_MODELS: dict[str, dict[str, Any]] = {**MODELS, UNIVARIATE: {"model": "univariate", "good_fraction": None}}
 
 
 def random_prior(version: StudyVersion, objective: Objective, n: int, seed: int) -> list[tuple[dict[str, Any], float]]:
@@ -475,7 +478,7 @@ def latency(k: int, sizes: Sequence[int] = LATENCY_PRIORS) -> dict[str, dict[str
     out: dict[str, dict[str, float]] = {}
     for n in sizes:
         prior = random_prior(version, warmstart.loss_of, n, 0)
-        searchers = {label: variant("tpe", **attrs)(version, prior, seed=1) for label, attrs in MODELS.items()}
+        searchers = {label: variant("tpe", **attrs)(version, prior, seed=1) for label, attrs in LATENCY_MODELS.items()}
         times: dict[str, list[float]] = {label: [] for label in searchers}
         for j in range(k):
             for label, searcher in searchers.items():
@@ -641,10 +644,10 @@ def report(out: dict[str, Any]) -> None:
 
 def report_latency(lat: dict[str, dict[str, float]]) -> None:
     common.print_table(
-        ["carried trials", "now ms", "before ms", "before / now"],
-        [[int(n), v["now"], v["before"], v["before"] / v["now"]] for n, v in lat.items()],
+        ["carried trials", "now ms", "before ms", "before / now", f"{UNIVARIATE} ms"],
+        [[int(n), v["now"], v["before"], v["before"] / v["now"], v.get(UNIVARIATE)] for n, v in lat.items()],
         f"tpe suggestion latency (median), fitting on a selection of {HyperoptSearcher.model_trials:,} "
-        "(now) or on all (before)",
+        "(now) or on all (before); and now with the univariate model tpe had before its joint one",
     )
 
 

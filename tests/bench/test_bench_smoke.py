@@ -387,3 +387,54 @@ def test_optuna_hyperband_baseline_is_the_same_run_for_the_same_seed() -> None:
     version = problem.version(1)
     runs = [search_at_scale.optuna_hyperband(version, problem.curve, 20, seed=3) for _ in range(2)]
     assert runs[0].finals == runs[1].finals and runs[0].epochs == runs[1].epochs
+
+
+def test_tabular_tables_read_as_the_package_reads_them() -> None:
+    """A configuration's losses are the table's values for it under the package's own key, as ``Metric.loss`` of
+    its metric; the package's ``__call__`` draws one of them."""
+    from bench import tabular
+
+    problem = tabular.package_problem("hpobench", "australian")
+    bench = tabular.package_benchmark("hpobench", "australian")
+    space = bench.search_space
+    values = {"alpha": 3, "batch_size": 0, "depth": 2, "learning_rate_init": 9, "width": 5}
+    assert problem.version.params.contains(values) is None
+    losses = problem.seeds_of(values)
+    config = {name: space[name][i] for name, i in values.items()}
+    assert sorted(losses) == sorted(-v for v in bench._dataset["30295"]["val_acc"])
+    assert -bench(config)["val_acc"] in losses
+    assert problem.mean(values) == pytest.approx(np.mean(losses))
+    assert problem.optimum <= problem.mean(values)
+    drawn = [problem.objective(0)(values) for _ in range(3)]
+    assert drawn == [problem.objective(0)(values) for _ in range(3)] and set(drawn) <= set(losses)
+    nas = tabular.package_problem("nasbench201", "cifar10")
+    assert nas.version.params.params["Op0"].is_choice
+
+
+def test_tabular_on_a_tiny_budget_scores_the_incumbent_by_its_table_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import tabular
+
+    problem = tabular.problem_named("hpobench/car")
+    trace = search_quality.Trace(
+        [{"alpha": 0, "batch_size": 0, "depth": 1, "learning_rate_init": 0, "width": i} for i in range(3)],
+        [0.5, -2.0, -2.0],
+    )
+    assert tabular.incumbent_means(problem, trace, (1, 3)) == {
+        1: problem.mean(trace.configs[0]),
+        3: problem.mean(trace.configs[1]),  # the first of the best observed
+    }
+    out_file = tmp_path / "tabular.json"
+    cases = "hpobench/car,convnet_digits"
+    tabular.main(["--quick", "--seeds", "2", "--checkpoints", "4,12", "--cases", cases, "--out", str(out_file)])
+    result = common.parse_result_line(capsys.readouterr().out)
+    assert result == json.loads(out_file.read_text())
+    assert set(result["cases"]) == set(cases.split(","))
+    for res in result["cases"].values():
+        assert set(res["methods"]) == set(tabular.METHODS)
+        for s in res["methods"].values():
+            assert s["seeds"] == 2 and len(s["12"]["scores"]) == 2
+            assert all(score >= res["optimum"] - 1e-12 for score in s["12"]["scores"])
+        goal = res["goal"]["12"]
+        assert goal["tpe"]["met"] == (goal["tpe"]["median"] <= goal["reference"])

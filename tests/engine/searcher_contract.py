@@ -209,12 +209,16 @@ class SearcherContract:
             return (v["x"] - 1) ** 2 + (v["optimizer"]["name"] == "adam")
 
         suggestions = self.run(s, 30, objective)
+        assert s.n_scored == len(prior) + 30
+        # Both branches, over three searches: adam is worse by 1 everywhere, and a model may rightly stay with sgd
+        # for the 30 suggestions of one seed.
+        for seed in (1, 2):
+            suggestions += self.run(self.searcher(version, prior, seed=seed), 30, objective)
         for values in suggestions:
             assert version.params.contains(values) is None, values
             assert all(type(values[k]) is int for k in ("depth", "qi", "width", "filters")), values
             assert type(values["scale"]) is float and type(values["q"]) is float and values["width"] % 16 == 0
         assert {v["optimizer"]["name"] for v in suggestions} == {"adam", "sgd"}
-        assert s.n_scored == len(prior) + 30
 
     def test_values_never_indices(self, algorithm: str) -> None:
         version = self.version(algorithm, NESTED_PARAMS, startup=5)
@@ -288,11 +292,13 @@ class SearcherContract:
         assert first(7) != first(8)
 
     def test_finds_branin_optimum(self, algorithm: str, learns: bool) -> None:
-        """A search-quality floor: TPE's median best on Branin after 50 trials is about 0.45 (optimum 0.398)."""
+        """A search-quality floor: TPE's median best on Branin after 50 trials is about 0.45 (optimum 0.398); here
+        the median over three seeds after 40 (one seed alone may end near 1.8)."""
         if not learns:
             pytest.skip("random search has no quality floor to keep")
-        best = min(map(branin, self.run(self.searcher(self.version(algorithm, BRANIN_PARAMS)), 40, branin)))
-        assert best < 1.0, best
+        version = self.version(algorithm, BRANIN_PARAMS)
+        bests = [min(map(branin, self.run(self.searcher(version, seed=seed), 40, branin))) for seed in range(3)]
+        assert sorted(bests)[1] < 1.0, bests
 
     # ------------------------------------------------------------------ FIFO: as before budgets and liars
 

@@ -174,7 +174,8 @@ def test_model_selection_keeps_the_good_set_the_newest_and_thins_the_rest() -> N
 
 
 def test_capped_model_has_the_same_good_set() -> None:
-    """With 5,000 carried trials TPE fits on a selection of them and calls the same 18 trials good."""
+    """With 5,000 carried trials TPE fits on a selection of them and calls the same 25 trials good (10 %, at most
+    25: ``HyperoptSearcher.good_fraction``)."""
     version = parse_version(f"{HEAD}search: {{startup_trials: 10}}\n{QUADRATIC_PARAMS}")
     rng = np.random.default_rng(1)
     xs, ys, losses = rng.uniform(-1, 1, 5000), rng.integers(-2, 3, 5000), rng.uniform(size=5000)
@@ -183,8 +184,8 @@ def test_capped_model_has_the_same_good_set() -> None:
     trials, gamma = searcher._model_trials()
     fitted = trials.losses()
     assert len(fitted) == HyperoptSearcher.model_trials
-    n_good = good_count(5000, 0.25)
-    assert min(math.ceil(gamma * math.sqrt(len(fitted))), 25) == n_good == 18
+    n_good = good_count(5000, 0.25, HyperoptSearcher.good_fraction)
+    assert min(math.ceil(gamma * math.sqrt(len(fitted))), 25) == n_good == 25
     assert sorted(fitted)[:n_good] == sorted(losses.tolist())[:n_good]
 
 

@@ -125,6 +125,39 @@ def _codec(p: Param) -> _Codec:
     return _VALUES
 
 
+@dataclass(frozen=True)
+class Axis:
+    """One label as TPE models it: the range of its hyperopt draw (``low``, ``high``, on a log scale when ``log``)
+    or, for a choice, its number of ``options`` (its val is the option index). ``group`` names the labels drawn
+    together: ``""`` for the top level, ``"optimizer[1]."`` for the sub-space of option 1 of ``optimizer``."""
+
+    label: str
+    group: str
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    options: int = 0
+
+
+def axes(space: SearchSpace) -> list[Axis]:
+    """Every label of the space (``labels``) as TPE's model sees its draw (the module table)."""
+    out = []
+    for label, p in space.walk():
+        if p.is_fixed:
+            continue
+        group = label[: label.rfind("].") + 2] if "]." in label else ""
+        codec = _codec(p)
+        if codec is _OPTIONS:
+            out.append(Axis(label, group, options=len(p.options)))
+        elif codec is _STEPS:
+            out.append(Axis(label, group, -0.5, p.steps + 0.5))
+        elif p.is_log:
+            out.append(Axis(label, group, math.log(p.low), math.log(p.high), log=True))
+        else:
+            out.append(Axis(label, group, float(p.low), float(p.high)))
+    return out
+
+
 # --------------------------------------------------------------------------- space -> expression, vals <-> values
 
 

@@ -11,6 +11,12 @@ thinned selection of them (``model_selection``), so 10,000 carried trials load i
 second, TPE is past its start-up phase from the first suggestion, and a suggestion stays fast
 however long the history.
 
+The model (``model``): TPE's good and bad densities are hyperopt's Parzen estimators combined jointly
+(``joint_tpe``: one mixture of product kernels per group of labels, candidates drawn around one good trial at a
+time and ranked by the joint ratio), with 10 % of the observations (at most 25) as the good set
+(``good_fraction``). ``model = "univariate"`` with ``good_fraction = None`` is hyperopt's own ``tpe.suggest``
+(each label on its own, ``ceil(0.25 sqrt(n))`` good trials), the model before, kept for the benchmarks.
+
 Pending trials: hyperopt's ``tpe.suggest`` gives a document without a loss (a running trial) an
 infinite one, so before ``search.liar`` this searcher already lied "worst" about running trials;
 ``worst`` keeps that ranking with a finite value, ``off`` now leaves them out. ``tpe.suggest`` counts running
@@ -30,17 +36,19 @@ from typing import Any, ClassVar
 import numpy as np
 from hyperopt import JOB_STATE_DONE, STATUS_OK, Domain, Trials, rand, tpe
 
-from orchestrator.engine.backends.hyperopt import decode, encode, to_hyperopt, trial_misc
+from orchestrator.engine.backends.hyperopt import axes, decode, encode, to_hyperopt, trial_misc
 
+from . import joint_tpe
 from .base import DRAWN, Budgets, SpaceSearcher, lie, stopped_below
 
 DEFAULT_GAMMA = 0.25  # hyperopt's ``tpe.suggest`` default
 GOOD_CAP = 25  # hyperopt's cap on the trials TPE calls good (``ap_split_trials``'s ``gamma_cap``)
 
 
-def good_count(n: int, gamma: float) -> int:
-    """How many of ``n`` observations hyperopt's TPE models as good: ``ceil(gamma * sqrt(n))``, at most 25."""
-    return min(math.ceil(gamma * math.sqrt(n)), GOOD_CAP)
+def good_count(n: int, gamma: float, fraction: float | None = None) -> int:
+    """How many of ``n`` observations TPE models as good, at most 25: hyperopt's ``ceil(gamma * sqrt(n))``, or
+    ``ceil(fraction * n)`` when a fraction is given (Optuna's rule, with 0.1)."""
+    return min(math.ceil(fraction * n if fraction is not None else gamma * math.sqrt(n)), GOOD_CAP)
 
 
 def model_selection(losses: np.ndarray, limit: int, n_good: int) -> np.ndarray:
@@ -67,9 +75,15 @@ def model_selection(losses: np.ndarray, limit: int, n_good: int) -> np.ndarray:
 class HyperoptSearcher(SpaceSearcher):
     """TPE (or random) over a ``StudyVersion``'s params, warm-started from ``(config, loss)`` pairs."""
 
-    _derived = ("_domain", "_miscs", "_live_tids")
-    # Extra keyword settings of ``hyperopt.tpe.suggest`` (gamma, n_EI_candidates, prior_weight): a subclass
-    # may set them (the search-quality benchmark compares settings this way); the product uses the defaults.
+    _derived = ("_domain", "_axes", "_miscs", "_live_tids")
+    # The model TPE fits: "joint" (``joint_tpe``: hyperopt's estimators as one mixture of product kernels per group
+    # of labels), or "univariate" (hyperopt's ``tpe.suggest``: each label on its own; the model before).
+    model: ClassVar[str] = "joint"
+    # The share of observations TPE calls good (at most 25), or None for hyperopt's ``ceil(gamma * sqrt(n))``.
+    good_fraction: ClassVar[float | None] = 0.1
+    # Extra keyword settings of ``hyperopt.tpe.suggest`` (gamma, n_EI_candidates, prior_weight; the joint model
+    # takes the last two, and gamma when ``good_fraction`` is None): a subclass may set them (the search-quality
+    # benchmark compares settings this way); the product uses the defaults.
     tpe_settings: ClassVar[Mapping[str, Any]] = {}
     # Observations past which TPE fits on a selection (``model_selection``); None: always on all of them.
     # hyperopt's cost is linear in the trials it fits on (Python loops included): 1,000 keeps a suggestion near
@@ -81,6 +95,7 @@ class HyperoptSearcher(SpaceSearcher):
     def _build(self) -> None:
         space = self.version.params
         self._domain = Domain(lambda _: 0.0, to_hyperopt(space))
+        self._axes = axes(space)
         # Trial ids in scoring order, then the running trials: TPE's linear forgetting weighs by this order.
         self._miscs = [trial_misc(tid, encode(space, config)) for tid, (config, _) in enumerate(self._scored())]
         self._live_tids: dict[str, int] = {}
@@ -109,10 +124,10 @@ class HyperoptSearcher(SpaceSearcher):
         order = np.argsort([misc["tid"] for misc, _ in modelled], kind="stable")
         losses = np.array([loss for _, loss in modelled])[order]
         gamma = float(self.tpe_settings.get("gamma", DEFAULT_GAMMA))
-        default_good = good_count(len(modelled) + len(pending), gamma)
-        n_good = min(default_good, len(observed))  # the good set: trials that reached the budget
+        n_all = len(modelled) + len(pending)
+        n_good = min(good_count(n_all, gamma, self.good_fraction), len(observed))  # trials that reached the budget
         kept = [modelled[i] for i in order[model_selection(losses, self.model_trials or len(losses), n_good)]]
-        if len(kept) < len(modelled) or n_good < default_good:  # that good set out of fewer trials
+        if len(kept) < len(modelled) or n_good != good_count(n_all, gamma):  # that good set out of fewer trials
             gamma = (n_good - 0.5) / math.sqrt(len(kept) + len(pending))
         trials = Trials()
         trials._dynamic_trials = [
@@ -145,6 +160,20 @@ class HyperoptSearcher(SpaceSearcher):
     def _tpe(self, tid: int, trials: Trials, gamma: float, seed: int) -> dict[str, Any]:
         """TPE's values fitted on ``trials``."""
         settings = {**self.tpe_settings, "gamma": gamma}
+        if self.model == "joint":
+            observations = [
+                joint_tpe.Observation(doc["misc"]["vals"], doc["result"]["loss"])
+                for doc in sorted(trials._dynamic_trials, key=lambda doc: doc["tid"])
+            ]
+            vals = joint_tpe.suggest(
+                self._axes,
+                observations,
+                good_count(len(observations), gamma),
+                seed,
+                n_candidates=int(settings.get("n_EI_candidates", joint_tpe.DEFAULT_CANDIDATES)),
+                prior_weight=float(settings.get("prior_weight", joint_tpe.DEFAULT_PRIOR_WEIGHT)),
+            )
+            return decode(self.version.params, vals)
         # The searcher decides the start-up phase (``in_startup``), so TPE never falls back to random itself.
         docs = tpe.suggest([tid], self._domain, trials, seed, n_startup_jobs=0, **settings)
         return decode(self.version.params, docs[0]["misc"]["vals"])
