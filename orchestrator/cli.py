@@ -46,7 +46,11 @@ class LazyGroup(click.Group):
 
 @click.group(
     cls=LazyGroup,
-    lazy={"submit": "orchestrator.cluster.cli:submit", "jobs": "orchestrator.cluster.cli:jobs"},
+    lazy={
+        "submit": "orchestrator.cluster.cli:submit",
+        "jobs": "orchestrator.cluster.cli:jobs",
+        "access": "orchestrator.access_cmd:access",  # per-study permissions on a team server
+    },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="orchestrator")

@@ -30,6 +30,7 @@ from orchestrator.spaces import StudyVersion, load_with_lineage
 from orchestrator.spaces.carry import CarriedTrial, CarryReport, carry
 from orchestrator.tracking import ledger as ledger_mod
 from orchestrator.tracking import schema
+from orchestrator.tracking.access import require_edit
 from orchestrator.tracking.async_logger import replay_spill, tracking_wait_s
 from orchestrator.tracking.mlflow_store import MlflowStore, TrackingError, TrialRow, short_error
 
@@ -124,6 +125,7 @@ def run_search(path: str | Path, options: SearchOptions, echo: Echo = print) -> 
     check_secrets(version)
     uri = options.tracking_uri or default_tracking_uri()
     store = open_store(uri)
+    require_edit(store, version.study, "orchestrator run")  # a teammate with READ: one line, before anything runs
     tracking_wait_s()  # a bad value of its environment variable is named now, not when the trials are done
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()

@@ -17,6 +17,7 @@ from orchestrator.spaces import Study, StudyVersion, load_study
 from orchestrator.spaces.io import VERSION_FILE
 from orchestrator.spaces.refine import Refinement, RefineOptions, refine
 from orchestrator.spaces.writer import dump, write
+from orchestrator.tracking.access import require_edit
 
 from .trials import scored_trials
 
@@ -61,6 +62,7 @@ def find_target(path: str | Path) -> Target:
 class Proposal:
     target: Target
     refinement: Refinement
+    store: MlflowStore | None = None  # where the trials came from: writing needs EDIT on the study there
 
     @property
     def path(self) -> Path:
@@ -80,6 +82,8 @@ class Proposal:
 
     def write(self) -> Path:
         """Write the new version; a file already there is an error, never overwritten."""
+        if self.store is not None:  # a teammate with READ may look (--dry-run), not write the next version
+            require_edit(self.store, self.target.version.study, f"space refine (writing {self.path})")
         try:
             return write(self.refinement.version, self.path)
         except FileExistsError:
@@ -90,4 +94,4 @@ def propose(path: str | Path, store: MlflowStore, options: RefineOptions | None 
     """Refine the version at ``path`` from every trial of its study in ``store``."""
     target = find_target(path)
     trials = scored_trials(store, target.version)
-    return Proposal(target, refine(target.version, trials, options, number=target.next_number))
+    return Proposal(target, refine(target.version, trials, options, number=target.next_number), store)

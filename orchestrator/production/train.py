@@ -249,10 +249,12 @@ def train_models(
     )
     from orchestrator.engine.searchers.base import Replay
     from orchestrator.engine.storage import open_storage
+    from orchestrator.tracking.access import require_edit
     from orchestrator.tracking.async_logger import tracking_wait_s
 
     uri = tracking_uri or default_tracking_uri()
     store = open_store(uri)
+    require_edit(store, study, "orchestrator train")  # it registers models: EDIT on the study, checked first
     tracking_wait_s()  # a bad value of its environment variable is named now
     source = source_trial(store, chosen_trial(store, study, trial_id), space)
     version = train_version(source, epochs, per_class)
