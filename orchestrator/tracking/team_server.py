@@ -580,7 +580,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, required=True, help="Folder for the database, the secrets and the logs.")
     p.add_argument("--host", default=LOOPBACK, help="Address the MLflow server listens on (default: 127.0.0.1).")
     p.add_argument("--port", type=int, default=5000, help="Port of the MLflow server (default: 5000).")
-    p.add_argument("--db-port", type=int, default=5432, help="Port of PostgreSQL on 127.0.0.1 (default: 5432).")
+    p.add_argument(
+        "--db-port", type=int, default=5433, help="Port of PostgreSQL on 127.0.0.1 (default: 5433, beside a system one)."
+    )
     p.add_argument("--workers", type=int, default=2, help="MLflow server workers (default: 2, as deploy/k8s).")
     p.add_argument(
         "--s3-endpoint",

@@ -77,22 +77,20 @@ class Team:
         return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
 
 
-def _postgres_available() -> str | None:
+def require_postgres() -> None:
+    """Skip where PostgreSQL's programs are missing; fail in CI, which must run these tests (.ci/run installs it)."""
     try:
         postgres_bin()
     except TeamServerError as e:
-        return str(e)
-    return None
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the team server's tests: {e}")
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="session")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     """The team stack, started once for the session (about 20 s here: initdb, two migrated databases)."""
-    missing = _postgres_available()
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the team server's tests: {missing} (.ci/run installs it)")
-        pytest.skip(missing)
+    require_postgres()
     # PostgreSQL runs as the 'postgres' user when the tests run as root: its folder must be one that user can
     # reach, so not under pytest's private temporary folder.
     pg_folder = Path(tempfile.mkdtemp(prefix="orchestrator-pg-"))
