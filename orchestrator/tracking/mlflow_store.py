@@ -489,7 +489,8 @@ FORBIDDEN = 403
 _STATUS_OF_CODE = {"UNAUTHENTICATED": UNAUTHORIZED, "PERMISSION_DENIED": FORBIDDEN}  # MLflow's error codes
 _MLFLOW_REQUEST = re.compile(r"^API request to (?P<url>\S+) failed with exception (?P<cause>.*)$")
 _CONNECTION_CAUSE = re.compile(
-    r"\[Errno -?\d+\] [^\"')]+|Read timed out|Connection aborted|Connection reset by peer|too many \d{3} error responses"
+    r"\[Errno -?\d+\] [^\"')]+|Read timed out|Connection aborted|Connection reset by peer"
+    r"|too many \d{3} error responses"
 )
 
 

@@ -272,6 +272,21 @@ class Postgres:
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
+    def dump(self, database: str = DB_NAME) -> str:
+        """``pg_dump`` of ``database`` as SQL text (a backup; the tests search it for secrets)."""
+        done = subprocess.run(
+            [str(self._bin / "pg_dump"), "-h", str(self.sockets), "-p", str(self.port), "-U", SUPERUSER, database],
+            user=self._user,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd="/",
+        )
+        if done.returncode != 0:
+            raise TeamServerError(f"pg_dump {database} failed (exit {done.returncode}): {done.stderr.strip()[-1500:]}")
+        return done.stdout
+
     def _ensure_databases(self) -> None:
         """The role ``mlflow`` with its password and the two databases it owns (made once, kept after)."""
         import psycopg
@@ -581,7 +596,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=LOOPBACK, help="Address the MLflow server listens on (default: 127.0.0.1).")
     p.add_argument("--port", type=int, default=5000, help="Port of the MLflow server (default: 5000).")
     p.add_argument(
-        "--db-port", type=int, default=5433, help="Port of PostgreSQL on 127.0.0.1 (default: 5433, beside a system one)."
+        "--db-port", type=int, default=5433, help="Port of PostgreSQL on 127.0.0.1 (default: 5433, not a system one's)."
     )
     p.add_argument("--workers", type=int, default=2, help="MLflow server workers (default: 2, as deploy/k8s).")
     p.add_argument(
