@@ -5,6 +5,8 @@ Listed lazily by the command group (``orchestrator.cli``); it imports neither ra
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from orchestrator.tracking.access import PERMISSIONS, Held
@@ -23,12 +25,13 @@ def access(study: str, user: str | None, permission: str | None, tracking_uri: s
     """List, or with --user and --permission set, the permission on STUDY: its experiment and every model
     registered from it (STUDY, STUDY-<class>), on a tracking server with logins (`mlflow server --app-name
     basic-auth`). Granting needs MANAGE on the study; another user's permissions are listed to admins only."""
-    from orchestrator.engine.runner import default_tracking_uri, open_store
     from orchestrator.tracking import access as acc
+    from orchestrator.tracking.mlflow_store import MlflowStore
 
     if (user is None) != (permission is None):
         raise click.UsageError("give --user and --permission together (or neither, to list)")
-    store = open_store(tracking_uri or default_tracking_uri())
+    store = MlflowStore(_tracking_uri(tracking_uri))
+    store.check_reachable()
     if user is not None and permission is not None:
         resources = acc.grant(store, study, user, permission)
         click.echo(f"granted {user} {permission} on study {study}: " + ", ".join(r.describe() for r in resources))
@@ -50,6 +53,16 @@ def access(study: str, user: str | None, permission: str | None, tracking_uri: s
         click.echo(f"  {name}: " + _row([h for h in held if h.user == name]))
     if len({h.user for h in held}) == 1:
         click.echo("  (other users' permissions are listed to admins only)")
+
+
+def _tracking_uri(given: str | None) -> str:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI`` (a team server: no engine, no ray imported), else the
+    local store the engine uses."""
+    if given or os.environ.get("MLFLOW_TRACKING_URI"):
+        return given or os.environ["MLFLOW_TRACKING_URI"]
+    from orchestrator.engine.runner import default_tracking_uri
+
+    return default_tracking_uri()
 
 
 def _row(held: list[Held]) -> str:

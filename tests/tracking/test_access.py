@@ -6,6 +6,8 @@ The behaviour against a real server with logins is tests/team/test_team_server.p
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,14 @@ def test_a_missing_server_package_is_one_line_naming_the_extra(
     assert team_server.main(["--root", str(tmp_path / "state")]) == 1
     assert capsys.readouterr().err == f"error: {raised.value}\n"
     assert not (tmp_path / "state" / "postgres").exists(), "nothing was started"
+
+
+def test_access_to_a_given_store_imports_neither_ray_nor_torch(tmp_path: Path) -> None:
+    probe = (
+        "import sys; from orchestrator.cli import main\n"
+        f"try:\n    main(['access', 'demo', '--tracking-uri', 'sqlite:///{tmp_path / 'm.db'}'])\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print(code, [m for m in ('ray', 'torch') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
