@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import importlib.util
+import io
 import logging
 import os
 import pwd
@@ -36,7 +37,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -439,6 +439,7 @@ class TeamMlflowServer(LoopbackMlflowServer):
         return self.root / AUTH_INI
 
     def environment(self) -> dict[str, str]:
+        """The stores and secrets, as deploy/k8s gives them (``SERVER_ENVIRONMENT``); writes the auth config."""
         config = configparser.ConfigParser()
         config["mlflow"] = {
             "default_permission": DEFAULT_PERMISSION,
@@ -446,10 +447,9 @@ class TeamMlflowServer(LoopbackMlflowServer):
             "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
         }
         self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile("w+") as text:
-            config.write(text)
-            text.seek(0)
-            ini = _private_file(self.auth_config_path(), text.read())
+        text = io.StringIO()
+        config.write(text)
+        ini = _private_file(self.auth_config_path(), text.getvalue())  # it holds the auth database's password
         values = {
             "MLFLOW_BACKEND_STORE_URI": self.backend_store_uri,
             "AWS_ACCESS_KEY_ID": self._secrets.s3_access_key,

@@ -105,10 +105,13 @@ def test_warmstart_fill_clone_and_read_back(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.slow
-def test_warmstart_clone_and_read_back_on_the_team_server(team: Team) -> None:
+def test_warmstart_clone_and_read_back_on_the_team_server(team: Team, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same on the team's server: the SQL clone writes PostgreSQL, read back over HTTP with the admin's login."""
     stack = team.stack
-    server = warmstart.Server("postgresql", stack.admin_uri, stack.server.backend_store_uri, stack.startup_s)
+    # the login through MLflow's variables: a login in a URI would be kept for the URI in this process (keep_login)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.secrets.admin_password)
+    server = warmstart.Server("postgresql", stack.uri, stack.server.backend_store_uri, stack.startup_s)
     with common.swallow_stdout():
         study = warmstart.fill_study(server, 40, np.random.default_rng(3), api_runs=3, http_runs=2)
     assert study.fill["bulk_runs"] == 35

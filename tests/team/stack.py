@@ -40,6 +40,8 @@ class Team:
         return self.stack.uri
 
     def login_uri(self, user: str) -> str:
+        """The URI with ``user``'s login, for MLflow's clients only: an ``MlflowStore`` keeps a URI's login for the
+        URI without it (``keep_login``), so in-process stores log in through MLflow's variables (``env``)."""
         return self.stack.server.login_uri(user, self.passwords[user])
 
     def env(self, user: str, **extra: str) -> dict[str, str]:

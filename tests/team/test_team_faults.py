@@ -167,11 +167,15 @@ def test_s3_down_mid_search_tags_the_review_and_the_ledger_and_loses_no_trial(
     assert key in team.objects(key)
 
 
-def test_two_teammates_search_one_study_at_once_each_trial_once(team: Team, tmp_path: Path) -> None:
+def test_two_teammates_search_one_study_at_once_each_trial_once(
+    team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     study = "team_two_at_once"
     space = write_space(tmp_path, study, PARAMS, trials=3, epochs=EPOCHS, sleep=0.3, startup=3)
-    alice = MlflowStore(team.login_uri("alice"))
-    alice.experiment_id(study)  # alice's study: she holds MANAGE on it
+    for name, value in team.env("alice").items():  # alice's shell: her study, she holds MANAGE on it
+        monkeypatch.setenv(name, value)
+    alice = MlflowStore(team.uri)
+    alice.experiment_id(study)
     access.grant(alice, study, "bob", "EDIT")
     drivers = {}
     for user in ("alice", "bob"):
