@@ -64,6 +64,10 @@ DB_NAME = "mlflow"
 AUTH_DB_NAME = "mlflow_auth"
 ADMIN_USER = "admin"
 DEFAULT_PERMISSION = "READ"  # what a logged-in user may do where nobody granted more (basic_auth.example.ini)
+# Seconds a worker of the server trusts a login it checked: checking costs a scrypt hash (0.1-0.2 s of CPU here) on
+# every request otherwise, 3 s per logged run and 9 s per warm start on this machine (bench.warmstart). A changed or
+# deleted password is seen at once by the worker that changed it, by the others within this time.
+AUTH_CACHE_TTL_S = 60
 REGION = "us-east-1"
 SUPERUSER = "postgres"  # the cluster's superuser: reachable only through its private socket folder
 AUTH_INI = "basic_auth.ini"
@@ -445,6 +449,7 @@ class TeamMlflowServer(LoopbackMlflowServer):
             "default_permission": DEFAULT_PERMISSION,
             "database_uri": self._auth_database_uri,
             "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+            "auth_cache_ttl_seconds": str(AUTH_CACHE_TTL_S),
         }
         self.root.mkdir(parents=True, exist_ok=True)
         text = io.StringIO()

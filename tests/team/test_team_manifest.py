@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 
 from orchestrator.tracking.team_server import (
+    AUTH_CACHE_TTL_S,
     AUTH_DB_NAME,
     DB_NAME,
     DB_SCHEME,
@@ -105,6 +106,12 @@ def test_the_server_reads_the_same_environment_as_the_manifests_and_no_secret_is
     assert not [s for s in secrets if s in line], "a store URI or secret on the command line (`ps` shows it)"
     ini = Path(environment["MLFLOW_AUTH_CONFIG_PATH"])
     assert ini.stat().st_mode & 0o777 == 0o600, "the auth config holds the auth database's password"
+    ours, example = configparser.ConfigParser(), configparser.ConfigParser()
+    ours.read(ini)
+    example.read(AUTH_COMPONENT / "basic_auth.example.ini")
+    same = ("default_permission", "authorization_function", "auth_cache_ttl_seconds")
+    assert set(ours["mlflow"]) == set(example["mlflow"])
+    assert {k: ours["mlflow"][k] for k in same} == {k: example["mlflow"][k] for k in same}
 
 
 def test_the_example_secrets_name_the_driver_databases_and_default_permission_the_tests_use() -> None:
@@ -120,6 +127,7 @@ def test_the_example_secrets_name_the_driver_databases_and_default_permission_th
     auth = urlparse(ini["mlflow"]["database_uri"])
     assert (auth.scheme, auth.path) == (DB_SCHEME, f"/{AUTH_DB_NAME}")
     assert ini["mlflow"]["default_permission"] == DEFAULT_PERMISSION
+    assert int(ini["mlflow"]["auth_cache_ttl_seconds"]) == AUTH_CACHE_TTL_S
     # the image's MLflow server has the driver: the same package the extra orchestrator[server] brings
     assert '"psycopg[binary]' in (REPO_ROOT / "deploy" / "Dockerfile").read_text()
 
