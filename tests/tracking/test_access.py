@@ -56,6 +56,7 @@ def test_access_takes_user_and_permission_together(tmp_path: Path) -> None:
 
 def test_access_on_a_local_store_says_there_are_no_permissions(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowStore(uri)  # the store exists (a search made it): access only reads it
     listed = CliRunner().invoke(cli, ["access", "demo", "--tracking-uri", uri])
     assert listed.exit_code == 0 and "no logins on this store, so no permissions" in listed.output
     args = ["access", "demo", "--user", "bob", "--permission", "EDIT", "--tracking-uri", uri]
@@ -92,6 +93,7 @@ def test_a_missing_server_package_is_one_line_naming_the_extra(
 
 
 def test_access_to_a_given_store_imports_neither_ray_nor_torch(tmp_path: Path) -> None:
+    MlflowStore(f"sqlite:///{tmp_path / 'm.db'}")
     probe = (
         "import sys; from orchestrator.cli import main\n"
         f"try:\n    main(['access', 'demo', '--tracking-uri', 'sqlite:///{tmp_path / 'm.db'}'])\n"
