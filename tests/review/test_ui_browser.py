@@ -183,13 +183,16 @@ class Reviewer:
             close.first.click()
         self.shoot("study-link")
 
-    def open_trial_run(self, search_run_name: str, trial_run_name: str) -> None:
-        """Expand the search's run in the runs table (its trials are nested under it), then open one trial's run."""
+    def runs_listed(self, search_run_name: str, trial_run_name: str) -> None:
+        """Expand the search's run in the runs table (its trials are nested under it) until the trial is listed."""
         search_cell = self.page.get_by_role("gridcell").filter(has=self.page.get_by_role("link", name=search_run_name))
         self.visible(search_cell).get_by_role("button").first.click()
-        trial = self.main_link(trial_run_name)
+        self.main_link(trial_run_name)
         self.shoot("runs")
-        trial.click()
+
+    def follow_best_run_link(self, url: str, trial_run_name: str) -> None:
+        """The best run's link as ``orchestrator ui`` prints it: the trial's run page in the training view."""
+        self.page.goto(url)
         self.visible(self.page.get_by_role("heading", name=trial_run_name, exact=True))
         self.main_link(schema.best_metric(METRIC))  # its metrics are shown
         self.shoot("best-run")
@@ -225,8 +228,10 @@ def test_a_reviewer_finds_the_best_trials_pictures_leaderboard_and_registered_mo
     reviewer = Reviewer(page, screenshot_dir())
 
     links = study_links(MlflowStore(logged_search.server.uri), STUDY, logged_search.server.uri)
+    assert links.best_run_url is not None
     reviewer.follow_study_link(links.experiment_url, search_run.info.run_name)
-    reviewer.open_trial_run(search_run.info.run_name, best.info.run_name)
+    reviewer.runs_listed(search_run.info.run_name, best.info.run_name)
+    reviewer.follow_best_run_link(links.best_run_url, best.info.run_name)
     reviewer.artifacts_listed(BEST_RUN_ARTIFACTS)
     reviewer.model_registered(STUDY)
 
