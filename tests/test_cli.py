@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MINIMAL, ROOT
-
-HEAVY = ("torch", "ray", "mlflow", "hyperopt", "optuna")  # light modules import none of these
+from tests.probes import HEAVY
+from tests.spacefiles import MINIMAL, ROOT, write_space
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -25,9 +24,9 @@ def test_validate_shipped_spaces_exits_zero() -> None:
     assert "ok  unet_dstl v1" in r.stdout and "ok  convnet_digits v1" in r.stdout
 
 
-def test_validate_reports_every_problem_and_exits_one(write_space) -> None:
-    bad = write_space(MINIMAL.replace("x: {uniform: [-1.0, 1.0]}", "lr: {loguniform: [0, 1]}"))
-    typo = write_space(MINIMAL + "schedul: {max_epochs: 2}\n", study="other")
+def test_validate_reports_every_problem_and_exits_one(tmp_path: Path) -> None:
+    bad = write_space(tmp_path, MINIMAL.replace("x: {uniform: [-1.0, 1.0]}", "lr: {loguniform: [0, 1]}"))
+    typo = write_space(tmp_path, MINIMAL + "schedul: {max_epochs: 2}\n", study="other")
     typo.write_text(typo.read_text().replace("study: demo", "study: other"))
     r = run("space", "validate", str(bad), str(typo))
     assert r.returncode == 1
@@ -37,9 +36,9 @@ def test_validate_reports_every_problem_and_exits_one(write_space) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_validate_folder_with_lineage_problem(write_space) -> None:
-    write_space(MINIMAL)
-    v2 = write_space(MINIMAL.replace("version: 1", "version: 2\nparent: 5"), name="v2.yaml")
+def test_validate_folder_with_lineage_problem(tmp_path: Path) -> None:
+    write_space(tmp_path, MINIMAL)
+    v2 = write_space(tmp_path, MINIMAL.replace("version: 1", "version: 2\nparent: 5"), name="v2.yaml")
     r = run("space", "validate", str(v2.parent))
     assert r.returncode == 1 and "earlier version than 2" in r.stderr
 
@@ -100,12 +99,12 @@ def test_light_commands_import_no_heavy_frameworks() -> None:
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr
 
 
-def test_validate_checks_the_trainable(write_space) -> None:
-    unknown_key = write_space(MINIMAL.replace("x: {uniform", "lr: {uniform"))
+def test_validate_checks_the_trainable(tmp_path: Path) -> None:
+    unknown_key = write_space(tmp_path, MINIMAL.replace("x: {uniform", "lr: {uniform"))
     r = run("space", "validate", str(unknown_key))
     assert r.returncode == 1
     assert "params.lr: trainable 'analytic': lr: not a key this trainable accepts" in r.stderr
-    unknown = write_space(MINIMAL.replace("trainable: analytic", "trainable: unet2"), study="other")
+    unknown = write_space(tmp_path, MINIMAL.replace("trainable: analytic", "trainable: unet2"), study="other")
     unknown.write_text(unknown.read_text().replace("study: demo", "study: other"))
     r = run("space", "validate", str(unknown))
     assert r.returncode == 1 and "unknown trainable 'unet2'; did you mean 'unet'?" in r.stderr

@@ -30,7 +30,7 @@ from orchestrator.redaction import REDACTED
 from orchestrator.tracking import schema
 from orchestrator.tracking.server import LOOPBACK, LoopbackMlflowServer, free_loopback_port
 from orchestrator.tracking.team_server import AUTH_DB_NAME, DB_NAME
-from tests.conftest import MINIMAL_HEAD, ROOT
+from tests.spacefiles import ROOT, space_doc, write_space
 from tests.team.stack import Team
 
 pytestmark = pytest.mark.slow
@@ -39,20 +39,19 @@ PASSWORD = f"pw-{uuid.uuid4().hex}"
 USER = f"user-{uuid.uuid4().hex[:12]}"
 IMAGE = "registry.example.com/orchestrator:0.1.0"
 
-SPACE = (
-    MINIMAL_HEAD.replace("study: demo", "study: planted")
-    + f"""\
-schedule: {{scheduler: fifo, max_epochs: 2}}
-search: {{algorithm: tpe, trials: 3, startup_trials: 2}}
-params:
+SPACE = space_doc(
+    "planted",
+    schedule="{scheduler: fifo, max_epochs: 2}",
+    search="{algorithm: tpe, trials: 3, startup_trials: 2}",
+    params=f"""\
   x: {{uniform: [-1.0, 1.0]}}
   fail_at_epoch: {{choice: [1, 99]}}
   optimizer:
     choice:
       - {{name: adam}}
       - {{name: sgd, momentum: {{uniform: [0.8, 0.99]}}, api_key: {PASSWORD}}}
-fixed: {{function: quadratic, choice: {{name: vault, password: {PASSWORD}}}}}
-"""
+""",
+    fixed=f"{{function: quadratic, choice: {{name: vault, password: {PASSWORD}}}}}",
 )
 
 
@@ -109,15 +108,13 @@ def ray_tmp() -> Iterator[Path]:
 
 
 def test_a_planted_login_is_in_no_output_and_no_file(tmp_path: Path, ray_tmp: Path) -> None:
-    space = tmp_path / "spaces" / "planted" / "v1.yaml"
-    space.parent.mkdir(parents=True)
-    space.write_text(SPACE)
-    clean_space = tmp_path / "spaces" / "clean" / "v1.yaml"
-    clean_space.parent.mkdir()
-    clean_space.write_text(  # the same space without its secrets
+    space = write_space(tmp_path / "spaces", SPACE, study="planted")
+    clean_space = write_space(  # the same space without its secrets
+        tmp_path / "spaces",
         SPACE.replace("study: planted", "study: clean")
         .replace(f"api_key: {PASSWORD}", "label: a")
-        .replace(f"password: {PASSWORD}", "label: b")
+        .replace(f"password: {PASSWORD}", "label: b"),
+        study="clean",
     )
     storage = tmp_path / "storage"
     env = {

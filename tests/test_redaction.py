@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.redaction import REDACTED, is_secret_key, redact_config, redact_text, redact_uri
-from tests.conftest import MINIMAL_HEAD
+from tests.spacefiles import MINIMAL_HEAD
 
 PASSWORD = "pl4nted-Pa55"
 

@@ -19,6 +19,7 @@ from orchestrator.spaces import load_version, parse_version
 from orchestrator.spaces.carry import carry
 from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump
+from tests.plugin import SqliteTemplate
 from tests.team.stack import Team
 
 
@@ -113,9 +114,12 @@ def test_hyperopt_replay_and_latency_helpers() -> None:
     assert warmstart.tpe_latency_ms(version, [(c, warmstart.loss_of(c)) for c in configs], 3) > 0
 
 
-def test_warmstart_fill_clone_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warmstart_fill_clone_and_read_back(
+    tmp_path: Path, sqlite_template: SqliteTemplate, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Trials cloned in SQL read back exactly like those logged through MlflowStore (SQLite, no server)."""
     monkeypatch.chdir(tmp_path)  # the SQLite store keeps the ledger artifact under ./mlruns
+    sqlite_template.copy(tmp_path)  # an empty store, its tables made
     db = tmp_path / "mlflow.db"
     fake_server = SimpleNamespace(backend_store_uri=f"sqlite:///{db}", uri=f"sqlite:///{db}", db_path=db)
     with common.swallow_stdout():
@@ -304,6 +308,7 @@ def test_review_cost_times_the_drivers_wait_for_the_review_worker(monkeypatch: p
     ]
 
 
+@pytest.mark.slow
 def test_per_class_compares_the_same_total_epochs_and_prints_a_result_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,6 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.spacefiles import write_space
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT.parent / "shared" / "k8s" / "crds"
 DEPLOY_K8S = REPO_ROOT / "deploy" / "k8s"
@@ -91,39 +93,23 @@ def schema_errors(obj: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- space files
 
 
-def space_text(
+def write_study(
+    root: Path,
     study: str = "demo",
-    version: int = 1,
+    versions: int = 1,
     *,
     cpu: float = 1,
     gpu: float = 0,
     trials: int = 8,
     concurrency: int | None = None,
-) -> str:
+) -> Path:
+    """``root/<study>/v1.yaml ... vN.yaml`` (each searching x in [-1, 1] with these resources); returns the last."""
     search: dict[str, Any] = {"trials": trials}
     if concurrency:
         search["concurrency"] = concurrency
-    doc: dict[str, Any] = {
-        "study": study,
-        "version": version,
-        "trainable": "analytic",
-        "metric": {"name": "loss", "mode": "min"},
-        "resources": {"cpu": cpu, "gpu": gpu},
-        "search": search,
-        "params": {"x": {"uniform": [-1.0, 1.0]}},
-    }
-    if version > 1:
-        doc["parent"] = version - 1
-    return yaml.safe_dump(doc, sort_keys=False)
-
-
-def write_study(root: Path, study: str = "demo", versions: int = 1, **kwargs: Any) -> Path:
-    """``root/<study>/v1.yaml ... vN.yaml``; returns the last one."""
-    folder = root / study
-    folder.mkdir(parents=True, exist_ok=True)
-    for v in range(1, versions + 1):
-        (folder / f"v{v}.yaml").write_text(space_text(study, v, **kwargs))
-    return folder / f"v{versions}.yaml"
+    sections = {"fixed": None, "resources": {"cpu": cpu, "gpu": gpu}, "search": search}
+    paths = [write_space(root, study=study, version=v, **sections) for v in range(1, versions + 1)]
+    return paths[-1]
 
 
 # --------------------------------------------------------------------------- overlays

@@ -5,18 +5,16 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kmock import KubernetesError
 
 from orchestrator.cluster.bundle import SpaceBundle
 from orchestrator.cluster.client import KubeClient
 from orchestrator.cluster.errors import ClusterError
 from orchestrator.cluster.rayjob import JobOptions, Submission, build_submission
 
-from .conftest import NAMESPACE, RAYJOBS, Kube
 from .helpers import by_kind, rbac_permission, render_overlay, role_permissions, write_study
+from .kube import IMAGE_PULL, NAMESPACE, RAYJOBS, UNSCHEDULABLE, Kube, pod, rayjob, status_error
 
 IMAGE = "registry.example.com/orchestrator:0.1.0"
 PODS = "v1/pods"
@@ -26,76 +24,6 @@ def submission(tmp_path: Path, cluster: str | None = None, namespace: str = NAME
     bundle = SpaceBundle.from_path(write_study(tmp_path / "spaces", versions=2, gpu=0.5))
     opts = JobOptions(namespace=namespace, cluster=cluster, image=None if cluster else IMAGE)
     return build_submission(bundle, opts, suffix="abcde")
-
-
-def rayjob(
-    name: str, *, status: dict[str, Any] | None = None, selector: str | None = None, managed: bool = True
-) -> dict[str, Any]:
-    labels = {"orchestrator.dev/study": "demo", "orchestrator.dev/version": "2"}
-    if managed:
-        labels["app.kubernetes.io/managed-by"] = "orchestrator"
-    spec: dict[str, Any] = {"entrypoint": "orchestrator run x"}
-    if selector:
-        spec["clusterSelector"] = {"ray.io/cluster": selector}
-    else:
-        spec["shutdownAfterJobFinishes"] = True
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayJob",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "labels": labels,
-            "creationTimestamp": "2026-11-26T10:00:00Z",
-        },
-        "spec": spec,
-        "status": status
-        or {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "rayClusterName": f"{name}-x7k2p"},
-    }
-
-
-def pod(name: str, labels: dict[str, str], status: dict[str, Any] | None = None, created: str = "") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels, "creationTimestamp": created},
-        "spec": {"containers": [{"name": "main", "image": "registry.example.com/orchestrator:0.1.0"}]},
-        "status": status or {"phase": "Running"},
-    }
-
-
-IMAGE_PULL = {
-    "phase": "Pending",
-    "containerStatuses": [
-        {
-            "name": "ray-head",
-            "image": "registry.example.com/orchestrator:typo",
-            "restartCount": 0,
-            "state": {
-                "waiting": {
-                    "reason": "ImagePullBackOff",
-                    "message": 'Back-off pulling image "registry.example.com/orchestrator:typo"',
-                }
-            },
-        }
-    ],
-}
-UNSCHEDULABLE = {
-    "phase": "Pending",
-    "conditions": [
-        {
-            "type": "PodScheduled",
-            "status": "False",
-            "reason": "Unschedulable",
-            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
-        }
-    ],
-}
-
-
-def status_error(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> KubernetesError:
-    """What a real API server sends back: a v1 Status object."""
-    return KubernetesError(status=code, reason=reason, message=message, details=details or {"causes": []})
 
 
 # --------------------------------------------------------------------------- happy paths

@@ -7,34 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 
 from orchestrator.cluster.cli import jobs, submit
 
-from .conftest import NAMESPACE, RAYJOBS, Kube
 from .helpers import REPO_ROOT, write_study
-from .test_client_kmock import IMAGE_PULL, pod, rayjob, status_error
+from .kube import IMAGE_PULL, NAMESPACE, RAYJOBS, Kube, ainvoke, assert_clean_error, invoke, pod, rayjob, status_error
 
 IMAGE = "registry.example.com/orchestrator:0.1.0"
-
-
-def invoke(command: click.Command, *args: str) -> Result:
-    return CliRunner().invoke(command, list(args), catch_exceptions=False)
-
-
-async def ainvoke(kube: Kube, command: click.Command, *args: str) -> Result:
-    return await kube.run(invoke, command, *args, "--kubeconfig", str(kube.kubeconfig))
-
-
-def assert_clean_error(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------- submit

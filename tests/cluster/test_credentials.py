@@ -16,7 +16,7 @@ from orchestrator.cluster.errors import ClusterError
 from orchestrator.cluster.rayjob import CREDENTIAL_KEYS, JobOptions, build_submission
 
 from .helpers import schema_errors, write_study
-from .test_cluster_cli import assert_clean_error, invoke
+from .kube import assert_clean_error, invoke
 
 IMAGE = "registry.example.com/orchestrator:0.1.0"
 PASSWORD = "pl4nted-Pa55w0rd"

@@ -25,8 +25,9 @@ from orchestrator.engine.results import MetricNotReported
 from orchestrator.engine.searchers import SEARCHERS, searcher_class, searcher_names
 from orchestrator.engine.searchers.base import Prior, SpaceSearcher
 from orchestrator.spaces import StudyVersion, parse_version
+from tests.spacefiles import space_doc
 
-HEAD = "study: s\nversion: 1\ntrainable: analytic\nmetric: {name: loss, mode: min}\n"
+HEAD = space_doc("s", params=None, fixed=None)  # the analytic head; each case appends its sections
 QUADRATIC_PARAMS = "fixed: {function: quadratic}\nparams:\n  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
 NESTED_PARAMS = """\
 params:

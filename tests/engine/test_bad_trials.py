@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 import trainables
+from tests.spacefiles import space_doc, write_space
 from trainables.config import RUNTIME_DEFAULTS, Config, resolve
 from trainables.loop import Runtime, Task, TensorBatches, fit, make_optimizer
 
@@ -114,18 +115,18 @@ def train(config: dict[str, Any], reporter: trainables.Reporter) -> None:
     fit(build_task(cfg, runtime), runtime, reporter, max_epochs=cfg.max_epochs, seed=cfg.seed, hint=SPEC.failure_hint)
 
 
-SPACE = f"""\
-study: badtrials
-version: 1
-trainable: {NAME}
-metric: {{name: val_loss, mode: min}}
-schedule: {{scheduler: fifo, max_epochs: {EPOCHS}}}
-resources: {{cpu: 1, gpu: 0}}
-search: {{algorithm: tpe, trials: {TRIALS}, startup_trials: 2, concurrency: 2, max_failures: 0}}
-fixed: {{tickets: "{{tickets}}", cpus: 1, device: cpu}}
-params:
-  lr: {{loguniform: [0.01, 0.1]}}
-"""
+def space_text(tickets: Path) -> str:
+    """The study's space: ``TRIALS`` trials of ``EPOCHS`` epochs, two at once, whose tickets are in ``tickets``."""
+    return space_doc(
+        "badtrials",
+        trainable=NAME,
+        metric="{name: val_loss, mode: min}",
+        schedule=f"{{scheduler: fifo, max_epochs: {EPOCHS}}}",
+        resources="{cpu: 1, gpu: 0}",
+        search=f"{{algorithm: tpe, trials: {TRIALS}, startup_trials: 2, concurrency: 2, max_failures: 0}}",
+        fixed=f'{{tickets: "{tickets}", cpus: 1, device: cpu}}',
+        params="  lr: {loguniform: [0.01, 0.1]}\n",
+    )
 
 
 @pytest.mark.slow
@@ -138,15 +139,13 @@ def test_failing_trials_are_recorded_told_to_the_searcher_and_counted(
     from orchestrator.engine import runner
     from orchestrator.engine.runner import SearchOptions
     from orchestrator.tracking import schema
-    from tests.engine.test_resume import trial_runs
+    from tests.runs import trial_runs
     from trainables import registry
 
     monkeypatch.setitem(registry._REGISTRY, NAME, SPEC)
     tickets = tmp_path / "tickets"
     tickets.mkdir()
-    space = tmp_path / "search_spaces" / "badtrials" / "v1.yaml"
-    space.parent.mkdir(parents=True)
-    space.write_text(SPACE.replace("{tickets}", str(tickets)))
+    space = write_space(tmp_path / "search_spaces", space_text(tickets), study="badtrials")
     searchers: list[Any] = []
     build_searcher = runner.build_searcher
     monkeypatch.setattr(runner, "build_searcher", lambda *a: searchers.append(build_searcher(*a)) or searchers[-1])

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,12 @@ from orchestrator.engine.runner import SearchOptions, SearchResult
 from orchestrator.engine.storage import META, open_storage
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import SQLITE_LOCK_SUFFIX, sqlite_path, sqlite_store_lock
-from tests.conftest import ROOT
-from tests.engine.conftest import MlflowServer, write_space
-from tests.engine.test_resume import PARAMS, cli, trial_runs
+from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.runs import command, trial_runs
+from tests.spacefiles import ROOT, small_search, write_space
 
 TRIALS = 2
+PARAMS = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
 
 
 def test_experiment_folders_of_one_second_are_distinct_and_created_once(tmp_path: Path) -> None:
@@ -52,26 +52,30 @@ def test_sqlite_store_lock_is_exclusive_across_processes(tmp_path: Path) -> None
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-# Opens the store given as argv[1] at the wall-clock time argv[2]: processes started together open it together.
-OPEN_AT = """
-import sys, time
+# Opens the store argv[1] once argv[3] processes are at the barrier (the folder argv[2], a file each): processes
+# started together open it together, each as soon as the last of them has imported mlflow.
+OPEN_TOGETHER = """
+import os, sys, time
+from pathlib import Path
 import mlflow.tracking  # imported before the barrier: the stores are opened at the same instant
 from orchestrator.tracking.mlflow_store import MlflowStore
-at = float(sys.argv[2])
-while time.time() < at:
-    pass
+barrier, parties = Path(sys.argv[2]), int(sys.argv[3])
+(barrier / str(os.getpid())).touch()
+deadline = time.monotonic() + 120
+while len(list(barrier.iterdir())) < parties and time.monotonic() < deadline:
+    time.sleep(0.001)
 MlflowStore(sys.argv[1]).check_reachable()
 """
 
 
-@pytest.mark.slow
 def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path: Path) -> None:
     """Without the lock, one of two crashes on MLflow's schema migration (a table already exists)."""
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
-    at = str(time.time() + 15)  # after both processes have imported mlflow
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     openers = [
         subprocess.Popen(
-            [sys.executable, "-c", OPEN_AT, uri, at],
+            [sys.executable, "-c", OPEN_TOGETHER, uri, str(barrier), "2"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -88,12 +92,12 @@ def start_drivers(spaces: list[Path], uri: str, storage: Path) -> list[tuple[sub
     """One ``orchestrator run`` process per space file, all started at once; each with its output once it ended."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     commands = [
-        cli("run", str(space), "--tracking-uri", uri, "--storage", str(storage), "--concurrency", "1", "--no-live")
+        command("run", str(space), "--tracking-uri", uri, "--storage", str(storage), "--concurrency", "1", "--no-live")
         for space in spaces
     ]
     drivers = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for command in commands
+        subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for argv in commands
     ]
     return [(driver, driver.communicate(timeout=400)[0]) for driver in drivers]
 
@@ -134,7 +138,9 @@ def assert_a_later_search_carries_both(space: Path, uri: str, storage: Path, stu
 
 @pytest.mark.slow
 def test_two_searches_at_once_on_a_fresh_sqlite_store_then_one_after(tmp_path: Path, local_ray: None) -> None:
-    space = write_space(tmp_path, "team", PARAMS, trials=TRIALS, epochs=2, startup=TRIALS)
+    space = write_space(
+        tmp_path / "search_spaces", study="team", params=PARAMS, **small_search(TRIALS, 2, startup=TRIALS)
+    )
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # does not exist yet: both drivers create it
     storage = tmp_path / "ray"
     assert_each_finished(start_drivers([space, space], uri, storage))
@@ -149,13 +155,23 @@ ADDED = "  z: {uniform: [-1.0, 1.0], default: 0.0}\n"
 @pytest.mark.slow
 @pytest.mark.parametrize("versions", [(1, 1), (1, 2)], ids=["same-version", "v1-and-v2"])
 def test_two_drivers_at_once_on_one_mlflow_server_then_one_after(
-    tmp_path: Path, mlflow_server: MlflowServer, local_ray: None, versions: tuple[int, int]
+    tmp_path: Path, mlflow_server: LoopbackMlflowServer, local_ray: None, versions: tuple[int, int]
 ) -> None:
     """Two ``orchestrator run`` processes against one real server, each starting its own local Ray."""
     study = f"team-server-v{versions[0]}-v{versions[1]}"
-    spaces = {1: write_space(tmp_path, study, PARAMS, trials=TRIALS, epochs=2, startup=TRIALS)}
+    spaces = {
+        1: write_space(
+            tmp_path / "search_spaces", study=study, params=PARAMS, **small_search(TRIALS, 2, startup=TRIALS)
+        )
+    }
     if 2 in versions:
-        spaces[2] = write_space(tmp_path, study, PARAMS + ADDED, version=2, trials=TRIALS, epochs=2, startup=TRIALS)
+        spaces[2] = write_space(
+            tmp_path / "search_spaces",
+            study=study,
+            version=2,
+            params=PARAMS + ADDED,
+            **small_search(TRIALS, 2, startup=TRIALS),
+        )
     storage = tmp_path / "ray"
     assert_each_finished(start_drivers([spaces[v] for v in versions], mlflow_server.uri, storage))
 

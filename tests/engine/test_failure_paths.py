@@ -22,9 +22,7 @@ from orchestrator.engine.storage import Experiment
 from orchestrator.errors import OrchestratorError, failure_line
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore
-from tests.engine.conftest import write_space
-
-PARAMS = "  x: {uniform: [-1.0, 1.0]}\n"
+from tests.spacefiles import small_search, write_space
 
 
 def search_runs(uri: str, study: str) -> list[Any]:
@@ -40,25 +38,23 @@ def the_parent(uri: str, study: str) -> Any:
     return parent
 
 
-@pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One SQLite store for the module (creating one takes seconds); each test searches a study of its own."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+def space_file(tmp_path: Path, study: str, trials: int = 4) -> Path:
+    return write_space(tmp_path / "search_spaces", study=study, **small_search(trials))
 
 
 def options(tmp_path: Path, tracking_uri: str) -> SearchOptions:
     return SearchOptions(tracking_uri=tracking_uri, storage=str(tmp_path / "ray"), live=False)
 
 
-def test_storage_that_cannot_be_written_fails_before_the_parent_run(tmp_path: Path, sqlite_store: str) -> None:
-    space = write_space(tmp_path, "badstorage", PARAMS)
+def test_storage_that_cannot_be_written_fails_before_the_parent_run(tmp_path: Path, store_uri: str) -> None:
+    space = space_file(tmp_path, "badstorage")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    opts = options(tmp_path, sqlite_store)
+    opts = options(tmp_path, store_uri)
     opts.storage = str(blocker / "ray")
     with pytest.raises(OrchestratorError, match=rf"storage {blocker / 'ray'} cannot be written: "):
         run_search(space, opts, lambda _: None)
-    assert search_runs(sqlite_store, "badstorage") == [], "nothing was started, so nothing is left RUNNING"
+    assert search_runs(store_uri, "badstorage") == [], "nothing was started, so nothing is left RUNNING"
 
 
 class Unpicklable:
@@ -103,9 +99,10 @@ def storage_write_fails(self: Experiment, meta: dict[str, Any]) -> None:
     ],
     ids=["unpicklable", "fit-raises", "ctrl-c", "storage-write"],
 )
+@pytest.mark.slow
 def test_failure_after_the_parent_run_closes_it_with_the_reason(
     tmp_path: Path,
-    sqlite_store: str,
+    store_uri: str,
     local_ray: None,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
@@ -120,21 +117,22 @@ def test_failure_after_the_parent_run_closes_it_with_the_reason(
     else:
         monkeypatch.setattr(runner, target, replacement)
     study = f"failing-{request.node.callspec.id}"
-    space = write_space(tmp_path, study, PARAMS)
-    opts = options(tmp_path, sqlite_store)
+    space = space_file(tmp_path, study)
+    opts = options(tmp_path, store_uri)
     with pytest.raises(error):
         run_search(space, opts, lambda _: None)
-    parent = the_parent(sqlite_store, study)
+    parent = the_parent(store_uri, study)
     assert parent.info.status == status
     assert parent.data.tags[schema.END_REASON] == reason
 
 
+@pytest.mark.slow
 def test_failed_resume_closes_the_reopened_parent_run(
-    tmp_path: Path, sqlite_store: str, local_ray: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_uri: str, local_ray: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A resume whose tuner fails closes the parent run it reopened FAILED, with the new reason."""
-    space = write_space(tmp_path, "noresume", PARAMS)
-    opts = options(tmp_path, sqlite_store)
+    space = space_file(tmp_path, "noresume")
+    opts = options(tmp_path, store_uri)
     with monkeypatch.context() as patch:
         patch.setattr(runner, "build_tuner", lambda *a, **k: InterruptedTuner())
         with pytest.raises(KeyboardInterrupt):
@@ -144,7 +142,7 @@ def test_failed_resume_closes_the_reopened_parent_run(
     monkeypatch.setattr(runner, "build_tuner", lambda *a, **k: FailingTuner())
     with pytest.raises(Exception) as raised:
         resume_search(str(experiment), SearchOptions(live=False), lines.append)
-    parent = the_parent(sqlite_store, "noresume")
+    parent = the_parent(store_uri, "noresume")
     assert parent.info.status == "FAILED", "the resume reopened the run and must close it again"
     assert parent.data.tags[schema.END_REASON] == failure_line(raised.value)
     assert parent.data.tags[schema.END_REASON] != "interrupted (Ctrl-C)"
@@ -195,22 +193,23 @@ class FinishedTuner:
         return FinishedGrid()
 
 
+@pytest.mark.slow
 def test_a_search_ray_tune_stopped_early_is_killed_with_the_resume_command(
-    tmp_path: Path, sqlite_store: str, local_ray: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_uri: str, local_ray: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runner, "build_tuner", lambda *a, **k: StoppedTuner())
-    space = write_space(tmp_path, "stopped", PARAMS, trials=2)
+    space = space_file(tmp_path, "stopped", trials=2)
     lines: list[str] = []
-    result = run_search(space, options(tmp_path, sqlite_store), lines.append)
+    result = run_search(space, options(tmp_path, store_uri), lines.append)
     assert result.interrupted
-    parent = the_parent(sqlite_store, "stopped")
+    parent = the_parent(store_uri, "stopped")
     assert parent.info.status == "KILLED"
     reason = f"interrupted after 0 of 2 trials; continue with: orchestrator resume {result.experiment_path}"
     assert parent.data.tags[schema.END_REASON] == reason and lines[-1] == reason
 
 
-def test_a_run_whose_params_cannot_be_logged_is_ended_failed(sqlite_store: str) -> None:
-    store = MlflowStore(sqlite_store)
+def test_a_run_whose_params_cannot_be_logged_is_ended_failed(store_uri: str) -> None:
+    store = MlflowStore(store_uri)
     experiment_id = store.experiment_id("paramsfail")
     assert experiment_id is not None
     logged = store.log_batch
@@ -223,21 +222,22 @@ def test_a_run_whose_params_cannot_be_logged_is_ended_failed(sqlite_store: str) 
     store.log_batch = params_fail  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
         store.create_run(experiment_id, "s", {schema.KIND: schema.SEARCH_RUN}, {"trials": 2})
-    assert [r.info.status for r in search_runs(sqlite_store, "paramsfail")] == ["FAILED"]
+    assert [r.info.status for r in search_runs(store_uri, "paramsfail")] == ["FAILED"]
 
 
+@pytest.mark.slow
 def test_a_resumed_search_that_finishes_drops_the_old_reason(
-    tmp_path: Path, sqlite_store: str, local_ray: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_uri: str, local_ray: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    space = write_space(tmp_path, "resumedok", PARAMS, trials=2)
+    space = space_file(tmp_path, "resumedok", trials=2)
     with monkeypatch.context() as patch:
         patch.setattr(runner, "build_tuner", lambda *a, **k: InterruptedTuner())
         with pytest.raises(KeyboardInterrupt):
-            run_search(space, options(tmp_path, sqlite_store), lambda _: None)
-    assert the_parent(sqlite_store, "resumedok").data.tags[schema.END_REASON] == "interrupted (Ctrl-C)"
+            run_search(space, options(tmp_path, store_uri), lambda _: None)
+    assert the_parent(store_uri, "resumedok").data.tags[schema.END_REASON] == "interrupted (Ctrl-C)"
     (experiment,) = (tmp_path / "ray").iterdir()
     monkeypatch.setattr(runner, "build_tuner", lambda *a, **k: FinishedTuner())
     result = resume_search(str(experiment), SearchOptions(live=False), lambda _: None)
     assert result.finished == 2 and not result.interrupted
-    parent = the_parent(sqlite_store, "resumedok")
+    parent = the_parent(store_uri, "resumedok")
     assert parent.info.status == "FINISHED" and schema.END_REASON not in parent.data.tags

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.api import run_search
 from orchestrator.engine.runner import SearchOptions
-from tests.conftest import ROOT
-from tests.engine.conftest import MlflowServer, write_space
+from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.spacefiles import ROOT, small_search, write_space
 
 pytestmark = pytest.mark.slow
 
@@ -56,10 +56,17 @@ def max_overlap(intervals: list[tuple[int, int]]) -> int:
     return best
 
 
-def test_trials_spread_over_nodes_with_fractional_gpus(cluster, tmp_path: Path, mlflow_server: MlflowServer) -> None:
+def test_trials_spread_over_nodes_with_fractional_gpus(
+    cluster, tmp_path: Path, mlflow_server: LoopbackMlflowServer
+) -> None:
     import ray
 
-    space = write_space(tmp_path, "multinode", PARAMS, trials=8, epochs=2, sleep=1.5, cpu=0.5, gpu=0.5, startup=8)
+    space = write_space(
+        tmp_path / "search_spaces",
+        study="multinode",
+        params=PARAMS,
+        **small_search(8, 2, sleep=1.5, cpu=0.5, gpu=0.5, startup=8),
+    )
     options = SearchOptions(address=cluster.address, tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray"))
     result = run_search(space, options, lambda _: None)
     ray.shutdown()
@@ -78,9 +85,11 @@ def test_trials_spread_over_nodes_with_fractional_gpus(cluster, tmp_path: Path, 
     assert max_overlap([iv for ivs in per_card.values() for iv in ivs]) > 2, "trials ran in parallel"
 
 
-def test_cli_run_with_address_distributes_trials(cluster, tmp_path: Path, mlflow_server: MlflowServer) -> None:
+def test_cli_run_with_address_distributes_trials(cluster, tmp_path: Path, mlflow_server: LoopbackMlflowServer) -> None:
     """`orchestrator run --address`: what a RayJob's entrypoint runs on the head node."""
-    space = write_space(tmp_path, "viacli", PARAMS, trials=6, epochs=1, sleep=1.0, cpu=1, gpu=0, startup=6)
+    space = write_space(
+        tmp_path / "search_spaces", study="viacli", params=PARAMS, **small_search(6, 1, sleep=1.0, startup=6)
+    )
     proc = subprocess.run(
         [
             sys.executable,

@@ -24,9 +24,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.tracking import schema
 from orchestrator.tracking.server import LoopbackMlflowServer
-from tests.conftest import ROOT
-from tests.engine.conftest import write_space
 from tests.engine.ray_cluster import FAST_NODE_DEATH_ENV, RayCluster, RayNode, started_cluster
+from tests.spacefiles import MINIMAL, ROOT, small_search, write_space
 
 STUDY = "nodeloss"
 TRIALS = 6
@@ -107,7 +106,6 @@ def test_placement_tags_follow_a_trial_that_a_retry_moved_to_another_node(tmp_pa
     from orchestrator.engine.tracking_callback import MlflowTrialCallback
     from orchestrator.spaces import parse_version
     from orchestrator.tracking.async_logger import SpillFile
-    from tests.conftest import MINIMAL
 
     callback = MlflowTrialCallback(
         parse_version(MINIMAL), "http://unused:5000", "1", "parent", SpillFile.local(tmp_path / "spill.jsonl")
@@ -129,7 +127,10 @@ def test_a_lost_worker_node_costs_no_trial_and_interrupted_trials_resume_elsewhe
 ) -> None:
     tracking_server.wait()
     space = write_space(
-        tmp_path, STUDY, PARAMS, trials=TRIALS, epochs=EPOCHS, sleep=EPOCH_S, cpu=1, gpu=0.5, startup=TRIALS
+        tmp_path / "search_spaces",
+        study=STUDY,
+        params=PARAMS,
+        **small_search(TRIALS, EPOCHS, sleep=EPOCH_S, cpu=1, gpu=0.5, startup=TRIALS),
     )
     text = space.read_text()
     assert f"startup_trials: {TRIALS}}}" in text

@@ -10,7 +10,7 @@ from orchestrator.engine.results import MetricNotReported, check_metric_reported
 from orchestrator.engine.runner import tune_error_message
 from orchestrator.engine.storage import open_storage
 from orchestrator.spaces import parse_version
-from tests.conftest import MINIMAL
+from tests.spacefiles import MINIMAL
 
 
 def test_plan_round_trips_through_meta(tmp_path: Path) -> None:

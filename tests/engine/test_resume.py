@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,32 +25,23 @@ from orchestrator.engine.storage import open_experiment
 from orchestrator.engine.tracking_callback import MlflowTrialCallback
 from orchestrator.tracking.mlflow_store import TrackingError
 from orchestrator.tracking.server import LoopbackMlflowServer
-from tests.conftest import ROOT
-from tests.engine.conftest import MlflowServer, write_space
+from tests.runs import command, ray_epochs, stop_when_running, trial_runs
+from tests.spacefiles import ROOT, small_search, write_space
 
 pytestmark = pytest.mark.slow
 
 PARAMS = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator", *args]
-
-
-def trial_runs(client: MlflowClient, study: str) -> list:
-    exp = client.get_experiment_by_name(study)
-    if exp is None:
-        return []
-    return client.search_runs([exp.experiment_id], "tags.`orchestrator.kind` = 'trial'")
-
-
-def test_kill_driver_and_resume(tmp_path: Path, mlflow_server: MlflowServer) -> None:
-    space = write_space(tmp_path, "resumed", PARAMS, trials=6, epochs=3, sleep=1.0, startup=3)
+def test_kill_driver_and_resume(tmp_path: Path, mlflow_server: LoopbackMlflowServer) -> None:
+    space = write_space(
+        tmp_path / "search_spaces", study="resumed", params=PARAMS, **small_search(6, 3, sleep=1.0, startup=3)
+    )
     storage = tmp_path / "ray"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen(
-        cli(
+        command(
             "run",
             str(space),
             "--tracking-uri",
@@ -87,7 +77,7 @@ def test_kill_driver_and_resume(tmp_path: Path, mlflow_server: MlflowServer) -> 
 
     (experiment,) = [p for p in storage.iterdir() if p.is_dir()]
     resumed = subprocess.run(
-        cli("resume", str(experiment), "--no-live"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=400
+        command("resume", str(experiment), "--no-live"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=400
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "6 finished, 0 failed" in resumed.stdout
@@ -120,28 +110,14 @@ def logged_epochs(client: MlflowClient, run: Any) -> int:
     return max((m.step for m in client.get_metric_history(run.info.run_id, "loss")), default=0)
 
 
-def ray_epochs(trial_folder: Path) -> list[int]:
-    """The epochs a Ray Tune trial reported, from its result log (Ray Tune's ``result.json``, JSON lines)."""
-    return [json.loads(line)["epoch"] for line in (trial_folder / "result.json").read_text().splitlines()]
-
-
-def stop_when_running(server: LoopbackMlflowServer, study: str, trials: int, timeout: float = 120) -> None:
-    """Stop the tracking server once ``trials`` trial runs of ``study`` exist and are RUNNING."""
-    client = MlflowClient(server.uri)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(r.info.status == "RUNNING" for r in trial_runs(client, study)) >= trials:
-            break
-        time.sleep(0.2)
-    server.stop()
-
-
 def test_updates_spilled_with_a_uri_storage_are_sent_by_resume(
     tmp_path: Path, local_ray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The tracking server dies mid-search under ``--storage file://...``: what was not sent is sent by resume."""
     monkeypatch.setattr(MlflowTrialCallback, "flush_timeout_s", 2.0)  # not two minutes against a dead server
-    space = write_space(tmp_path, "spilled", PARAMS, trials=2, epochs=3, sleep=1.5, startup=2)
+    space = write_space(
+        tmp_path / "search_spaces", study="spilled", params=PARAMS, **small_search(2, 3, sleep=1.5, startup=2)
+    )
     storage = (tmp_path / "ray").as_uri()
     with LoopbackMlflowServer(tmp_path / "mlflow") as server:
         options = SearchOptions(tracking_uri=server.uri, storage=storage, concurrency=2, live=False)

@@ -24,7 +24,8 @@ from orchestrator.engine.searchers.base import REPLAYED, Replay
 from orchestrator.engine.storage import CHECKPOINT_EPOCH, copy_to_local, open_experiment
 from orchestrator.spaces import parse_version
 from orchestrator.tracking import schema
-from tests.engine.conftest import convnet_tiny_space, write_space
+from tests.runs import ray_epochs
+from tests.spacefiles import convnet_tiny_search, small_search, space_doc, write_space
 
 PARAMS = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
 
@@ -37,11 +38,6 @@ class Planted:
 
     def __reduce__(self) -> tuple[Any, tuple[str, str]]:
         return (open, (self.marker, "w"))
-
-
-@pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
 
 
 def options(tmp_path: Path, tracking_uri: str) -> SearchOptions:
@@ -96,18 +92,14 @@ def _replace_blobs(value: Any, blob: str) -> Any:
     return value
 
 
-def ray_epochs(trial_folder: Path) -> list[int]:
-    return [json.loads(line)["epoch"] for line in (trial_folder / "result.json").read_text().splitlines()]
-
-
 @pytest.mark.slow
-def test_planted_pickles_never_run_and_the_search_completes(tmp_path: Path, sqlite_store: str, local_ray: None) -> None:
+def test_planted_pickles_never_run_and_the_search_completes(tmp_path: Path, store_uri: str, local_ray: None) -> None:
     marker = tmp_path / "planted-code-ran"
-    space = write_space(tmp_path, "untrusted", PARAMS, trials=2, epochs=3, startup=2)
-    first = run_search(space, options(tmp_path, sqlite_store), lambda _: None)
+    space = write_space(tmp_path / "search_spaces", study="untrusted", params=PARAMS, **small_search(2, 3, startup=2))
+    first = run_search(space, options(tmp_path, store_uri), lambda _: None)
     experiment = Path(first.experiment_path)
-    interrupted = next(r for r in trial_runs(sqlite_store, first) if r.data.tags.get(schema.KIND) == schema.TRIAL_RUN)
-    trial_folder = as_if_the_driver_died(experiment, sqlite_store, interrupted, planned=4)
+    interrupted = next(r for r in trial_runs(store_uri, first) if r.data.tags.get(schema.KIND) == schema.TRIAL_RUN)
+    trial_folder = as_if_the_driver_died(experiment, store_uri, interrupted, planned=4)
     shutil.rmtree(max(trial_folder.glob("checkpoint_*")))  # epoch 3's checkpoint was never stored
     plant_pickles(experiment, pickle.dumps(Planted(marker)))
 
@@ -117,7 +109,7 @@ def test_planted_pickles_never_run_and_the_search_completes(tmp_path: Path, sqli
     assert not marker.exists(), "resume loaded a pickle from the storage"
     assert result.finished == 4 and result.failed == 0 and not result.interrupted, lines
     assert "1 finished, 0 failed of 4 planned; 1 interrupted continue (1 from a checkpoint)" in lines[0], lines
-    runs = [r for r in trial_runs(sqlite_store, first) if r.data.tags.get(schema.KIND) == schema.TRIAL_RUN]
+    runs = [r for r in trial_runs(store_uri, first) if r.data.tags.get(schema.KIND) == schema.TRIAL_RUN]
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     assert len({r.data.tags[schema.TRIAL_ID] for r in runs}) == 4, "one run per trial"
     continued = next(r for r in runs if r.info.run_id == interrupted.info.run_id)
@@ -126,23 +118,25 @@ def test_planted_pickles_never_run_and_the_search_completes(tmp_path: Path, sqli
     assert continued.data.metrics[schema.best_metric("loss")] == interrupted.data.metrics[schema.best_metric("loss")]
     resumed_as = open_experiment(str(experiment)).trial_folder(continued.data.tags[schema.RESUMED_AS])
     assert ray_epochs(experiment / str(resumed_as)) == [3], "continued from epoch 2's checkpoint"
-    history = MlflowClient(sqlite_store).get_metric_history(continued.info.run_id, "loss")
+    history = MlflowClient(store_uri).get_metric_history(continued.info.run_id, "loss")
     assert sorted(m.step for m in history) == [1, 2, 3], "each epoch logged once"
 
 
 @pytest.mark.slow
 def test_a_planted_checkpoint_fails_its_trial_and_the_search_goes_on(
-    tmp_path: Path, sqlite_store: str, local_ray: None
+    tmp_path: Path, store_uri: str, local_ray: None
 ) -> None:
     marker = tmp_path / "planted-code-ran"
-    folder = tmp_path / "search_spaces" / "untrusted_weights"
-    folder.mkdir(parents=True)
-    space = folder / "v1.yaml"
-    space.write_text(convnet_tiny_space("untrusted_weights", "  dropout: {uniform: [0.0, 0.5]}\n", trials=1))
-    first = run_search(space, options(tmp_path, sqlite_store), lambda _: None)
+    space = write_space(
+        tmp_path / "search_spaces",
+        study="untrusted_weights",
+        params="  dropout: {uniform: [0.0, 0.5]}\n",
+        **convnet_tiny_search(trials=1),
+    )
+    first = run_search(space, options(tmp_path, store_uri), lambda _: None)
     experiment = Path(first.experiment_path)
-    (interrupted,) = [r for r in trial_runs(sqlite_store, first) if r.data.tags.get(schema.KIND) == schema.TRIAL_RUN]
-    trial_folder = as_if_the_driver_died(experiment, sqlite_store, interrupted, planned=2)
+    (interrupted,) = [r for r in trial_runs(store_uri, first) if r.data.tags.get(schema.KIND) == schema.TRIAL_RUN]
+    trial_folder = as_if_the_driver_died(experiment, store_uri, interrupted, planned=2)
     weights = list(trial_folder.glob("checkpoint_*/state.pt"))
     assert weights, "the shared loop's checkpoints"
     for path in weights:
@@ -152,7 +146,7 @@ def test_a_planted_checkpoint_fails_its_trial_and_the_search_goes_on(
 
     assert not marker.exists(), "a checkpoint is loaded with weights_only=True"
     assert (result.finished, result.failed, result.interrupted) == (1, 1, False)
-    failed = MlflowClient(sqlite_store).get_run(interrupted.info.run_id)
+    failed = MlflowClient(store_uri).get_run(interrupted.info.run_id)
     assert failed.info.status == "FAILED"
     assert "TrialFailed: cannot load checkpoint" in failed.data.tags[schema.FAILURE]
     assert "state.pt: UnpicklingError" in failed.data.tags[schema.FAILURE]
@@ -161,23 +155,15 @@ def test_a_planted_checkpoint_fails_its_trial_and_the_search_goes_on(
 # --------------------------------------------------------------------------- the pieces, without Ray
 
 
-SPACE_TEXT = """\
-study: replay
-version: 1
-trainable: analytic
-metric: {name: loss, mode: min}
-schedule: {scheduler: fifo, max_epochs: 3}
-search: {algorithm: ALGORITHM, trials: 8, startup_trials: 2}
-fixed: {function: quadratic}
-params:
-  x: {uniform: [-1.0, 1.0]}
-  y: {int: [-2, 2]}
-"""
-
-
 @pytest.mark.parametrize("algorithm", ["tpe", "random", "optuna_tpe"])
 def test_a_searcher_suggests_replays_first_then_learns_from_them(algorithm: str) -> None:
-    version = parse_version(SPACE_TEXT.replace("ALGORITHM", algorithm), "replay/v1.yaml")
+    text = space_doc(
+        "replay",
+        params=PARAMS,
+        schedule="{scheduler: fifo, max_epochs: 3}",
+        search=f"{{algorithm: {algorithm}, trials: 8, startup_trials: 2}}",
+    )
+    version = parse_version(text, "replay/v1.yaml")
     prior = [({"x": 0.5, "y": 1}, 0.3), ({"x": -0.5, "y": -1}, 0.7)]
     searcher = searcher_class(algorithm)(version, prior, seed=3)
     replays = [Replay({"x": 0.25, "y": 2}, 4242, {"private": {"trial_id": "old1"}}), Replay({"x": -0.75, "y": 0}, 17)]

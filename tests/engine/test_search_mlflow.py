@@ -1,4 +1,5 @@
-"""A real search against a real `mlflow server` on loopback and a real local Ray."""
+"""A real search against a real `mlflow server` on loopback and a real local Ray; the checks made before a
+search starts (a tracking store, a Ray address, the space against its trainable), without either."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from mlflow.tracking import MlflowClient
 from orchestrator.api import run_search
 from orchestrator.engine.runner import SearchOptions
 from orchestrator.errors import OrchestratorError
-from tests.engine.conftest import MlflowServer, write_space
-
-pytestmark = pytest.mark.slow
+from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.spacefiles import small_search, write_space
 
 PARAMS = """\
   x: {uniform: [-1.0, 1.0]}
@@ -25,8 +25,15 @@ PARAMS = """\
 """
 
 
-def test_search_logs_parent_and_nested_child_runs(tmp_path: Path, mlflow_server: MlflowServer, local_ray) -> None:
-    space = write_space(tmp_path, "logged", PARAMS, trials=4, epochs=3)
+def space_file(tmp_path: Path, study: str, params: str = PARAMS) -> Path:
+    return write_space(tmp_path / "search_spaces", study=study, params=params, **small_search(4, 3))
+
+
+@pytest.mark.slow
+def test_search_logs_parent_and_nested_child_runs(
+    tmp_path: Path, mlflow_server: LoopbackMlflowServer, local_ray: None
+) -> None:
+    space = space_file(tmp_path, "logged")
     lines: list[str] = []
     result = run_search(
         space, SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray"), live=False), lines.append
@@ -64,34 +71,35 @@ def test_search_logs_parent_and_nested_child_runs(tmp_path: Path, mlflow_server:
 
 
 def test_unreachable_tracking_server_is_named(tmp_path: Path) -> None:
-    space = write_space(tmp_path, "nowhere", PARAMS)
+    space = space_file(tmp_path, "nowhere")
     with pytest.raises(OrchestratorError, match=r"tracking server http://127\.0\.0\.1:9 is not reachable"):
         run_search(space, SearchOptions(tracking_uri="http://127.0.0.1:9", storage=str(tmp_path / "ray")))
 
 
-def test_metric_never_reported_is_named_before_start(tmp_path: Path, mlflow_server: MlflowServer) -> None:
-    space = write_space(tmp_path, "badmetric", PARAMS)
+def test_metric_never_reported_is_named_before_start(tmp_path: Path, store_uri: str) -> None:
+    space = space_file(tmp_path, "badmetric")
     space.write_text(space.read_text().replace("{name: loss, mode: min}", "{name: accuracy, mode: max}"))
     with pytest.raises(OrchestratorError, match="metric 'accuracy' is never reported by trainable 'analytic'"):
-        run_search(space, SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray")))
+        run_search(space, SearchOptions(tracking_uri=store_uri, storage=str(tmp_path / "ray")))
 
 
 def test_unknown_trainable_and_key_are_named(tmp_path: Path) -> None:
-    space = write_space(tmp_path, "unknown", PARAMS)
+    space = space_file(tmp_path, "unknown")
     space.write_text(space.read_text().replace("trainable: analytic", "trainable: analytc"))
     with pytest.raises(OrchestratorError, match="did you mean 'analytic'"):
         run_search(space, SearchOptions(storage=str(tmp_path / "ray")))
     fixed_name = space.read_text().replace("trainable: analytc", "trainable: analytic")
-    space.write_text(fixed_name + "  lr: {uniform: [0, 1]}\n")
+    space.write_text(fixed_name.replace("params:\n", "params:\n  lr: {uniform: [0, 1]}\n"))
     with pytest.raises(OrchestratorError, match=r"params\.lr: trainable 'analytic': lr: not a key"):
         run_search(space, SearchOptions(storage=str(tmp_path / "ray")))
 
 
+@pytest.mark.slow
 def test_failed_trials_are_retried_then_failed_with_reason(
-    tmp_path: Path, mlflow_server: MlflowServer, local_ray
+    tmp_path: Path, mlflow_server: LoopbackMlflowServer, local_ray: None
 ) -> None:
     params = "  x: {uniform: [-1.0, 1.0]}\n  fail_at_epoch: {choice: [null, 2]}\n"
-    space = write_space(tmp_path, "failing", params, trials=4, epochs=3, startup=4)
+    space = space_file(tmp_path, "failing", params)
     space.write_text(space.read_text().replace("startup_trials: 4}", "startup_trials: 4, max_failures: 1}"))
     result = run_search(space, SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray")), print)
     client = MlflowClient(mlflow_server.uri)
@@ -112,11 +120,11 @@ def test_failed_trials_are_retried_then_failed_with_reason(
             assert run.info.status == "FINISHED" and "orchestrator.failure" not in run.data.tags
 
 
-def test_unreachable_ray_address_is_named_quickly(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+def test_unreachable_ray_address_is_named_quickly(tmp_path: Path, store_uri: str) -> None:
     import time
 
-    space = write_space(tmp_path, "noray", PARAMS)
+    space = space_file(tmp_path, "noray")
     start = time.monotonic()
     with pytest.raises(OrchestratorError, match=r"Ray cluster at '127\.0\.0\.1:9' is not reachable"):
-        run_search(space, SearchOptions(address="127.0.0.1:9", tracking_uri=mlflow_server.uri))
+        run_search(space, SearchOptions(address="127.0.0.1:9", tracking_uri=store_uri))
     assert time.monotonic() - start < 30

@@ -16,17 +16,19 @@ from mlflow.tracking import MlflowClient
 from orchestrator.engine.storage import SPILL
 from orchestrator.settings import TRACKING_WAIT_ENV
 from orchestrator.tracking.server import LoopbackMlflowServer
-from tests.conftest import ROOT
-from tests.engine.conftest import write_space
-from tests.engine.test_resume import PARAMS, cli, stop_when_running, trial_runs
+from tests.runs import command, stop_when_running, trial_runs
+from tests.spacefiles import ROOT, small_search, write_space
 
 pytestmark = pytest.mark.slow
 
 WAIT_S = 3
+PARAMS = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
 
 
 def test_store_lost_for_good_spills_in_bounded_time_and_resume_sends_it(tmp_path: Path) -> None:
-    space = write_space(tmp_path, "lostforgood", PARAMS, trials=2, epochs=3, sleep=1.5, startup=2)
+    space = write_space(
+        tmp_path / "search_spaces", study="lostforgood", params=PARAMS, **small_search(2, 3, sleep=1.5, startup=2)
+    )
     storage = tmp_path / "ray"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", TRACKING_WAIT_ENV: str(WAIT_S)}
     with LoopbackMlflowServer(tmp_path / "mlflow") as server:
@@ -34,7 +36,7 @@ def test_store_lost_for_good_spills_in_bounded_time_and_resume_sends_it(tmp_path
         stopper.start()
         start = time.monotonic()
         driver = subprocess.run(
-            cli(
+            command(
                 "run",
                 str(space),
                 "--tracking-uri",
@@ -74,7 +76,7 @@ def test_store_lost_for_good_spills_in_bounded_time_and_resume_sends_it(tmp_path
         client = MlflowClient(server.uri)
         assert {r.info.status for r in trial_runs(client, "lostforgood")} == {"RUNNING"}
         resumed = subprocess.run(
-            cli("resume", str(folder), "--no-live"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+            command("resume", str(folder), "--no-live"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
         )
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert "update(s) kept from the last driver" in resumed.stdout

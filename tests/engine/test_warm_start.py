@@ -18,16 +18,21 @@ from orchestrator.engine.runner import SearchOptions
 from orchestrator.tracking import schema
 from orchestrator.tracking.ledger import trials_with_ledger
 from orchestrator.tracking.mlflow_store import MlflowStore
-from tests.engine.conftest import MlflowServer, write_space
+from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.spacefiles import small_search, write_space
 
 V1 = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
 V2 = "  x: {uniform: [0.0, 1.0]}\n  y: {int: [-2, 2]}\n  z: {uniform: [-0.5, 0.5], default: 0.0}\n"
 
 
 @pytest.mark.slow
-def test_v2_carries_v1_trials_and_starts_past_startup(tmp_path: Path, mlflow_server: MlflowServer, local_ray) -> None:
+def test_v2_carries_v1_trials_and_starts_past_startup(
+    tmp_path: Path, mlflow_server: LoopbackMlflowServer, local_ray: None
+) -> None:
+    spaces = tmp_path / "search_spaces"
     options = SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray"), live=False)
-    run_search(write_space(tmp_path, "carry", V1, trials=10, epochs=2, startup=3), options, lambda _: None)
+    v1 = write_space(spaces, study="carry", params=V1, **small_search(10, 2, startup=3))
+    run_search(v1, options, lambda _: None)
 
     client = MlflowClient(mlflow_server.uri)
     exp = client.get_experiment_by_name("carry")
@@ -57,7 +62,7 @@ def test_v2_carries_v1_trials_and_starts_past_startup(tmp_path: Path, mlflow_ser
     lines: list[str] = []
     # Start-up phase no longer than what was carried: TPE must take over from the first trial.
     startup = min(hand_carried, 4)
-    v2 = write_space(tmp_path, "carry", V2, version=2, trials=3, epochs=2, startup=startup)
+    v2 = write_space(spaces, study="carry", version=2, params=V2, **small_search(3, 2, startup=startup))
     options.ledger = ledger
     result = run_search(v2, options, lines.append)
     assert result.carry["carried"] == hand_carried and result.carry["dropped"] == hand_dropped

@@ -26,7 +26,8 @@ from orchestrator.tracking import ledger, schema
 from orchestrator.tracking.async_logger import SpillFile
 from orchestrator.tracking.carried import carried_trials
 from orchestrator.tracking.mlflow_store import MlflowStore
-from tests.engine.conftest import write_space
+from tests.plugin import SqliteTemplate
+from tests.spacefiles import small_search, write_space
 
 STUDY = "fidelity"
 EPOCHS = 9  # ASHA rungs 1 and 3 (grace period 1, reduction factor 3), full budget 9
@@ -38,7 +39,8 @@ UNTAGGED = ("t3", 0.4, [0.5] * EPOCHS)  # a run logged before histories were tag
 
 
 def load(tmp_path: Path, params: str, version: int = 1, scheduler: str = "asha") -> StudyVersion:
-    path = write_space(tmp_path / scheduler, STUDY, params, version, epochs=EPOCHS, scheduler=scheduler)
+    sections = small_search(epochs=EPOCHS, scheduler=scheduler)
+    path = write_space(tmp_path / scheduler / "search_spaces", study=STUDY, version=version, params=params, **sections)
     return parse_version(path.read_text(), str(path))
 
 
@@ -76,11 +78,11 @@ def untagged_trial(store: MlflowStore, exp: str, parent: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
+def study(tmp_path_factory: pytest.TempPathFactory, sqlite_template: SqliteTemplate) -> MlflowStore:
     """A v1 search of ``TRIALS`` through the tracking callback, plus one older run without a history tag (read only:
     shared by the tests of this module)."""
     tmp_path = tmp_path_factory.mktemp("study")
-    store = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = MlflowStore(sqlite_template.copy(tmp_path))
     exp, parent = search_run(store)
     callback = callback_for(store, load(tmp_path, V1), exp, parent, tmp_path)
     for trial_id, x, losses in TRIALS:
@@ -148,14 +150,15 @@ def test_a_fifo_warm_start_is_as_before(study: MlflowStore, tmp_path: Path) -> N
 
 
 def test_a_history_is_carried_as_losses_in_the_searchers_sense(tmp_path: Path) -> None:
-    path = write_space(tmp_path, STUDY, V1, epochs=EPOCHS, scheduler="asha")
+    path = write_space(
+        tmp_path / "search_spaces", study=STUDY, params=V1, **small_search(epochs=EPOCHS, scheduler="asha")
+    )
     version = parse_version(path.read_text().replace("{name: loss, mode: min}", "{name: acc, mode: max}"))
     (trial,) = carry([RecordedTrial({"x": 0.5}, 0.8, history={1: 0.5, 2: float("nan"), 3: 0.8})], version).carried
     assert trial == ({"x": 0.5}, -0.8, {1: -0.5, 3: -0.8})
 
 
-def test_a_resumed_trial_keeps_the_epochs_the_dead_driver_logged(tmp_path: Path) -> None:
-    store = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def test_a_resumed_trial_keeps_the_epochs_the_dead_driver_logged(tmp_path: Path, store: MlflowStore) -> None:
     exp, parent = search_run(store)
     version = load(tmp_path, V1)
     first = callback_for(store, version, exp, parent, tmp_path)

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.tracking.schema import CARRY, KIND, SEARCH_RUN, VERSION
-from tests.engine.conftest import _ray_session, local_ray, write_space  # noqa: F401 (fixtures)
+from tests.spacefiles import small_search, write_space
 
 V1 = "  x: {uniform: [-1.0, 1.0]}\n  y: {uniform: [-1.0, 1.0], default: 0.0}\n"
 TRIALS = 12  # enough for refine's model to justify a change (with 6 it rightly proposes none)
@@ -29,12 +29,14 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("local_ray")
-def test_refine_diff_run_report(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+def test_refine_diff_run_report(
+    tmp_path: Path, store_uri: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path / "home"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_uri
     store = ("--tracking-uri", uri)
     run = ("--storage", str(tmp_path / "ray"), "--no-live", *store)
-    v1 = write_space(tmp_path, "evo", V1, trials=TRIALS, epochs=2, startup=3)
+    v1 = write_space(tmp_path / "search_spaces", study="evo", params=V1, **small_search(TRIALS, 2, startup=3))
     folder = v1.parent
     assert cli(capsys, "run", str(v1), *run)[0] == 0
 

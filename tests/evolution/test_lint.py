@@ -12,24 +12,13 @@ from orchestrator.cli import main
 from orchestrator.evolution.lint import lint
 from orchestrator.spaces import load_version
 from orchestrator.tracking.mlflow_store import MlflowStore
-from tests.conftest import ROOT
-from tests.evolution.conftest import record_search, write_file
-from tests.test_cli import HEAVY
-
-HEAD = """\
-study: {study}
-version: {version}
-{parent}trainable: analytic
-metric: {{name: loss, mode: min}}
-fixed: {{function: quadratic}}
-params:
-  x: {{uniform: [{low}, 1.0]}}
-"""
+from tests.evolution.records import record_search
+from tests.probes import HEAVY
+from tests.spacefiles import ROOT, space_doc, write_space
 
 
 def space(study: str, version: int, low: float = -1.0) -> str:
-    parent = f"parent: {version - 1}\n" if version > 1 else ""
-    return HEAD.format(study=study, version=version, parent=parent, low=low)
+    return space_doc(study, version, params=f"  x: {{uniform: [{low}, 1.0]}}\n")
 
 
 def lint_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -40,9 +29,8 @@ def lint_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 def test_structural_checks_run_without_a_tracking_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    folder = tmp_path / "clean"
-    write_file(folder, space("clean", 1), "v1.yaml")
-    write_file(folder, space("clean", 2, low=0.0), "v2.yaml")
+    folder = write_space(tmp_path, space("clean", 1), study="clean").parent
+    write_space(tmp_path, space("clean", 2, low=0.0), study="clean", version=2)
     code, out = lint_cli(capsys, str(folder))
     assert code == 0 and "2 file(s) clean" in out
 
@@ -61,7 +49,7 @@ BROKEN_LINEAGES = {
 def test_a_broken_lineage_fails(study: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files, expected = BROKEN_LINEAGES[study]
     for name, text in files.items():
-        write_file(tmp_path / study, text, name)
+        write_space(tmp_path, text, study=study, name=name)
     code, out = lint_cli(capsys, str(tmp_path / study))
     assert code == 1 and expected in out
 
@@ -69,19 +57,19 @@ def test_a_broken_lineage_fails(study: str, tmp_path: Path, capsys: pytest.Captu
 def test_an_edited_version_with_recorded_trials_is_rejected(
     tmp_path: Path, store: MlflowStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "edited"
-    v1_file = write_file(folder, space("edited", 1), "v1.yaml")
+    v1_file = write_space(tmp_path, space("edited", 1), study="edited")
+    folder = v1_file.parent
     original = load_version(v1_file)
     record_search(store, original, [({"x": 0.1}, {1: 0.5}), ({"x": 0.2}, {1: 0.4})])
     assert lint([folder], store).ok
 
     # The right way: a new version. Lint accepts it (it has no trials yet).
-    write_file(folder, space("edited", 2, low=0.0), "v2.yaml")
+    write_space(tmp_path, space("edited", 2, low=0.0), study="edited", version=2)
     code, out = lint_cli(capsys, str(folder), "--tracking-uri", store.uri)
     assert code == 0 and "1 version(s) with recorded trials unchanged" in out
 
     # The wrong way: edit v1 in place.
-    write_file(folder, space("edited", 1, low=-2.0), "v1.yaml")
+    write_space(tmp_path, space("edited", 1, low=-2.0), study="edited")
     edited = load_version(v1_file)
     code, out = lint_cli(capsys, str(folder), "--tracking-uri", store.uri)
     assert code == 1
@@ -92,9 +80,8 @@ def test_an_edited_version_with_recorded_trials_is_rejected(
 
 
 def test_a_version_with_trials_whose_file_is_gone(tmp_path: Path, store: MlflowStore) -> None:
-    folder = tmp_path / "gone"
-    write_file(folder, space("gone", 1), "v1.yaml")
-    v2 = load_version(write_file(folder, space("gone", 2, low=0.0), "v2.yaml"))
+    folder = write_space(tmp_path, space("gone", 1), study="gone").parent
+    v2 = load_version(write_space(tmp_path, space("gone", 2, low=0.0), study="gone", version=2))
     record_search(store, v2, [({"x": 0.3}, {1: 0.2})])
     (folder / "v2.yaml").unlink()
     report = lint([folder], store)

@@ -8,7 +8,7 @@ from pathlib import Path
 from orchestrator.evolution.preview import carry_preview, render_carry
 from orchestrator.tracking import ledger
 from orchestrator.tracking.mlflow_store import MlflowStore
-from tests.evolution.conftest import record_search, two_versions
+from tests.evolution.records import record_search, two_versions
 
 V1, V2 = two_versions("pv")
 

@@ -9,19 +9,15 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.spaces import load_study, load_version
 from orchestrator.tracking.mlflow_store import MlflowStore
-from tests.evolution.conftest import record_search, write_file
-from tests.spaces.test_refine import asha_trials
+from tests.evolution.records import record_search
+from tests.spacefiles import write_space
+from tests.spaces.scored import asha_trials
 
-V1 = """\
-study: {study}
-version: 1
-trainable: analytic
-metric: {{name: loss, mode: min}}
-schedule: {{scheduler: asha, max_epochs: 9, grace_period: 1}}
-fixed: {{function: quadratic}}
-params:
-  x: {{uniform: [0.0, 1.0]}}
-"""
+
+def v1_file(root: Path, study: str) -> Path:
+    """Version 1 of ``study``: ASHA over 9 epochs, x in [0, 1]."""
+    schedule = "{scheduler: asha, max_epochs: 9, grace_period: 1}"
+    return write_space(root, study=study, params="  x: {uniform: [0.0, 1.0]}\n", schedule=schedule)
 
 
 def refine_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -34,9 +30,9 @@ def refine_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str
 def test_refine_ranks_asha_trials_on_their_history_and_writes_the_next_version(
     tmp_path: Path, store: MlflowStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "asha"
-    v1_file = write_file(folder, V1.format(study="asha"), "v1.yaml")
-    record_search(store, load_version(v1_file), [(t.config, dict(t.history)) for t in asha_trials()])
+    v1 = v1_file(tmp_path, "asha")
+    folder = v1.parent
+    record_search(store, load_version(v1), [(t.config, dict(t.history)) for t in asha_trials()])
 
     code, out, _ = refine_cli(capsys, str(folder), "--tracking-uri", store.uri, "--dry-run")
     assert code == 0 and "+parent: 1" in out and "ranked on epoch 9" in out
@@ -45,7 +41,7 @@ def test_refine_ranks_asha_trials_on_their_history_and_writes_the_next_version(
     assert "holds a loss better than the best seen" in out
     assert sorted(p.name for p in folder.iterdir()) == ["v1.yaml"]
 
-    code, out, err = refine_cli(capsys, str(v1_file), "--tracking-uri", store.uri)
+    code, out, err = refine_cli(capsys, str(v1), "--tracking-uri", store.uri)
     assert code == 0, err
     v2 = load_version(folder / "v2.yaml")
     assert v2.parent == 1 and v2.params.params["x"].contains(0.2) and v2.params.params["x"].high < 0.5
@@ -54,7 +50,7 @@ def test_refine_ranks_asha_trials_on_their_history_and_writes_the_next_version(
     # v2 exists: refining v1 again proposes v2's space again, which is refused (naming v2); nothing is written and
     # the note says that v1 is not the newest version.
     text = (folder / "v2.yaml").read_text()
-    code, out, err = refine_cli(capsys, str(v1_file), "--tracking-uri", store.uri)
+    code, out, err = refine_cli(capsys, str(v1), "--tracking-uri", store.uri)
     assert code == 1 and "is v2 again" in err and "v2 exist" in out
     assert (folder / "v2.yaml").read_text() == text and sorted(load_study(folder).versions) == [1, 2]
 
@@ -62,9 +58,9 @@ def test_refine_ranks_asha_trials_on_their_history_and_writes_the_next_version(
 def test_too_few_finished_trials_write_no_file(
     tmp_path: Path, store: MlflowStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "few"
-    v1_file = write_file(folder, V1.format(study="few"), "v1.yaml")
-    record_search(store, load_version(v1_file), [({"x": 0.1 * i}, {1: float(i)}) for i in range(3)])
+    v1 = v1_file(tmp_path, "few")
+    folder = v1.parent
+    record_search(store, load_version(v1), [({"x": 0.1 * i}, {1: float(i)}) for i in range(3)])
     code, _, err = refine_cli(capsys, str(folder), "--tracking-uri", store.uri)
     assert code == 1 and "3 finished trial(s) with a finite loss fit this version" in err and "--min-trials" in err
     assert sorted(p.name for p in folder.iterdir()) == ["v1.yaml"]

@@ -16,18 +16,13 @@ from orchestrator.evolution.refining import refine_trials
 from orchestrator.spaces import StudyVersion, parse_version
 from orchestrator.spaces.carry import carry
 from orchestrator.spaces.trials import RecordedTrial
+from tests.spacefiles import space_doc
 
-V1 = """\
-study: restart
-version: 1
-trainable: analytic
-metric: {name: loss, mode: min}
-search: {trials: 20, startup_trials: 5}
-fixed: {function: quadratic}
-params:
-  x: {uniform: [0.0, 1.0]}
-  y: {uniform: [-20.0, 20.0]}
-"""
+V1 = space_doc(
+    "restart",
+    search="{trials: 20, startup_trials: 5}",
+    params="  x: {uniform: [0.0, 1.0]}\n  y: {uniform: [-20.0, 20.0]}\n",
+)
 X_OPT, Y_OPT = 1.3, 0.4
 TRIALS = 30  # per version; the cold search gets both versions' budget
 SEEDS = range(5)

@@ -6,7 +6,7 @@ import json
 
 from orchestrator.evolution.report import SearchInfo, build_report, render_report
 from orchestrator.tracking.mlflow_store import TrialRow
-from tests.evolution.conftest import two_versions
+from tests.evolution.records import two_versions
 
 V1, V2 = two_versions("lb")
 

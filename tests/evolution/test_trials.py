@@ -7,17 +7,9 @@ from typing import Any
 from orchestrator.evolution.trials import scored_trials
 from orchestrator.spaces import parse_version
 from orchestrator.tracking.mlflow_store import TrialRow
+from tests.spacefiles import space_doc
 
-SPACE = """\
-study: s
-version: 1
-trainable: analytic
-metric: {name: loss, mode: min}
-schedule: {scheduler: SCHEDULER, max_epochs: 3}
-fixed: {function: quadratic}
-params:
-  x: {uniform: [-1.0, 1.0]}
-"""
+SPACE = space_doc("s", schedule="{scheduler: SCHEDULER, max_epochs: 3}")
 
 
 class _Store:

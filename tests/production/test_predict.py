@@ -26,6 +26,8 @@ from rasterio.windows import Window
 from orchestrator.cli import main
 from orchestrator.models.metadata import ModelMetadata, ModelMetadataError, prediction_metadata
 from orchestrator.production import rules as post
+from tests.plugin import SqliteTemplate
+from tests.spacefiles import write_space
 from trainables.unet.blend import predict_blended
 from trainables.unet.dstl import CLASS_TYPES, DSTLDataset, channel_names
 from trainables.unet.synthetic import write_synthetic_dstl
@@ -44,7 +46,7 @@ MIN_WKT_AGREEMENT = 0.97  # of pixels, mask vs its WKT rasterized back (outlines
 
 
 @dataclass(frozen=True)
-class Store:
+class Registered:
     uri: str
     root: Path  # a DSTL-layout folder with two scenes
     mean: np.ndarray
@@ -123,7 +125,8 @@ def log_model(
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+def registered(tmp_path_factory: pytest.TempPathFactory, sqlite_template: SqliteTemplate) -> Registered:
+    """Synthetic scenes and, in a SQLite store, the network's models: both classes, each class, a shifted one."""
     from mlflow.tracking import MlflowClient
 
     base = tmp_path_factory.mktemp("predict")
@@ -131,7 +134,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     dataset = DSTLDataset(root)
     stack = np.concatenate([whole_scene(dataset, i) for i in dataset.image_ids()], axis=2)
     mean, std = stack.mean(axis=(1, 2)).astype(np.float32), stack.std(axis=(1, 2)).astype(np.float32)
-    uri = f"sqlite:///{base / 'mlflow.db'}"
+    uri = sqlite_template.copy(base)
     client = MlflowClient(uri)
     experiment = client.create_experiment("predict", artifact_location=(base / "artifacts").as_uri())
     run_id = client.create_run(experiment).info.run_id
@@ -143,7 +146,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     both = log_model(uri, run_id, "unet", network, CLASSES, mean, std)
     # the water channel for inputs standardized with a mean 1 std higher (1 lower): the same probabilities
     other = log_model(uri, run_id, "unet-water-shifted", one_class(network, 1, shift=1.0), ["water"], mean + std, std)
-    return Store(uri, root, mean, std, network, both, per_class, other)
+    return Registered(uri, root, mean, std, network, both, per_class, other)
 
 
 def whole_scene(dataset: DSTLDataset, image_id: str) -> np.ndarray:
@@ -151,33 +154,35 @@ def whole_scene(dataset: DSTLDataset, image_id: str) -> np.ndarray:
     return dataset.read_window(image_id, Window(0, 0, width, height), BANDS, INDICES)
 
 
-def reference(store: Store, image_id: str, d4: bool = True) -> np.ndarray:
+def reference(registered: Registered, image_id: str, d4: bool = True) -> np.ndarray:
     """Probabilities of the whole standardized scene in memory with the eager network (no windows)."""
     import torch
 
-    image = (whole_scene(DSTLDataset(store.root), image_id) - store.mean[:, None, None]) / store.std[:, None, None]
+    image = (whole_scene(DSTLDataset(registered.root), image_id) - registered.mean[:, None, None]) / registered.std[
+        :, None, None
+    ]
 
     @torch.no_grad()
     def predictor(tiles: np.ndarray) -> np.ndarray:
-        return torch.sigmoid(store.network(torch.as_tensor(tiles))).numpy()
+        return torch.sigmoid(registered.network(torch.as_tensor(tiles))).numpy()
 
     return predict_blended(image, predictor, PATCH, overlap=0.5, d4_average=d4)
 
 
-def scene_paths(store: Store) -> list[Path]:
-    return sorted((store.root / "three_band").glob("*.tif"))
+def scene_paths(registered: Registered) -> list[Path]:
+    return sorted((registered.root / "three_band").glob("*.tif"))
 
 
 Predict = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def predict(store: Store, capsys: pytest.CaptureFixture[str]) -> Predict:
+def predict(registered: Registered, capsys: pytest.CaptureFixture[str]) -> Predict:
     """``orchestrator predict`` in this process: (exit code, stdout, stderr)."""
 
     def run(*args: str) -> tuple[int, str, str]:
         try:
-            main(["predict", *args, "--tracking-uri", store.uri, "--no-live"])
+            main(["predict", *args, "--tracking-uri", registered.uri, "--no-live"])
         except SystemExit as exit_:
             code = int(exit_.code or 0)
         captured = capsys.readouterr()
@@ -206,36 +211,38 @@ def assert_masks_equal(masks: np.ndarray, probabilities: np.ndarray) -> None:
 # --------------------------------------------------------------------------- the command
 
 
-def test_windowed_masks_equal_the_whole_scene_prediction(store: Store, predict: Predict, tmp_path: Path) -> None:
+def test_windowed_masks_equal_the_whole_scene_prediction(
+    registered: Registered, predict: Predict, tmp_path: Path
+) -> None:
     code, out, err = predict(
-        store.both, "--images", str(store.root), "--out", str(tmp_path), "--rule", "water_over_buildings=off"
+        registered.both, "--images", str(registered.root), "--out", str(tmp_path), "--rule", "water_over_buildings=off"
     )
     assert code == 0, err
-    ids = [p.stem for p in scene_paths(store)]
+    ids = [p.stem for p in scene_paths(registered)]
     assert re.search(r": (\d+)/\1 tiles$", out, re.MULTILINE)  # plain progress lines, the last one at the end
     for image_id in ids:
         masks, profile = masks_of(tmp_path / f"{image_id}.tif")
-        with rasterio.open(store.root / "three_band" / f"{image_id}.tif") as source:
+        with rasterio.open(registered.root / "three_band" / f"{image_id}.tif") as source:
             assert profile["transform"] == source.transform and profile["crs"] == source.crs
         assert profile["descriptions"] == tuple(CLASSES) and profile["dtype"] == "uint8"
         assert profile["tiled"] and profile["compress"] == "deflate"
-        probabilities = reference(store, image_id)
+        probabilities = reference(registered, image_id)
         assert 0.05 < (probabilities >= 0.5).mean() < 0.95  # the masks are not trivial
         assert_masks_equal(masks, probabilities)
     assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
 def test_submission_has_every_class_of_every_scene_and_its_wkt_draws_the_masks(
-    store: Store, predict: Predict, tmp_path: Path
+    registered: Registered, predict: Predict, tmp_path: Path
 ) -> None:
-    code, _, err = predict(store.both, "--images", str(scene_paths(store)[0]), "--out", str(tmp_path))
+    code, _, err = predict(registered.both, "--images", str(scene_paths(registered)[0]), "--out", str(tmp_path))
     assert code == 0, err
     rows = submission(tmp_path)
-    image_id = scene_paths(store)[0].stem
+    image_id = scene_paths(registered)[0].stem
     assert rows[0] == ["ImageId", "ClassType", "MultipolygonWKT"]
     assert [(r[0], int(r[1])) for r in rows[1:]] == [(image_id, t) for t in CLASS_TYPES.values()]
     masks, _ = masks_of(tmp_path / f"{image_id}.tif")
-    xmax, ymin = DSTLDataset(store.root).grid_size(image_id)
+    xmax, ymin = DSTLDataset(registered.root).grid_size(image_id)
     cells = {int(r[1]): r[2] for r in rows[1:]}
     for name, class_type in CLASS_TYPES.items():
         if name not in CLASSES:
@@ -246,14 +253,16 @@ def test_submission_has_every_class_of_every_scene_and_its_wkt_draws_the_masks(
         assert mask.any() and (drawn == mask).mean() > MIN_WKT_AGREEMENT
 
 
-def test_per_class_models_stack_into_the_output_of_one_model(store: Store, predict: Predict, tmp_path: Path) -> None:
-    image = str(scene_paths(store)[0])
-    assert predict(store.both, "--images", image, "--out", str(tmp_path / "one"), "--no-d4")[0] == 0
+def test_per_class_models_stack_into_the_output_of_one_model(
+    registered: Registered, predict: Predict, tmp_path: Path
+) -> None:
+    image = str(scene_paths(registered)[0])
+    assert predict(registered.both, "--images", image, "--out", str(tmp_path / "one"), "--no-d4")[0] == 0
     # given water first: the output is in class type order all the same
-    uris = [store.per_class["water"], store.per_class["buildings"]]
+    uris = [registered.per_class["water"], registered.per_class["buildings"]]
     assert predict(*uris, "--images", image, "--out", str(tmp_path / "two"), "--no-d4")[0] == 0
     # the water model on its own standardization: a second input strip, the same probabilities
-    shifted = [store.other_scaling, store.per_class["buildings"]]
+    shifted = [registered.other_scaling, registered.per_class["buildings"]]
     assert predict(*shifted, "--images", image, "--out", str(tmp_path / "shifted"), "--no-d4")[0] == 0
     name = f"{Path(image).stem}.tif"
     one, _ = masks_of(tmp_path / "one" / name)
@@ -265,12 +274,14 @@ def test_per_class_models_stack_into_the_output_of_one_model(store: Store, predi
     assert submission(tmp_path / "one") == submission(tmp_path / "two")
 
 
-def test_water_over_buildings_removes_buildings_under_water(store: Store, predict: Predict, tmp_path: Path) -> None:
-    image = str(scene_paths(store)[0])
+def test_water_over_buildings_removes_buildings_under_water(
+    registered: Registered, predict: Predict, tmp_path: Path
+) -> None:
+    image = str(scene_paths(registered)[0])
     name = f"{Path(image).stem}.tif"
     assert (
         predict(
-            store.both,
+            registered.both,
             "--images",
             image,
             "--out",
@@ -281,7 +292,7 @@ def test_water_over_buildings_removes_buildings_under_water(store: Store, predic
         )[0]
         == 0
     )
-    assert predict(store.both, "--images", image, "--out", str(tmp_path / "on"), "--no-d4")[0] == 0  # the default
+    assert predict(registered.both, "--images", image, "--out", str(tmp_path / "on"), "--no-d4")[0] == 0  # the default
     (buildings_off, water_off), _ = masks_of(tmp_path / "off" / name)
     (buildings_on, water_on), _ = masks_of(tmp_path / "on" / name)
     assert (buildings_off & water_off).sum() > 0  # something to remove
@@ -289,13 +300,13 @@ def test_water_over_buildings_removes_buildings_under_water(store: Store, predic
     np.testing.assert_array_equal(buildings_on, buildings_off & (1 - water_off))
 
 
-def test_min_area_drops_small_objects_only(store: Store, predict: Predict, tmp_path: Path) -> None:
-    image = str(scene_paths(store)[0])
+def test_min_area_drops_small_objects_only(registered: Registered, predict: Predict, tmp_path: Path) -> None:
+    image = str(scene_paths(registered)[0])
     name = f"{Path(image).stem}.tif"
-    assert predict(store.both, "--images", image, "--out", str(tmp_path / "all"), "--no-d4")[0] == 0
+    assert predict(registered.both, "--images", image, "--out", str(tmp_path / "all"), "--no-d4")[0] == 0
     assert (
         predict(
-            store.both,
+            registered.both,
             "--images",
             image,
             "--out",
@@ -326,18 +337,18 @@ def shape_area(geometry: dict[str, Any]) -> int:
     return round(shapely.geometry.shape(geometry).area)
 
 
-def test_bad_paths_and_models_are_one_line_each(store: Store, predict: Predict, tmp_path: Path) -> None:
+def test_bad_paths_and_models_are_one_line_each(registered: Registered, predict: Predict, tmp_path: Path) -> None:
     import shutil
 
     broken = tmp_path / "broken"
-    shutil.copytree(store.root, broken)
-    first, second = (path.stem for path in scene_paths(store))
+    shutil.copytree(registered.root, broken)
+    first, second = (path.stem for path in scene_paths(registered))
     (broken / "sixteen_band" / f"{first}_M.tif").unlink()
     (broken / "sixteen_band" / f"{second}_P.tif").write_bytes(b"not a tiff")
     elsewhere = tmp_path / "scene.tif"
     elsewhere.write_bytes(b"")
     code, _, err = predict(
-        store.both,
+        registered.both,
         "--images",
         str(broken),
         "--images",
@@ -359,10 +370,10 @@ def test_bad_paths_and_models_are_one_line_each(store: Store, predict: Predict, 
 
     code, _, err = predict(
         "models:/no-such-model/1",
-        store.per_class["water"],
-        store.other_scaling,
+        registered.per_class["water"],
+        registered.other_scaling,
         "--images",
-        str(store.root),
+        str(registered.root),
         "--out",
         str(tmp_path / "out"),
     )
@@ -440,31 +451,27 @@ def test_pixel_rule_and_small_objects() -> None:
 # --------------------------------------------------------------------------- a real search's model
 
 
-TINY_SPACE = """\
-study: predict_search
-version: 1
-trainable: unet_tiny
-metric: {name: val_jaccard, mode: max}
-schedule: {scheduler: fifo, max_epochs: 1}
-resources: {cpu: 1, gpu: 0}
-search: {trials: 1, startup_trials: 1}
-params:
-  lr: {loguniform: [1.0e-3, 1.0e-2]}
-"""
+TINY_SEARCH = {
+    "trainable": "unet_tiny",
+    "metric": "{name: val_jaccard, mode: max}",
+    "fixed": None,
+    "schedule": "{scheduler: fifo, max_epochs: 1}",
+    "resources": "{cpu: 1, gpu: 0}",
+    "search": "{trials: 1, startup_trials: 1}",
+    "params": "  lr: {loguniform: [1.0e-3, 1.0e-2]}\n",
+}
 
 
 @pytest.mark.slow
 def test_the_model_a_search_registers_predicts_a_scene(
-    tmp_path: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store_uri: str, local_ray: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from orchestrator.api import run_search
     from orchestrator.engine.runner import SearchOptions
     from orchestrator.models.metadata import read_model_metadata
 
-    space = tmp_path / "predict_search" / "v1.yaml"
-    space.parent.mkdir()
-    space.write_text(TINY_SPACE)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    space = write_space(tmp_path, study="predict_search", **TINY_SEARCH)
+    uri = store_uri
     options = SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False, review_artifacts=False)
     result = run_search(space, options, echo=lambda _: None)
     assert result.finished == 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,32 +33,23 @@ from orchestrator.production.train import (
 from orchestrator.spaces import Fixed, dump, parse_version
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow
-from tests.conftest import ROOT
+from tests.plugin import SqliteTemplate
+from tests.runs import command
+from tests.spacefiles import ROOT, space_doc, write_space
 
 STUDY = "train_study"
 CLASSES = ("buildings", "water")  # unet_tiny's classes
-SPACE = f"""\
-study: {STUDY}
-version: 1
-trainable: unet_tiny
-metric: {{name: val_jaccard, mode: max}}
-schedule: {{scheduler: fifo, max_epochs: 1}}
-resources: {{cpu: 1, gpu: 0}}
-search: {{trials: 2, startup_trials: 2}}
-fixed: {{samples_per_epoch: 64}}
-params:
-  lr: {{loguniform: [1.0e-3, 1.0e-2]}}
-  base_filters: {{int: [2, 4]}}
-"""
-ANALYTIC_SPACE = """\
-study: plain
-version: 1
-trainable: analytic
-metric: {name: loss, mode: min}
-fixed: {function: quadratic}
-params:
-  x: {uniform: [-1.0, 1.0]}
-"""
+SPACE = space_doc(
+    STUDY,
+    trainable="unet_tiny",
+    metric="{name: val_jaccard, mode: max}",
+    fixed="{samples_per_epoch: 64}",
+    schedule="{scheduler: fifo, max_epochs: 1}",
+    resources="{cpu: 1, gpu: 0}",
+    search="{trials: 2, startup_trials: 2}",
+    params="  lr: {loguniform: [1.0e-3, 1.0e-2]}\n  base_filters: {int: [2, 4]}\n",
+)
+ANALYTIC_SPACE = space_doc("plain")
 
 
 def row(config: dict, *, status: str = "FINISHED", space_hash: str = "", trial_id: str = "t1") -> TrialRow:
@@ -107,9 +97,7 @@ def test_per_class_on_a_trainable_without_per_class_is_one_line() -> None:
 
 
 def test_a_space_file_that_is_not_the_trials_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / STUDY / "v1.yaml"
-    path.parent.mkdir()
-    path.write_text(SPACE)
+    path = write_space(tmp_path, SPACE, study=STUDY)
     other = parse_version(SPACE.replace("[2, 4]", "[2, 5]"), "v1.yaml")
 
     class Store:  # what source_trial asks of the store before it reads the seed
@@ -126,9 +114,8 @@ class HandMade:
 
 
 @pytest.fixture
-def hand_made(tmp_path: Path) -> HandMade:
+def hand_made(store: MlflowStore) -> HandMade:
     """A study with one search run and two trial runs (FAILED, FINISHED) and one with a failed trial only."""
-    store = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
     for study, statuses in ((STUDY, ("FAILED", "FINISHED")), ("failed_only", ("FAILED",))):
         experiment = store.experiment_id(study)
         assert experiment is not None
@@ -194,7 +181,9 @@ class Searched:
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory, _ray_session: None) -> Iterator[Searched]:
+def searched(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: SqliteTemplate, _ray_session: None
+) -> Iterator[Searched]:
     """A finished 2-trial search of the 2-class ``unet_tiny`` study in a SQLite store."""
     import ray
 
@@ -203,10 +192,8 @@ def searched(tmp_path_factory: pytest.TempPathFactory, _ray_session: None) -> It
     from orchestrator.tracking.study import best_trial, study_metric
 
     root = tmp_path_factory.mktemp("train")
-    space = root / "search_spaces" / STUDY / "v1.yaml"
-    space.parent.mkdir(parents=True)
-    space.write_text(SPACE)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    space = write_space(root / "search_spaces", SPACE, study=STUDY)
+    uri = sqlite_template.copy(root)
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     options = SearchOptions(tracking_uri=uri, storage=str(root / "ray"), live=False, review_artifacts=False)
@@ -298,10 +285,6 @@ def test_train_best_per_class_registers_one_model_per_class(searched: Searched) 
         resume_search(result.run.experiment_path, SearchOptions(live=False), lambda _: None)
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator", *args]
-
-
 @pytest.mark.slow
 def test_a_killed_train_resumes_and_registers_each_model_once(searched: Searched, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
@@ -317,7 +300,7 @@ def test_a_killed_train_resumes_and_registers_each_model_once(searched: Searched
     log_path = tmp_path / "driver.log"
     with log_path.open("w") as log:
         driver = subprocess.Popen(
-            cli(
+            command(
                 "train",
                 STUDY,
                 "--per-class",
@@ -356,7 +339,7 @@ def test_a_killed_train_resumes_and_registers_each_model_once(searched: Searched
 
     (experiment,) = [p for p in storage.iterdir() if p.is_dir()]
     resumed = subprocess.run(
-        cli("resume", str(experiment), "--no-live"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        command("resume", str(experiment), "--no-live"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "2 finished, 0 failed" in resumed.stdout

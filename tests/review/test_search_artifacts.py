@@ -28,24 +28,14 @@ from orchestrator.redaction import REDACTED
 from orchestrator.spaces import Metric, StudyVersion, load_version
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import fluent_tracking_uri
+from tests.plugin import SqliteTemplate
+from tests.spacefiles import convnet_tiny_search, write_space
 
 STUDY = "review_search"
 METRIC = "val_accuracy"
 TRIALS = 4  # importance needs 4 finished trials
 EPOCHS = 1
-SPACE = """\
-study: {study}
-version: 1
-trainable: convnet_tiny
-metric: {{name: val_accuracy, mode: max}}
-schedule: {{scheduler: fifo, max_epochs: {epochs}}}
-resources: {{cpu: 1, gpu: 0}}
-search: {{trials: {trials}, startup_trials: {trials}}}
-params:
-  filters: {{int: [2, 6]}}
-  dropout: {{uniform: [0.0, 0.5]}}
-  fc_width: {{choice: [8, 16]}}
-"""
+PARAMS = "  filters: {int: [2, 6]}\n  dropout: {uniform: [0.0, 0.5]}\n  fc_width: {choice: [8, 16]}\n"
 PICTURES = (schema.IMPORTANCE_ARTIFACT, schema.BEST_SO_FAR_ARTIFACT)
 MIN_PIXEL_STD = 0.02  # a blank (single-colour) image has 0
 
@@ -76,18 +66,21 @@ class Search:
 
 @pytest.fixture(scope="module")
 def module_ray(_ray_session: None) -> None:
-    """A local Ray for the module's searches (``_ray_session``, from conftest, stops it at the end)."""
+    """A local Ray for the module's searches (``_ray_session``, from the plugin, stops it at the end)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
-def run_tiny_search(root: Path, study: str, trials: int, epochs: int) -> Search:
-    space = root / "search_spaces" / study / "v1.yaml"
-    space.parent.mkdir(parents=True)
-    space.write_text(SPACE.format(study=study, trials=trials, epochs=epochs))
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+def run_tiny_search(root: Path, template: SqliteTemplate, study: str, trials: int, epochs: int) -> Search:
+    sections = {
+        **convnet_tiny_search(trials),
+        "schedule": {"scheduler": "fifo", "max_epochs": epochs},
+        "search": {"trials": trials, "startup_trials": trials},
+    }
+    space = write_space(root / "search_spaces", study=study, params=PARAMS, **sections)
+    uri = template.copy(root)
     lines: list[str] = []
     # the per-trial review artifacts are not what these tests read (tests/review/test_trial_artifacts.py)
     options = SearchOptions(
@@ -99,8 +92,8 @@ def run_tiny_search(root: Path, study: str, trials: int, epochs: int) -> Search:
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory: pytest.TempPathFactory, module_ray: None) -> Search:
-    return run_tiny_search(tmp_path_factory.mktemp("review-search"), STUDY, TRIALS, EPOCHS)
+def search(tmp_path_factory: pytest.TempPathFactory, sqlite_template: SqliteTemplate, module_ray: None) -> Search:
+    return run_tiny_search(tmp_path_factory.mktemp("review-search"), sqlite_template, STUDY, TRIALS, EPOCHS)
 
 
 # --------------------------------------------------------------------------- the real search
@@ -234,7 +227,11 @@ def no_optuna(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 def test_too_few_trials_for_importance_and_a_failing_model_log_are_tags_on_a_finished_search(
-    tmp_path: Path, module_ray: None, no_optuna: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    sqlite_template: SqliteTemplate,
+    module_ray: None,
+    no_optuna: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import mlflow.pytorch
 
@@ -242,7 +239,7 @@ def test_too_few_trials_for_importance_and_a_failing_model_log_are_tags_on_a_fin
         raise RuntimeError("the registry is read-only today")
 
     monkeypatch.setattr(mlflow.pytorch, "log_model", refuse)
-    search = run_tiny_search(tmp_path, "review_failures", trials=2, epochs=1)
+    search = run_tiny_search(tmp_path, sqlite_template, "review_failures", trials=2, epochs=1)
     parent = search.client.get_run(search.result.parent_run_id)
     assert parent.info.status == "FINISHED"
     tags = parent.data.tags
@@ -259,16 +256,6 @@ def test_too_few_trials_for_importance_and_a_failing_model_log_are_tags_on_a_fin
 
 
 # --------------------------------------------------------------------------- the pieces, without a search
-
-V1 = """\
-study: pieces
-version: 1
-trainable: analytic
-metric: {name: loss, mode: min}
-fixed: {function: quadratic}
-params:
-  x: {uniform: [-1.0, 1.0]}
-"""
 
 
 def outcome(trial_id: str, value: float, ended_ms: int, **config: Any) -> TrialOutcome:
@@ -291,7 +278,7 @@ def test_leaderboard_ranks_by_mode_and_redacts_every_rendering() -> None:
         assert REDACTED in text and "'b'" not in text and '"b"' not in text
 
 
-def test_a_trainable_without_a_torch_model_is_skipped_with_a_reason(write_space: Any) -> None:
-    version = load_version(write_space(V1, study="pieces"))
+def test_a_trainable_without_a_torch_model_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    version = load_version(write_space(tmp_path, study="pieces"))
     with pytest.raises(ModelSkipped, match="'analytic' has no PyTorch model"):
         log_best_model(store=None, version=version, parent_run_id="run", best=outcome("t1", 0.1, 1, x=0.0), result=None)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from orchestrator.review.trial import ReviewJob, ReviewOutcome, ReviewWorker, Tr
 from orchestrator.settings import REVIEW_WAIT_ENV, review_wait_s
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import AsyncTrialLogger
-from tests.engine.conftest import convnet_tiny_space
+from tests.spacefiles import convnet_tiny_search, write_space
 from trainables.convnet.review import confusion_matrix
 from trainables.convnet.review import render as render_convnet
 from trainables.loop import Task, evaluate, prepare, save_checkpoint
@@ -98,12 +98,6 @@ def test_rgb_composite_picks_the_named_bands_and_stretches_them() -> None:
 
 
 # --------------------------------------------------------------------------- the worker's job
-
-
-@pytest.fixture(scope="module")
-def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One SQLite store for the module (creating one takes seconds); each test uses a study of its own."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
 
 
 @pytest.fixture
@@ -199,11 +193,14 @@ class _FakeWorker:
         self.held = True
         self.changes: list[bool] = []  # the held state after each pause() that changed it
         self.ready: list[ReviewOutcome | WorkerReady] = []
+        self.let_go = threading.Event()  # set when a pause(False) lets the worker go on
 
     def pause(self, paused: bool) -> None:
         if paused != self.held:
             self.changes.append(paused)
         self.held = paused
+        if not paused:
+            self.let_go.set()
 
     def outcomes(self, timeout: float = 0.0) -> Iterator[ReviewOutcome | WorkerReady]:
         while self.ready:
@@ -230,15 +227,15 @@ def test_the_gate_closes_at_once_and_opens_only_once_the_machine_stayed_free(
     reviews, worker = fake_reviews
     settle = 0.3
     reviews.machine_busy(False, settle_s=settle)
-    time.sleep(settle / 3)
+    time.sleep(settle / 3)  # free for a third of the settle time (the scenario's clock, not a wait for an event)
     reviews.machine_busy(False, settle_s=settle)  # still free: the clock is not restarted
     reviews.machine_busy(True, settle_s=settle)  # a trial started before the settle time passed
-    time.sleep(settle * 1.5)
+    assert not worker.let_go.wait(settle * 1.5), "the cancelled release never comes"
     assert worker.held and worker.changes == [], "never let go: the machine was free for less than the settle time"
     reviews.machine_busy(False, settle_s=settle)
-    time.sleep(settle / 3)
+    assert not worker.let_go.wait(settle / 3)
     assert worker.held
-    time.sleep(settle * 1.5)
+    assert worker.let_go.wait(30), "let go once the machine stayed free for the settle time"
     assert not worker.held and worker.changes == [False]
     reviews.machine_busy(True, settle_s=settle)
     assert worker.held and worker.changes == [False, True], "held at once"
@@ -299,9 +296,7 @@ def search(tmp_path: Path, study: str, uri: str, **options: Any) -> list[Any]:
     """Run a 2-trial convnet_tiny search; its child runs."""
     from mlflow.tracking import MlflowClient
 
-    space = tmp_path / study / "v1.yaml"
-    space.parent.mkdir(parents=True)
-    space.write_text(convnet_tiny_space(study, "  filters: {int: [2, 6]}\n", trials=2))
+    space = write_space(tmp_path, study=study, params="  filters: {int: [2, 6]}\n", **convnet_tiny_search(2))
     result = run_search(
         space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False, **options), lambda _: None
     )

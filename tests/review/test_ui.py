@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -48,11 +47,6 @@ def make_search(store: MlflowStore) -> dict[str, str]:
         runs[role] = run
     store.end_run(parent, "FINISHED")
     return {"experiment": experiment, **runs}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> MlflowStore:
-    return MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
 def test_links_name_the_experiment_and_the_best_finished_trial(store: MlflowStore) -> None:

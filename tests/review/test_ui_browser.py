@@ -27,6 +27,7 @@ from orchestrator.review.ui import study_links
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore
 from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.spacefiles import space_doc, write_space
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -40,20 +41,21 @@ UI_TIMEOUT_MS = 30_000  # a page of a fresh server on a busy 2-core machine can 
 STUDY = "ui_review"
 METRIC = "val_accuracy"
 TRIALS = 4
-SPACE = f"""\
-study: {STUDY}
-version: 1
-trainable: convnet_tiny
-metric: {{name: {METRIC}, mode: max}}
-schedule: {{scheduler: fifo, max_epochs: 1}}
-resources: {{cpu: 1, gpu: 0}}
-search: {{trials: {TRIALS}, startup_trials: {TRIALS}}}
-params:
-  filters: {{choice: [4, 8]}}
+SPACE = space_doc(
+    STUDY,
+    trainable="convnet_tiny",
+    metric=f"{{name: {METRIC}, mode: max}}",
+    fixed=None,
+    schedule="{scheduler: fifo, max_epochs: 1}",
+    resources="{cpu: 1, gpu: 0}",
+    search=f"{{trials: {TRIALS}, startup_trials: {TRIALS}}}",
+    params="""\
+  filters: {choice: [4, 8]}
   optimizer:
     choice:
-      - {{name: adam, lr: {{loguniform: [1.0e-3, 1.0e-2]}}}}
-"""
+      - {name: adam, lr: {loguniform: [1.0e-3, 1.0e-2]}}
+""",
+)
 # What the best trial's Artifacts tab lists under review/: the architecture picture, the confusion matrix
 # (convnet_tiny classifies) and the search's leaderboard.
 BEST_RUN_ARTIFACTS = (schema.ARCHITECTURE_ARTIFACT, schema.CONFUSION_MATRIX_ARTIFACT, schema.LEADERBOARD_ARTIFACT)
@@ -92,9 +94,7 @@ class LoggedSearch:
 def logged_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedSearch]:
     """A tiny real search (review artifacts on, the default) logged over HTTP to a real server on loopback."""
     root = tmp_path_factory.mktemp("ui")
-    space = root / "search_spaces" / STUDY / "v1.yaml"
-    space.parent.mkdir(parents=True)
-    space.write_text(SPACE)
+    space = write_space(root / "search_spaces", SPACE, study=STUDY)
     server = LoopbackMlflowServer(root / "mlflow").launch()
     try:
         with ray_session(None):  # Ray starts while the server boots; it is shut down before the browser opens

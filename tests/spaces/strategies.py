@@ -1,4 +1,5 @@
-"""Hypothesis generators of valid space documents and versions, shared by the spaces tests."""
+"""Hypothesis generators of valid space documents and versions, and of any YAML-shaped document (valid or not),
+shared by the spaces tests."""
 
 from __future__ import annotations
 
@@ -199,3 +200,56 @@ def version_docs(draw) -> dict:
     if draw(st.booleans()):
         doc["notes"] = draw(texts | st.text(max_size=80))
     return doc
+
+
+# --------------------------------------------------------------------------- any YAML-shaped document, valid or not
+
+VOCAB = [
+    "study",
+    "version",
+    "parent",
+    "trainable",
+    "metric",
+    "name",
+    "mode",
+    "schedule",
+    "max_epochs",
+    "grace_period",
+    "resources",
+    "cpu",
+    "gpu",
+    "search",
+    "trials",
+    "fixed",
+    "params",
+    "notes",
+    "uniform",
+    "loguniform",
+    "quniform",
+    "qloguniform",
+    "int",
+    "choice",
+    "default",
+    "limits",
+    "step",
+    "log",
+    "min",
+    "max",
+    "x",
+    "lr",
+]
+
+any_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(VOCAB)
+)
+any_keys = st.sampled_from(VOCAB) | st.text(max_size=8)
+documents = st.recursive(
+    any_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_keys, inner, max_size=6),
+    max_leaves=30,
+)

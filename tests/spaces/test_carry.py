@@ -5,7 +5,7 @@ from __future__ import annotations
 from orchestrator.spaces import parse_version
 from orchestrator.spaces.carry import NOT_A_CHOICE, OUTSIDE, carry
 from orchestrator.spaces.trials import RecordedTrial
-from tests.conftest import MINIMAL
+from tests.spacefiles import MINIMAL
 
 V2 = parse_version(
     MINIMAL.replace("version: 1", "version: 2\nparent: 1").replace(

@@ -10,14 +10,16 @@ import pytest
 
 from orchestrator.spaces import SpaceError, load_version, parse_version
 from orchestrator.spaces.diff import diff, render
-from tests.conftest import ROOT, SPACES
+from tests.spacefiles import ROOT, SPACES, space_doc
 
-HEAD = "study: s\nversion: {v}\n{parent}trainable: t\nmetric: {{name: m, mode: min}}\n"
+
+def head(v: int = 1) -> str:
+    """The head of version ``v`` of study s (trainable t, metric m): a test appends its sections."""
+    return space_doc("s", v, trainable="t", metric="{name: m, mode: min}", params=None, fixed=None)
 
 
 def version(params: str, v: int = 1, extra: str = ""):
-    parent = f"parent: {v - 1}\n" if v > 1 else ""
-    return parse_version(HEAD.format(v=v, parent=parent) + extra + "params:\n" + params)
+    return parse_version(head(v) + extra + "params:\n" + params)
 
 
 def kinds(old: str, new: str, extra_old: str = "", extra_new: str = "") -> dict[str, str]:
@@ -77,24 +79,32 @@ def test_shipped_v1_v2_render() -> None:
 
 
 def test_settings_written_as_int_or_float_are_no_change() -> None:
-    head = "study: s\nversion: {v}\ntrainable: analytic\nmetric: {{name: loss, mode: min}}\n"
-    head += "fixed: {{function: quadratic}}\n"
     old = parse_version(
-        head.format(v=1) + "resources: {cpu: 1, gpu: 0}\nschedule: {reduction_factor: 3}\n"
-        "params:\n  x: {uniform: [0.0, 1.0], default: 1}\n"
+        space_doc(
+            "s",
+            1,
+            resources="{cpu: 1, gpu: 0}",
+            schedule="{reduction_factor: 3}",
+            params="  x: {uniform: [0.0, 1.0], default: 1}\n",
+        )
     )
     new = parse_version(
-        head.format(v=2) + "parent: 1\nresources: {cpu: 1.0}\nschedule: {reduction_factor: 3.0}\n"
-        "params:\n  x: {uniform: [0.0, 1.0], default: 1.0}\n"
+        space_doc(
+            "s",
+            2,
+            resources="{cpu: 1.0}",
+            schedule="{reduction_factor: 3.0}",
+            params="  x: {uniform: [0.0, 1.0], default: 1.0}\n",
+        )
     )
     assert diff(old, new) == []
-    flipped = parse_version(head.format(v=2) + "parent: 1\nresources: {cpu: 2}\nparams:\n  x: {uniform: [0.0, 1.0]}\n")
+    flipped = parse_version(space_doc("s", 2, resources="{cpu: 2}", params="  x: {uniform: [0.0, 1.0]}\n"))
     assert {(c.kind, c.path) for c in diff(old, flipped)} == {("setting", "resources.cpu"), ("default", "x")}
 
 
 def test_versions_of_two_studies_have_no_diff(tmp_path) -> None:
     first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
-    text = HEAD.format(v=1, parent="") + "params:\n  a: {uniform: [0, 1]}\n"
+    text = head() + "params:\n  a: {uniform: [0, 1]}\n"
     first.write_text(text)
     second.write_text(text.replace("study: s", "study: other"))
     with pytest.raises(SpaceError) as e:

@@ -7,17 +7,13 @@ import re
 import pytest
 
 from orchestrator.spaces import load_version, parse_version
-from tests.conftest import SPACES
+from tests.spacefiles import SPACES, space_doc
 
-BASE = """\
-study: s
-version: 2
-parent: 1
-trainable: analytic
-metric: {name: loss, mode: min}
-schedule: {max_epochs: 5, grace_period: 1}
-fixed: {function: quadratic}
-params:
+BASE = space_doc(
+    "s",
+    2,
+    schedule="{max_epochs: 5, grace_period: 1}",
+    params="""\
   x: {uniform: [-1.0, 1.0], default: 0.0}
   lr: {loguniform: [1.0e-4, 1.0e-1]}
   n: {int: [1, 4]}
@@ -25,7 +21,8 @@ params:
     choice:
       - {name: adam}
       - {name: sgd, momentum: {uniform: [0.8, 0.99]}}
-"""
+""",
+)
 
 REFORMATTED = """\
 # the same space, written differently

@@ -19,9 +19,8 @@ from orchestrator.spaces.carry import carry, fit
 from orchestrator.spaces.check import validate_paths
 from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.yamlsafe import EXPONENT_TEXT, MAX_CHOICE_DEPTH, MAX_FILE_BYTES, MAX_NESTING, MAX_NODES
-from tests.conftest import MINIMAL, MINIMAL_HEAD, ROOT
-from tests.spaces.strategies import FUZZ, as_version, random_draw, space_docs, to_yaml
-from tests.spaces.test_properties import documents
+from tests.spacefiles import MINIMAL, MINIMAL_HEAD, ROOT
+from tests.spaces.strategies import FUZZ, as_version, documents, random_draw, space_docs, to_yaml
 
 MEMORY_LIMIT = 1 << 30
 

@@ -18,7 +18,7 @@ from orchestrator.spaces import (
     load_with_lineage,
     parse_version,
 )
-from tests.conftest import MINIMAL, SPACES
+from tests.spacefiles import MINIMAL, MINIMAL_HEAD, SPACES, write_space
 
 
 def problems(text: str, file: str = "f.yaml") -> list[str]:
@@ -27,7 +27,7 @@ def problems(text: str, file: str = "f.yaml") -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
-def with_params(params: str, head: str = MINIMAL.split("params:")[0]) -> str:
+def with_params(params: str, head: str = MINIMAL_HEAD) -> str:
     return head + "params:\n" + params
 
 
@@ -45,8 +45,8 @@ def test_minimal_document() -> None:
     assert v.schedule.scheduler == "asha" and v.resources.cpu == 1
 
 
-def test_log_bound_zero_names_file_and_key(write_space) -> None:
-    path = write_space(with_params("  lr: {loguniform: [0, 1]}\n"))
+def test_log_bound_zero_names_file_and_key(tmp_path: Path) -> None:
+    path = write_space(tmp_path, with_params("  lr: {loguniform: [0, 1]}\n"))
     with pytest.raises(SpaceError) as info:
         load_version(path)
     text = str(info.value)
@@ -166,11 +166,11 @@ def test_parsed_types() -> None:
     assert p["act"].value == "relu"
 
 
-def test_file_name_and_folder_must_agree(write_space) -> None:
-    path = write_space(MINIMAL, name="v3.yaml")
+def test_file_name_and_folder_must_agree(tmp_path: Path) -> None:
+    path = write_space(tmp_path, MINIMAL, name="v3.yaml")
     with pytest.raises(SpaceError, match=r"named v3\.yaml but says version 1"):
         load_version(path)
-    path = write_space(MINIMAL, study="other")
+    path = write_space(tmp_path, MINIMAL, study="other")
     with pytest.raises(SpaceError, match="folder 'other' but says study 'demo'"):
         load_version(path)
 
@@ -184,21 +184,23 @@ def test_missing_and_binary_files(tmp_path: Path) -> None:
         load_version(bad)
 
 
-def test_lineage_resolved(write_space) -> None:
-    write_space(MINIMAL)
-    v2 = write_space(MINIMAL.replace("version: 1", "version: 2\nparent: 1"), name="v2.yaml")
+def test_lineage_resolved(tmp_path: Path) -> None:
+    write_space(tmp_path, MINIMAL)
+    v2 = write_space(tmp_path, MINIMAL.replace("version: 1", "version: 2\nparent: 1"), name="v2.yaml")
     version, lineage = load_with_lineage(v2)
     assert [v.version for v in lineage] == [1, 2] and version is lineage[-1]
     study = load_study(v2.parent)
     assert study.latest.version == 2
 
 
-def test_lineage_problems(write_space) -> None:
-    write_space(MINIMAL)
-    write_space(MINIMAL.replace("version: 1", "version: 3\nparent: 2"), name="v3.yaml")
-    write_space(MINIMAL.replace("version: 1", "version: 4\nparent: 1").replace("analytic", "other"), name="v4.yaml")
-    write_space(MINIMAL, name="notes.yaml")
+def test_lineage_problems(tmp_path: Path) -> None:
+    write_space(tmp_path, MINIMAL)
+    write_space(tmp_path, MINIMAL.replace("version: 1", "version: 3\nparent: 2"), name="v3.yaml")
+    write_space(
+        tmp_path, MINIMAL.replace("version: 1", "version: 4\nparent: 1").replace("analytic", "other"), name="v4.yaml"
+    )
+    write_space(tmp_path, MINIMAL, name="notes.yaml")
     with pytest.raises(SpaceError) as info:
-        load_study(write_space(MINIMAL).parent)
+        load_study(write_space(tmp_path, MINIMAL).parent)
     text = str(info.value)
     assert "parent v2 not found" in text and "changes the trainable" in text and "must be named v<N>.yaml" in text

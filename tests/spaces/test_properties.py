@@ -15,58 +15,8 @@ from hypothesis import strategies as st
 
 from orchestrator.engine.backends.hyperopt import decode, encode, to_hyperopt
 from orchestrator.spaces import SpaceError, StudyVersion, parse_version
-from tests.conftest import SPACES
-from tests.spaces.strategies import FUZZ, as_version, space_docs, to_yaml
-
-VOCAB = [
-    "study",
-    "version",
-    "parent",
-    "trainable",
-    "metric",
-    "name",
-    "mode",
-    "schedule",
-    "max_epochs",
-    "grace_period",
-    "resources",
-    "cpu",
-    "gpu",
-    "search",
-    "trials",
-    "fixed",
-    "params",
-    "notes",
-    "uniform",
-    "loguniform",
-    "quniform",
-    "qloguniform",
-    "int",
-    "choice",
-    "default",
-    "limits",
-    "step",
-    "log",
-    "min",
-    "max",
-    "x",
-    "lr",
-]
-
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12)
-    | st.sampled_from(VOCAB)
-)
-keys = st.sampled_from(VOCAB) | st.text(max_size=8)
-documents = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=6),
-    max_leaves=30,
-)
+from tests.spacefiles import SPACES
+from tests.spaces.strategies import FUZZ, any_scalars, as_version, documents, space_docs, to_yaml
 
 SHIPPED = [yaml.safe_load(p.read_text()) for p in sorted(SPACES.glob("*/v*.yaml"))]
 
@@ -143,7 +93,9 @@ def _mutate(doc: Any, rnd: random.Random, replacement: Any) -> Any:
 
 
 @FUZZ
-@given(st.sampled_from(range(len(SHIPPED))), st.randoms(use_true_random=False), scalars | documents, st.integers(1, 3))
+@given(
+    st.sampled_from(range(len(SHIPPED))), st.randoms(use_true_random=False), any_scalars | documents, st.integers(1, 3)
+)
 def test_mutated_shipped_documents_only_raise_space_error(which, rnd, replacement, rounds) -> None:
     doc = SHIPPED[which]
     for _ in range(rounds):

@@ -38,16 +38,11 @@ from orchestrator.spaces.refine import (
 )
 from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump, write
+from tests.spacefiles import space_doc
+from tests.spaces.scored import asha_trials
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAD = """\
-study: s
-version: 1
-trainable: analytic
-metric: {name: loss, mode: min}
-fixed: {function: quadratic}
-params:
-"""
+HEAD = space_doc("s", params=None) + "params:\n"  # each case appends its parameters
 
 
 def version(params: str, head: str = HEAD) -> Any:
@@ -225,20 +220,6 @@ def test_a_default_outside_the_new_range_is_removed_with_a_note() -> None:
 
 
 # --------------------------------------------------------------------------- which trials, which budget
-
-
-def asha_trials() -> list[RecordedTrial]:
-    """An ASHA search on a validation loss that rises with training (overfitting): its early-stopped
-    trials (x far from 0.2, stopped at epoch 1) have *lower* last values than the survivors (x near 0.2,
-    trained to epoch 9), so comparing every trial on its last value would put the worst ones on top."""
-    trials = []
-    for i in range(24):
-        survivor = i % 4 == 0
-        x = 0.15 + 0.1 * (i / 24) if survivor else 0.5 + 0.5 * (i / 24)
-        epochs = 9 if survivor else 1
-        history = {e: abs(x - 0.2) + 0.1 * e for e in range(1, epochs + 1)}
-        trials.append(RecordedTrial({"x": x}, history[epochs], history, run_id=f"run{i:02d}"))
-    return trials
 
 
 def test_asha_ranks_on_the_highest_budget_and_counts_stopped_trials_as_its_worst() -> None:

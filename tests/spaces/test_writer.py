@@ -12,7 +12,7 @@ from hypothesis import given
 from orchestrator.spaces import QUniform, SearchSpace, StudyVersion, dump, load_version, parse_version, write
 from orchestrator.spaces.check import validate_paths
 from orchestrator.spaces.writer import to_document
-from tests.conftest import MINIMAL, SPACES
+from tests.spacefiles import MINIMAL, SPACES
 from tests.spaces.strategies import FUZZ, to_yaml, version_docs
 
 SHIPPED = sorted(SPACES.glob("*/v*.yaml"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,6 @@ from mlflow.tracking import MlflowClient
 from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile, replay_spill
 from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri
 from orchestrator.tracking.server import LoopbackMlflowServer
-from tests.engine.conftest import mlflow_server  # noqa: F401  (fixture)
-
-pytestmark = pytest.mark.slow
 
 
 def experiment(client: MlflowClient, name: str) -> str:
@@ -39,7 +37,8 @@ def logger_with_open_trial(uri: str, name: str, **options: Any) -> tuple[MlflowC
     return client, logger
 
 
-def test_batches_many_results_into_few_calls(mlflow_server: LoopbackMlflowServer) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_batches_many_results_into_few_calls(mlflow_server: LoopbackMlflowServer) -> None:
     client = MlflowClient(mlflow_server.uri)
     exp = experiment(client, "batching")
     logger = AsyncTrialLogger(lambda: MlflowStore(mlflow_server.uri))
@@ -60,9 +59,16 @@ def test_batches_many_results_into_few_calls(mlflow_server: LoopbackMlflowServer
     assert len(client.get_metric_history(run_id, "loss")) == 200
 
 
+@pytest.mark.slow
 def test_outage_loses_nothing(own_server: LoopbackMlflowServer) -> None:
     errors: list[str] = []
-    client, logger = logger_with_open_trial(own_server.uri, "outage", max_backoff=1.0, on_error=errors.append)
+    failed = threading.Event()  # set by the logger's first error once the server is gone
+
+    def on_error(line: str) -> None:
+        errors.append(line)
+        failed.set()
+
+    client, logger = logger_with_open_trial(own_server.uri, "outage", max_backoff=1.0, on_error=on_error)
     for step in range(5):
         logger.log("t", {"loss": float(step)}, step)
     assert logger.flush(30)
@@ -70,7 +76,7 @@ def test_outage_loses_nothing(own_server: LoopbackMlflowServer) -> None:
     for step in range(5, 15):
         logger.log("t", {"loss": float(step)}, step)
     logger.close("t", "FINISHED")
-    time.sleep(3)
+    assert failed.wait(60), "the logger meets the stopped server"
     assert errors and not logger.flush(0.1), "updates are held while the server is down"
     own_server.start()  # ... and comes back on the same address and store
     assert logger.flush(60)
@@ -81,6 +87,7 @@ def test_outage_loses_nothing(own_server: LoopbackMlflowServer) -> None:
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_unsent_updates_spill_to_disk_and_replay(own_server: LoopbackMlflowServer, tmp_path: Path) -> None:
     client, logger = logger_with_open_trial(own_server.uri, "spill", max_backoff=0.5)
     assert logger.flush(30)

@@ -15,12 +15,12 @@ from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow
 STUDY = "artifact_study"
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowStore:
-    elsewhere = tmp_path / "elsewhere"  # the folder the process runs in: no artifact may land there
+@pytest.fixture(autouse=True)
+def _run_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process runs in a folder of its own, set before the store opens: no artifact may land there."""
+    elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    return MlflowStore(f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}")
 
 
 def add_trial(
@@ -65,7 +65,7 @@ def test_a_sqlite_store_keeps_its_artifacts_beside_the_database(store: MlflowSto
     parent = search_run(store)
     add_trial(store, parent, 0, CONFIGS[0], 1.0)
     ledger.write_artifact(store, STUDY, parent)
-    assert list((tmp_path / "db" / "artifacts" / STUDY).rglob("trials.parquet"))
+    assert list((tmp_path / "store" / "artifacts" / STUDY).rglob("trials.parquet"))
     assert not (tmp_path / "elsewhere" / "mlruns").exists()  # not in the folder the process runs in
 
 

@@ -24,11 +24,6 @@ from orchestrator.tracking.mlflow_store import (
 STUDY = "history_study"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> MlflowStore:
-    return MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
-
-
 def add_trial(store: MlflowStore, i: int, losses: dict[int, float], *, tagged: bool = True) -> str:
     """A finished trial run that logged ``losses`` per epoch (step = epoch); ``tagged``: with its history tag."""
     exp = store.experiment_id(STUDY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from orchestrator.tracking import schema
-from tests.conftest import ROOT
+from tests.spacefiles import ROOT
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 

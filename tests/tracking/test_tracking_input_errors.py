@@ -14,15 +14,7 @@ from orchestrator.cli import cli
 from orchestrator.errors import OrchestratorError, describe
 from orchestrator.paths import check_output_file
 from orchestrator.tracking.mlflow_store import TrackingError, check_tracking_uri
-from tests.engine.conftest import write_space
-
-PARAMS = "  x: {uniform: [-1.0, 1.0]}\n"
-
-
-@pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One SQLite store for the module's searches (creating one takes seconds)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+from tests.spacefiles import small_search, write_space
 
 
 def invoke(*args: str) -> Result:
@@ -90,8 +82,8 @@ def test_export_under_a_file_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["missing", "folder", "not-parquet", "other-parquet"])
-def test_bad_ledger_is_named_before_the_search_starts(tmp_path: Path, sqlite_store: str, kind: str) -> None:
-    space = write_space(tmp_path, "ledgered", PARAMS)
+def test_bad_ledger_is_named_before_the_search_starts(tmp_path: Path, store_uri: str, kind: str) -> None:
+    space = write_space(tmp_path / "search_spaces", study="ledgered", **small_search())
     path = tmp_path / "trials.parquet"
     if kind == "folder":
         path.mkdir()
@@ -106,7 +98,7 @@ def test_bad_ledger_is_named_before_the_search_starts(tmp_path: Path, sqlite_sto
         "run",
         str(space),
         "--tracking-uri",
-        sqlite_store,
+        store_uri,
         "--storage",
         str(tmp_path / "ray"),
         "--ledger",

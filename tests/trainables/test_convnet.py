@@ -143,6 +143,7 @@ def test_idx_folder_with_gzip_and_dotted_names(tmp_path):
     assert x.shape == (120, 1, 12, 12) and np.array_equal(y, labels)
 
 
+@pytest.mark.slow
 def test_convnet_trains_on_an_idx_folder(tmp_path, reporter):
     _write_mnist_like(tmp_path, gz=False)
     config = {"data": {"idx": str(tmp_path)}, "max_epochs": 2, "subset": None, "conv_layers": 2}

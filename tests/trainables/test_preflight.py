@@ -19,7 +19,7 @@ import trainables
 from orchestrator.engine.checks import check_version, preflight_config, validate_with_trainables
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import load_version
-from tests.conftest import ROOT
+from tests.spacefiles import ROOT, write_space
 from trainables.config import resolve
 from trainables.convnet import preflight
 from trainables.convnet.data import IMAGES_STEM, LABELS_STEM, load_idx_folder, write_idx
@@ -113,24 +113,19 @@ def test_data_that_is_neither_digits_nor_an_idx_folder() -> None:
 
 # ----------------------------------------------------------------------------- through the space file
 
-SPACE = """\
-study: idxstudy
-version: 1
-trainable: convnet_tiny
-metric: {{name: val_accuracy, mode: max}}
-schedule: {{max_epochs: 1}}
-search: {{trials: 1, startup_trials: 1}}
-fixed: {{data: {{idx: {folder}}}}}
-params:
-  dropout: {{uniform: [0.0, 0.5], default: 0.1}}
-"""
-
 
 def space_file(root: Path, folder: Path) -> Path:
-    path = root / "search_spaces" / "idxstudy" / "v1.yaml"
-    path.parent.mkdir(parents=True)
-    path.write_text(SPACE.format(folder=folder))
-    return path
+    """A one-trial ``convnet_tiny`` study reading the IDX files in ``folder``."""
+    return write_space(
+        root / "search_spaces",
+        study="idxstudy",
+        trainable="convnet_tiny",
+        metric="{name: val_accuracy, mode: max}",
+        fixed=f"{{data: {{idx: {folder}}}}}",
+        schedule="{max_epochs: 1}",
+        search="{trials: 1, startup_trials: 1}",
+        params="  dropout: {uniform: [0.0, 0.5], default: 0.1}\n",
+    )
 
 
 def test_the_config_checked_is_the_fixed_values_with_defaults(tmp_path: Path) -> None:

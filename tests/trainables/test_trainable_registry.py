@@ -105,7 +105,12 @@ def _tiny(name: str) -> dict:
     return dict(trainables.get(name).tiny)
 
 
-@pytest.mark.parametrize("name", trainables.names())
+def _trains(name: str) -> list[pytest.MarkDecorator]:
+    """``slow`` for a family on the shared loop (a PyTorch model trained on its data), none for the others."""
+    return [pytest.mark.slow] if trainables.get(name).task else []
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_trains(n)) for n in trainables.names()])
 def test_contract_reports_each_epoch_and_resumes(name, make_reporter):
     spec = trainables.get(name)
     train = spec.load()

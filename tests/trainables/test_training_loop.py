@@ -22,6 +22,7 @@ from trainables.loop import (
 TINY = {"max_epochs": 4, "seed": 3, "subset": 200}
 
 
+@pytest.mark.slow
 def test_reports_every_epoch_with_all_metrics(reporter):
     create("convnet_tiny")({**TINY, "max_epochs": 2}, reporter)
     assert reporter.epochs == [1, 2]
@@ -33,6 +34,7 @@ def test_reports_every_epoch_with_all_metrics(reporter):
     assert json.loads((state / META_FILE).read_text())["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_resume_continues_the_epoch_count_and_the_same_curve(full_and_resumed):
     full, resumed = full_and_resumed(create("convnet_tiny"), TINY, stop=2)
     assert resumed.epochs == [3, 4]
@@ -93,6 +95,7 @@ def test_nan_loss_raises_trial_failed_naming_the_epoch(reporter):
     assert reporter.epochs == [1]
 
 
+@pytest.mark.slow
 def test_nan_from_a_huge_learning_rate_is_a_trial_failure(reporter):
     config = {**TINY, "optimizer": {"name": "sgd", "lr": 1e12, "momentum": 0.9}}
     with pytest.raises(TrialFailed, match=r"loss became (NaN|infinite) at epoch \d+.*optimizer.lr"):

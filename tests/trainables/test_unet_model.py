@@ -101,6 +101,7 @@ def test_jaccard_evaluator_counts_exactly():
     assert result["val_jaccard"] == pytest.approx((4 / 6 + 1) / 2)
 
 
+@pytest.mark.slow
 def test_unet_tiny_trains_and_reports_per_class_jaccard(reporter):
     create("unet_tiny")({"max_epochs": 2}, reporter)
     assert reporter.epochs == [1, 2]
@@ -109,6 +110,7 @@ def test_unet_tiny_trains_and_reports_per_class_jaccard(reporter):
     assert 0 <= last["val_jaccard"] <= 1
 
 
+@pytest.mark.slow
 def test_per_class_trains_one_output(reporter):
     create("unet_tiny")(
         {

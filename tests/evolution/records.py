@@ -1,25 +1,16 @@
-"""A SQLite tracking store in tmp_path and a writer of trial runs laid out as a search logs them."""
+"""Trial runs laid out in a tracking store as a search logs them, without running one; two versions of a study."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
-
-import pytest
 
 from orchestrator.spaces import StudyVersion, parse_version
 from orchestrator.tracking.mlflow_store import MlflowStore
 from orchestrator.tracking.schema import CONFIG, HASH, KIND, PARENT, SEARCH_RUN, STUDY, TRIAL_RUN, VERSION
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowStore]:
-    from orchestrator.tracking.mlflow_store import open_store
-
-    yield open_store(f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}", create=True)
+from tests.spacefiles import space_doc
 
 
 def record_search(
@@ -53,17 +44,8 @@ def record_search(
     return parent
 
 
-def write_file(folder: Path, text: str, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(text)
-    return folder / name
-
-
 def two_versions(study: str) -> tuple[StudyVersion, StudyVersion]:
     """v1 searches x in [-1, 1]; v2 narrows x to [0, 1] and adds y with a default."""
-    head = f"study: {study}\ntrainable: analytic\nmetric: {{name: loss, mode: min}}\nfixed: {{function: quadratic}}\n"
-    v1 = parse_version(head + "version: 1\nparams:\n  x: {uniform: [-1.0, 1.0]}\n")
-    v2 = parse_version(
-        head + "version: 2\nparent: 1\nparams:\n  x: {uniform: [0.0, 1.0]}\n  y: {int: [1, 3], default: 1}\n"
-    )
+    v1 = parse_version(space_doc(study))
+    v2 = parse_version(space_doc(study, 2, params="  x: {uniform: [0.0, 1.0]}\n  y: {int: [1, 3], default: 1}\n"))
     return v1, v2
