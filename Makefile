@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 CONSTRAINTS ?= requirements/ci-constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-fast lint install clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/orchestrator demo
 
+# What CI runs: lint, formatting, the import layers, then the whole suite.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check orchestrator trainables tests bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# The inner loop: lint, the import layers, and the tests that start no Ray, server or training (`slow` marks the
+# others; tests/plugin.py keeps the mark exact), property tests at a tenth of their examples.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not slow" --hypothesis-profile=quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

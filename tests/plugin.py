@@ -19,6 +19,8 @@ Rules:
   starts none (it belongs in the quick loop, ``make test-fast``). A fixture seen to start one makes every
   test that uses it start one, whichever test set it up first; a test not marked ``slow`` that uses such
   a fixture fails before its fixtures are set up.
+- Property tests take their example counts from ``examples(n)``: ``n`` in the default Hypothesis profile
+  (``make test``, CI), a tenth of it in the ``quick`` profile (``make test-fast``).
 - No test module imports another (``tests/test_suite_rules.py``).
 """
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from orchestrator.tracking.mlflow_store import MlflowStore
 from orchestrator.tracking.server import LoopbackMlflowServer
@@ -42,6 +45,19 @@ from tests.team.stack import team  # noqa: F401  (the team's tracking server, on
 STARTWATCH = Path(__file__).resolve().parent / "startwatch"
 SLOW = "slow"
 SLOW_HELP = f"{SLOW}: starts Ray, a server or training (enforced by tests/plugin.py; `make test-fast` leaves these out)"
+
+# --------------------------------------------------------------------------- Hypothesis example counts
+
+QUICK_PROFILE = "quick"
+QUICK_FRACTION = 10  # the quick profile runs 1/QUICK_FRACTION of each property test's examples
+settings.register_profile(QUICK_PROFILE, max_examples=settings.default.max_examples // QUICK_FRACTION)
+
+
+def examples(n: int) -> int:
+    """A property test's example count: ``n`` under the default profile, a tenth under ``quick`` (at least 10)."""
+    scale = settings().max_examples / settings.get_profile("default").max_examples
+    return n if scale >= 1 else max(10, round(n * scale))
+
 
 # --------------------------------------------------------------------------- tracking stores
 

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 
 from orchestrator.spaces import Param, StudyVersion, parse_version
 from orchestrator.spaces.yamlsafe import EXPONENT_TEXT
+from tests.plugin import examples
 
-FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-"""The fuzzing profile of the loader, writer and carry properties: the 1,000 examples CI runs of each."""
+FUZZ = settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+"""The fuzzing profile of the loader, writer and carry properties: the 1,000 examples CI runs of each (a tenth
+under the quick profile of `make test-fast`)."""
 
 
 class _QuotingDumper(yaml.SafeDumper):

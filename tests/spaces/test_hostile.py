@@ -19,6 +19,7 @@ from orchestrator.spaces.carry import carry, fit
 from orchestrator.spaces.check import validate_paths
 from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.yamlsafe import EXPONENT_TEXT, MAX_CHOICE_DEPTH, MAX_FILE_BYTES, MAX_NESTING, MAX_NODES
+from tests.plugin import examples
 from tests.spacefiles import MINIMAL, MINIMAL_HEAD, ROOT
 from tests.spaces.strategies import FUZZ, as_version, documents, random_draw, space_docs, to_yaml
 
@@ -173,7 +174,7 @@ def test_exponent_text_in_the_fixed_section_is_an_error_and_quoted_text_is_not()
     assert version.fixed["lr"] == "1e-3" and version.params.params["t"].value == "5E-4", "quoting says: text"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.from_regex(EXPONENT_TEXT, fullmatch=True))
 def test_every_exponent_text_is_flagged_with_a_fix_that_reads_as_its_number(text: str) -> None:
     data = yaml.safe_load(f"v: {text}")["v"]

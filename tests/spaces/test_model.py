@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from orchestrator.spaces import Choice, Fixed, IntRange, Param, SearchSpace, Uniform, ValueNotInSpace
 from orchestrator.spaces.carry import fit
+from tests.plugin import examples
 from tests.spaces.strategies import as_version, random_draw, space_docs
 
 SGD = SearchSpace({"name": Fixed("sgd"), "momentum": Uniform(0.5, 0.99)})
@@ -144,7 +145,7 @@ def test_build_rejects_a_draw_that_is_not_an_option_index(bad) -> None:
         NESTED.build(lambda label, p: bad if p.is_choice else p.low)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(space_docs(modifiers=True), st.randoms(use_true_random=False))
 def test_build_then_active_yields_exactly_the_labels_built(params: dict, rnd: random.Random) -> None:
     space = as_version(params).params

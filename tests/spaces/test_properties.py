@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from orchestrator.engine.backends.hyperopt import decode, encode, to_hyperopt
 from orchestrator.spaces import SpaceError, StudyVersion, parse_version
+from tests.plugin import examples
 from tests.spacefiles import SPACES
 from tests.spaces.strategies import FUZZ, any_scalars, as_version, documents, space_docs, to_yaml
 
@@ -118,7 +119,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(space_docs(), st.integers(0, 2**31 - 1))
 def test_round_trip_through_hyperopt_is_identity(params: dict, seed: int) -> None:
     space = as_version(params).params
@@ -145,7 +146,7 @@ def _shuffled(node: Any, rnd: random.Random) -> Any:
     return node
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(space_docs(), st.randoms(use_true_random=False), st.booleans())
 def test_hash_stable_under_key_order_and_style(params: dict, rnd: random.Random, flow: bool) -> None:
     doc = {"study": "p", "version": 1, "trainable": "t", "metric": {"name": "m", "mode": "min"}, "params": params}
@@ -154,7 +155,7 @@ def test_hash_stable_under_key_order_and_style(params: dict, rnd: random.Random,
     assert a.content_hash == b.content_hash
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(space_docs(), st.randoms(use_true_random=False))
 def test_hash_changes_when_a_range_or_choice_changes(params: dict, rnd: random.Random) -> None:
     doc = {"study": "p", "version": 1, "trainable": "t", "metric": {"name": "m", "mode": "min"}, "params": params}

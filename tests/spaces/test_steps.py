@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from orchestrator.spaces import NO_DEFAULT, Choice, Fixed, IntRange, LogUniform, QLogUniform, QUniform, Uniform
 from orchestrator.spaces.space import NUMERIC_KINDS
+from tests.plugin import examples
 
 STEPPED = [
     QUniform(-1.0, 1.0, q=0.1),  # float q: the noise case (0.1 * 3 != 0.3)
@@ -123,7 +124,7 @@ def stepped_ranges(draw):
     return IntRange(lo, lo + step * draw(st.integers(1, 300)), step=step)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(stepped_ranges(), st.data())
 def test_index_value_round_trip(p, data) -> None:
     k = data.draw(st.integers(0, p.steps))
@@ -131,7 +132,7 @@ def test_index_value_round_trip(p, data) -> None:
     assert p.contains(v) and p.index_of(v) == k and p.snap(v) == v
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(stepped_ranges(), st.floats(allow_nan=False, allow_infinity=True))
 def test_snap_never_leaves_the_bounds_and_lands_on_the_nearest_value(p, x: float) -> None:
     v = p.snap(x)
@@ -142,7 +143,7 @@ def test_snap_never_leaves_the_bounds_and_lands_on_the_nearest_value(p, x: float
     assert all(abs(inside - v) <= abs(inside - w) + 1e-9 * max(1.0, abs(w)) for w in neighbours)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.floats(-1e6, 1e6), st.floats(1e-3, 1e6), st.floats(allow_nan=False))
 def test_continuous_snap_clamps(low: float, width: float, x: float) -> None:
     p = Uniform(low, low + width)
