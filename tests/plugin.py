@@ -14,7 +14,7 @@ Space documents are built by ``tests/spacefiles.py`` (plain functions, no fixtur
 Rules:
 
 - ``slow`` is on exactly the tests that start Ray, a server or training (what counts:
-  ``tests/startwatch/sitecustomize.py``, which sees the starts in this process and in every Python process a
+  ``tests/startwatch/startwatch.py``, which sees the starts in this process and in every Python process a
   test starts). A test that starts one without the mark fails, saying so; so does a ``slow`` test that
   starts none (it belongs in the quick loop, ``make test-fast``). A fixture seen to start one makes every
   test that uses it start one, whichever test set it up first; a test not marked ``slow`` that uses such
@@ -156,7 +156,7 @@ ENV_SAVED = pytest.StashKey[dict[str, str | None]]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", SLOW_HELP)
-    from tests.startwatch import sitecustomize as startwatch
+    from tests.startwatch import startwatch
 
     fd, name = tempfile.mkstemp(prefix="orchestrator-test-starts-", suffix=".jsonl")
     os.close(fd)

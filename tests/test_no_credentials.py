@@ -176,12 +176,11 @@ def test_a_planted_ray_token_is_in_nothing_we_print_write_log_or_submit(tmp_path
     from tests.engine.ray_cluster import started_cluster
 
     token, wrong = secrets.token_hex(32), secrets.token_hex(32)
-    space = tmp_path / "spaces" / "tokened" / "v1.yaml"
-    space.parent.mkdir(parents=True)
-    space.write_text(
-        MINIMAL_HEAD.replace("study: demo", "study: tokened")
-        + "schedule: {scheduler: fifo, max_epochs: 2}\nsearch: {algorithm: tpe, trials: 2, startup_trials: 2}\n"
-        + "params:\n  x: {uniform: [-1.0, 1.0]}\nfixed: {function: quadratic}\n"
+    space = write_space(
+        tmp_path / "spaces",
+        study="tokened",
+        schedule="{scheduler: fifo, max_epochs: 2}",
+        search="{algorithm: tpe, trials: 2, startup_trials: 2}",
     )
     storage, home = tmp_path / "storage", tmp_path / "home"
     outputs: dict[str, str] = {}

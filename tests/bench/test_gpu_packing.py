@@ -196,7 +196,10 @@ def test_a_whole_run_on_cpu_without_the_packages_the_gpu_machine_lacks(tmp_path:
     (blocker / "sitecustomize.py").write_text(
         textwrap.dedent(
             f"""
-            import sys
+            import contextlib, sys
+
+            with contextlib.suppress(ImportError):  # the test suite's watcher of starts (tests/startwatch)
+                import startwatch
 
             class Blocked:
                 def find_spec(self, name, path=None, target=None):
@@ -208,7 +211,8 @@ def test_a_whole_run_on_cpu_without_the_packages_the_gpu_machine_lacks(tmp_path:
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)]), "PYTHONUNBUFFERED": "1"}
+    paths = [str(blocker), str(ROOT), os.environ.get("PYTHONPATH", "")]  # the blocker's sitecustomize comes first
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
     blocked = subprocess.run([sys.executable, "-c", "import rasterio"], env=env, capture_output=True, text=True)
     assert blocked.returncode != 0 and "not on the GPU machine" in blocked.stderr  # the blocker works
     out = tmp_path / "gpu_packing.json"

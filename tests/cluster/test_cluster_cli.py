@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from orchestrator.cluster.cli import jobs, submit
+from tests.probes import modules_after
 
-from .helpers import REPO_ROOT, write_study
+from .helpers import write_study
 from .kube import IMAGE_PULL, NAMESPACE, RAYJOBS, Kube, ainvoke, assert_clean_error, invoke, pod, rayjob, status_error
 
 IMAGE = "registry.example.com/orchestrator:0.1.0"
@@ -167,14 +165,8 @@ async def test_jobs_errors_are_clean(kube: Kube) -> None:
 # --------------------------------------------------------------------------- imports
 
 
-def _modules_after(code: str) -> set[str]:
-    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
-    return set(json.loads(done.stdout.splitlines()[-1]))
-
-
 def test_importing_the_cli_is_light() -> None:
-    loaded = _modules_after("import orchestrator.cluster.cli")
+    loaded = modules_after("import orchestrator.cluster.cli")
     assert not loaded & {"torch", "ray", "mlflow", "kubernetes"}, loaded & {"torch", "ray", "mlflow", "kubernetes"}
 
 
@@ -184,11 +176,11 @@ def test_dry_run_imports_neither_kubernetes_nor_heavy_modules(tmp_path: Path) ->
         "from orchestrator.cluster.cli import submit\n"
         f"submit.main([{str(space)!r}, '--new-cluster', '--image', 'x:1', '--dry-run'], standalone_mode=False)"
     )
-    loaded = _modules_after(code)
+    loaded = modules_after(code)
     assert not loaded & {"torch", "ray", "mlflow", "kubernetes"}
 
 
 def test_the_client_imports_neither_torch_nor_ray() -> None:
-    loaded = _modules_after("import orchestrator.cluster.client")
+    loaded = modules_after("import orchestrator.cluster.client")
     assert "kubernetes" in loaded
     assert not loaded & {"torch", "ray", "mlflow"}

@@ -21,22 +21,11 @@ import pytest
 
 from orchestrator.tracking import schema
 from orchestrator.tracking.server import LoopbackMlflowServer
-from tests.conftest import ROOT
 from tests.engine.ray_cluster import RayCluster, started_cluster
+from tests.spacefiles import ROOT, write_space
 
 pytestmark = pytest.mark.slow
 
-SPACE = """\
-study: {study}
-version: 1
-trainable: analytic
-metric: {{name: loss, mode: min}}
-schedule: {{scheduler: fifo, max_epochs: {epochs}}}
-search: {{algorithm: tpe, trials: {trials}, startup_trials: 2}}
-fixed: {{function: quadratic, sleep: {sleep}}}
-params:
-  x: {{uniform: [-1.0, 1.0]}}
-"""
 JOB_TIMEOUT_S = 300.0
 CompletedProcess = subprocess.CompletedProcess[str]
 
@@ -50,10 +39,13 @@ class Team:
     root: Path
 
     def space(self, study: str, trials: int, epochs: int, sleep: float) -> Path:
-        path = self.root / "spaces" / study / "v1.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(SPACE.format(study=study, trials=trials, epochs=epochs, sleep=sleep))
-        return path
+        return write_space(
+            self.root / "spaces",
+            study=study,
+            schedule=f"{{scheduler: fifo, max_epochs: {epochs}}}",
+            search=f"{{algorithm: tpe, trials: {trials}, startup_trials: 2}}",
+            fixed=f"{{function: quadratic, sleep: {sleep}}}",
+        )
 
     def cli(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 240) -> CompletedProcess:
         return subprocess.run(

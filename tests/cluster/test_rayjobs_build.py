@@ -18,9 +18,10 @@ from orchestrator.cluster.rayjobs import (
     credentials_note,
 )
 from orchestrator.tracking.server import free_loopback_port
+from tests.probes import modules_after
 
 from .helpers import write_study
-from .test_cluster_cli import _modules_after, assert_clean_error, invoke
+from .kube import assert_clean_error, invoke
 
 ADDRESS = "http://head.example:8265"
 PASSWORD = "pl4nted-Pa55w0rd"
@@ -94,7 +95,7 @@ def test_dry_run_prints_what_would_be_submitted_and_imports_nothing_heavy(tmp_pa
     assert sorted(shown["runtime_env"]["working_dir"]) == ["demo/v1.yaml", "demo/v2.yaml"]
     assert shown["metadata"]["tracking_uri"] == "http://mlflow.team:5000"
     code = f"from orchestrator.cluster.cli import submit\nsubmit.main({args!r}, standalone_mode=False)"
-    assert not _modules_after(code) & {"torch", "ray", "mlflow", "kubernetes"}
+    assert not modules_after(code) & {"torch", "ray", "mlflow", "kubernetes"}
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,7 @@ def space_text(tickets: Path) -> str:
 
 @pytest.mark.slow
 def test_failing_trials_are_recorded_told_to_the_searcher_and_counted(
-    tmp_path: Path, local_ray: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_uri: str, local_ray: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -150,7 +150,7 @@ def test_failing_trials_are_recorded_told_to_the_searcher_and_counted(
     build_searcher = runner.build_searcher
     monkeypatch.setattr(runner, "build_searcher", lambda *a: searchers.append(build_searcher(*a)) or searchers[-1])
 
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    uri = store_uri
     lines: list[str] = []
     result = run_search(space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False), lines.append)
 
