@@ -75,6 +75,12 @@ class SqliteTemplate:
         shutil.copyfile(self.db, target)
         return f"sqlite:///{target}"
 
+    def server(self, root: Path) -> LoopbackMlflowServer:
+        """A real ``mlflow server`` (not started) whose store ``root/mlflow.db`` is a fresh copy: it starts without
+        running MLflow's migrations (3-5 s less here)."""
+        self.copy(root)
+        return LoopbackMlflowServer(root)
+
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
@@ -104,9 +110,7 @@ def mlflow_server(
     tmp_path_factory: pytest.TempPathFactory, sqlite_template: SqliteTemplate
 ) -> Iterator[LoopbackMlflowServer]:
     """One real ``mlflow server`` on loopback for the whole session (its SQLite store made from the template)."""
-    root = tmp_path_factory.mktemp("mlflow")
-    sqlite_template.copy(root)
-    with LoopbackMlflowServer(root) as server:
+    with sqlite_template.server(tmp_path_factory.mktemp("mlflow")) as server:
         yield server
 
 

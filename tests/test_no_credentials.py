@@ -28,8 +28,9 @@ import yaml
 
 from orchestrator.redaction import REDACTED
 from orchestrator.tracking import schema
-from orchestrator.tracking.server import LOOPBACK, LoopbackMlflowServer, free_loopback_port
+from orchestrator.tracking.server import LOOPBACK, free_loopback_port
 from orchestrator.tracking.team_server import AUTH_DB_NAME, DB_NAME
+from tests.plugin import SqliteTemplate
 from tests.spacefiles import ROOT, space_doc, write_space
 from tests.team.stack import Team
 
@@ -107,7 +108,9 @@ def ray_tmp() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_planted_login_is_in_no_output_and_no_file(tmp_path: Path, ray_tmp: Path) -> None:
+def test_a_planted_login_is_in_no_output_and_no_file(
+    tmp_path: Path, ray_tmp: Path, sqlite_template: SqliteTemplate
+) -> None:
     space = write_space(tmp_path / "spaces", SPACE, study="planted")
     clean_space = write_space(  # the same space without its secrets
         tmp_path / "spaces",
@@ -126,7 +129,7 @@ def test_a_planted_login_is_in_no_output_and_no_file(tmp_path: Path, ray_tmp: Pa
     }
     outputs: dict[str, str] = {}
 
-    with LoopbackMlflowServer(tmp_path / "mlflow") as server:
+    with sqlite_template.server(tmp_path / "mlflow") as server:
         uri = server.uri.replace("http://", f"http://{USER}:{PASSWORD}@")
         search = cli("run", str(space), "--tracking-uri", uri, "--storage", str(storage), "--no-live", env=env)
         outputs |= {"run stdout": search.stdout, "run stderr": search.stderr}
@@ -165,7 +168,9 @@ def test_a_planted_login_is_in_no_output_and_no_file(tmp_path: Path, ray_tmp: Pa
     assert leaks(outputs, roots) == []
 
 
-def test_a_planted_ray_token_is_in_nothing_we_print_write_log_or_submit(tmp_path: Path) -> None:
+def test_a_planted_ray_token_is_in_nothing_we_print_write_log_or_submit(
+    tmp_path: Path, sqlite_template: SqliteTemplate
+) -> None:
     """The cluster's token (``RAY_AUTH_TOKEN`` of every command, the file of every node) and a wrong one.
 
     A real head + worker cluster started with the planted token; a search through ``run --address``; a search
@@ -185,7 +190,7 @@ def test_a_planted_ray_token_is_in_nothing_we_print_write_log_or_submit(tmp_path
     storage, home = tmp_path / "storage", tmp_path / "home"
     outputs: dict[str, str] = {}
 
-    server = LoopbackMlflowServer(tmp_path / "mlflow").launch()
+    server = sqlite_template.server(tmp_path / "mlflow").launch()
     try:
         for cluster in started_cluster(tmp_path / "nodes", [(2, 0)], head_cpus=0, dashboard=True, token=token):
             cluster.wait_for_job_server()

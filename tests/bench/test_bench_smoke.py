@@ -338,7 +338,6 @@ def test_per_class_compares_the_same_total_epochs_and_prints_a_result_line(
     assert "per class (E/K each): 1 ep" in out
 
 
-@pytest.mark.slow
 def test_predict_memory_measures_the_child_and_checks_identity(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -146,6 +146,7 @@ class Reporter:
         return None
 
 
+@pytest.mark.slow
 def test_a_trial_task_from_in_memory_scenes_trains_on_the_shared_loop() -> None:
     from trainables.loop import fit
 
@@ -159,6 +160,7 @@ def test_a_trial_task_from_in_memory_scenes_trains_on_the_shared_loop() -> None:
     assert 0.0 <= reporter.reports[-1]["val_jaccard"] <= 1.0
 
 
+@pytest.mark.slow
 def test_the_convnet_trial_is_the_family_task_and_the_window_ends_fit() -> None:
     from trainables.loop import fit
 

@@ -22,6 +22,7 @@ import pytest
 from orchestrator.tracking import schema
 from orchestrator.tracking.server import LoopbackMlflowServer
 from tests.engine.ray_cluster import RayCluster, started_cluster
+from tests.plugin import SqliteTemplate
 from tests.spacefiles import ROOT, write_space
 
 pytestmark = pytest.mark.slow
@@ -88,9 +89,9 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+def team(tmp_path_factory: pytest.TempPathFactory, sqlite_template: SqliteTemplate) -> Iterator[Team]:
     root = tmp_path_factory.mktemp("ray-jobs")
-    server = LoopbackMlflowServer(root / "mlflow")
+    server = sqlite_template.server(root / "mlflow")
     server.launch()  # starts while the cluster does
     try:
         for cluster in started_cluster(root / "nodes", [(2, 0)], head_cpus=0, dashboard=True):

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.tracking import schema
 from orchestrator.tracking.server import LoopbackMlflowServer
 from tests.engine.ray_cluster import FAST_NODE_DEATH_ENV, RayCluster, RayNode, started_cluster
+from tests.plugin import SqliteTemplate
 from tests.spacefiles import MINIMAL, ROOT, small_search, write_space
 
 STUDY = "nodeloss"
@@ -38,9 +39,9 @@ SEARCH_TIMEOUT_S = 240.0
 
 
 @pytest.fixture
-def tracking_server(tmp_path: Path) -> Iterator[LoopbackMlflowServer]:
+def tracking_server(tmp_path: Path, sqlite_template: SqliteTemplate) -> Iterator[LoopbackMlflowServer]:
     """A real `mlflow server` of this test's own, launched without waiting: it starts while the cluster does."""
-    server = LoopbackMlflowServer(tmp_path / "mlflow").launch()
+    server = sqlite_template.server(tmp_path / "mlflow").launch()
     try:
         yield server
     finally:

@@ -25,6 +25,7 @@ from orchestrator.engine.storage import open_experiment
 from orchestrator.engine.tracking_callback import MlflowTrialCallback
 from orchestrator.tracking.mlflow_store import TrackingError
 from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.plugin import SqliteTemplate
 from tests.runs import command, ray_epochs, stop_when_running, trial_runs
 from tests.spacefiles import ROOT, small_search, write_space
 
@@ -111,7 +112,7 @@ def logged_epochs(client: MlflowClient, run: Any) -> int:
 
 
 def test_updates_spilled_with_a_uri_storage_are_sent_by_resume(
-    tmp_path: Path, local_ray, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sqlite_template: SqliteTemplate, local_ray: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The tracking server dies mid-search under ``--storage file://...``: what was not sent is sent by resume."""
     monkeypatch.setattr(MlflowTrialCallback, "flush_timeout_s", 2.0)  # not two minutes against a dead server
@@ -119,7 +120,7 @@ def test_updates_spilled_with_a_uri_storage_are_sent_by_resume(
         tmp_path / "search_spaces", study="spilled", params=PARAMS, **small_search(2, 3, sleep=1.5, startup=2)
     )
     storage = (tmp_path / "ray").as_uri()
-    with LoopbackMlflowServer(tmp_path / "mlflow") as server:
+    with sqlite_template.server(tmp_path / "mlflow") as server:
         options = SearchOptions(tracking_uri=server.uri, storage=storage, concurrency=2, live=False)
         stopper = threading.Thread(target=stop_when_running, args=(server, "spilled", 2))
         stopper.start()

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.engine.storage import SPILL
 from orchestrator.settings import TRACKING_WAIT_ENV
-from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.plugin import SqliteTemplate
 from tests.runs import command, stop_when_running, trial_runs
 from tests.spacefiles import ROOT, small_search, write_space
 
@@ -25,13 +25,15 @@ WAIT_S = 3
 PARAMS = "  x: {uniform: [-1.0, 1.0]}\n  y: {int: [-2, 2]}\n"
 
 
-def test_store_lost_for_good_spills_in_bounded_time_and_resume_sends_it(tmp_path: Path) -> None:
+def test_store_lost_for_good_spills_in_bounded_time_and_resume_sends_it(
+    tmp_path: Path, sqlite_template: SqliteTemplate
+) -> None:
     space = write_space(
         tmp_path / "search_spaces", study="lostforgood", params=PARAMS, **small_search(2, 3, sleep=1.5, startup=2)
     )
     storage = tmp_path / "ray"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", TRACKING_WAIT_ENV: str(WAIT_S)}
-    with LoopbackMlflowServer(tmp_path / "mlflow") as server:
+    with sqlite_template.server(tmp_path / "mlflow") as server:
         stopper = threading.Thread(target=stop_when_running, args=(server, "lostforgood", 2))
         stopper.start()
         start = time.monotonic()

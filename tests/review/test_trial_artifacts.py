@@ -111,7 +111,6 @@ def convnet_checkpoint(tmp_path: Path) -> tuple[dict[str, Any], Any]:
     return config, Checkpoint.from_directory(str(tmp_path / "checkpoint"))
 
 
-@pytest.mark.slow
 def test_review_job_uploads_under_review(store_uri: str, convnet_checkpoint: tuple[dict, Any]) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -124,7 +123,6 @@ def test_review_job_uploads_under_review(store_uri: str, convnet_checkpoint: tup
     assert listed == TRIAL_FILES["convnet_tiny"]
 
 
-@pytest.mark.slow
 def test_the_worker_starts_held_warms_up_when_let_go_then_reports_each_jobs_cpu_time(
     store_uri: str, convnet_checkpoint: tuple[dict, Any]
 ) -> None:

@@ -27,6 +27,7 @@ from orchestrator.review.ui import study_links
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import MlflowStore
 from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.plugin import SqliteTemplate
 from tests.spacefiles import space_doc, write_space
 
 if TYPE_CHECKING:
@@ -91,11 +92,11 @@ class LoggedSearch:
 
 
 @pytest.fixture(scope="module")
-def logged_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedSearch]:
+def logged_search(tmp_path_factory: pytest.TempPathFactory, sqlite_template: SqliteTemplate) -> Iterator[LoggedSearch]:
     """A tiny real search (review artifacts on, the default) logged over HTTP to a real server on loopback."""
     root = tmp_path_factory.mktemp("ui")
     space = write_space(root / "search_spaces", SPACE, study=STUDY)
-    server = LoopbackMlflowServer(root / "mlflow").launch()
+    server = sqlite_template.server(root / "mlflow").launch()
     try:
         with ray_session(None):  # Ray starts while the server boots; it is shut down before the browser opens
             server.wait()

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.tracking.async_logger import AsyncTrialLogger, SpillFile, replay_spill
 from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri
 from orchestrator.tracking.server import LoopbackMlflowServer
+from tests.plugin import SqliteTemplate
 
 
 def experiment(client: MlflowClient, name: str) -> str:
@@ -22,9 +23,9 @@ def experiment(client: MlflowClient, name: str) -> str:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[LoopbackMlflowServer]:
+def own_server(tmp_path: Path, sqlite_template: SqliteTemplate) -> Iterator[LoopbackMlflowServer]:
     """A server of the test's own, which the test may stop and start again (an outage)."""
-    with LoopbackMlflowServer(tmp_path / "mlflow") as server:
+    with sqlite_template.server(tmp_path / "mlflow") as server:
         yield server
 
 

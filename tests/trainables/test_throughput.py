@@ -9,6 +9,7 @@ from bench.train_throughput import cases
 from trainables.throughput import benchmarked, loop_trainables, main, measure_throughput
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["convnet_tiny", "unet_tiny"])
 def test_measure_throughput_reports_both_loops(name):
     result = measure_throughput(name, {"max_epochs": 1}, rounds=2, warmup=1, min_round_s=0.0)
@@ -18,11 +19,13 @@ def test_measure_throughput_reports_both_loops(name):
     assert result.epochs_per_round == 1 and "samples/s" in result.summary()
 
 
+@pytest.mark.slow
 def test_a_round_lasts_at_least_min_round_s():
     result = measure_throughput("convnet_tiny", {"subset": 100}, rounds=1, warmup=0, min_round_s=0.2)
     assert result.epochs_per_round > 1  # a tiny epoch lasts milliseconds
 
 
+@pytest.mark.slow
 def test_command_line(capsys):
     main(["convnet_tiny", '{"subset": 100}', "--rounds", "1", "--warmup", "0", "--min-round-s", "0", "--json"])
     assert '"ratio"' in capsys.readouterr().out
