@@ -22,20 +22,15 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
-from tests.conftest import MINIMAL_HEAD
+from tests.spacefiles import space_doc, write_space
 
-ANALYTIC = MINIMAL_HEAD.replace("study: demo", "study: honest")
-SPACE = (
-    ANALYTIC
-    + """\
-schedule: {scheduler: fifo, max_epochs: 1}
-resources: {cpu: 1, gpu: 0}
-search: {trials: 3, startup_trials: 2, concurrency: 2}
-fixed: {function: branin}
-params:
-  x: {uniform: [-5.0, 10.0]}
-  y: {uniform: [0.0, 15.0]}
-"""
+SPACE = space_doc(
+    "honest",
+    schedule="{scheduler: fifo, max_epochs: 1}",
+    resources="{cpu: 1, gpu: 0}",
+    search="{trials: 3, startup_trials: 2, concurrency: 2}",
+    fixed="{function: branin}",
+    params="  x: {uniform: [-5.0, 10.0]}\n  y: {uniform: [0.0, 15.0]}\n",
 )
 
 
@@ -50,8 +45,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("ORCHESTRATOR_HOME", raising=False)
-    (tmp_path / "honest").mkdir()
-    (tmp_path / "honest" / "v1.yaml").write_text(SPACE)
+    write_space(tmp_path, SPACE, study="honest")
     (tmp_path / "a-file").write_text("not a folder")
     return tmp_path
 
@@ -238,17 +232,13 @@ def test_a_search_whose_every_trial_fails_exits_1_and_its_run_ends_failed_with_t
     assert parent.data.metrics["failed_trials"] == 3 and parent.data.metrics["finished_trials"] == 0
 
 
-GRID = (
-    MINIMAL_HEAD.replace("study: demo", "study: teammates")
-    + """\
-schedule: {scheduler: fifo, max_epochs: 1}
-resources: {cpu: 1, gpu: 0}
-search: {trials: 5, startup_trials: 2, concurrency: 1}
-fixed: {function: quadratic, sleep: 2.0}
-params:
-  x: {choice: [-0.6, -0.2, 0.2, 0.6]}
-  y: {choice: [-0.5, 0.0, 0.5]}
-"""
+GRID = space_doc(
+    "teammates",
+    schedule="{scheduler: fifo, max_epochs: 1}",
+    resources="{cpu: 1, gpu: 0}",
+    search="{trials: 5, startup_trials: 2, concurrency: 1}",
+    fixed="{function: quadratic, sleep: 2.0}",
+    params="  x: {choice: [-0.6, -0.2, 0.2, 0.6]}\n  y: {choice: [-0.5, 0.0, 0.5]}\n",
 )
 
 
@@ -262,8 +252,7 @@ def test_two_searches_of_one_study_started_together_run_no_configuration_twice(t
 
     from orchestrator.tracking.server import LoopbackMlflowServer
 
-    (tmp_path / "teammates").mkdir()
-    (tmp_path / "teammates" / "v1.yaml").write_text(GRID)
+    write_space(tmp_path, GRID, study="teammates")
     with LoopbackMlflowServer(tmp_path / "server") as server:
         env = {**os.environ, "ORCHESTRATOR_HOME": str(tmp_path / "home")}
         command = [
@@ -440,7 +429,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 # --------------------------------------------------------------------------- a store created by two processes
 
 
-@pytest.mark.slow
 def test_a_fresh_sqlite_store_survives_another_process_creating_it_at_the_same_moment(tmp_path: Path) -> None:
     """Another process (MLflow's own client, as `mlflow ui` opens a store) creates the same fresh SQLite store while
     the orchestrator opens it: both open it, and the store is whole, whichever starts its migration first."""

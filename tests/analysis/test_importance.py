@@ -14,19 +14,20 @@ from orchestrator.engine.leaderboard import TrialOutcome
 from orchestrator.spaces import parse_version
 from orchestrator.spaces.refine import RefineOptions, rank
 from orchestrator.spaces.trials import RecordedTrial
+from tests.spacefiles import space_doc
 
 V1 = parse_version(
-    """\
-study: imp
-version: 1
-trainable: analytic
-metric: {name: accuracy, mode: max}
-params:
+    space_doc(
+        "imp",
+        metric="{name: accuracy, mode: max}",
+        fixed=None,
+        params="""\
   lr: {loguniform: [1.0e-4, 1.0]}
   width: {int: [8, 64]}
   noise: {uniform: [0.0, 1.0]}
   act: {choice: [relu, tanh]}
-"""
+""",
+    )
 )
 
 

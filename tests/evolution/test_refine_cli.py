@@ -73,11 +73,15 @@ def test_too_few_finished_trials_write_no_file(
 def test_a_dry_run_shows_the_evidence_for_every_parameter_even_unchanged_ones(
     tmp_path: Path, store: MlflowStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "two"
-    text = V1.format(study="two").replace("scheduler: asha, ", "scheduler: fifo, ") + "  z: {uniform: [0.0, 10.0]}\n"
-    v1_file = write_file(folder, text, "v1.yaml")
+    v1 = write_space(
+        tmp_path,
+        study="two",
+        schedule="{scheduler: fifo, max_epochs: 9, grace_period: 1}",
+        params="  x: {uniform: [0.0, 1.0]}\n  z: {uniform: [0.0, 10.0]}\n",
+    )
+    folder = v1.parent
     trials = [({"x": (i % 8) / 7, "z": (3 * i % 11) / 1.1}, {9: abs((i % 8) / 7 - 0.3)}) for i in range(24)]
-    record_search(store, load_version(v1_file), trials)
+    record_search(store, load_version(v1), trials)
     code, out, err = refine_cli(capsys, str(folder), "--tracking-uri", store.uri, "--dry-run")
     assert code == 0, err
     lines = out.splitlines()

@@ -8,8 +8,9 @@ import pytest
 
 from orchestrator.spaces import SpaceError, dump, parse_version
 from orchestrator.spaces.version import Constraint, Metric
+from tests.spacefiles import space_doc
 
-HEAD = "study: mo\nversion: 1\ntrainable: analytic\n"
+HEAD = space_doc("mo", metric=None, params=None, fixed=None)  # each case gives its metric or objectives
 PARAMS = "fixed: {function: quadratic}\nparams:\n  x: {uniform: [-1.0, 1.0]}\n"
 TWO = "objectives:\n  - {name: loss, mode: min}\n  - {name: epoch, mode: max}\n"
 
