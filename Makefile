@@ -30,11 +30,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # The inner loop: lint, the import layers, and the tests that start no Ray, server or training (`slow` marks the
-# others; tests/plugin.py keeps the mark exact), property tests at a tenth of their examples.
+# others; tests/plugin.py keeps the mark exact), property tests at a tenth of their examples, on every core (at
+# most 4: each worker imports the whole stack).
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not slow" --hypothesis-profile=quick
+	$(BIN)/python -m pytest -q -m "not slow" --hypothesis-profile=quick -n auto --maxprocesses=4
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

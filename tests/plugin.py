@@ -3,8 +3,9 @@
 Fixtures, for every test folder:
 
 - tracking stores: ``store_uri`` (a fresh SQLite store in the test's folder), ``store`` (an ``MlflowStore`` on
-  it) and ``sqlite_template`` (session: an empty store with MLflow's tables made once; ``.copy(folder)``
-  gives a fresh store in milliseconds, where creating one runs MLflow's migrations for seconds);
+  it) and ``sqlite_template`` (session: an empty store with MLflow's tables, made once and cached; ``.copy(folder)``
+  gives a fresh store in milliseconds where creating one runs MLflow's migrations for seconds, ``.server(root)``
+  a real ``mlflow server`` on such a copy);
 - services: ``mlflow_server`` (session: one real ``mlflow server`` on loopback), ``team`` (session: the team's
   tracking server, PostgreSQL, S3 and basic-auth, from ``tests/team/stack.py``) and ``local_ray`` (a local Ray
   shared by the tests that ask for it; shut down at the end of the session).
@@ -26,6 +27,8 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -38,6 +41,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from orchestrator.tracking import mlflow_store
 from orchestrator.tracking.mlflow_store import MlflowStore
 from orchestrator.tracking.server import LoopbackMlflowServer
 from tests.team.stack import team  # noqa: F401  (the team's tracking server, one per session: tests/team/stack.py)
@@ -82,11 +86,31 @@ class SqliteTemplate:
         return LoopbackMlflowServer(root)
 
 
+def _template_key() -> str:
+    """What an empty store depends on: MLflow's version (its schema) and the code that creates a store."""
+    code = hashlib.sha256(Path(mlflow_store.__file__).read_bytes()).hexdigest()[:12]
+    return f"mlflow-{importlib.metadata.version('mlflow')}-{code}"
+
+
+def _make_store(db: Path) -> None:
+    """An empty store at ``db``, made under a private name and moved into place (sessions may race)."""
+    private = db.with_name(f".{db.name}.{os.getpid()}.creating")
+    MlflowStore(f"sqlite:///{private}").check_reachable()
+    os.replace(private, db)
+
+
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
-    """Made once per session: MLflow creates and migrates the tables (seconds); every store copies the file."""
-    db = tmp_path_factory.mktemp("sqlite-template") / "mlflow.db"
-    MlflowStore(f"sqlite:///{db}").check_reachable()
+def sqlite_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    """An empty store, made once (MLflow creates and migrates its tables: seconds) and kept in pytest's cache for
+    the next sessions, keyed by MLflow's version and the store code (a session without the cache makes its own);
+    every store of the tests is a copy of its file."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        db = cache.mkdir(f"sqlite-template-{_template_key()}") / "mlflow.db"
+    else:
+        db = tmp_path_factory.mktemp("sqlite-template") / "mlflow.db"
+    if not db.exists():
+        _make_store(db)
     return SqliteTemplate(db)
 
 
