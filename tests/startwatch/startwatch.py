@@ -17,7 +17,8 @@ imported the name later get the watched one):
 - Ray: ``ray.init`` (a local Ray, or a driver joining a cluster), the ``ray start`` command and
   ``ray.cluster_utils.Cluster`` (nodes).
 - a server: ``orchestrator.tracking.server.LoopbackMlflowServer.launch`` (the tests', the benchmarks' and
-  ``orchestrator ui``'s ``mlflow server``).
+  ``orchestrator ui``'s ``mlflow server``, the team stack's too) and the team stack's PostgreSQL and S3
+  (``orchestrator.tracking.team_server``).
 - training: an epoch of a family's model on its data, that is ``trainables.loop.train_epoch`` on a task a
   registered family built (the task carries the family's name): Ray Tune's trials, ``orchestrator train``,
   ``trainables.create(name)(config, reporter)`` and the benchmarks' trials in a test. A configuration refused,
@@ -97,6 +98,10 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "ray.cluster_utils": lambda m: watch(m.Cluster, "add_node", RAY, "ray.cluster_utils.Cluster (a node)"),
     "orchestrator.tracking.server": lambda m: watch(
         m.LoopbackMlflowServer, "launch", SERVER, "LoopbackMlflowServer (mlflow server)"
+    ),
+    "orchestrator.tracking.team_server": lambda m: (
+        watch(m.Postgres, "start", SERVER, "PostgreSQL (the team stack)"),
+        watch(m.MotoS3, "start", SERVER, "moto's S3 (the team stack)"),
     ),
     "trainables.loop": watch_training,
 }

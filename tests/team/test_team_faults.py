@@ -31,8 +31,7 @@ from click.testing import CliRunner, Result
 from orchestrator.cli import cli
 from orchestrator.tracking import access, ledger, schema
 from orchestrator.tracking.mlflow_store import MlflowStore
-from tests.conftest import ROOT
-from tests.engine.conftest import write_space
+from tests.spacefiles import ROOT, small_search, write_space
 from tests.team.stack import Team
 
 pytestmark = pytest.mark.slow
@@ -98,7 +97,9 @@ def test_postgresql_restarted_mid_search_loses_nothing_and_never_blocks_training
     team: Team, team_ray: None, tmp_path: Path
 ) -> None:
     study = "team_pg_restart"
-    space = write_space(tmp_path, study, PARAMS, trials=4, epochs=EPOCHS, sleep=2.0, startup=4)
+    space = write_space(
+        tmp_path / "search_spaces", study=study, params=PARAMS, **small_search(4, EPOCHS, sleep=2.0, startup=4)
+    )
     outage: dict[str, float] = {}
 
     def restart_postgres() -> None:
@@ -134,7 +135,9 @@ def test_s3_down_mid_search_tags_the_review_and_the_ledger_and_loses_no_trial(
     team: Team, team_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     study = "team_s3_down"
-    space = write_space(tmp_path, study, PARAMS, trials=3, epochs=EPOCHS, sleep=0.5, startup=3)
+    space = write_space(
+        tmp_path / "search_spaces", study=study, params=PARAMS, **small_search(3, EPOCHS, sleep=0.5, startup=3)
+    )
     assert team.stack.s3 is not None
     monkeypatch.setattr(ledger, "UPLOAD_RETRY_S", 0.2)
     watcher = when_trials_run(team, study, team.stack.s3.stop)
@@ -171,7 +174,9 @@ def test_two_teammates_search_one_study_at_once_each_trial_once(
     team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     study = "team_two_at_once"
-    space = write_space(tmp_path, study, PARAMS, trials=3, epochs=EPOCHS, sleep=0.3, startup=3)
+    space = write_space(
+        tmp_path / "search_spaces", study=study, params=PARAMS, **small_search(3, EPOCHS, sleep=0.3, startup=3)
+    )
     for name, value in team.env("alice").items():  # alice's shell: her study, she holds MANAGE on it
         monkeypatch.setenv(name, value)
     alice = MlflowStore(team.uri)

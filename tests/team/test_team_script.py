@@ -22,7 +22,7 @@ import pytest
 
 from orchestrator.tracking.server import LOOPBACK, free_loopback_port
 from orchestrator.tracking.team_server import ADMIN_USER, SECRETS_FILE
-from tests.conftest import ROOT
+from tests.spacefiles import ROOT
 from tests.team.stack import require_postgres
 
 pytestmark = pytest.mark.slow

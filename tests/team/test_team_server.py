@@ -28,23 +28,26 @@ from click.testing import CliRunner, Result
 from orchestrator.cli import cli
 from orchestrator.errors import describe
 from orchestrator.tracking import schema
+from tests.spacefiles import write_space
 from tests.team.stack import Team
 
 pytestmark = pytest.mark.slow
 
 STUDY = "team_digits"
-SPACE = """\
-study: team_digits
-version: {version}
-{parent}trainable: convnet_tiny
-metric: {{name: val_accuracy, mode: max}}
-schedule: {{scheduler: fifo, max_epochs: 1}}
-resources: {{cpu: 1, gpu: 0}}
-search: {{trials: 2, startup_trials: 2}}
-params:
-  filters: {{int: [2, {high}]}}
-  fc_width: {{choice: [8, 16]}}
-"""
+SEARCH = {
+    "trainable": "convnet_tiny",
+    "metric": "{name: val_accuracy, mode: max}",
+    "fixed": None,
+    "schedule": "{scheduler: fifo, max_epochs: 1}",
+    "resources": "{cpu: 1, gpu: 0}",
+    "search": "{trials: 2, startup_trials: 2}",
+}
+
+
+def params(high: int) -> str:
+    return f"  filters: {{int: [2, {high}]}}\n  fc_width: {{choice: [8, 16]}}\n"
+
+
 REVIEW_FILES = ("model_summary.txt", "architecture.png", "confusion_matrix.png")
 
 
@@ -86,10 +89,8 @@ def refused(result: Result) -> str:
 def study(team: Team, team_ray: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Study]:
     """``alice``'s search of the study: 2 trials of the ConvNet, review artifacts on, through ``orchestrator run``."""
     root = tmp_path_factory.mktemp("team-study")
-    folder = root / STUDY
-    folder.mkdir()
-    (folder / "v1.yaml").write_text(SPACE.format(version=1, parent="", high=6))
-    (folder / "v2.yaml").write_text(SPACE.format(version=2, parent="parent: 1\n", high=4))
+    folder = write_space(root, study=STUDY, params=params(6), **SEARCH).parent
+    write_space(root, study=STUDY, version=2, params=params(4), **SEARCH)
     storage = root / "ray"
     result = invoke(team, "alice", "run", str(folder / "v1.yaml"), "--storage", str(storage), "--no-live")
     assert result.exit_code == 0, result.output + repr(result.exception)

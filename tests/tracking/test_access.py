@@ -36,8 +36,7 @@ def test_the_permissions_granted_are_mlflows_and_ranked_as_it_ranks_them() -> No
     assert access.RANK == PERMISSION_PRIORITY
 
 
-def test_a_store_without_logins_has_no_permissions_to_check(tmp_path: Path) -> None:
-    store = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def test_a_store_without_logins_has_no_permissions_to_check(store: MlflowStore) -> None:
     store.experiment_id("local")
     access.require_edit(store, "local", "orchestrator run")  # nothing to refuse: no logins
     assert access.permissions(store, "local") is None
