@@ -53,9 +53,8 @@ def test_access_takes_user_and_permission_together(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "'OWNER' is not one of 'READ', 'EDIT', 'MANAGE'" in result.output
 
 
-def test_access_on_a_local_store_says_there_are_no_permissions(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowStore(uri)  # the store exists (a search made it): access only reads it
+def test_access_on_a_local_store_says_there_are_no_permissions(store_uri: str) -> None:
+    uri = store_uri  # the store exists (a search made it): access only reads it
     listed = CliRunner().invoke(cli, ["access", "demo", "--tracking-uri", uri])
     assert listed.exit_code == 0 and "no logins on this store, so no permissions" in listed.output
     args = ["access", "demo", "--user", "bob", "--permission", "EDIT", "--tracking-uri", uri]
