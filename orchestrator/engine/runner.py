@@ -14,6 +14,7 @@ first, warm start or not) and how the parent run records it. The pieces: ``plan`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -37,6 +38,7 @@ from orchestrator.tracking.carried import carried_trials
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, check_store_location, open_store
 
 from .checks import check_version
+from .fronts import log_fronts
 from .hooks import NO_HOOKS, Ended, HookTable, RunHooks
 from .leaderboard import Leaderboard
 from .parent_run import (
@@ -85,6 +87,7 @@ class SearchResult:
     failed: int = 0
     best_value: float | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
+    best_values: dict[str, float] = field(default_factory=dict)  # several objectives: the knee's value of each
     carry: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     interrupted: bool = False
@@ -313,7 +316,7 @@ def _fit(
         raise OrchestratorError(tune_error_message(e)) from None
     finally:
         result.wall_s = time.perf_counter() - start
-    board = Leaderboard.from_grid(grid, version)
+    board = Leaderboard.of_search(grid, version, earlier)  # by front: earlier drivers' trials too
     _summarize(result, version, board, grid if tuner is not None else None, earlier)
     if result.finished + result.failed < plan.planned:
         resume = f"continue with: orchestrator resume {plan.experiment.uri}"
@@ -328,10 +331,11 @@ def _fit(
     plan.experiment.write_meta(plan.meta(finished=True))
     echo(board.text())
     best = json.dumps(result.best_config, sort_keys=True)
-    echo(
-        f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; "
-        f"best {version.metric.name} {result.best_value} with {best}"
-    )
+    shown = f"best {version.metric.name} {result.best_value}"
+    if board.multi_objective:
+        knee = ", ".join(f"{name} {value:.5g}" for name, value in result.best_values.items())
+        shown = f"knee of the front {knee}" if knee else "no trial meets the constraints"
+    echo(f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; {shown} with {best}")
     return result
 
 
@@ -355,6 +359,8 @@ def _record_end(ended: Ended, hooks: RunHooks) -> None:
         )
         if plan.warm_start:
             _write_ledger(store, plan, result, ended.echo)
+        if ended.board.multi_objective and plan.kind == schema.SEARCH_RUN:
+            ended = dataclasses.replace(ended, board=log_fronts(store, plan, ended.board))
     except Exception as e:
         raise _end_not_recorded(plan, result, e) from None
     if hooks.finish is not None:
@@ -450,3 +456,9 @@ def _summarize(
     scored = [(value, config) for value, config in scored if value is not None]
     if scored:
         result.best_value, result.best_config = min(scored, key=lambda vc: version.metric.loss(vc[0]))
+    if board.fronts:  # ranked by front, over the whole search: the knee (never an infeasible trial), or none
+        best = board.best
+        result.best_value = None if best is None else best.value
+        result.best_config = {} if best is None else redact_config(best.config)
+        names = [m.name for m in board.objectives]
+        result.best_values = {} if best is None else dict(zip(names, best.point, strict=True))
