@@ -359,7 +359,7 @@ def _record_end(ended: Ended, hooks: RunHooks) -> None:
         )
         if plan.warm_start:
             _write_ledger(store, plan, result, ended.echo)
-        if ended.board.multi_objective and plan.kind == schema.SEARCH_RUN:
+        if ended.board is not None and ended.board.multi_objective and plan.kind == schema.SEARCH_RUN:
             ended = dataclasses.replace(ended, board=log_fronts(store, plan, ended.board))
     except Exception as e:
         raise _end_not_recorded(plan, result, e) from None

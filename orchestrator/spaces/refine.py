@@ -578,7 +578,8 @@ def _refine_number(p: Numeric, path: str, kept: Sequence[float], best_seen: str,
     if not isinstance(e, NumberEvidence):
         rules.record(Change("kept", path, old_range, f"kept {old_range}", "no evidence (too few trials)"), False)
         return p
-    importance = f"importance {e.importance:.2f}"
+    several = rules.ranking is not None and rules.ranking.multi_objective
+    importance = f"importance {e.importance:.2f}" + (" for the fronts" if several else "")
     pareto = _pareto_widening(p, path, kept, rules)
     matters = e.importance >= opts.min_importance
     if not matters and not pareto:
