@@ -63,11 +63,16 @@ def plot_front(board: Leaderboard, x: int, y: int, path: Path, title: str, figur
     if best is not None:
         bx, by = best.point[x], best.point[y]
         axes.scatter([bx], [by], s=140, facecolors="none", edgecolors=KNEE_COLOUR, linewidths=2, zorder=4)
+        xs, ys = _xy(board.rows, x, y)
+        right = bx > (min(xs) + max(xs)) / 2  # the name toward the middle, inside the axes
+        high = by > (min(ys) + max(ys)) / 2
         axes.annotate(
             f"knee: trial {best.trial_id}",
             (bx, by),
-            xytext=(8, 8),
+            xytext=(-10 if right else 10, -12 if high else 10),
             textcoords="offset points",
+            ha="right" if right else "left",
+            va="top" if high else "bottom",
             color=KNEE_COLOUR,
             fontsize=8,
             zorder=5,
