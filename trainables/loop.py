@@ -202,6 +202,7 @@ class Task:
     evaluator: Evaluator
     name: str = "trial"
     meta: Mapping[str, Any] = field(default_factory=dict)  # written to meta.json
+    prediction_batch: int = 0  # the batch the model predicts in (``latency_batch_ms``); 0: the validation batch
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -323,11 +324,11 @@ def _is_oom(error: BaseException) -> bool:
 
 def measure_task(task: Task, runtime: Runtime, names: tuple[str, ...] = ALWAYS) -> dict[str, float]:
     """The hardware costs of ``names`` (``trainables.costs``) of the task's model on the trial's device: one
-    validation sample's shape (zeros) as a batch of 1, the validation batch as the prediction batch. The training is
-    untouched (``trainables.measure``: eval mode, no random draws)."""
+    validation sample's shape (zeros) as a batch of 1, ``Task.prediction_batch`` as the prediction batch. The
+    training is untouched (``trainables.measure``: eval mode, no random draws)."""
     first = next(iter(task.val.epoch(torch.Generator().manual_seed(0))))[0]
     sample = torch.zeros_like(first[:1])
-    batch = int(getattr(task.val, "batch_size", len(first)))
+    batch = task.prediction_batch or int(getattr(task.val, "batch_size", len(first)))
     return measure(task.model, sample, batch, names, runtime.autocast)
 
 

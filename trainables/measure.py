@@ -150,9 +150,26 @@ def network_costs(trainable: str, config: Mapping[str, Any], names: Collection[s
     return measure(model, sample, network.prediction_batch, names, runtime.autocast)
 
 
+def configurations_costs(
+    trainable: str, configs: list[Mapping[str, Any]], names: Collection[str]
+) -> list[dict[str, float] | str]:
+    """``network_costs`` of each configuration, in order, in this process (one worker's share of many): the costs, or
+    the first line of why they could not be computed (a configuration the family rejects)."""
+    from .api import first_line
+
+    out: list[dict[str, float] | str] = []
+    for config in configs:
+        try:
+            out.append(network_costs(trainable, config, names))
+        except Exception as error:
+            out.append(first_line(error))
+    return out
+
+
 __all__ = [
     "Network",
     "build_network",
+    "configurations_costs",
     "count_params",
     "latency_ms",
     "measure",

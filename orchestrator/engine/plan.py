@@ -259,6 +259,8 @@ def trial_name(trial: Any) -> str:
 
 
 def _trainable(version: StudyVersion) -> Any:
+    from trainables.costs import to_measure
+
     from .trainable import ray_trainable
 
     return ray_trainable(
@@ -266,4 +268,5 @@ def _trainable(version: StudyVersion) -> Any:
         version.resources.cpu,
         version.resources.gpu,
         prepare=functools.partial(with_fixed_values, version),
+        measure=to_measure(version.reported),  # latencies, when an objective or constraint names them
     )

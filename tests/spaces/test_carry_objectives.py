@@ -37,7 +37,8 @@ def test_one_metric_carries_as_before() -> None:
 def test_every_objective_is_carried_with_its_value_and_history() -> None:
     v = version(TWO)
     history = {1: 0.5, 2: 0.8, 3: 0.9}
-    recorded = RecordedTrial({"filters": 16}, 0.9, history, values={"params": 1200.0}, histories={"params": {1: 1200.0}})
+    params = {"values": {"params": 1200.0}, "histories": {"params": {1: 1200.0}}}
+    recorded = RecordedTrial({"filters": 16}, 0.9, history, **params)
     ((values, loss, carried_history, outcome),) = carry([recorded], v).carried
     assert values == {"filters": 16} and loss == -0.9 and carried_history == {}  # FIFO: final values only
     assert outcome.values == {"val_accuracy": 0.9, "params": 1200.0}

@@ -130,5 +130,9 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
     optimizer = make_optimizer(model.parameters(), opt, weight_decay=cfg.number("l2", low=0.0), device=runtime.device)
     batch_size = cfg.integer("batch_size", low=1)
     train = TensorBatches(runtime.tensor(split.train_x), runtime.tensor(split.train_y), batch_size, shuffle=True)
-    val = TensorBatches(runtime.tensor(split.val_x), runtime.tensor(split.val_y), max(batch_size, VALIDATION_BATCH))
-    return Task(model, optimizer, ensemble_loss, train, val, ClassificationEvaluator(vote), name=cfg.trainable)
+    prediction_batch = max(batch_size, VALIDATION_BATCH)
+    val = TensorBatches(runtime.tensor(split.val_x), runtime.tensor(split.val_y), prediction_batch)
+    evaluator = ClassificationEvaluator(vote)
+    return Task(
+        model, optimizer, ensemble_loss, train, val, evaluator, name=cfg.trainable, prediction_batch=prediction_batch
+    )
