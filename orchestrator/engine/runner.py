@@ -36,8 +36,10 @@ from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import replay_spill
 from orchestrator.tracking.carried import carried_trials
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, check_store_location, open_store
+from trainables.costs import computable
 
 from .checks import check_version
+from .costs import fill_costs
 from .fronts import log_fronts
 from .hooks import NO_HOOKS, Ended, HookTable, RunHooks
 from .leaderboard import Leaderboard
@@ -169,10 +171,12 @@ def start_run(
     assert experiment_id is not None
     report, carry_s = CarryReport(), 0.0
     if request.warm_start:
-        report, carry_s, source = carried_trials(store, version, options.ledger)
+        report, carry_s, source = carried_trials(store, version, options.ledger, computable=computable(spec.name))
         echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
 
     with ray_session(options.address):
+        if request.warm_start:  # costs carried trials never reported, computed from their configurations (issue 26)
+            carry_s += fill_costs(report, version, echo)
         slots = trial_slots(version)
         planned = len(request.fixed_trials) or options.trials or version.search.trials
         concurrency = max(1, min(options.concurrency or version.search.concurrency or slots, planned))
@@ -243,8 +247,12 @@ def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, ech
         echo(f"resuming {folder.uri}: {so_far.summary(plan.planned)}")
         carried: list[CarriedTrial] = []
         if plan.warm_start:  # the run's own interrupted trials continue: they are not earlier trials to carry
-            report, carry_s, source = carried_trials(store, plan.version, options.ledger, so_far.interrupted_runs)
+            trainable = plan.version.trainable
+            report, carry_s, source = carried_trials(
+                store, plan.version, options.ledger, so_far.interrupted_runs, computable(trainable)
+            )
             echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
+            fill_costs(report, plan.version, echo)
             carried = report.carried
         left = plan.planned - len(so_far.ended)
         searcher = build_searcher(plan, carried)

@@ -192,10 +192,20 @@ class TrialRow:
         value = self.metrics.get(best_metric(metric), self.metrics.get(metric))
         return value if value is not None and math.isfinite(value) else None
 
-    def prior(self, metric: str) -> RecordedTrial:
-        """The trial as warm start carries it: ``metric``'s final value and its per-epoch history, if known."""
+    def prior(self, metric: str, others: Sequence[str] = ()) -> RecordedTrial:
+        """The trial as warm start carries it: ``metric``'s final value and its per-epoch history, if known; with
+        ``others`` (the other objectives and the constrained metrics of a version) their final values (None when
+        not reported) and histories too."""
+        names = [name for name in others if name != metric]
         return RecordedTrial(
-            self.config, self.metrics.get(metric), self.history.get(metric, {}), self.status, self.version, self.run_id
+            self.config,
+            self.metrics.get(metric),
+            self.history.get(metric, {}),
+            self.status,
+            self.version,
+            self.run_id,
+            values={name: self.metrics.get(name) for name in names},
+            histories={name: self.history[name] for name in names if name in self.history},
         )
 
 
