@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import Metric, StudyVersion
-from orchestrator.spaces.version import Constraint
+from orchestrator.spaces.version import Constraint, total_violation
 
 from . import pareto
 from .results import trial_identity
@@ -216,7 +216,7 @@ def _judged(outcome: TrialOutcome, constraints: Sequence[Constraint], last: Mapp
     """``outcome`` with how far it breaks ``constraints`` (by the last values ``last``); a failed trial is
     infeasible however it scored."""
     broken = [c.describe() for c in constraints if c.violation(last.get(c.name)) > 0]
-    violation = sum(c.violation(last.get(c.name)) for c in constraints)
+    violation = total_violation(constraints, last)  # the searchers' and the scheduler's total (StudyVersion.violation)
     if outcome.status == "FAILED":
         broken.append(FAILED_TRIAL)
         violation = math.inf

@@ -184,7 +184,7 @@ def pareto_ranking(version: StudyVersion, trials: Sequence[RecordedTrial], optio
         )
     usable.sort(key=lambda u: (u[1].run_id, json.dumps(u[0], sort_keys=True, default=str)))
     points = [[m.loss(values[m.name]) for m in goals] for _, _, values in usable]
-    violations = [_violation(version, values) for _, _, values in usable]
+    violations = [version.violation(values) for _, _, values in usable]
     fronts = pareto.ranks(points, violations)
     rows = []
     for i in pareto.order(points, violations):
@@ -194,11 +194,6 @@ def pareto_ranking(version: StudyVersion, trials: Sequence[RecordedTrial], optio
     wanted = min(options.min_top, len(rows))
     kept_front = next(f for f in sorted(set(fronts)) if sum(1 for x in fronts if x <= f) >= wanted)
     return Ranking(tuple(rows), None, len(usable), len(usable), tuple(goals), tuple(version.constraints), kept_front)
-
-
-def _violation(version: StudyVersion, values: dict[str, float]) -> float:
-    """How far ``values`` break ``version``'s constraints (0: feasible)."""
-    return sum(c.violation(values.get(c.name)) for c in version.constraints)
 
 
 def pareto_evidence(version: StudyVersion, ranking: Ranking, options: RefineOptions) -> Evidence:

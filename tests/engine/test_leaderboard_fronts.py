@@ -63,7 +63,7 @@ def test_rows_by_front_then_crowding_infeasible_and_failed_last() -> None:
     assert b.rows[-1].broken == (FAILED_TRIAL,) and b.rows[-2].broken == ("params <= 100",)
     # the same order as the one rule in engine.pareto, applied to the losses
     points = [(-a, p) for a, p in TRIALS.values()]
-    violations = [0, 0, 0, 0, 0, 1.0, math.inf]
+    violations = [0, 0, 0, 0, 0, 0.01, math.inf]  # in units of the bound broken (StudyVersion.violation)
     assert order == [list(TRIALS)[i] for i in pareto.order(points, violations)]
 
 
@@ -160,7 +160,7 @@ def test_a_trials_point_is_its_last_report_and_nan_is_no_point() -> None:
     outcomes = {o.trial_id: o for o in outcomes_from_grid(grid, version)}
     assert set(outcomes) == {"a", "b", "d"}
     assert outcomes["a"].point == (2.0, 3.0) and outcomes["a"].feasible and outcomes["a"].config == {"x": 0.5}
-    assert outcomes["b"].violation == pytest.approx(3.0) and outcomes["b"].broken == ("loss <= 5",)
+    assert outcomes["b"].violation == pytest.approx(3.0 / 5.0) and outcomes["b"].broken == ("loss <= 5",)
     assert not outcomes["d"].feasible and outcomes["d"].status == "FAILED"
     b = Leaderboard.from_grid(grid, version)
     assert b.best is not None and b.best.trial_id == "a"
