@@ -29,6 +29,7 @@ import pyarrow as pa
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import Metric, StudyVersion
 from orchestrator.spaces.version import Constraint, total_violation
+from orchestrator.tracking.study import ranking
 
 from . import pareto
 from .results import trial_identity
@@ -241,9 +242,9 @@ class Leaderboard:
 
     @classmethod
     def rank(cls, metric: Metric, outcomes: Iterable[TrialOutcome]) -> Leaderboard:
-        """The leaderboard of ``outcomes``; ties keep their given order."""
+        """The leaderboard of ``outcomes`` by ``tracking.study.ranking`` (equal values: the first to end first)."""
         finite = [o for o in outcomes if math.isfinite(o.value)]
-        return cls(metric, tuple(sorted(finite, key=lambda o: metric.loss(o.value))))
+        return cls(metric, tuple(sorted(finite, key=lambda o: ranking(metric, o.value, o.ended_ms))))
 
     @classmethod
     def by_front(
@@ -316,7 +317,10 @@ class Leaderboard:
             if run is not None:
                 row = replace(row, run_id=run.run_id, ended_ms=run.end_time or row.ended_ms)
             rows.append(row)
-        return replace(self, rows=tuple(rows))
+        if self.fronts:  # by front, equal rows keep their order: the same board with the runs
+            return replace(self, rows=tuple(rows))
+        # the store's end times may order equal values anew
+        return replace(Leaderboard.rank(self.metric, rows), run_link=self.run_link)
 
     def linked(self, run_link: Callable[[str], str] | None) -> Leaderboard:
         """The same board whose Markdown links each run to ``run_link(run_id)`` (its page in the MLflow UI)."""

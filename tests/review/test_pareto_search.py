@@ -1,10 +1,13 @@
 """A search of two objectives end to end through the command line (issue 26): a real local Ray, a SQLite store,
 ``convnet_tiny`` trained for real.
 
-Read back as a reviewer would: the Pareto-front picture decoded and not blank, every trial run tagged with its
-front (the fronts recomputed from the runs' own metrics), the leaderboard ordered by front then crowding, the knee
-(recomputed) is the search's best, its model registered and loadable; then ``report`` prints the front and
-``train``'s default is the knee while ``--trial`` takes any member of the front.
+Accuracy against the number of parameters (a hardware cost every trial reports), under a constraint on the
+multiply-adds that half of the six configurations break (the space is those six: no suggestion repeats one, so
+each runs once). Read back as a reviewer would: the Pareto-front picture decoded and not blank, every trial run
+tagged with its front (the fronts recomputed from the runs' own metrics, infeasible trials after every feasible
+one), the leaderboard ordered by front then crowding, the knee (recomputed, feasible) is the search's best, its
+model registered and loadable; then ``report`` prints the front and ``train``'s default is the knee while
+``--trial`` takes any member of the front.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from tests.engine.conftest import _ray_session, local_ray  # noqa: F401 (fixture
 
 STUDY = "pareto_cli"
 TRIALS = 6
-# Accuracy against throughput: a bigger network is more accurate and slower (both reported by every trial).
-OBJECTIVES = (Metric("val_accuracy", "max"), Metric("samples_per_s", "max"))
+OBJECTIVES = (Metric("val_accuracy", "max"), Metric("params", "min"))
+MAX_MACS = 7000  # convnet_tiny's multiply-adds per sample: (2, 8) 1634, (2, 32) 2666, (6, 8) 4706 keep it;
+# (6, 32) 7274, (12, 8) 9314, (12, 32) 14186 break it
 SPACE = f"""\
 study: {STUDY}
 version: 1
@@ -35,13 +39,13 @@ trainable: convnet_tiny
 objectives:
   - {{name: {OBJECTIVES[0].name}, mode: {OBJECTIVES[0].mode}}}
   - {{name: {OBJECTIVES[1].name}, mode: {OBJECTIVES[1].mode}}}
+constraints: {{macs: {{max: {MAX_MACS}}}}}
 schedule: {{scheduler: fifo, max_epochs: 1}}
 resources: {{cpu: 1, gpu: 0}}
 search: {{trials: {TRIALS}, startup_trials: {TRIALS}}}
 params:
-  filters: {{int: [2, 12]}}
+  filters: {{choice: [2, 6, 12]}}
   fc_width: {{choice: [8, 32]}}
-  dropout: {{uniform: [0.0, 0.5]}}
 """
 MIN_PIXEL_STD = 0.02  # a blank (single-colour) image has 0
 
@@ -72,7 +76,7 @@ def test_a_two_objective_search_through_the_command_line(
     run = ("--tracking-uri", uri, "--storage", str(tmp_path / "ray"), "--no-live", "--no-review-artifacts")
     code, out = cli(capsys, "run", str(space), *run, "--concurrency", "2")
     assert code == 0, out
-    assert "Pareto front: " in out and "knee of the front val_accuracy " in out
+    assert "Pareto front: " in out and "knee of the front val_accuracy " in out and "under macs <= 7000" in out
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(STUDY).experiment_id
@@ -91,9 +95,13 @@ def test_a_two_objective_search_through_the_command_line(
     )
     assert len(trials) == TRIALS
     points = [tuple(m.loss(run.data.metrics[m.name]) for m in OBJECTIVES) for run in trials]
-    fronts = pareto.ranks(points)
+    breach = [max(run.data.metrics["macs"] - MAX_MACS, 0.0) / MAX_MACS for run in trials]
+    assert sum(b > 0 for b in breach) == 3  # the three configurations over the bound
+    fronts = pareto.ranks(points, breach)
+    feasible_fronts = {f for f, b in zip(fronts, breach, strict=True) if b == 0}
+    assert min(f for f, b in zip(fronts, breach, strict=True) if b > 0) > max(feasible_fronts)
     assert [int(run.data.tags[schema.PARETO_RANK]) for run in trials] == fronts
-    front_runs = {run.info.run_id for run, f in zip(trials, fronts, strict=True) if f == 0}
+    front_runs = {run.info.run_id for run, f in zip(trials, fronts, strict=True) if f == 0}  # feasible ones
     filtered = client.search_runs([experiment], f'tags."{schema.PARETO_RANK}" = "0"')
     assert {run.info.run_id for run in filtered} == front_runs
 
@@ -102,7 +110,7 @@ def test_a_two_objective_search_through_the_command_line(
     rows = table.to_pylist()
     by_run = {run.info.run_id: i for i, run in enumerate(trials)}
     assert sorted(row["run_id"] for row in rows) == sorted(by_run)
-    spread = {}  # each run's crowding within its front: the order within a front, the most spread first
+    spread: dict[int, float] = {}  # each run's crowding within its front: the order in a front, most spread first
     for f in set(fronts):
         members = [i for i, x in enumerate(fronts) if x == f]
         spread.update(zip(members, pareto.crowding([points[i] for i in members]), strict=True))
@@ -110,6 +118,7 @@ def test_a_two_objective_search_through_the_command_line(
     assert keys == sorted(keys) and [row["front"] for row in rows] == sorted(fronts)
     front_points = [points[by_run[row["run_id"]]] for row in rows if row["front"] == 0]
     knee = [row for row in rows if row["front"] == 0][pareto.knee(front_points)]
+    assert knee["feasible"] and all(row["feasible"] == (row["front"] in feasible_fronts) for row in rows)
     assert json.loads(search.data.tags[schema.BEST_CONFIG]) == json.loads(knee["config"])
     assert search.data.metrics[schema.best_metric(OBJECTIVES[1].name)] == knee[f"objective.{OBJECTIVES[1].name}"]
     markdown = Path(client.download_artifacts(parent, schema.LEADERBOARD_ARTIFACT, str(tmp_path / "md"))).read_text()
