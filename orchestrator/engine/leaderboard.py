@@ -261,6 +261,9 @@ class Leaderboard:
         rows = tuple(kept[i] for i in order)
         fronts = tuple(front_of[i] for i in order)
         best = [k for k, (row, front) in enumerate(zip(rows, fronts, strict=True)) if front == 0 and row.feasible]
+        # equally balanced members (the two ends of a concave front): the better first objective, then the trial id,
+        # so the knee does not depend on the order the trials came in (Ray Tune's, the store's)
+        best.sort(key=lambda k: (points[order[k]], rows[k].trial_id))
         knee = pareto.knee([points[order[k]] for k in best])
         return cls(objectives[0], rows, objectives, tuple(constraints), fronts, None if knee is None else best[knee])
 

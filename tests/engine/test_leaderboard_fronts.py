@@ -180,3 +180,11 @@ def test_rows_of_the_store_and_earlier_drivers_join_the_searchs_front() -> None:
     assert [o.value for o in single[:2]] == [0.1 - 1, 0.2 - 1]  # one metric: its best epoch (TrialRow.score)
     b = Leaderboard.of_search([Result("a", [3.0, 1.0, 2.0])], version, earlier)
     assert {r.trial_id for r in b.rows} == {"a", "e1", "e2"} and b.best is not None and b.best.trial_id == "e1"
+
+
+def test_the_knee_does_not_depend_on_the_order_trials_came_in() -> None:
+    # a concave front: both ends are equally balanced (the middle is further from the ideal point)
+    trials = {"a": (0.9, 80.0), "b": (0.5, 70.0), "c": (0.4, 10.0)}
+    rows = [outcome(t, acc, params) for t, (acc, params) in trials.items()]
+    knees = {Leaderboard.by_front((ACC, PARAMS), (SMALL,), order).best.trial_id for order in (rows, rows[::-1])}  # type: ignore[union-attr]
+    assert knees == {"a"}  # the better first objective
