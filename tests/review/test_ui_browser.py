@@ -62,7 +62,7 @@ params:
 BEST_RUN_ARTIFACTS = (schema.ARCHITECTURE_ARTIFACT, schema.CONFUSION_MATRIX_ARTIFACT, schema.LEADERBOARD_ARTIFACT)
 # What the search run's Artifacts tab lists under review/: the Pareto front (previewed), the leaderboard.
 SEARCH_RUN_ARTIFACTS = (schema.pareto_artifact(METRIC, SECOND), schema.LEADERBOARD_ARTIFACT)
-SCREENSHOTS = ("study-link", "runs", "best-run", "artifacts", "search-run", "models")  # one per step, in order
+SCREENSHOTS = ("study-link", "runs", "best-run", "artifacts", "models", "search-run")  # one per step, in order
 FAILED_SHOT = "failed"  # what the page showed when an expected element did not appear
 
 pytestmark = [
@@ -217,10 +217,10 @@ class Reviewer:
             self.visible(name)
         self.shoot(shot)
 
-    def search_run_artifacts(self, search_run_name: str, artifacts: tuple[str, ...]) -> None:
-        """Back to the study's runs (the run page's sidebar), open the search's own run and list its review
+    def search_run_artifacts(self, study_url: str, search_run_name: str, artifacts: tuple[str, ...]) -> None:
+        """Back to the study's runs (its link, in the training view), open the search's own run and list its review
         artifacts, the first previewed."""
-        self.sidebar_link("Runs").click()
+        self.page.goto(study_url)
         self.main_link(search_run_name).click()
         self.visible(self.page.get_by_role("heading", name=search_run_name, exact=True))
         self.artifacts_listed(artifacts, shot="search-run")
@@ -247,8 +247,8 @@ def test_a_reviewer_finds_the_knees_pictures_the_pareto_front_and_the_registered
     reviewer.runs_listed(search_run.info.run_name, best.info.run_name)
     reviewer.follow_best_run_link(links.best_run_url, best.info.run_name)
     reviewer.artifacts_listed(BEST_RUN_ARTIFACTS)
-    reviewer.search_run_artifacts(search_run.info.run_name, SEARCH_RUN_ARTIFACTS)
     reviewer.model_registered(STUDY)
+    reviewer.search_run_artifacts(links.experiment_url, search_run.info.run_name, SEARCH_RUN_ARTIFACTS)
 
     assert [p.name for p in reviewer.shots] == [f"{i:02d}-{name}.png" for i, name in enumerate(SCREENSHOTS, 1)]
     assert all(p.stat().st_size > 0 for p in reviewer.shots)
