@@ -2,7 +2,8 @@
 # The package installed the way a user installs it, then used: a fresh venv, the pinned CPU
 # build of torch, `pip install <repo>` with no extras, and a tiny real search with the installed
 # `orchestrator` command. Then a space asking for Optuna (an extra) must fail with one line
-# naming the extra. Everything happens in a temporary folder; the checkout is only read.
+# naming the extra, and so must the team server without orchestrator[server], while `orchestrator access`
+# (a client) works. Everything happens in a temporary folder; the checkout is only read.
 #
 #   bash .ci/user_install_check.sh     (PYTHON, TORCH_SPEC may be set; KEEP=1 or CI=true keeps the folder)
 set -euo pipefail
@@ -114,5 +115,21 @@ if db.exists():
         (runs,) = conn.execute("select count(*) from runs").fetchone()
     sys.exit(1 if runs else 0)
 PY
+
+# ------------------------------------------------------------------ the team server: a client needs no server extra
+SERVER_EXTRA="orchestrator[server]"
+step "orchestrator access on the local store, without $SERVER_EXTRA (a client command)"
+out="$(orchestrator home access user_install 2>&1)" || { printf '%s\n' "$out" >&2; fail "orchestrator access failed"; }
+grep -q "no logins on this store" <<<"$out" || { printf '%s\n' "$out" >&2; fail "unexpected output of access"; }
+step "starting the team server without $SERVER_EXTRA"
+status=0
+out="$("$VENV/bin/python" -m orchestrator.tracking.team_server --root "$RUN_DIR/team" 2>&1)" || status=$?
+lines="$(grep -c . <<<"$out" || true)"
+if [[ $status == 0 || $lines != 1 ]] || ! grep -qF "pip install '$SERVER_EXTRA'" <<<"$out"; then
+    echo "--- got (exit $status, $lines lines):" >&2
+    printf '%s\n' "$out" >&2
+    fail "expected an exit status other than 0 and one line naming $SERVER_EXTRA"
+fi
+echo "  $out"
 
 step "passed"

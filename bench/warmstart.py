@@ -1,6 +1,6 @@
 """Warm start: time until the searcher's first suggestion with 1,000 / 5,000 / 10,000 finished trials.
 
-A study with n finished trials is put into a real ``mlflow server`` (SQLite store), laid out as the
+A study with n finished trials is put into a real ``mlflow server``, laid out as the
 orchestrator writes them (child runs tagged ``orchestrator.kind=trial`` with study, version, space hash,
 trial id and config tags, the per-epoch history tag of an ASHA study's trial, flattened params, ``loss`` /
 ``best_loss`` metrics). Then, timed stage by stage:
@@ -15,13 +15,19 @@ trial id and config tags, the per-epoch history tag of an ASHA study's trial, fl
   suggestion (measured directly at every size);
 * TPE suggestion latency (median of 20 ``suggest`` + ``on_trial_complete``) at 1k / 5k / 10k prior trials.
 
+Two servers, measured in one run, one after the other: a laptop's (``mlflow server`` on a SQLite file,
+``orchestrator.tracking.server``) and the team's (``orchestrator.tracking.team_server``: PostgreSQL, artifacts proxied
+to moto's S3, basic-auth logins; the benchmark logs in as the admin). ``--stores`` picks them.
+
 Filling MLflow: the first trials of each study go through ``MlflowStore`` exactly as the orchestrator's
-logger calls it (create_run + log_batch + end_run), both in-process on the SQLite file and over HTTP, and
-their cost per run is reported; the rest are cloned from the first such run with one SQL transaction
-(same tables, same columns, new ids and values), because the API path costs 20-170 ms per run here.
+logger calls it (create_run + log_batch + end_run), both in-process on the database and over HTTP, and
+their cost per run is reported; the rest are cloned from the first such run with one SQL transaction through
+SQLAlchemy, on either database (same tables, same columns, new ids and values), because the API path costs
+20-170 ms per run here.
 
     python -m bench.warmstart --quick     # 1k and 5k from MLflow, 10k from the ledger and the artifact only
     python -m bench.warmstart             # 1k / 5k / 10k everywhere
+    python -m bench.warmstart --quick --stores postgresql   # the team's server alone
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 import statistics
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,7 @@ from orchestrator.spaces import StudyVersion, flatten
 from orchestrator.tracking import ledger, schema
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, _param_text, history_tag
 from orchestrator.tracking.server import LoopbackMlflowServer
+from orchestrator.tracking.team_server import TeamStack
 
 # 8 searched parameters, two choices, one conditional (the shape of design.md section 6)
 PARAMS: dict[str, Any] = {
@@ -141,11 +149,14 @@ class Template:
     rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
 
     @classmethod
-    def read(cls, con: sqlite3.Connection, run_id: str) -> Template:
+    def read(cls, con: Any, run_id: str) -> Template:
+        """``con``: a SQLAlchemy connection to the store's database (SQLite or PostgreSQL)."""
+        from sqlalchemy import text
+
         rows = {}
         for table in ("runs", "tags", "params", "metrics", "latest_metrics"):
-            cur = con.execute(f"SELECT * FROM {table} WHERE run_uuid = ?", (run_id,))
-            rows[table] = ([d[0] for d in cur.description], cur.fetchall())
+            result = con.execute(text(f"SELECT * FROM {table} WHERE run_uuid = :run"), {"run": run_id})
+            rows[table] = (list(result.keys()), [tuple(r) for r in result.fetchall()])
         return cls(run_id, rows)
 
     def first(self, table: str) -> dict[str, Any]:
@@ -154,7 +165,7 @@ class Template:
 
 
 def bulk_clone(
-    db: Path,
+    store_uri: str,
     template_run: str,
     version: StudyVersion,
     parent: str,
@@ -162,45 +173,51 @@ def bulk_clone(
     first_index: int,
     end_ms: int,
 ) -> float:
-    """Insert one finished trial run per config by cloning ``template_run``'s rows; returns seconds."""
+    """Insert one finished trial run per config by cloning ``template_run``'s rows in the database ``store_uri`` (the
+    server's backend store: SQLite or PostgreSQL), in one transaction; returns seconds."""
+    from sqlalchemy import create_engine, text
+
     t0 = time.perf_counter()
-    con = sqlite3.connect(db)
+    engine = create_engine(store_uri)
     try:
-        tpl = Template.read(con, template_run)
-        batches: dict[str, list[dict[str, Any]]] = {t: [] for t in tpl.rows}
-        run_row, tag_row, param_row = tpl.first("runs"), tpl.first("tags"), tpl.first("params")
-        metric_row, latest_row = tpl.first("metrics"), tpl.first("latest_metrics")
-        system_tags = {k: v for k, v in _pairs(tpl, "tags") if k.startswith("mlflow.") and k != schema.PARENT}
-        for j, config in enumerate(configs):
-            i = first_index + j
-            rid, name, end = uuid.uuid4().hex, run_name(version, i), end_ms - (len(configs) - j) * 10
-            batches["runs"].append(
-                run_row
-                | {
-                    "run_uuid": rid,
-                    "name": name,
-                    "start_time": end - 1000,
-                    "end_time": end,
-                    "artifact_uri": str(run_row["artifact_uri"]).replace(template_run, rid),
-                }
-            )
-            tags = system_tags | {"mlflow.runName": name} | trial_tags(version, parent, i, config)
-            batches["tags"] += [tag_row | {"key": k, "value": v, "run_uuid": rid} for k, v in tags.items()]
-            batches["params"] += [
-                param_row | {"key": k, "value": _param_text(v), "run_uuid": rid} for k, v in flatten(config).items()
-            ]
-            loss = loss_of(config)
-            for key in ("loss", "best_loss"):
-                metric = {"key": key, "value": loss, "timestamp": end, "step": 1, "is_nan": False, "run_uuid": rid}
-                batches["metrics"].append(metric_row | metric)
-                batches["latest_metrics"].append(latest_row | metric)
-        with con:
+        with engine.begin() as con:
+            tpl = Template.read(con, template_run)
+            batches: dict[str, list[dict[str, Any]]] = {t: [] for t in tpl.rows}
+            run_row, tag_row, param_row = tpl.first("runs"), tpl.first("tags"), tpl.first("params")
+            metric_row, latest_row = tpl.first("metrics"), tpl.first("latest_metrics")
+            system_tags = {k: v for k, v in _pairs(tpl, "tags") if k.startswith("mlflow.") and k != schema.PARENT}
+            for j, config in enumerate(configs):
+                i = first_index + j
+                rid, name, end = uuid.uuid4().hex, run_name(version, i), end_ms - (len(configs) - j) * 10
+                batches["runs"].append(
+                    run_row
+                    | {
+                        "run_uuid": rid,
+                        "name": name,
+                        "start_time": end - 1000,
+                        "end_time": end,
+                        "artifact_uri": str(run_row["artifact_uri"]).replace(template_run, rid),
+                    }
+                )
+                tags = system_tags | {"mlflow.runName": name} | trial_tags(version, parent, i, config)
+                batches["tags"] += [tag_row | {"key": k, "value": v, "run_uuid": rid} for k, v in tags.items()]
+                batches["params"] += [
+                    param_row | {"key": k, "value": _param_text(v), "run_uuid": rid} for k, v in flatten(config).items()
+                ]
+                loss = loss_of(config)
+                for key in ("loss", "best_loss"):
+                    metric = {"key": key, "value": loss, "timestamp": end, "step": 1, "is_nan": False, "run_uuid": rid}
+                    batches["metrics"].append(metric_row | metric)
+                    batches["latest_metrics"].append(latest_row | metric)
+            quote = engine.dialect.identifier_preparer.quote
             for table, rows in batches.items():
                 columns = tpl.rows[table][0]
-                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-                con.executemany(sql, [tuple(r[c] for c in columns) for r in rows])
+                names = ", ".join(quote(c) for c in columns)
+                values = ", ".join(f":c{k}" for k in range(len(columns)))
+                params = [{f"c{k}": r[c] for k, c in enumerate(columns)} for r in rows]
+                con.execute(text(f"INSERT INTO {table} ({names}) VALUES ({values})"), params)
     finally:
-        con.close()
+        engine.dispose()
     return time.perf_counter() - t0
 
 
@@ -211,6 +228,34 @@ def _pairs(tpl: Template, table: str) -> list[tuple[str, str]]:
 
 
 @dataclass
+class Server:
+    """A running server as the benchmark uses it: ``uri`` for its clients (with the admin's login where it has
+    logins), ``backend_store_uri`` for reading and writing its database directly."""
+
+    store: str  # "sqlite" or "postgresql"
+    uri: str
+    backend_store_uri: str
+    startup_s: float
+
+
+STORES = ("sqlite", "postgresql")
+
+
+@contextmanager
+def running_server(store: str, root: Path) -> Iterator[Server]:
+    """The laptop's server (``sqlite``) or the team's (``postgresql``: PostgreSQL, moto's S3, logins), in ``root``."""
+    if store == "sqlite":
+        with LoopbackMlflowServer(root / store) as server:
+            yield Server(store, server.uri, server.backend_store_uri, server.startup_s)
+        return
+    # PostgreSQL runs as the 'postgres' user when this is root: its folder must be one that user can enter
+    with tempfile.TemporaryDirectory(prefix="bench-warmstart-pg-") as pg:
+        Path(pg).chmod(0o711)
+        with TeamStack(root / store, postgres_folder=Path(pg) / "cluster", durable=False) as stack:
+            yield Server(store, stack.admin_uri, stack.server.backend_store_uri, stack.startup_s)
+
+
+@dataclass
 class Study:
     version: StudyVersion
     configs: list[dict[str, Any]]
@@ -218,7 +263,7 @@ class Study:
     parent: str  # the search run the trials belong to
 
 
-def fill_study(server: LoopbackMlflowServer, n: int, rng: np.random.Generator, api_runs: int, http_runs: int) -> Study:
+def fill_study(server: Server, n: int, rng: np.random.Generator, api_runs: int, http_runs: int) -> Study:
     """A study of ``n`` finished trials in the server's store; the fill's timings in ``Study.fill``."""
     version = study_version(n)
     configs = [sample_config(version.params, rng) for _ in range(n)]
@@ -240,9 +285,9 @@ def fill_study(server: LoopbackMlflowServer, n: int, rng: np.random.Generator, a
     start = len(api) + len(http)
     # cloned runs end before the artifact's as-of time (a search's end): only the API runs are newer than it
     created_ms = int(time.time() * 1000) - ledger.CLOCK_SKEW_MS - 5000
-    bulk_s = bulk_clone(server.db_path, template, version, parent, configs[start:], start, created_ms)
+    bulk_s = bulk_clone(server.backend_store_uri, template, version, parent, configs[start:], start, created_ms)
     fill = {
-        "api_sqlite_ms_per_run": api_ms,
+        "api_inprocess_ms_per_run": api_ms,
         "api_http_ms_per_run": http_ms if len(http) else None,
         "bulk_s": bulk_s,
         "bulk_runs": n - start,
@@ -380,7 +425,7 @@ def from_ledger(uri: str, version: StudyVersion, rows: Sequence[TrialRow], path:
     return stages
 
 
-def from_artifact(server: LoopbackMlflowServer, study: Study) -> dict[str, float]:
+def from_artifact(server: Server, study: Study) -> dict[str, float]:
     """Warm-start from the server alone: the newest ledger artifact plus the runs that ended after it.
 
     The previous search's end is simulated by uploading the study (read in-process from the SQLite file) as the
@@ -463,7 +508,7 @@ def latency_table(rng: np.random.Generator, k: int) -> dict[str, float]:
 
 
 def measure_size(
-    server: LoopbackMlflowServer,
+    server: Server,
     n: int,
     from_mlflow: bool,
     rng: np.random.Generator,
@@ -487,6 +532,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__)
     p.add_argument("--sizes", type=int, nargs="+", help="study sizes read from MLflow (default 1k 5k [10k])")
     p.add_argument("--ledger-only", type=int, nargs="*", help="sizes warm-started from the ledger only")
+    p.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES), help="servers to measure (both)")
     args = common.parse_args(p, argv)
     # the orchestrator reads with a 20 s HTTP timeout; pages of 1,000 runs keep each request well inside it
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
@@ -495,43 +541,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sizes = args.sizes or ([1000, 5000] if args.quick else [1000, 5000, 10000])
     ledger_only = args.ledger_only if args.ledger_only is not None else ([10000] if args.quick else [])
     api_runs = (20, 5) if args.quick else (100, 20)
-    rng = np.random.default_rng(0)
     out: dict[str, Any] = {
         "sizes": sizes,
         "ledger_only_sizes": ledger_only,
-        "studies": {},
+        "stores": {},
         "http_timeout_s": float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]),
     }
-    with common.scratch_dir("warmstart") as root, LoopbackMlflowServer(root) as server:
-        out["server_startup_s"] = server.startup_s
-        out["first_search_on_fresh_server_s"] = first_request_s(server.uri)
-        for n in sorted({*sizes, *ledger_only}):
-            out["studies"][str(n)] = measure_size(server, n, n in sizes, rng, api_runs, root)
+    for store in args.stores:
+        rng = np.random.default_rng(0)  # the same studies on each server
+        print(f"== {store} store", flush=True)
+        with common.scratch_dir("warmstart") as root, running_server(store, root) as server:
+            measured: dict[str, Any] = {"server_startup_s": server.startup_s, "studies": {}}
+            measured["first_search_on_fresh_server_s"] = first_request_s(server.uri)
+            for n in sorted({*sizes, *ledger_only}):
+                measured["studies"][str(n)] = measure_size(server, n, n in sizes, rng, api_runs, root)
+        out["stores"][store] = measured
     print("TPE suggestion latency ...", flush=True)
     out["latency_suggestions"] = 10 if args.quick else LATENCY_SUGGESTIONS
-    out["tpe_latency_ms"] = latency_table(rng, out["latency_suggestions"])
-    out["goal"] = goal(out)
+    out["tpe_latency_ms"] = latency_table(np.random.default_rng(0), out["latency_suggestions"])
+    out["goal"] = {store: goal(measured) for store, measured in out["stores"].items()}
     report(out)
     return common.finish("warmstart", args.quick, out, args.out)
 
 
-def goal(out: dict[str, Any]) -> dict[str, Any]:
-    ten = out["studies"].get("10000", {})
+def goal(measured: dict[str, Any]) -> dict[str, Any]:
+    ten = measured["studies"].get("10000", {})
     figures = {path: ten[path]["total_s"] for path in PATHS if path in ten}
     return {"target_s": GOAL_S, "10k_ready_s": figures, "met": {k: v < GOAL_S for k, v in figures.items()}}
 
 
 def report(out: dict[str, Any]) -> None:
     rows = []
-    for n, res in out["studies"].items():
+    for n in sorted({int(n) for measured in out["stores"].values() for n in measured["studies"]}):
         for path, shown in PATHS.items():
-            if path in res:
+            for store, measured in out["stores"].items():
+                res = measured["studies"].get(str(n), {})
+                if path not in res:
+                    continue
                 s = res[path]
                 searcher = s["carry_s"] + s["build_s"] + s["first_suggest_s"]
                 rows.append(
                     [
-                        int(n),
+                        n,
                         shown,
+                        store,
                         s["read_s"],
                         s["carry_s"],
                         s["build_s"],
@@ -546,6 +599,7 @@ def report(out: dict[str, Any]) -> None:
         [
             "trials",
             "from",
+            "store",
             "read s",
             "carry s",
             "build s",
@@ -556,23 +610,25 @@ def report(out: dict[str, Any]) -> None:
             "replay / ours",
         ],
         rows,
-        "Time to the first suggestion (warm start), real mlflow server over HTTP; the hyperopt replay starts from "
-        "trials in memory, so compare it with carry+build+suggest",
+        "Time to the first suggestion (warm start), real mlflow server over HTTP, each store beside the other; the "
+        "hyperopt replay starts from trials in memory, so compare it with carry+build+suggest",
     )
     pages = [
-        [int(n), r["mlflow"]["pages"], r["mlflow"]["slowest_page_s"], r["mlflow"]["slowest_page_s"] < 20]
-        for n, r in out["studies"].items()
+        [int(n), store, r["mlflow"]["pages"], r["mlflow"]["slowest_page_s"], r["mlflow"]["slowest_page_s"] < 20]
+        for store, measured in out["stores"].items()
+        for n, r in measured["studies"].items()
         if "mlflow" in r
     ]
     common.print_table(
-        ["trials", "search_runs pages", "slowest page s", "fits the default 20 s timeout"],
+        ["trials", "store", "search_runs pages", "slowest page s", "fits the default 20 s timeout"],
         pages,
         "MlflowStore.trials: pages of 1,000 runs, one HTTP request each",
     )
     fills = [
         [
             int(n),
-            r["fill"]["api_sqlite_ms_per_run"],
+            store,
+            r["fill"]["api_inprocess_ms_per_run"],
             r["fill"]["api_http_ms_per_run"],
             r["fill"]["bulk_runs"],
             r["fill"]["bulk_s"],
@@ -581,12 +637,14 @@ def report(out: dict[str, Any]) -> None:
             r["artifact"]["newer_runs"],
             r["artifact"]["artifact_write_s"],
         ]
-        for n, r in out["studies"].items()
+        for store, measured in out["stores"].items()
+        for n, r in measured["studies"].items()
     ]
     common.print_table(
         [
             "trials",
-            "API ms/run (sqlite)",
+            "store",
+            "API ms/run (in-process)",
             "API ms/run (HTTP)",
             "cloned runs",
             "clone s",
@@ -598,18 +656,22 @@ def report(out: dict[str, Any]) -> None:
         fills,
         "Making the studies (MlflowStore calls as the orchestrator logs; the rest cloned in SQL)",
     )
-    print(
-        f"\nmlflow server: started in {out['server_startup_s']:.1f} s; its first search answered in "
-        f"{out['first_search_on_fresh_server_s']:.2f} s (timed reads above come after one warm-up request)"
-    )
+    for store, measured in out["stores"].items():
+        print(
+            f"\n{store} server: started in {measured['server_startup_s']:.1f} s; its first search answered in "
+            f"{measured['first_search_on_fresh_server_s']:.2f} s (timed reads above come after one warm-up request)"
+        )
     lat = out["tpe_latency_ms"]
     common.print_table(
         ["prior trials", f"TPE suggest ms (median of {out['latency_suggestions']})"],
         [[int(n), v] for n, v in lat.items()],
     )
-    g = out["goal"]
-    parts = [f"{k} {v:.2f} s ({'met' if g['met'][k] else 'NOT met'})" for k, v in g["10k_ready_s"].items()]
-    print(f"\ngoal: 10,000 carried trials ready in < {g['target_s']:.0f} s: " + (", ".join(parts) or "not measured"))
+    for store, g in out["goal"].items():
+        parts = [f"{k} {v:.2f} s ({'met' if g['met'][k] else 'NOT met'})" for k, v in g["10k_ready_s"].items()]
+        print(
+            f"\ngoal ({store}): 10,000 carried trials ready in < {g['target_s']:.0f} s: "
+            + (", ".join(parts) or "not measured")
+        )
 
 
 if __name__ == "__main__":

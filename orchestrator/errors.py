@@ -20,7 +20,10 @@ MAX_LINE = 300  # characters of an error's line we show or record; longer ones e
 
 # MLflow's REST client wraps a connection error in one long line; its cause is what to show.
 _HTTP_REQUEST = re.compile(r"^API request to (?P<url>\S+) failed with exception (?P<cause>.*)$")
-_CONNECTION_CAUSE = re.compile(r"\[Errno -?\d+\] [^\"')]+|Read timed out|Connection aborted|Connection reset by peer")
+_CONNECTION_CAUSE = re.compile(
+    r"\[Errno -?\d+\] [^\"')]+|Read timed out|Connection aborted|Connection reset by peer"
+    r"|too many \d{3} error responses"
+)
 
 
 class OrchestratorError(Exception):

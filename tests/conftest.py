@@ -17,6 +17,8 @@ if "RAY_AUTH_MODE" not in os.environ:
 
 import pytest
 
+from tests.team.stack import team  # noqa: F401  (the team's tracking server, one per session)
+
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
 

@@ -1,4 +1,5 @@
-"""A planted login is in no output and no file that a real search, a refused store and ``submit --dry-run`` produce.
+"""A planted login is in no output and no file that a real search, a refused store and ``submit --dry-run`` produce;
+and none of the team stack's secrets is anywhere the orchestrator prints, writes, logs to MLflow or submits.
 
 The password (and the user name) go into ``--tracking-uri`` of a real search through the command line against a
 real ``mlflow server`` (it does not check logins; MLflow's client still sends them), and the password also into a
@@ -26,8 +27,11 @@ import pytest
 import yaml
 
 from orchestrator.redaction import REDACTED
+from orchestrator.tracking import schema
 from orchestrator.tracking.server import LOOPBACK, LoopbackMlflowServer, free_loopback_port
+from orchestrator.tracking.team_server import AUTH_DB_NAME, DB_NAME
 from tests.conftest import MINIMAL_HEAD, ROOT
+from tests.team.stack import Team
 
 pytestmark = pytest.mark.slow
 
@@ -70,10 +74,15 @@ def files_under(*roots: Path) -> Iterator[Path]:
         yield from (p for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink())
 
 
-def leaks(outputs: Mapping[str, str], roots: list[Path]) -> list[str]:
-    """Where either planted string appears, in any of its forms: ``what (form)``."""
-    forms = {f"{name} {form}": value for name in (PASSWORD, USER) for form, value in encodings(name).items()}
-    found = [f"{what} ({form})" for what, text in outputs.items() for form, v in forms.items() if v in text.encode()]
+def leaks(outputs: Mapping[str, str | bytes], roots: list[Path], planted: Mapping[str, str] | None = None) -> list[str]:
+    """Where a planted string (default: the password and the user name) appears, in any of its forms:
+    ``what (name form)``; ``outputs`` are texts or bytes by what they are."""
+    secrets = planted if planted is not None else {"password": PASSWORD, "user": USER}
+    forms = {f"{name} {form}": value for name, secret in secrets.items() for form, value in encodings(secret).items()}
+    found = []
+    for what, text in outputs.items():
+        data = text if isinstance(text, bytes) else text.encode()
+        found += [f"{what} ({form})" for form, value in forms.items() if value in data]
     for path in files_under(*roots):
         data = path.read_bytes()
         found += [f"{path} ({form})" for form, value in forms.items() if value in data]
@@ -159,16 +168,6 @@ def test_a_planted_login_is_in_no_output_and_no_file(tmp_path: Path, ray_tmp: Pa
     assert leaks(outputs, roots) == []
 
 
-def planted_in(secrets: Mapping[str, str], outputs: Mapping[str, str], roots: list[Path]) -> list[str]:
-    """Where any planted secret (name -> value) appears, in any of its forms: ``what (name form)``."""
-    forms = {f"{name} {form}": v for name, secret in secrets.items() for form, v in encodings(secret).items()}
-    found = [f"{what} ({form})" for what, text in outputs.items() for form, v in forms.items() if v in text.encode()]
-    for path in files_under(*roots):
-        data = path.read_bytes()
-        found += [f"{path} ({form})" for form, value in forms.items() if value in data]
-    return found
-
-
 def test_a_planted_ray_token_is_in_nothing_we_print_write_log_or_submit(tmp_path: Path) -> None:
     """The cluster's token (``RAY_AUTH_TOKEN`` of every command, the file of every node) and a wrong one.
 
@@ -231,7 +230,7 @@ def test_a_planted_ray_token_is_in_nothing_we_print_write_log_or_submit(tmp_path
             roots = [storage, home, tmp_path / "mlflow", *(node.temp_dir for node in cluster.nodes)]
             assert list(files_under(storage)) and list((tmp_path / "mlflow").rglob("mlflow.db"))
             assert list(cluster.head.temp_dir.rglob("working_dir_files/*/tokened/v1.yaml")), "the job's files"
-            assert planted_in({"token": token, "wrong token": wrong}, outputs, roots) == []
+            assert leaks(outputs, roots, {"token": token, "wrong token": wrong}) == []
     finally:
         server.stop()
 
@@ -241,3 +240,88 @@ def _job_record(address: str, job: str, token: str) -> str:
     request = urllib.request.Request(f"{address}/api/jobs/{job}", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=30) as answer:
         return answer.read().decode()
+
+
+# --------------------------------------------------------------------------- the team's stack
+
+TEAM_SPACE = """\
+study: planted_team
+version: 1
+trainable: analytic
+metric: {name: loss, mode: min}
+schedule: {scheduler: fifo, max_epochs: 2}
+search: {algorithm: tpe, trials: 2, startup_trials: 2}
+params:
+  x: {uniform: [-1.0, 1.0]}
+fixed: {function: quadratic}
+"""
+
+
+@pytest.fixture
+def other_planted_secrets() -> dict[str, str]:
+    """Secrets of other parts of the team's setup to search for too (name -> value). The Ray cluster's token has a
+    test of its own with a token-authenticated cluster (``test_a_planted_ray_token_is_in_nothing_...``)."""
+    return {}
+
+
+def test_planted_team_secrets_are_in_no_output_no_file_no_record_and_no_submission(
+    team: Team, tmp_path: Path, ray_tmp: Path, other_planted_secrets: dict[str, str]
+) -> None:
+    """The team server's secrets (PostgreSQL's password, the bucket's keys, the admin's), both users' passwords and
+    a wrong one: in no output of ``run``, a refused ``run``, ``report``, ``access``, a refused login and
+    ``submit --dry-run``; no file the search wrote (storage, Ray's session); no object in the bucket; no row of the
+    tracking or the auth database (``pg_dump``). The bucket's and the database's secrets are in the user's shell
+    too (``AWS_*``, ``PGPASSWORD``), as they may be on a teammate's machine."""
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    planted = {
+        **team.stack.secrets.values(),
+        "alice's password": team.passwords["alice"],
+        "bob's password": team.passwords["bob"],
+        "a wrong password": wrong,
+        **other_planted_secrets,
+    }
+    space = tmp_path / "spaces" / "planted_team" / "v1.yaml"
+    space.parent.mkdir(parents=True)
+    space.write_text(TEAM_SPACE)
+    storage = tmp_path / "storage"
+    shell = {
+        "PYTHONUNBUFFERED": "1",
+        "RAY_TMPDIR": str(ray_tmp),
+        "ORCHESTRATOR_HOME": str(tmp_path / "home"),
+        "AWS_ACCESS_KEY_ID": team.stack.secrets.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": team.stack.secrets.s3_secret_key,
+        "PGPASSWORD": team.stack.secrets.db_password,
+    }
+    alice, bob = team.env("alice", **shell), team.env("bob", **shell)
+    outputs: dict[str, str | bytes] = {}
+
+    def record(what: str, done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+        outputs[f"{what} stdout"], outputs[f"{what} stderr"] = done.stdout, done.stderr
+        return done
+
+    search = record("run", cli("run", str(space), "--storage", str(storage), "--no-live", env=alice))
+    assert search.returncode == 0, search.stdout[-3000:] + search.stderr[-3000:]
+    refused = record("refused run", cli("run", str(space), "--storage", str(storage), "--no-live", env=bob))
+    assert refused.returncode == 1 and "holds READ on study 'planted_team'" in refused.stderr, refused.stderr
+    report = record("report", cli("report", "planted_team", env=bob))
+    assert report.returncode == 0, report.stderr
+    granted = record("access", cli("access", "planted_team", "--user", "bob", "--permission", "EDIT", env=alice))
+    assert granted.returncode == 0 and granted.stdout.startswith("granted bob EDIT"), granted.stderr
+    listed = record("access list", cli("access", "planted_team", env=bob))
+    assert listed.returncode == 0 and "bob: experiment 'planted_team' EDIT" in listed.stdout, listed.stderr
+    login = record("wrong login", cli("report", "planted_team", env={**bob, "MLFLOW_TRACKING_PASSWORD": wrong}))
+    assert login.returncode == 1 and "(401 Unauthorized)" in login.stderr, login.stderr
+    with_login = team.login_uri("alice")
+    submit = ("-n", "team", "--new-cluster", "--image", IMAGE, "--tracking-uri", with_login, "--dry-run")
+    dry_run = record("submit", cli("submit", str(space), *submit, env=alice, timeout=120))
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert f"--tracking-uri {team.uri}" in next(yaml.safe_load_all(dry_run.stdout))["spec"]["entrypoint"]
+
+    outputs |= {f"bucket {key}": data for key, data in team.objects().items()}
+    assert any(key.endswith(schema.LEDGER_ARTIFACT) for key in outputs), "the search's records are in the bucket"
+    for database in (DB_NAME, AUTH_DB_NAME):
+        outputs[f"pg_dump {database}"] = team.stack.postgres.dump(database)
+    assert "planted_team" in str(outputs[f"pg_dump {DB_NAME}"]), "the dump holds the search's runs"
+    roots = [storage, ray_tmp, tmp_path / "home"]
+    assert list(files_under(storage)) and list((ray_tmp / "ray").glob("session_*/logs/*"))
+    assert leaks(outputs, roots, planted) == []

@@ -1,7 +1,8 @@
 """The ``orchestrator`` command: thin commands over the public API, one module per group of commands.
 
 ``space`` (space files), ``search`` (run, resume, train, demo), ``study`` (report, trials export, ui),
-``predict``, and the cluster commands (``submit``, ``jobs``). Every command module is imported only when its
+``predict``, ``access`` (who may do what with a study on a team server), and the cluster commands (``submit``,
+``jobs``). Every command module is imported only when its
 command runs or is listed, and imports what it calls inside the command, so read-only commands (``report``,
 ``ui``, ``space refine/diff/lint``, ``trials export``) load neither ray nor torch (a test checks it).
 Shared options are declared once (``options``). Every error is one line starting ``error: `` (bad usage also
@@ -32,6 +33,7 @@ COMMANDS = {
     "trials": "orchestrator.cli.study:trials",
     "ui": "orchestrator.cli.study:ui",
     "predict": "orchestrator.cli.predict:predict",
+    "access": "orchestrator.cli.access:access",
     "submit": "orchestrator.cluster.cli:submit",
     "jobs": "orchestrator.cluster.cli:jobs",
 }

@@ -42,6 +42,7 @@ from orchestrator.cluster.backend import JobReport, JobTable, Problem, SearchRun
 from orchestrator.cluster.bundle import SpaceBundle
 from orchestrator.cluster.errors import ClusterError
 from orchestrator.cluster.rayjob import pod_tracking_uri, run_arguments, shell_command
+from orchestrator.errors import first_line
 from orchestrator.redaction import redact_text, redact_uri
 
 T = TypeVar("T")
@@ -254,7 +255,7 @@ class RayJobs:
             try:
                 run = search_run(meta["tracking_uri"], study, name)
             except Exception as e:
-                report.notes.append(f"could not read the search's run from {meta['tracking_uri']}: {_short(e)}")
+                report.notes.append(f"could not read the search's run from {meta['tracking_uri']}: {first_line(e)}")
             else:
                 if run is None:
                     report.fields.append(("search run", "(none yet)"))
@@ -330,7 +331,7 @@ class RayJobs:
                 return [f"  search run {run.run_id}: ended KILLED here ({reason})"]
             return [f"  search run {run.run_id}: {run.status}" + (f" ({run.end_reason})" if run.end_reason else "")]
         except Exception as e:
-            return [f"  note: could not check the search's run in {uri} ({_short(e)})"]
+            return [f"  note: could not check the search's run in {uri} ({first_line(e)})"]
 
 
 def _cancelled_reason(name: str, run: SearchRun) -> str:
@@ -352,12 +353,6 @@ def _failure(info: Any) -> list[Problem]:
     fatal = error not in ("", "JOB_ENTRYPOINT_COMMAND_ERROR")
     text = redact_text(info.message or "the job failed").strip().splitlines()[0]
     return [Problem(f"{error or 'FAILED'}: {text}", fatal=fatal)]
-
-
-def _short(e: BaseException) -> str:
-    from orchestrator.tracking.mlflow_store import short_error
-
-    return short_error(e)
 
 
 def _translate(where: str, fn: Callable[[], T], job: str | None = None) -> T:

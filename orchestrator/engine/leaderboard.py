@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from orchestrator.redaction import redact_config
 from orchestrator.spaces import Metric, StudyVersion
+from orchestrator.tracking.study import ranking
 
 from .results import trial_identity
 
@@ -97,9 +98,9 @@ class Leaderboard:
 
     @classmethod
     def rank(cls, metric: Metric, outcomes: Iterable[TrialOutcome]) -> Leaderboard:
-        """The leaderboard of ``outcomes``; ties keep their given order."""
+        """The leaderboard of ``outcomes`` by ``tracking.study.ranking`` (equal values: the first to end first)."""
         finite = [o for o in outcomes if math.isfinite(o.value)]
-        return cls(metric, tuple(sorted(finite, key=lambda o: metric.loss(o.value))))
+        return cls(metric, tuple(sorted(finite, key=lambda o: ranking(metric, o.value, o.ended_ms))))
 
     @classmethod
     def from_grid(cls, grid: Iterable[Any], version: StudyVersion) -> Leaderboard:
@@ -118,7 +119,7 @@ class Leaderboard:
             if run is not None:
                 row = replace(row, run_id=run.run_id, ended_ms=run.end_time or row.ended_ms)
             rows.append(row)
-        return Leaderboard(self.metric, tuple(rows))
+        return Leaderboard.rank(self.metric, rows)  # the store's end times may order equal values anew
 
     def completion_order(self) -> list[TrialOutcome]:
         """The rows in the order the trials ended (unknown end times last, in rank order)."""

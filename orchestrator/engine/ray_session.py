@@ -45,12 +45,30 @@ def ray_session(address: str | None) -> Iterator[None]:
     if not ray.is_initialized():
         _init(address)
         started = True
+    keep_credentials_on_their_machine()
     try:
         with stops_gracefully():
             yield
     finally:
         if started:
             ray.shutdown()
+
+
+# Ray Tune copies these from the driver's environment into every trial's runtime environment, and Ray's runtime-env
+# agent writes that in plain into its log on each node. Trials use their own machine's instead: a local Ray's
+# processes inherit the driver's environment; a cluster's nodes have their own (docs/team-setup.md).
+UNSHARED_CREDENTIALS = frozenset(
+    {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
+)
+
+
+def keep_credentials_on_their_machine() -> None:
+    """Stop Ray Tune from passing the driver's bucket credentials to the trials (``UNSHARED_CREDENTIALS``)."""
+    from ray.tune.execution import class_cache
+
+    shared = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
+    if shared is not None:  # read by Ray Tune each time it makes a trial's actor class
+        class_cache.ENV_VARS_TO_PROPAGATE = set(shared) - UNSHARED_CREDENTIALS
 
 
 def _init(address: str | None) -> None:

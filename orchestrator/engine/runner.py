@@ -32,6 +32,7 @@ from orchestrator.spaces import StudyVersion, load_with_lineage
 from orchestrator.spaces.carry import CarriedTrial, CarryReport
 from orchestrator.tracking import ledger as ledger_mod
 from orchestrator.tracking import schema
+from orchestrator.tracking.access import require_edit
 from orchestrator.tracking.async_logger import replay_spill
 from orchestrator.tracking.carried import carried_trials
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, check_store_location, open_store
@@ -159,6 +160,9 @@ def start_run(
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()
     store = open_store(uri, create=True)
+    require_edit(
+        store, version.study, f"orchestrator {request.kind}"
+    )  # a teammate with READ: one line, before anything runs
     if lineage:
         echo(
             f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "

@@ -109,11 +109,13 @@ class Storage:
         probe = f"{self.path.rstrip('/')}/{WRITE_PROBE}-{secrets.token_hex(4)}"  # drivers checking at once never meet
         if isinstance(self.filesystem, pafs.LocalFileSystem):
             folder = Path(self.path)
-            parent = folder.parent
-            if not folder.exists() and not parent.is_dir() and folder != Path(default_storage()):
+            blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+            if blocker is not None:
+                raise OrchestratorError(f"storage {self.uri} cannot be written: {blocker} is a file, not a folder")
+            if not folder.exists() and not folder.parent.is_dir() and folder != Path(default_storage()):
                 raise OrchestratorError(
-                    f"storage {self.uri}: the folder {parent} does not exist; create it first, or give --storage a "
-                    "folder whose parent exists"
+                    f"storage {self.uri}: the folder {folder.parent} does not exist; create it first, or give "
+                    "--storage a folder whose parent exists"
                 )
         try:
             self.filesystem.create_dir(self.path, recursive=True)

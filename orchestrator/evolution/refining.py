@@ -23,6 +23,7 @@ from orchestrator.spaces.io import VERSION_FILE
 from orchestrator.spaces.refine import RefineError, Refinement, RefineOptions, rank, refine
 from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump, write
+from orchestrator.tracking.access import require_edit
 
 from .trials import scored_trials
 
@@ -72,6 +73,7 @@ def find_target(path: str | Path) -> Target:
 class Proposal:
     target: Target
     refinement: Refinement
+    store: MlflowStore | None = None  # where the trials came from: writing needs EDIT on the study there
 
     @property
     def path(self) -> Path:
@@ -96,6 +98,8 @@ class Proposal:
 
     def write(self) -> Path:
         """Write the new version; a file already there is an error, never overwritten."""
+        if self.store is not None:  # a teammate with READ may look (--dry-run), not write the next version
+            require_edit(self.store, self.target.version.study, f"space refine (writing {self.path})")
         try:
             return write(self.refinement.version, self.path)
         except FileExistsError:
@@ -122,7 +126,7 @@ def propose(path: str | Path, store: MlflowStore, options: RefineOptions | None 
             f"the proposal for {target.version.label} is v{same.version} again (content hash {same.short_hash}, "
             f"{same.source}): nothing new to write; refine v{max(target.study.versions)} or run v{same.version}"
         )
-    return Proposal(target, refinement)
+    return Proposal(target, refinement, store)
 
 
 def refine_trials(

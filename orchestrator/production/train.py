@@ -50,6 +50,7 @@ from orchestrator.spaces import (
 )
 from orchestrator.spaces.secrets import with_fixed_values
 from orchestrator.tracking import schema
+from orchestrator.tracking.access import require_edit
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, describe_uri, open_store
 from orchestrator.tracking.study import best_trial, study_metric
 
@@ -232,6 +233,7 @@ def train_models(
     ``orchestrator resume <experiment>`` (``TrainResult.run.interrupted``) and registers its models at its end.
     """
     store = open_store(options.tracking_uri or default_tracking_uri())
+    require_edit(store, study, "orchestrator train")  # it registers models: EDIT on the study, checked first
     source = source_trial(store, chosen_trial(store, study, trial_id), space)
     version = train_version(source, epochs, per_class)
     models = trainings(version, source.seed)

@@ -17,7 +17,8 @@ import itertools
 import json
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from orchestrator.errors import OrchestratorError, first_line
 from orchestrator.paths import check_output_file
 
 from .mlflow_store import History, MlflowStore, TrialRow
-from .schema import LEDGER_ARTIFACT, LEDGER_AS_OF, best_metric
+from .schema import LEDGER_ARTIFACT, LEDGER_AS_OF, LEDGER_ERROR, best_metric
 
 SCHEMA = pa.schema(
     [
@@ -52,6 +53,7 @@ AS_OF = b"orchestrator.as_of_ms"
 # A ledger's as-of time is set this far before the store was read, so that a run ended by a driver whose clock
 # is a little behind still ends after it; the overlap is read twice and deduplicated by run id.
 CLOCK_SKEW_MS = 60_000
+UPLOAD_RETRY_S = 1.0  # between the two tries of a ledger artifact's upload
 
 
 def table(rows: Iterable[TrialRow], metric: str | None = None, mode: str = "max") -> pa.Table:
@@ -201,10 +203,27 @@ def write_artifact(store: MlflowStore, study: str, run_id: str) -> int:
 
 def upload(store: MlflowStore, run_id: str, rows: Iterable[TrialRow], as_of_ms: int) -> int:
     """``rows`` (the study as of ``as_of_ms``) as the run's ledger artifact; the tag is set after the upload,
-    so a tag always names a whole file."""
+    so a tag always names a whole file.
+
+    The upload is tried twice (``UPLOAD_RETRY_S`` apart: a connection the server dropped after an artifact store's
+    outage fails the first try only); when both fail, the run gets ``LEDGER_ERROR`` (if the tracking server takes
+    it) and the error is raised."""
     with tempfile.TemporaryDirectory(prefix="orchestrator-ledger-") as tmp:
         path = Path(tmp) / Path(LEDGER_ARTIFACT).name
         n = write(rows, path, as_of_ms=as_of_ms)
-        store.log_artifact(run_id, path, str(Path(LEDGER_ARTIFACT).parent))
+        try:
+            _twice(lambda: store.log_artifact(run_id, path, str(Path(LEDGER_ARTIFACT).parent)))
+        except Exception as e:
+            with suppress(Exception):  # the tracking server is down too: the caller reports the upload's error
+                store.log_batch(run_id, tags={LEDGER_ERROR: first_line(e)})
+            raise
     store.log_batch(run_id, tags={LEDGER_AS_OF: str(as_of_ms)})
     return n
+
+
+def _twice(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception:
+        time.sleep(UPLOAD_RETRY_S)
+        call()

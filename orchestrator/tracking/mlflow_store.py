@@ -16,18 +16,20 @@ a fresh store at once would otherwise both run MLflow's schema migration and one
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import importlib.util
 import json
 import logging
 import math
 import os
+import re
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from orchestrator.errors import OrchestratorError, first_line
@@ -55,15 +57,27 @@ MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag's value (``mlflow.utils.validat
 # A history too long for a tag at full precision is written with this many significant digits (float32's).
 HISTORY_DIGITS = 7
 
+T = TypeVar("T")
 History = dict[int, float]  # epoch (the step a metric is logged at) -> the metric's value then
 
 # Tracking-URI schemes MLflow has a store for. Database stores are SQLAlchemy URIs, ``dialect[+driver]://``:
 # each maps to the module SQLAlchemy imports for it and the package that provides the module.
 SERVER_SCHEMES = ("http", "https", "databricks")
 FILE_SCHEMES = ("", "file")  # MLflow's file store: a folder
+
+
+def _sqlalchemy_default_postgresql() -> tuple[str, str]:
+    """The driver SQLAlchemy uses for a plain ``postgresql://``: psycopg (3) from SQLAlchemy 2.1 on, psycopg2 before."""
+    try:
+        major, minor = (int(part) for part in importlib.metadata.version("sqlalchemy").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        major, minor = 2, 1
+    return ("psycopg", "psycopg[binary]") if (major, minor) >= (2, 1) else ("psycopg2", "psycopg2-binary")
+
+
 DATABASE_DRIVERS: dict[str, tuple[str, str]] = {
     "sqlite": ("", ""),  # built into Python
-    "postgresql": ("psycopg2", "psycopg2-binary"),
+    "postgresql": _sqlalchemy_default_postgresql(),
     "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
     "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
     "postgresql+pg8000": ("pg8000", "pg8000"),
@@ -79,6 +93,18 @@ SQLITE_LOCK_SUFFIX = ".lock"  # the lock file next to a SQLite store
 
 class TrackingError(OrchestratorError):
     """The tracking server cannot be used (unreachable, refused, misconfigured)."""
+
+
+# How MLflow's REST client words a dropped connection and a refused request.
+_DROPPED = re.compile(r"Connection aborted|Connection reset by peer|RemoteDisconnected")
+_STATUS = re.compile(r"failed with error code (?P<code>\d{3}) != 200")
+UNAUTHORIZED = 401
+FORBIDDEN = 403
+_STATUS_OF_CODE = {"UNAUTHENTICATED": UNAUTHORIZED, "PERMISSION_DENIED": FORBIDDEN}  # MLflow's error codes
+
+
+class LoginRefused(TrackingError):
+    """The tracking server answered 401: no login, or a wrong user or password."""
 
 
 # MLflow's informational lines on opening a store ("Creating initial MLflow database tables...") and its schema
@@ -341,10 +367,15 @@ class MlflowStore:
     # ------------------------------------------------------------------ checks
 
     def check_reachable(self) -> None:
-        """Raise ``TrackingError`` naming the URI when the store cannot be used."""
+        """Raise ``TrackingError`` naming the URI when the store cannot be used; a refused login is its own line."""
         try:
             self.client.search_experiments(max_results=1)
         except Exception as e:  # connection refused, DNS, 401, 500 ...
+            if http_status(e) == UNAUTHORIZED:
+                raise LoginRefused(
+                    f"tracking server {describe_uri(self.uri)} refused the login{_of(login_user(self.uri))} "
+                    "(401 Unauthorized): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                ) from None
             raise TrackingError(
                 f"tracking server {describe_uri(self.uri)} is not reachable: {first_line(e)}. "
                 "Start it, fix --tracking-uri, or set MLFLOW_TRACKING_USERNAME/PASSWORD for a protected server."
@@ -402,11 +433,13 @@ class MlflowStore:
         ps = [Param(k, _param_text(v)) for k, v in (params or {}).items()]
         ts = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         while ms or ps or ts:
-            self.client.log_batch(run_id, metrics=ms[:1000], params=ps[:100], tags=ts[:100])
+            batch = {"metrics": ms[:1000], "params": ps[:100], "tags": ts[:100]}
+            resend_on_dropped_connection(lambda b=batch: self.client.log_batch(run_id, **b))
             ms, ps, ts = ms[1000:], ps[100:], ts[100:]
 
     def end_run(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status=status, end_time=int(time.time() * 1000))
+        end = int(time.time() * 1000)
+        resend_on_dropped_connection(lambda: self.client.set_terminated(run_id, status=status, end_time=end))
 
     def reopen_run(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
@@ -499,7 +532,7 @@ class MlflowStore:
 
     def log_artifact(self, run_id: str, local_path: Path, artifact_path: str) -> None:
         """Upload the file ``local_path`` as ``<artifact_path>/<its name>`` of the run."""
-        self.client.log_artifact(run_id, str(local_path), artifact_path)
+        resend_on_dropped_connection(lambda: self.client.log_artifact(run_id, str(local_path), artifact_path))
 
     def download_artifact(self, run_id: str, path: str, dst: Path) -> Path:
         """The run's artifact ``path``, downloaded under the folder ``dst``."""
@@ -527,6 +560,19 @@ def _row(run: Any) -> TrialRow:
         parent_run_id=tags.get(PARENT, ""),
         history=read_history_tag(tags.get(METRIC_HISTORY)),
     )
+
+
+def resend_on_dropped_connection(call: Callable[[], T]) -> T:
+    """``call()``, made once more when it failed on a connection the server had dropped (reset or aborted before an
+    answer): a server that failed a request mid-upload (an artifact store down behind it) or closed an idle kept-alive
+    connection leaves one in the client's pool, and MLflow's client, told not to retry, fails the next request on it.
+    Any other failure, and a second one, is raised."""
+    try:
+        return call()
+    except Exception as e:
+        if not _DROPPED.search(str(e)):
+            raise
+    return call()
 
 
 def per_step(points: Iterable[Any]) -> History:
@@ -563,6 +609,25 @@ def read_history_tag(text: str | None) -> dict[str, History]:
         return {str(record["metric"]): history}
     except (ValueError, TypeError, KeyError):
         return {}
+
+
+def login_user(uri: str) -> str | None:
+    """Who a client of ``uri`` logs in as: the user in the URI (or the one :func:`keep_login` kept for it), else
+    ``MLFLOW_TRACKING_USERNAME``; None without a login."""
+    return urlparse(with_login(uri)).username or os.environ.get("MLFLOW_TRACKING_USERNAME") or None
+
+
+def _of(user: str | None) -> str:
+    return f" of user {user!r}" if user else " (no user given)"
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status an MLflow request failed with (its error code, or ``... failed with error code 401 != 200``)."""
+    status = _STATUS_OF_CODE.get(str(getattr(error, "error_code", "")))
+    if status is not None:
+        return status
+    match = _STATUS.search(str(error))
+    return int(match["code"]) if match else None
 
 
 def _param_text(value: Any) -> str:

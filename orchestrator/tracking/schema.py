@@ -45,6 +45,7 @@ STOPPED_EARLY = "orchestrator.stopped_early"
 METRIC_HISTORY = "orchestrator.metric_history"
 RESUMED_AS = "orchestrator.resumed_as"
 LEDGER_AS_OF = "orchestrator.ledger_as_of"
+LEDGER_ERROR = "orchestrator.ledger_error"
 REVIEW_ERROR = "orchestrator.review_error"
 IMPORTANCE_SKIPPED = "orchestrator.importance_skipped"
 MODEL_SKIPPED = "orchestrator.model_skipped"
@@ -203,6 +204,13 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         "artifact",
         "every trial of the study (all versions) as of the search's end, a Parquet ledger; warm start reads the "
         "newest one plus the runs that ended after it",
+    ),
+    SchemaEntry(
+        LEDGER_ERROR,
+        "search",
+        "tag",
+        f"why `{LEDGER_ARTIFACT}` is missing (its upload failed twice, e.g. the artifact store was down; one line); "
+        "the next warm start reads the runs instead",
     ),
     SchemaEntry(REVIEW_ERROR, "search", "tag", "why the search's review artifacts are missing or partial (one line)"),
     SchemaEntry(

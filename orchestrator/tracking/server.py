@@ -155,13 +155,18 @@ class LoopbackMlflowServer:
             str(self.root / "artifacts"),
         ]
 
+    def environment(self) -> dict[str, str]:
+        """Variables the server process gets on top of this process's environment (none here; a subclass's
+        secrets go here, never into ``command()``, which any local user can read with ``ps``)."""
+        return {}
+
     def launch(self) -> LoopbackMlflowServer:
         """Start the process and return at once; ``wait()`` for it to answer."""
         if self.running:
             raise MlflowServerError(f"mlflow server at {self.uri} is already running")
         self.root.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        env = {**os.environ, JOB_EXECUTION_ENV: "true" if self.jobs else "false"}
+        env = {**os.environ, JOB_EXECUTION_ENV: "true" if self.jobs else "false", **self.environment()}
         check_port_free(self.port)
         self._launched_at = time.perf_counter()
         # A session of its own: stop() signals the whole group (the CLI, uvicorn and its workers). Started from the

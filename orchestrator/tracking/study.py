@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from orchestrator.spaces import Metric
@@ -20,15 +21,17 @@ def study_metric(store: MlflowStore, study: str) -> Metric | None:
     return None
 
 
+def ranking(metric: Metric, value: float, ended_ms: int | None) -> tuple[float, float]:
+    """The order of trials by ``metric``, the one rule for "best": the better value first, and among equal values
+    the trial that ended first (an unknown end last)."""
+    return metric.loss(value), ended_ms if ended_ms is not None else math.inf
+
+
 def best_trial(rows: Iterable[TrialRow], metric: Metric) -> tuple[TrialRow, float] | None:
-    """The FINISHED trial with the best score of ``metric`` (``TrialRow.score``; the earliest to end among equals),
-    and that score."""
-    scored = []
-    for row in rows:
-        value = row.score(metric.name)
-        if row.status == "FINISHED" and value is not None:
-            scored.append((metric.loss(value), row.end_time or 0, row, value))
+    """The FINISHED trial with the best score of ``metric`` (``TrialRow.score``, ``ranking``), and that score."""
+    scored = [
+        (row, value) for row in rows if row.status == "FINISHED" and (value := row.score(metric.name)) is not None
+    ]
     if not scored:
         return None
-    _, _, row, value = min(scored, key=lambda s: s[:2])
-    return row, value
+    return min(scored, key=lambda rv: ranking(metric, rv[1], rv[0].end_time))

@@ -19,6 +19,7 @@ from orchestrator.spaces import load_version, parse_version
 from orchestrator.spaces.carry import carry
 from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump
+from tests.team.stack import Team
 
 
 def test_table_and_result_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,6 +127,23 @@ def test_warmstart_fill_clone_and_read_back(tmp_path: Path, monkeypatch: pytest.
     assert ledger["carried"] == 40
     artifact = warmstart.from_artifact(fake_server, study)  # type: ignore[arg-type]
     assert artifact["carried"] == 40 and artifact["newer_runs"] == 5  # the API runs end after the as-of time
+
+
+@pytest.mark.slow
+def test_warmstart_clone_and_read_back_on_the_team_server(team: Team, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same on the team's server: the SQL clone writes PostgreSQL, read back over HTTP with the admin's login."""
+    stack = team.stack
+    # the login through MLflow's variables: a login in a URI would be kept for the URI in this process (keep_login)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.secrets.admin_password)
+    server = warmstart.Server("postgresql", stack.uri, stack.server.backend_store_uri, stack.startup_s)
+    with common.swallow_stdout():
+        study = warmstart.fill_study(server, 40, np.random.default_rng(3), api_runs=3, http_runs=2)
+    assert study.fill["bulk_runs"] == 35
+    stages, rows = warmstart.from_store(server.uri, study)  # checks every trial's config, loss and history
+    assert stages["carried"] == 40 and len(rows) == 40
+    artifact = warmstart.from_artifact(server, study)  # the ledger artifact lands in the bucket
+    assert artifact["carried"] == 40 and artifact["newer_runs"] == 5
 
 
 def test_search_at_scale_curves_cross_and_asha_stops_trials() -> None:

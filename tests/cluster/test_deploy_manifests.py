@@ -226,7 +226,7 @@ def test_mlflow_server_arguments(rendered: tuple[str, list[dict[str, Any]]]) -> 
     assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["key"] == "MLFLOW_BACKEND_STORE_URI"
     assert env["MLFLOW_S3_ENDPOINT_URL"]["value"] == "http://minio:9000"
     uri = base64.b64decode(by_kind(objects, "Secret")["orchestrator-secrets"]["data"]["MLFLOW_BACKEND_STORE_URI"])
-    assert uri.decode().startswith("postgresql://")
+    assert uri.decode().startswith("postgresql+psycopg://")  # psycopg 3: the image installs it
     if overlay == "gpu":
         assert "--app-name=basic-auth" in args
         assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == "/etc/mlflow-auth/basic_auth.ini"

@@ -58,9 +58,13 @@ def store(tmp_path: Path) -> MlflowStore:
 def test_links_name_the_experiment_and_the_best_finished_trial(store: MlflowStore) -> None:
     ids = make_search(store)
     links = study_links(store, STUDY, "http://127.0.0.1:5000")
-    assert links.experiment_url == f"http://127.0.0.1:5000/#/experiments/{ids['experiment']}"
+    training_view = "?workflowType=machine_learning"  # MLflow 3's UI opens the runs table, not its GenAI view
+    assert links.experiment_url == f"http://127.0.0.1:5000/#/experiments/{ids['experiment']}{training_view}"
     assert links.best_run_id == ids["best"] and links.best_value == pytest.approx(0.93)  # not the FAILED 0.99
-    assert links.best_run_url == f"{links.experiment_url}/runs/{ids['best']}"
+    assert (
+        links.best_run_url
+        == f"http://127.0.0.1:5000/#/experiments/{ids['experiment']}/runs/{ids['best']}{training_view}"
+    )
     with pytest.raises(OrchestratorError, match="no study 'missing' in the tracking store sqlite:///"):
         study_links(store, "missing", "http://127.0.0.1:5000")
 

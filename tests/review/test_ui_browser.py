@@ -23,7 +23,9 @@ import pytest
 from orchestrator.api import run_search
 from orchestrator.engine.ray_session import ray_session
 from orchestrator.engine.runner import SearchOptions, SearchResult
+from orchestrator.review.ui import study_links
 from orchestrator.tracking import schema
+from orchestrator.tracking.mlflow_store import MlflowStore
 from orchestrator.tracking.server import LoopbackMlflowServer
 
 if TYPE_CHECKING:
@@ -55,7 +57,7 @@ params:
 # What the best trial's Artifacts tab lists under review/: the architecture picture, the confusion matrix
 # (convnet_tiny classifies) and the search's leaderboard.
 BEST_RUN_ARTIFACTS = (schema.ARCHITECTURE_ARTIFACT, schema.CONFUSION_MATRIX_ARTIFACT, schema.LEADERBOARD_ARTIFACT)
-SCREENSHOTS = ("experiments", "runs", "best-run", "artifacts", "models")  # one per step, in order
+SCREENSHOTS = ("study-link", "runs", "best-run", "artifacts", "models")  # one per step, in order
 FAILED_SHOT = "failed"  # what the page showed when an expected element did not appear
 
 pytestmark = [
@@ -171,25 +173,26 @@ class Reviewer:
     def sidebar_link(self, name: str) -> Locator:
         return self.visible(self.page.get_by_role("navigation").get_by_role("link", name=name, exact=True))
 
-    def open_training_view(self, uri: str) -> None:
-        """The home page, switched from MLflow's GenAI view to its model-training view, the assistant panel closed."""
-        self.page.goto(uri)
-        self.visible(self.page.get_by_role("button", name="Model training")).click()
-        self.visible(self.page.get_by_role("button", name="Close", exact=True)).click()
+    def follow_study_link(self, url: str, search_run_name: str) -> None:
+        """The study's link as ``orchestrator ui`` prints it: MLflow's training view (its runs table) at once, with
+        no click on the "Model training" switch (the link's ``?workflowType=machine_learning`` opens it)."""
+        self.page.goto(url)
+        self.main_link(search_run_name)  # the runs table lists the search
+        close = self.page.get_by_role("button", name="Close", exact=True)
+        if close.count():  # the assistant panel, when MLflow opens it
+            close.first.click()
+        self.shoot("study-link")
 
-    def open_experiment(self, study: str) -> None:
-        self.sidebar_link("Experiments").click()
-        experiment = self.main_link(study)
-        self.shoot("experiments")
-        experiment.click()
-
-    def open_trial_run(self, search_run_name: str, trial_run_name: str) -> None:
-        """Expand the search's run in the runs table (its trials are nested under it), then open one trial's run."""
+    def runs_listed(self, search_run_name: str, trial_run_name: str) -> None:
+        """Expand the search's run in the runs table (its trials are nested under it) until the trial is listed."""
         search_cell = self.page.get_by_role("gridcell").filter(has=self.page.get_by_role("link", name=search_run_name))
         self.visible(search_cell).get_by_role("button").first.click()
-        trial = self.main_link(trial_run_name)
+        self.main_link(trial_run_name)
         self.shoot("runs")
-        trial.click()
+
+    def follow_best_run_link(self, url: str, trial_run_name: str) -> None:
+        """The best run's link as ``orchestrator ui`` prints it: the trial's run page in the training view."""
+        self.page.goto(url)
         self.visible(self.page.get_by_role("heading", name=trial_run_name, exact=True))
         self.main_link(schema.best_metric(METRIC))  # its metrics are shown
         self.shoot("best-run")
@@ -224,9 +227,11 @@ def test_a_reviewer_finds_the_best_trials_pictures_leaderboard_and_registered_mo
     search_run = MlflowClient(logged_search.server.uri).get_run(logged_search.result.parent_run_id)
     reviewer = Reviewer(page, screenshot_dir())
 
-    reviewer.open_training_view(logged_search.server.uri)
-    reviewer.open_experiment(STUDY)
-    reviewer.open_trial_run(search_run.info.run_name, best.info.run_name)
+    links = study_links(MlflowStore(logged_search.server.uri), STUDY, logged_search.server.uri)
+    assert links.best_run_url is not None
+    reviewer.follow_study_link(links.experiment_url, search_run.info.run_name)
+    reviewer.runs_listed(search_run.info.run_name, best.info.run_name)
+    reviewer.follow_best_run_link(links.best_run_url, best.info.run_name)
     reviewer.artifacts_listed(BEST_RUN_ARTIFACTS)
     reviewer.model_registered(STUDY)
 

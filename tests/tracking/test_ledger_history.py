@@ -94,7 +94,7 @@ def test_the_store_reads_the_history_with_the_run(store: MlflowStore) -> None:
     assert rows[tagged].history == {"loss": {1: 0.9, 2: 0.7, 3: 0.4}}
     assert rows[untagged].history == {}
     assert rows[tagged].prior("loss").history == {1: 0.9, 2: 0.7, 3: 0.4}
-    assert rows[untagged].prior("loss").history is None and rows[tagged].prior("accuracy").history is None
+    assert rows[untagged].prior("loss").history == {} and rows[tagged].prior("accuracy").history == {}
     # the tag holds what MLflow's metric history holds
     assert store.metric_history(tagged, "loss") == rows[tagged].history["loss"]
 

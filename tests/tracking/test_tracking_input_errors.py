@@ -49,11 +49,12 @@ def test_unknown_tracking_uri_scheme_is_named_with_the_valid_ones(tmp_path: Path
 
 @pytest.mark.skipif(importlib.util.find_spec("psycopg2") is not None, reason="psycopg2 is installed here")
 def test_postgresql_store_without_its_driver_names_the_package(tmp_path: Path) -> None:
-    uri = "postgresql://alice:s3cret@db.example:5432/mlflow"
+    # the server extra brings psycopg (3), the driver of SQLAlchemy 2.1's postgresql://; psycopg2 is not installed
+    uri = "postgresql+psycopg2://alice:s3cret@db.example:5432/mlflow"
     result = invoke("trials", "export", "demo", "--out", str(tmp_path / "t.parquet"), "--tracking-uri", uri)
     line = one_line_error(result, TrackingError)
     assert line == (
-        "error: tracking URI postgresql://db.example:5432/mlflow: a postgresql store needs the Python "
+        "error: tracking URI postgresql+psycopg2://db.example:5432/mlflow: a postgresql store needs the Python "
         "package 'psycopg2-binary' (module psycopg2), which is not installed: pip install psycopg2-binary"
     )
     assert "s3cret" not in result.output + line
