@@ -151,7 +151,6 @@ def train(config: dict[str, Any], reporter: Reporter) -> None:
     _check(cfg)
     several = cfg["function"] in MULTI_OBJECTIVE
     targets = objectives(cfg) if several else (value(cfg),)
-    target = targets[0]
     start = 0
     restore = reporter.restore_dir()
     if restore:

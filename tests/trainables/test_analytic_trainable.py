@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -60,7 +61,7 @@ def test_two_objective_functions_report_f1_and_f2(reporter) -> None:
     assert branch_objectives({"kind": "b", "t": 0.0, "s": 0.0, "d": 3}) == (0.3, 0.6)
     front = branch_front(11)
     assert front[0] == (0.0, 1.0) and front[-1] == pytest.approx((1.0, 0.0))
-    assert all(a[0] < b[0] and a[1] > b[1] for a, b in zip(front, front[1:], strict=False))
+    assert all(a[0] < b[0] and a[1] > b[1] for a, b in itertools.pairwise(front))
 
 
 def test_the_conditional_problem_names_a_bad_branch(reporter) -> None:
