@@ -24,10 +24,10 @@ from .config import Config, resolve
 from .costs import ALWAYS, GPU_MEMORY, LATENCY, LATENCY_BATCH, MACS, PARAMS
 from .registry import get
 
-WARMUP_CALLS = 3  # untimed calls first: lazy initialisation, cuDNN's algorithm search, caches
+WARMUP_CALLS = 2  # untimed calls first: lazy initialisation, cuDNN's algorithm search, caches
 MIN_CALLS = 5  # timed calls at least ...
-MAX_CALLS = 50  # ... and at most,
-TIMED_S = 0.5  # stopping once the timed calls took this long (a large network on a CPU: MIN_CALLS)
+MAX_CALLS = 30  # ... and at most,
+TIMED_S = 0.05  # stopping once the timed calls took this long (a large network on a CPU: MIN_CALLS)
 
 
 @dataclass

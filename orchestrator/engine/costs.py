@@ -78,9 +78,12 @@ def fill_costs(report: CarryReport, version: StudyVersion, echo: Callable[[str],
 
 
 def _trial_config(version: StudyVersion, values: dict[str, Any]) -> dict[str, Any]:
-    """What a trial with ``values`` receives (fixed values back, seed 0: the network's shape does not depend on it)."""
+    """What a trial with ``values`` receives (fixed values back, seed 0: the network's shape does not depend on it),
+    with the CPU threads a trial gets (``resources.cpu``, as Ray sets them) unless the space sets ``cpus``: latency is
+    measured as a trial would see it, and the workers of a local pool do not fight over the cores."""
     config = with_fixed_values(version, version.trial_config(values))
     config.update(max_epochs=version.schedule.max_epochs, seed=0)
+    config.setdefault("cpus", max(1, int(version.resources.cpu)))
     return config
 
 

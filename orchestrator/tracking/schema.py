@@ -339,8 +339,9 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         METRIC_HISTORY,
         "trial",
         "tag",
-        'the searched metric per epoch as JSON (`{"metric": ..., "epochs": [...], "values": [...]}`), set when '
-        "the trial ends; warm start reads it with the run, so carried trials count at the ASHA rungs they reached",
+        'the searched metric per epoch as JSON (`{"metric": ..., "epochs": [...], "values": [...]}`; with several '
+        'objectives or constraints also `"more": {name: [...]}`, the others at the same epochs), set when the trial '
+        "ends; warm start reads it with the run, so carried trials count at the ASHA rungs they reached",
     ),
     SchemaEntry(
         RESUMED_AS,

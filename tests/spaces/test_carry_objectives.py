@@ -109,3 +109,25 @@ def test_a_trial_row_hands_every_named_metric_to_carry() -> None:
     (carried,) = carry([prior], version(TWO + LATENCY), computable={"latency_ms"}).carried
     assert carried[3].values == {"val_accuracy": 0.9, "params": 1200.0, "latency_ms": None}
     assert isinstance(carried[3], Outcome)
+
+
+def test_the_history_tag_keeps_every_objective_by_epoch() -> None:
+    """The trial's ``METRIC_HISTORY`` tag holds the other objectives at the same epochs, so a carried trial of an
+    ASHA search counts with every objective at the rungs it reached; a tag of one metric reads as before."""
+    from orchestrator.tracking.mlflow_store import history_tag, read_history_tag
+
+    accuracy, loss = {1: 0.5, 2: 0.7, 3: 0.9}, {1: 1.2, 3: 0.4}
+    text = history_tag("val_accuracy", accuracy, {"val_loss": loss})
+    assert text is not None and read_history_tag(text) == {"val_accuracy": accuracy, "val_loss": loss}
+    assert read_history_tag(history_tag("val_accuracy", accuracy)) == {"val_accuracy": accuracy}
+    long = {epoch: 0.123456789 * epoch for epoch in range(1, 400)}  # too long with both: the first metric is kept
+    assert read_history_tag(history_tag("val_accuracy", long, {"val_loss": long})) == {
+        "val_accuracy": {e: float(f"{v:.7g}") for e, v in long.items()}
+    }
+    v = parse_version(HEAD + "objectives: [{name: val_accuracy, mode: max}, {name: val_loss, mode: min}]\n" + PARAMS)
+    row_history = read_history_tag(text)
+    recorded = RecordedTrial(
+        {"filters": 16}, 0.9, row_history["val_accuracy"], values={"val_loss": 0.4}, histories={"val_loss": loss}
+    )
+    (carried,) = carry([recorded], v).carried
+    assert carried[3].vectors_by_epoch(v) == {1: (-0.5, 1.2, 0.0), 2: (-0.7, 0.4, 0.0), 3: (-0.9, 0.4, 0.0)}
