@@ -8,7 +8,7 @@ are the product's (``orchestrator.engine.backends``), and so is refining a versi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,14 +31,18 @@ def version_text(
     schedule: Mapping[str, Any] | None = None,
     resources: Mapping[str, Any] | None = None,
     fixed: Mapping[str, Any] | None = None,
+    objectives: Sequence[tuple[str, str]] = (),
+    constraints: Mapping[str, Mapping[str, float]] | None = None,
 ) -> str:
-    """A space file (YAML text) with the given sections; ``params`` in the file's own syntax."""
-    doc: dict[str, Any] = {
-        "study": study,
-        "version": version,
-        "trainable": trainable,
-        "metric": {"name": metric[0], "mode": metric[1]},
-    }
+    """A space file (YAML text) with the given sections; ``params`` in the file's own syntax. ``objectives`` (two or
+    three ``(name, mode)``) replace ``metric``; ``constraints`` maps a metric to its ``{max, min}``."""
+    doc: dict[str, Any] = {"study": study, "version": version, "trainable": trainable}
+    if objectives:
+        doc["objectives"] = [{"name": name, "mode": mode} for name, mode in objectives]
+    else:
+        doc["metric"] = {"name": metric[0], "mode": metric[1]}
+    if constraints:
+        doc["constraints"] = {name: dict(bounds) for name, bounds in constraints.items()}
     for key, section in (("schedule", schedule), ("resources", resources), ("search", search), ("fixed", fixed)):
         if section:
             doc[key] = dict(section)

@@ -58,6 +58,9 @@ class Reporter(Protocol):
     def restore_dir(self) -> str | None:
         """The latest checkpoint folder to resume from, or ``None`` for a fresh start."""
 
+    # A reporter may also have ``measure``: the costs beyond ``trainables.costs.ALWAYS`` that the search needs (the
+    # latencies, when an objective or constraint names them); the shared loop measures those too.
+
 
 TrainFn = Callable[[dict[str, Any], Reporter], None]
 
@@ -112,7 +115,10 @@ class TrainableSpec:
     trial is scheduled: it checks what a trial would read (data paths, file headers) and raises
     ``TrainableConfigError`` naming the key. ``review="module:function"`` names the family's
     review-artifact hook (architecture summary and picture, predictions; ``orchestrator.review``).
-    Both are optional and imported only when used.
+    ``network="module:function"`` names ``build_network(cfg) -> trainables.measure.Network``: the trial's
+    network with the shape of one input sample and its prediction batch, built from the configuration without
+    its data, so the hardware costs of a configuration (``trainables.costs``) can be computed without training
+    (carried trials of a version that did not measure them). All are optional and imported only when used.
     """
 
     name: str
@@ -127,6 +133,7 @@ class TrainableSpec:
     throughput: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     preflight: str = ""
     review: str = ""
+    network: str = ""
 
     def __post_init__(self) -> None:
         if bool(self.entry) == bool(self.task):

@@ -34,6 +34,8 @@ from torch import Tensor, nn
 
 from .api import Reporter, TrialFailed, load_object
 from .config import RUNTIME_DEFAULTS, Config, resolve
+from .costs import ALWAYS, to_measure
+from .measure import measure, peak_gpu_memory_mb
 from .registry import get
 
 STATE_FILE = "state.pt"
@@ -200,6 +202,7 @@ class Task:
     evaluator: Evaluator
     name: str = "trial"
     meta: Mapping[str, Any] = field(default_factory=dict)  # written to meta.json
+    prediction_batch: int = 0  # the batch the model predicts in (``latency_batch_ms``); 0: the validation batch
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -319,6 +322,16 @@ def _is_oom(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def measure_task(task: Task, runtime: Runtime, names: tuple[str, ...] = ALWAYS) -> dict[str, float]:
+    """The hardware costs of ``names`` (``trainables.costs``) of the task's model on the trial's device: one
+    validation sample's shape (zeros) as a batch of 1, ``Task.prediction_batch`` as the prediction batch. The
+    training is untouched (``trainables.measure``: eval mode, no random draws)."""
+    first = next(iter(task.val.epoch(torch.Generator().manual_seed(0))))[0]
+    sample = torch.zeros_like(first[:1])
+    batch = task.prediction_batch or int(getattr(task.val, "batch_size", len(first)))
+    return measure(task.model, sample, batch, names, runtime.autocast)
+
+
 def fit(
     task: Task,
     runtime: Runtime,
@@ -332,12 +345,19 @@ def fit(
 
     Resumes from ``reporter.restore_dir()`` when it gives a folder. Raises ``TrialFailed``
     when the loss is not finite or memory runs out. Returns the last metrics reported.
+
+    Every report carries the model's hardware costs (``trainables.costs``), measured once before the first epoch:
+    ``params`` and ``macs``, the latencies when the reporter's ``measure`` names them, and on CUDA the peak memory so
+    far (``gpu_memory_mb``).
     """
     scaler = runtime.grad_scaler()
     start = 0
     restore = reporter.restore_dir()
     if restore:
         start = load_checkpoint(restore, task, scaler)
+    if runtime.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(runtime.device)  # this trial's peak, not an earlier one's in this process
+    costs = measure_task(task, runtime, (*ALWAYS, *to_measure(tuple(getattr(reporter, "measure", ())))))
     metrics: dict[str, float] = {}
     scratch = Path(tempfile.mkdtemp(prefix=f"{task.name}-ckpt-"))
     try:
@@ -373,6 +393,8 @@ def fit(
                 **val,
                 "samples_per_s": seen / max(train_time, 1e-9),
                 "epoch_time_s": time.perf_counter() - t0,
+                **costs,
+                **peak_gpu_memory_mb(runtime.device),
             }
             folder = scratch / f"epoch_{epoch:04d}"
             save_checkpoint(folder, task, epoch, scaler)

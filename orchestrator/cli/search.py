@@ -95,8 +95,17 @@ def resume(experiment: str, address: str | None, tracking_uri: str | None, no_li
 
 @click.command()
 @click.argument("study")
-@click.option("--trial", "trial_id", help="The trial to train (its orchestrator.trial_id); default: --best.")
-@click.option("--best", is_flag=True, help="Train the study's best finished trial (the default).")
+@click.option(
+    "--trial",
+    "trial_id",
+    help="The trial to train (its orchestrator.trial_id: any finished trial, a member of the Pareto front as well); "
+    "default: --best.",
+)
+@click.option(
+    "--best",
+    is_flag=True,
+    help="Train the study's best finished trial (several objectives: the knee of its front; the default).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of each model (default: the trial's max_epochs).")
 @click.option("--per-class", is_flag=True, help="One model per class of the trial's classes, in parallel.")
 @click.option(

@@ -91,8 +91,20 @@ def run_params(recorded: StudyVersion, planned: int, concurrency: int, extra: Ma
         schema.PARAM_MODE: recorded.metric.mode,
         schema.PARAM_TRIALS: planned,
         schema.PARAM_CONCURRENCY: concurrency,
+        **goal_params(recorded),
         **extra,
     }
+
+
+def goal_params(recorded: StudyVersion) -> dict[str, str]:
+    """Several objectives and constraints as params (``report`` and ``train`` read a study's goals back from its
+    searches); nothing for a version of one metric without constraints, whose params stay as they were."""
+    params = {}
+    if recorded.objectives:
+        params[schema.PARAM_OBJECTIVES] = json.dumps([{"name": m.name, "mode": m.mode} for m in recorded.objectives])
+    if recorded.constraints:
+        params[schema.PARAM_CONSTRAINTS] = json.dumps({c.name: c.spec() for c in recorded.constraints}, sort_keys=True)
+    return params
 
 
 def carry_tags(report: CarryReport) -> dict[str, str]:

@@ -173,7 +173,8 @@ class StudyPeers:
         finished: dict[str, CarriedTrial] = {}
         for row in ended_rows:
             if row.parent_run_id != self.parent_run_id:
-                carried = carry([row.prior(metric)], self.version).carried  # finished, scored and fitting only
+                prior = row.prior(metric, self.version.reported)
+                carried = carry([prior], self.version).carried  # finished, scored and fitting only
                 if carried:
                     finished[row.run_id] = carried[0]
         old = self._snapshot

@@ -22,9 +22,10 @@ from typing import Any
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.redaction import mask_yaml_secrets
-from orchestrator.spaces import Schedule, StudyVersion, parse_version
+from orchestrator.spaces import Metric, Schedule, StudyVersion, parse_version
 from orchestrator.spaces.carry import CarriedTrial
 from orchestrator.spaces.secrets import mask_secrets, with_fixed_values
+from orchestrator.spaces.version import Constraint
 from orchestrator.tracking import schema
 from orchestrator.tracking.async_logger import SpillFile
 from orchestrator.tracking.mlflow_store import describe_uri
@@ -170,15 +171,21 @@ def build_searcher(plan: SearchPlan, carried: list[CarriedTrial]) -> Any:
     return searcher_class(plan.version.search.algorithm)(mask_secrets(plan.version), carried, seed=plan.seed)
 
 
-def asha_scheduler(schedule: Schedule) -> Any:
+def asha_scheduler(schedule: Schedule, goals: Sequence[Metric] = (), constraints: Sequence[Constraint] = ()) -> Any:
     """Ray Tune's ``ASHAScheduler`` for the space's schedule, counting epochs as ``training_iteration`` (the
     searchers' ``EPOCH_KEY``); with ``brackets`` > 1 (asynchronous Hyperband) trials join the brackets in
-    Hyperband's proportions (``brackets.HyperbandAsha``), with one it is Ray's stock scheduler."""
+    Hyperband's proportions (``brackets.HyperbandAsha``), with one it is Ray's stock scheduler. With several
+    objectives ``goals`` or any ``constraints``, MO-ASHA (``pareto_asha.ParetoAsha``: rungs promote by
+    non-dominated sorting, infeasible trials last), in the same brackets."""
     from ray.tune.schedulers import ASHAScheduler
 
     from .brackets import HyperbandAsha
 
     settings = asha_settings(schedule)
+    if len(goals) > 1 or constraints:
+        from .pareto_asha import ParetoAsha
+
+        return ParetoAsha(schedule, goals, constraints, **settings)
     return HyperbandAsha(schedule, **settings) if schedule.brackets > 1 else ASHAScheduler(**settings)
 
 
@@ -212,7 +219,7 @@ def build_tuner(
     v = plan.version
     s = v.schedule
     trials = plan.planned if trials is None else trials
-    scheduler = asha_scheduler(s) if s.scheduler == "asha" else FIFOScheduler()
+    scheduler = asha_scheduler(s, v.goals, v.constraints) if s.scheduler == "asha" else FIFOScheduler()
     tracking = MlflowTrialCallback(
         v, plan.tracking_uri, plan.experiment_id, plan.parent_run_id, plan.spill, searcher, trial_kind=plan.trial_kind
     )
@@ -252,6 +259,8 @@ def trial_name(trial: Any) -> str:
 
 
 def _trainable(version: StudyVersion) -> Any:
+    from trainables.costs import to_measure
+
     from .trainable import ray_trainable
 
     return ray_trainable(
@@ -259,4 +268,5 @@ def _trainable(version: StudyVersion) -> Any:
         version.resources.cpu,
         version.resources.gpu,
         prepare=functools.partial(with_fixed_values, version),
+        measure=to_measure(version.reported),  # latencies, when an objective or constraint names them
     )

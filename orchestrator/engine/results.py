@@ -4,11 +4,13 @@ searcher library, no ray)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from orchestrator.redaction import redact_text
+from orchestrator.spaces import Metric, StudyVersion
+from orchestrator.spaces.version import Constraint, total_violation
 from trainables.api import RESERVED_KEYS as RESERVED  # keys the engine adds to every trial's config
 
 RESUME_KEY = "__orchestrator_resume__"  # driver-private config key of a continued trial: never reaches a trainable
@@ -54,13 +56,42 @@ def metric_value(result: Mapping[str, Any] | None, metric: str) -> float | None:
 
 def check_metric_reported(result: Mapping[str, Any], metric: str, trainable: str) -> None:
     """Raise ``MetricNotReported`` naming what the trainable did report when ``metric`` is not among it."""
-    if metric in result:
+    check_reported(result, (metric,), trainable)
+
+
+def check_reported(result: Mapping[str, Any], names: Sequence[str], trainable: str) -> None:
+    """Raise ``MetricNotReported`` naming the first of ``names`` (a version's objectives and constrained metrics,
+    ``StudyVersion.reported``) missing from ``result``, and what the trainable did report."""
+    missing = [name for name in names if name not in result]
+    if not missing:
         return
     reported = sorted(k for k, v in result.items() if k not in _RAY_KEYS and _is_number(v))
     raise MetricNotReported(
-        f"the trainable {trainable!r} did not report the metric {metric!r} "
+        f"the trainable {trainable!r} did not report the metric {missing[0]!r} "
         f"named in the space file; it reported: {', '.join(reported) or 'nothing'}"
     )
+
+
+def outcome_value(result: Mapping[str, Any] | None, version: StudyVersion) -> tuple[float, ...] | None:
+    """A result of a search of several objectives or with constraints as the searchers and early stopping rank it:
+    one loss per objective (``Metric.loss``), then how far it breaks the constraints (``StudyVersion.violation``;
+    a constrained value missing or not finite breaks its constraint). None when an objective is missing or not
+    finite: the trial failed, it is no member of any front."""
+    return outcome_of(result, version.goals, version.constraints)
+
+
+def outcome_of(
+    result: Mapping[str, Any] | None, goals: Sequence[Metric], constraints: Sequence[Constraint]
+) -> tuple[float, ...] | None:
+    """``outcome_value`` for ``goals`` and ``constraints`` (what early stopping keeps of a version)."""
+    losses = []
+    for goal in goals:
+        value = metric_value(result, goal.name)
+        if value is None:
+            return None
+        losses.append(goal.loss(value))
+    assert result is not None
+    return (*losses, total_violation(constraints, {c.name: metric_value(result, c.name) for c in constraints}))
 
 
 def trial_identity(trial_id: str, config: Mapping[str, Any]) -> str:
@@ -97,9 +128,12 @@ __all__ = [
     "RESUME_KEY",
     "MetricNotReported",
     "check_metric_reported",
+    "check_reported",
     "error_reason",
     "failure_reason",
     "metric_value",
+    "outcome_of",
+    "outcome_value",
     "trial_identity",
     "user_metrics",
 ]

@@ -14,6 +14,7 @@ first, warm start or not) and how the parent run records it. The pieces: ``plan`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -36,8 +37,11 @@ from orchestrator.tracking.access import require_edit
 from orchestrator.tracking.async_logger import replay_spill
 from orchestrator.tracking.carried import carried_trials
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, check_store_location, open_store
+from trainables.costs import computable
 
 from .checks import check_version
+from .costs import fill_costs
+from .fronts import log_fronts
 from .hooks import NO_HOOKS, Ended, HookTable, RunHooks
 from .leaderboard import Leaderboard
 from .parent_run import (
@@ -86,6 +90,7 @@ class SearchResult:
     failed: int = 0
     best_value: float | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
+    best_values: dict[str, float] = field(default_factory=dict)  # several objectives: the knee's value of each
     carry: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     interrupted: bool = False
@@ -170,10 +175,12 @@ def start_run(
     assert experiment_id is not None
     report, carry_s = CarryReport(), 0.0
     if request.warm_start:
-        report, carry_s, source = carried_trials(store, version, options.ledger)
+        report, carry_s, source = carried_trials(store, version, options.ledger, computable=computable(spec.name))
         echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
 
     with ray_session(options.address):
+        if request.warm_start:  # costs carried trials never reported, computed from their configurations (issue 26)
+            carry_s += fill_costs(report, version, echo)
         slots = trial_slots(version)
         planned = len(request.fixed_trials) or options.trials or version.search.trials
         concurrency = max(1, min(options.concurrency or version.search.concurrency or slots, planned))
@@ -244,8 +251,12 @@ def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, ech
         echo(f"resuming {folder.uri}: {so_far.summary(plan.planned)}")
         carried: list[CarriedTrial] = []
         if plan.warm_start:  # the run's own interrupted trials continue: they are not earlier trials to carry
-            report, carry_s, source = carried_trials(store, plan.version, options.ledger, so_far.interrupted_runs)
+            trainable = plan.version.trainable
+            report, carry_s, source = carried_trials(
+                store, plan.version, options.ledger, so_far.interrupted_runs, computable(trainable)
+            )
             echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
+            fill_costs(report, plan.version, echo)
             carried = report.carried
         left = plan.planned - len(so_far.ended)
         searcher = build_searcher(plan, carried)
@@ -317,7 +328,7 @@ def _fit(
         raise OrchestratorError(tune_error_message(e)) from None
     finally:
         result.wall_s = time.perf_counter() - start
-    board = Leaderboard.from_grid(grid, version)
+    board = Leaderboard.of_search(grid, version, earlier)  # by front: earlier drivers' trials too
     _summarize(result, version, board, grid if tuner is not None else None, earlier)
     if result.finished + result.failed < plan.planned:
         resume = f"continue with: orchestrator resume {plan.experiment.uri}"
@@ -332,10 +343,11 @@ def _fit(
     plan.experiment.write_meta(plan.meta(finished=True))
     echo(board.text())
     best = json.dumps(result.best_config, sort_keys=True)
-    echo(
-        f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; "
-        f"best {version.metric.name} {result.best_value} with {best}"
-    )
+    shown = f"best {version.metric.name} {result.best_value}"
+    if board.multi_objective:
+        knee = ", ".join(f"{name} {value:.5g}" for name, value in result.best_values.items())
+        shown = f"knee of the front {knee}" if knee else "no trial meets the constraints"
+    echo(f"{result.finished} finished, {result.failed} failed in {result.wall_s:.1f}s; {shown} with {best}")
     return result
 
 
@@ -359,6 +371,8 @@ def _record_end(ended: Ended, hooks: RunHooks) -> None:
         )
         if plan.warm_start:
             _write_ledger(store, plan, result, ended.echo)
+        if ended.board is not None and ended.board.multi_objective and plan.kind == schema.SEARCH_RUN:
+            ended = dataclasses.replace(ended, board=log_fronts(store, plan, ended.board))
     except Exception as e:
         raise _end_not_recorded(plan, result, e) from None
     if hooks.finish is not None:
@@ -454,3 +468,9 @@ def _summarize(
     scored = [(value, config) for value, config in scored if value is not None]
     if scored:
         result.best_value, result.best_config = min(scored, key=lambda vc: version.metric.loss(vc[0]))
+    if board.fronts:  # ranked by front, over the whole search: the knee (never an infeasible trial), or none
+        best = board.best
+        result.best_value = None if best is None else best.value
+        result.best_config = {} if best is None else redact_config(best.config)
+        names = [m.name for m in board.objectives]
+        result.best_values = {} if best is None else dict(zip(names, best.point, strict=True))

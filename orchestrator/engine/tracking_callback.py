@@ -86,6 +86,8 @@ class MlflowTrialCallback(Callback):
         self._best: dict[str, float] = {}
         self._last_step: dict[str, int] = {}
         self._history: dict[str, History] = {}  # per open trial, the metric by epoch (its METRIC_HISTORY tag)
+        # per open trial, every other objective and constrained metric by epoch (several objectives: issue 26)
+        self._more: dict[str, dict[str, History]] = {}
         self._node: dict[str, str] = {}  # per trial, the node its placement tags name (a retry may move it)
         self._earlier = EarlierRuns()
         self._open: set[str] = set()
@@ -192,6 +194,9 @@ class MlflowTrialCallback(Callback):
             if best is None or self.version.metric.better(metrics[name], best):
                 self._best[trial.trial_id] = metrics[name]
             self._history.setdefault(trial.trial_id, {})[step] = float(metrics[name])
+        for other in self.version.reported[1:]:
+            if other in metrics:
+                self._more.setdefault(trial.trial_id, {}).setdefault(other, {})[step] = float(metrics[other])
         tags = {}
         if "node_id" in result and self._node.get(trial.trial_id) != str(result["node_id"]):
             # the first result, or the first after a retry on another node (a lost node): the tags follow the trial
@@ -220,7 +225,7 @@ class MlflowTrialCallback(Callback):
         last = self._last_step.get(key, 0)
         if status == "FINISHED" and last < self.version.schedule.max_epochs:
             tags[schema.STOPPED_EARLY] = f"at epoch {last} of {self.version.schedule.max_epochs}"
-        history = history_tag(name, self._history.pop(key, {}))
+        history = history_tag(name, self._history.pop(key, {}), self._more.pop(key, None))
         if history is not None:
             tags[schema.METRIC_HISTORY] = history
         if key in self._best:

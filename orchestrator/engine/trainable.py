@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from ray import tune
@@ -34,11 +34,13 @@ class ResumeFrom(TypedDict):
 class RayReporter:
     """The ``trainables.Reporter`` a trial gets under Ray Tune: reports and checkpoints go to Tune.
 
-    ``resume_from`` (a checkpoint folder's URI) is where the trial starts when Tune has no checkpoint for it.
+    ``resume_from`` (a checkpoint folder's URI) is where the trial starts when Tune has no checkpoint for it;
+    ``measure`` the hardware costs beyond params and macs the search needs (``trainables.costs``: the latencies).
     """
 
-    def __init__(self, resume_from: str = "") -> None:
+    def __init__(self, resume_from: str = "", measure: Sequence[str] = ()) -> None:
         self._resume_from = resume_from
+        self.measure = tuple(measure)
         self._restored: str | None = None
         self._placement: dict[str, str] | None = None
 
@@ -82,11 +84,16 @@ class RayReporter:
 
 
 def ray_trainable(
-    name: str, cpu: float, gpu: float, prepare: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    name: str,
+    cpu: float,
+    gpu: float,
+    prepare: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
+    measure: Sequence[str] = (),
 ) -> Any:
     """A Tune trainable for the registered ``name`` with per-trial resources attached.
 
-    ``prepare`` turns the config Ray Tune holds into the one the trainable gets (after ``RESUME_KEY`` is taken out).
+    ``prepare`` turns the config Ray Tune holds into the one the trainable gets (after ``RESUME_KEY`` is taken out);
+    ``measure`` names the costs the shared loop measures beyond params and macs (``RayReporter.measure``).
     """
     spec = trainables.get(name)
 
@@ -94,7 +101,7 @@ def ray_trainable(
         fn: Callable[[dict[str, Any], Any], None] = spec.load()
         own = dict(config)
         resume: ResumeFrom | None = own.pop(RESUME_KEY, None)
-        reporter = RayReporter(resume["checkpoint"] if resume else "")
+        reporter = RayReporter(resume["checkpoint"] if resume else "", measure)
         try:
             fn(prepare(own) if prepare else own, reporter)
         finally:

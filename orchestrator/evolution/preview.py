@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.carry import CarryReport
 from orchestrator.tracking.carried import carried_trials
+from trainables.costs import computable
 
 if TYPE_CHECKING:
     from orchestrator.tracking.mlflow_store import MlflowStore
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 def carry_preview(store: MlflowStore, version: StudyVersion, ledger: Path | None = None) -> tuple[CarryReport, str]:
     """How every trial of the study would carry into ``version``, and where the trials were read from."""
-    report, _, source = carried_trials(store, version, ledger)
+    report, _, source = carried_trials(store, version, ledger, computable=computable(version.trainable))
     return report, source
 
 

@@ -6,11 +6,18 @@ it): the usable trials and their budget (``spaces.refine.rank``), the model's ev
 free version number of the study folder, with ``parent`` the refined version; it is written beside the
 others and never over an existing file (``--dry-run`` prints it as a diff of the two files instead, with
 the evidence per parameter).
+
+With several objectives (``objectives:``) the trials are ranked by Pareto front instead (``pareto_ranking``,
+``engine.pareto``), the model is one of the fronts, and each objective gets a model of its own too, read where
+Pareto trials sit at a bound (``orchestrator.spaces.refine`` states the rules).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +27,18 @@ from orchestrator.engine.checks import version_problems
 from orchestrator.errors import OrchestratorError
 from orchestrator.spaces import Study, StudyVersion, load_study
 from orchestrator.spaces.io import VERSION_FILE
-from orchestrator.spaces.refine import RefineError, Refinement, RefineOptions, rank, refine
+from orchestrator.spaces.refine import (
+    Evidence,
+    ModelRow,
+    NotEnoughTrials,
+    Ranking,
+    RefineError,
+    Refinement,
+    RefineOptions,
+    rank,
+    refine,
+    usable_trials,
+)
 from orchestrator.spaces.trials import RecordedTrial
 from orchestrator.spaces.writer import dump, write
 from orchestrator.tracking.access import require_edit
@@ -141,5 +159,62 @@ def refine_trials(
     from orchestrator.analysis.evidence import gather_evidence
 
     opts = options or RefineOptions()
+    if version.multi_objective:
+        ranking = pareto_ranking(version, trials, opts)
+        return refine(version, ranking, pareto_evidence(version, ranking, opts), opts, number)
     ranking = rank(version, trials, opts.min_trials)
     return refine(version, ranking, gather_evidence(version, ranking, opts), opts, number)
+
+
+def pareto_ranking(version: StudyVersion, trials: Sequence[RecordedTrial], options: RefineOptions) -> Ranking:
+    """The usable trials of a version of several objectives (finished, fitting it, every objective finite), ranked by
+    front then crowding on their final values (``engine.pareto``: feasible first, the constraints' violations
+    after), each row's loss its front; the fronts kept are the first that hold ``min_top`` trials.
+
+    Raises ``NotEnoughTrials`` when fewer than ``min_trials`` usable trials exist."""
+    from orchestrator.engine import pareto
+
+    goals = version.goals
+    usable = []
+    for config, t in usable_trials(version, trials):
+        values = {**{k: v for k, v in t.values.items() if v is not None}, version.metric.name: t.value}
+        if all(values.get(m.name) is not None and math.isfinite(values[m.name]) for m in goals):
+            usable.append((config, t, values))
+    if len(usable) < options.min_trials:
+        names = ", ".join(m.name for m in goals)
+        raise NotEnoughTrials(
+            f"{version.label}: {len(usable)} finished trial(s) with a finite value of every objective ({names}) fit "
+            f"this version; refine needs at least {options.min_trials} (run more trials or lower --min-trials)"
+        )
+    usable.sort(key=lambda u: (u[1].run_id, json.dumps(u[0], sort_keys=True, default=str)))
+    points = [[m.loss(values[m.name]) for m in goals] for _, _, values in usable]
+    violations = [version.violation(values) for _, _, values in usable]
+    fronts = pareto.ranks(points, violations)
+    rows = []
+    for i in pareto.order(points, violations):
+        config, t, values = usable[i]
+        objectives = {m.name: float(values[m.name]) for m in goals}
+        rows.append(ModelRow(config, float(fronts[i]), float(fronts[i]), t.run_id, fronts[i], objectives))
+    wanted = min(options.min_top, len(rows))
+    kept_front = next(f for f in sorted(set(fronts)) if sum(1 for x in fronts if x <= f) >= wanted)
+    return Ranking(tuple(rows), None, len(usable), len(usable), tuple(goals), tuple(version.constraints), kept_front)
+
+
+def pareto_evidence(version: StudyVersion, ranking: Ranking, options: RefineOptions) -> Evidence:
+    """The model of the fronts (``gather_evidence`` of ``ranking``), with each objective's own model of the same
+    trials in ``Evidence.objectives`` (what the widening where Pareto trials sit at a bound reads)."""
+    from orchestrator.analysis.evidence import gather_evidence
+
+    fronts = gather_evidence(version, ranking, options)
+    own: dict[str, Evidence] = {}
+    for m in ranking.objectives:
+        alone = dataclasses.replace(version, metric=m, objectives=(), constraints=())
+        rows = sorted(
+            (ModelRow(r.config, m.loss(r.values[m.name]), r.values[m.name], r.run_id) for r in ranking.rows),
+            key=lambda r: (r.loss, r.run_id, json.dumps(r.config, sort_keys=True, default=str)),
+        )
+        n = len(rows)
+        own[m.name] = gather_evidence(alone, Ranking(tuple(rows), None, n, n), options)
+    names = ", ".join(own)
+    model = f"for the Pareto ranks, {fronts.model}; for widening, the same model of each objective alone ({names})"
+    return dataclasses.replace(fronts, model=model, objectives=own)

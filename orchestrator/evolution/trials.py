@@ -1,4 +1,5 @@
-"""A study's trials read back for refine: final values plus the metric's per-epoch history."""
+"""A study's trials read back for refine: final values (of every objective and constrained metric) plus the
+metric's per-epoch history."""
 
 from __future__ import annotations
 
@@ -28,7 +29,19 @@ def scored_trials(store: MlflowStore, version: StudyVersion) -> list[RecordedTri
     """
     metric = version.metric.name
     rows = store.trials(version.study)
-    trials = [RecordedTrial(r.config, r.metrics.get(metric), {}, r.status, r.version, r.run_id) for r in rows]
+    others = [name for name in version.reported if name != metric]  # several objectives, constraints: final values
+    trials = [
+        RecordedTrial(
+            r.config,
+            r.metrics.get(metric),
+            {},
+            r.status,
+            r.version,
+            r.run_id,
+            values={name: r.metrics.get(name) for name in others},
+        )
+        for r in rows
+    ]
     if version.schedule.scheduler != "asha":
         return trials
     tagged = {r.run_id: dict(r.history[metric]) for r in rows if metric in r.history}

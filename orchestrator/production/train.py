@@ -1,8 +1,10 @@
 """``orchestrator train``: the chosen trial's architecture trained for the longer schedule, then registered.
 
-A train is a run of fixed configurations: ``train_models`` turns the chosen trial (``--trial ID``, else the
-study's best) into a study version whose parameters are all fixed to the trial's values (``per_class`` a
-choice of its classes with ``--per-class``), FIFO for ``--epochs``, and asks the engine for a run
+A train is a run of fixed configurations: ``train_models`` turns the chosen trial (``--trial ID``, any finished
+trial, a member of the Pareto front as well; else the study's best: with several objectives the knee of the
+study's feasible front, ``engine.leaderboard``'s rule over its finished trials) into a study version whose
+parameters are all fixed to the trial's values (``per_class`` a choice of its classes with ``--per-class``),
+FIFO for ``--epochs``, and asks the engine for a run
 (``engine.runner.RunRequest``) whose trials are exactly its models (the values and the trial's seed each),
 without warm start. Everything else is the engine's one path: experiment folder and ``orchestrator.json``
 (``kind: train``), Ray Tune on the cluster with checkpoints, nested runs, ``orchestrator resume``. Its parent run
@@ -30,7 +32,7 @@ from typing import Any
 
 from orchestrator.console import Echo
 from orchestrator.engine.hooks import Ended, HookTable
-from orchestrator.engine.leaderboard import TrialOutcome
+from orchestrator.engine.leaderboard import Leaderboard, TrialOutcome, outcomes_from_rows
 from orchestrator.engine.plan import SearchPlan, recorded_space
 from orchestrator.engine.runner import RunRequest, SearchOptions, SearchResult, start_run
 from orchestrator.engine.storage import copy_to_local, open_experiment
@@ -52,7 +54,7 @@ from orchestrator.spaces.secrets import with_fixed_values
 from orchestrator.tracking import schema
 from orchestrator.tracking.access import require_edit
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, describe_uri, open_store
-from orchestrator.tracking.study import best_trial, study_metric
+from orchestrator.tracking.study import best_trial, study_goals
 
 PER_CLASS_KEY = "per_class"  # the config key of a trainable that trains on one of its classes only
 # The searcher of a train's plan: never asked for values, since every trial is a replay of a planned model.
@@ -122,8 +124,19 @@ def chosen_trial(store: MlflowStore, study: str, trial_id: str | None = None) ->
         if row.status != "FINISHED":
             raise TrainError(f"trial {trial_id} of study {study!r} did not finish ({row.status}); choose another")
         return row
-    metric = study_metric(store, study)
-    best = best_trial(rows, metric) if metric is not None else None
+    goals = study_goals(store, study)
+    if goals is not None and goals.multi_objective:
+        finished = [r for r in rows if r.status == "FINISHED"]
+        outcomes = outcomes_from_rows(finished, goals.goals, goals.constraints)
+        board = Leaderboard.by_front(goals.goals, goals.constraints, outcomes)
+        knee = board.best
+        if knee is None:
+            raise TrainError(
+                f"study {study!r} has no finished trial on a feasible front ({board.goals_text()}) yet; run a search "
+                "first, or choose one with --trial"
+            )
+        return next(r for r in finished if r.run_id == knee.run_id)
+    best = best_trial(rows, goals.metric) if goals is not None else None
     if best is None:
         raise TrainError(f"study {study!r} has no finished trial with its metric yet; run a search first")
     return best[0]

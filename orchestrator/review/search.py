@@ -4,7 +4,10 @@ What a reviewer opens on the search's run (names in ``tracking.schema``, all und
 leaderboard as Markdown and Parquet (a copy of the Markdown on the best trial's run), the best values
 as a space-file fragment, the parameter importance (``analysis.importance``, a plot and its numbers) and
 the best value so far against trials; and the best trial's model in the Model Registry
-(``models.register``). Importance and model are optional parts: when one cannot be made, a tag on the run
+(``models.register``). A search of several objectives ranks its leaderboard by front (``engine.leaderboard``)
+and adds the front's pictures and the importance per objective (``review.pareto``); its best, whose values
+are pinned and whose model is registered, is the knee of the feasible front. Importance and model are
+optional parts: when one cannot be made, a tag on the run
 says why (``IMPORTANCE_SKIPPED``, ``MODEL_SKIPPED``) and the rest is still logged. :func:`review_search` is a
 search's end hook (``engine.hooks.RunHooks.finish``, put in the engine's table by ``orchestrator.api``): it
 calls :func:`log_search_review` and turns any other failure into ``REVIEW_ERROR``: a review never fails a search.
@@ -35,7 +38,8 @@ from orchestrator.spaces.kinds import Fixed
 from orchestrator.spaces.space import SearchSpace
 from orchestrator.spaces.writer import to_document
 from orchestrator.tracking import schema
-from orchestrator.tracking.mlflow_store import MlflowStore
+from orchestrator.tracking.links import run_url
+from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri
 
 FRAGMENT_SECTIONS = ("fixed", "params")  # the sections of a space file the best-config fragment pins
 FIGURE_SIZE = (7.0, 4.2)  # inches
@@ -62,7 +66,7 @@ def log_search_review(
 
     ``board`` is the search's leaderboard; the trials' run ids and end times are read from ``store`` here.
     """
-    board = board.with_runs(store.trials(version.study, parent_run_id=parent_run_id))
+    board = board.with_runs(store.trials(version.study, parent_run_id=parent_run_id)).linked(_run_links(store, version))
     best, tags, logged = board.best, {}, []
     with tempfile.TemporaryDirectory(prefix="orchestrator-review-") as tmp:
         folder = Path(tmp)
@@ -80,24 +84,22 @@ def log_search_review(
             files[schema.BEST_CONFIG_ARTIFACT] = _write_text(
                 folder, schema.BEST_CONFIG_ARTIFACT, best_config_fragment(version, best)
             )
+        if best is not None and not board.multi_objective:
             files[schema.BEST_SO_FAR_ARTIFACT] = plot_best_so_far(board, folder, version.label)
-        try:
-            importance = parameter_importance(version, board.rows)
-        except ImportanceSkipped as e:
-            tags[schema.IMPORTANCE_SKIPPED] = str(e)
-        except Exception as e:  # a plot is not worth a search: say why there is none
-            tags[schema.IMPORTANCE_SKIPPED] = f"failed: {failure_line(e)}"
+        if board.multi_objective:
+            from .pareto import front_artifacts
+
+            more, skipped = front_artifacts(version, board, folder, _figure, _save, plot_importance)
+            files.update(more)
+            tags.update(skipped)
         else:
-            files[schema.IMPORTANCE_VALUES_ARTIFACT] = _write_text(
-                folder, schema.IMPORTANCE_VALUES_ARTIFACT, json.dumps(importance.as_dict(), indent=1)
-            )
-            files[schema.IMPORTANCE_ARTIFACT] = plot_importance(importance, folder, version.label)
+            _importance(version, board, folder, files, tags)
         for artifact, local in files.items():
             store.log_artifact(parent_run_id, local, schema.REVIEW_ARTIFACT_DIR)
             logged.append(artifact)
         if best is not None and best.run_id:
             store.log_artifact(best.run_id, files[schema.LEADERBOARD_ARTIFACT], schema.REVIEW_ARTIFACT_DIR)
-    model = _logged_model(store, version, parent_run_id, best, grid, tags)
+    model = _logged_model(store, version, parent_run_id, board, grid, tags)
     if tags:
         store.log_batch(parent_run_id, tags=tags)
     echo(f"review: {', '.join(schema.review_file_name(a) for a in logged)} on run {parent_run_id}")
@@ -105,26 +107,58 @@ def log_search_review(
         echo(f"review: {reason}")
     if model is not None:
         measured = "" if model.value is None else f" ({model.metric} {model.value:.5g} on the validation data)"
-        echo(f"review: best model {model.model_uri}{measured}, from trial {model.trial_id}")
+        which = "the knee of the front" if board.multi_objective else "best model"
+        echo(f"review: {which} {model.model_uri}{measured}, from trial {model.trial_id}")
+
+
+def _run_links(store: MlflowStore, version: StudyVersion) -> Any:
+    """Run id -> its page in the MLflow UI, for a tracking server (its address, without credentials); None for a
+    local store, whose UI has no address until one serves it."""
+    base = describe_uri(store.uri)
+    if not base.startswith(("http://", "https://")):
+        return None
+    experiment_id = store.experiment_id(version.study, create=False)
+    if experiment_id is None:
+        return None
+    return lambda run_id: run_url(base, experiment_id, run_id)
+
+
+def _importance(
+    version: StudyVersion, board: Leaderboard, folder: Path, files: dict[str, Path], tags: dict[str, str]
+) -> None:
+    """The importance of one metric's search into ``files`` (or why there is none into ``tags``)."""
+    try:
+        importance = parameter_importance(version, board.rows)
+    except ImportanceSkipped as e:
+        tags[schema.IMPORTANCE_SKIPPED] = str(e)
+    except Exception as e:  # a plot is not worth a search: say why there is none
+        tags[schema.IMPORTANCE_SKIPPED] = f"failed: {failure_line(e)}"
+    else:
+        files[schema.IMPORTANCE_VALUES_ARTIFACT] = _write_text(
+            folder, schema.IMPORTANCE_VALUES_ARTIFACT, json.dumps(importance.as_dict(), indent=1)
+        )
+        files[schema.IMPORTANCE_ARTIFACT] = plot_importance(importance, folder, version.label)
 
 
 def _logged_model(
     store: MlflowStore,
     version: StudyVersion,
     parent_run_id: str,
-    best: TrialOutcome | None,
+    board: Leaderboard,
     grid: Iterable[Any],
     tags: dict[str, str],
 ) -> RegisteredModel | None:
-    """Log the best model; a reason in ``tags[MODEL_SKIPPED]`` instead when there is none."""
+    """Log the best model (the knee, by front); a reason in ``tags[MODEL_SKIPPED]`` instead when there is none."""
+    best = board.best
     result = None if best is None else next((r for r in grid if _trial_id(r) == best.trial_id), None)
     try:
         if best is None or result is None:
-            raise ModelSkipped(
-                "no trial reported the metric"
-                if best is None
-                else f"no Ray Tune result for the best trial {best.trial_id}"
+            none = (
+                f"no trial meets the constraints ({board.goals_text()})"
+                if board.rows and board.fronts
+                else "no trial reported the metric"
             )
+            raise ModelSkipped(none if best is None else f"no Ray Tune result for the best trial {best.trial_id}")
         return log_best_model(store, version, parent_run_id, best, result)
     except ModelSkipped as e:
         tags[schema.MODEL_SKIPPED] = str(e)
@@ -145,9 +179,14 @@ def best_config_fragment(version: StudyVersion, best: TrialOutcome) -> str:
     """
     pinned = SearchSpace({name: Fixed(value) for name, value in redact_config(best.config).items()})
     document = to_document(replace(version, fixed=redact_config(version.fixed), params=pinned))
+    scored = (
+        ", ".join(f"{m.name} {v!r}" for m, v in zip(version.goals, best.point, strict=True))
+        if version.multi_objective
+        else f"{version.metric.name} {best.value!r}"
+    )
+    which = "the knee of the front, trial" if version.multi_objective else "best trial"
     header = (
-        f"# best trial {best.trial_id} of {version.label} (space hash {version.content_hash}): "
-        f"{version.metric.name} {best.value!r}\n"
+        f"# {which} {best.trial_id} of {version.label} (space hash {version.content_hash}): {scored}\n"
         "# every searched parameter pinned to its value: paste over the fixed: and params: sections of a space file\n"
     )
     fragment = {key: document[key] for key in FRAGMENT_SECTIONS if key in document}

@@ -7,7 +7,9 @@ already keeps the studies' artifacts). A team server (``http(s)://``) is already
 printed, without credentials, and the command returns.
 
 The best run is the study's best trial run (any version) by the metric of the study's newest search:
-its ``best_<metric>`` (the best epoch), else the metric's last value.
+its ``best_<metric>`` (the best epoch), else the metric's last value. A study of several objectives links the
+knee of its feasible front instead (``engine.leaderboard``'s rule over its finished trials), and says how to
+list the front in the UI (the ``orchestrator.pareto_rank`` tag's filter).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,6 +28,7 @@ from orchestrator.redaction import redact_uri
 from orchestrator.spaces import Metric
 from orchestrator.tracking.links import experiment_url, run_url
 from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri, open_store, sqlite_path
+from orchestrator.tracking.schema import PARETO_RANK
 from orchestrator.tracking.server import (
     DEFAULT_UI_PORT,
     LOOPBACK,
@@ -33,7 +36,7 @@ from orchestrator.tracking.server import (
     check_port_free,
     stopped_by_signals,
 )
-from orchestrator.tracking.study import best_trial, study_metric
+from orchestrator.tracking.study import StudyGoals, best_trial, study_goals
 
 REMOTE_SCHEMES = ("http", "https")
 GENAI_HINT = (
@@ -53,10 +56,14 @@ class StudyLinks:
     best_run_id: str | None = None
     best_value: float | None = None
     best_run_url: str | None = None
+    knee: str | None = None  # several objectives: the best run is the knee of the front, its values
 
     def lines(self) -> list[str]:
         out = [f"  study {self.study}: {self.experiment_url}"]
-        if self.best_run_url is not None and self.metric is not None:
+        if self.best_run_url is not None and self.knee is not None:
+            out.append(f"  knee of the Pareto front ({self.knee}): {self.best_run_url}")
+            out.append(f'  the front: search the runs for tags."{PARETO_RANK}" = "0" (each search\'s own front)')
+        elif self.best_run_url is not None and self.metric is not None:
             out.append(f"  best run ({self.metric.name} {self.best_value:.5g}): {self.best_run_url}")
         else:
             out.append("  no finished trial with the study's metric yet")
@@ -69,12 +76,36 @@ def study_links(store: MlflowStore, study: str, base: str) -> StudyLinks:
     if experiment_id is None:
         raise OrchestratorError(f"no study {study!r} in the tracking store {describe_uri(store.uri)}")
     links = StudyLinks(study, experiment_url(base, experiment_id))
-    metric = study_metric(store, study)
+    goals = study_goals(store, study)
+    if goals is not None and goals.multi_objective:
+        return _knee_links(store, goals, links, base, experiment_id)
+    metric = goals.metric if goals is not None else None
     best = best_trial(store.trials(study), metric) if metric is not None else None
     if best is None:
         return links
     row, value = best
     return StudyLinks(study, links.experiment_url, metric, row.run_id, value, run_url(base, experiment_id, row.run_id))
+
+
+def _knee_links(store: MlflowStore, goals: StudyGoals, links: StudyLinks, base: str, experiment_id: str) -> StudyLinks:
+    from orchestrator.engine.leaderboard import Leaderboard, outcomes_from_rows
+
+    finished = [r for r in store.trials(links.study) if r.status == "FINISHED"]
+    board = Leaderboard.by_front(
+        goals.goals, goals.constraints, outcomes_from_rows(finished, goals.goals, goals.constraints)
+    )
+    knee = board.best
+    if knee is None:
+        return replace(links, metric=goals.metric)
+    url = run_url(base, experiment_id, knee.run_id)
+    return replace(
+        links,
+        metric=goals.metric,
+        best_run_id=knee.run_id,
+        best_value=knee.value,
+        best_run_url=url,
+        knee=board.point_text(knee),
+    )
 
 
 def open_ui(

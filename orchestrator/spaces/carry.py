@@ -7,14 +7,21 @@ A parameter added since takes its declared ``default`` (no default: the trial is
 parameter removed since is dropped from the trial's configuration. Each dropped trial is counted by reason.
 When the new version schedules with ASHA, a carried trial whose per-epoch history is known brings it along
 (as losses by epoch), so the searcher counts a trial stopped early at the rungs it reached, not as final.
+
+A version of several objectives or with constraints carries every objective's and constraint's value too (an
+``Outcome``, the fourth element of the carried trial): a trial is carried when its first objective is finite (as
+with one metric: ``space diff`` counts alike) and so is every other objective it reported; a value it did not
+report at all is dropped for, unless it is ``computable`` (a hardware cost such as ``latency_ms``, which depends on
+the configuration only): then it is carried with that value missing (``CarryReport.to_compute``), and the engine
+computes it from the configuration, without training, before the search starts (``engine.costs``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.redaction import redacted_value
@@ -31,8 +38,60 @@ NO_DEFAULT_FOR_NEW = "added without a default"
 FIXED_DIFFERS = "differs from the fixed value"
 
 
-# What the searcher is warm-started with: (values, loss), or (values, loss, {epoch: loss}) with a known history.
-CarriedTrial = tuple[dict[str, Any], float] | tuple[dict[str, Any], float, Mapping[int, float]]
+@dataclass(frozen=True)
+class Outcome:
+    """Every objective's and constraint's value of a carried trial: what a search of several objectives, or one
+    with constraints, learns from (the fourth element of a ``CarriedTrial``).
+
+    ``values`` maps each name of ``StudyVersion.reported`` to the trial's final value, None for a cost it did not
+    report (to compute from its configuration before the search); ``histories`` maps a name to its values by epoch
+    where the run recorded them."""
+
+    values: Mapping[str, float | None]
+    histories: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The names whose value is still to be computed."""
+        return tuple(name for name, value in self.values.items() if value is None)
+
+    def filled(self, values: Mapping[str, float]) -> Outcome:
+        """This outcome with the missing ``values`` filled in (computed costs)."""
+        return replace(self, values={**self.values, **{k: v for k, v in values.items() if k in self.values}})
+
+    def vector(self, version: StudyVersion, at: Mapping[str, float | None] | None = None) -> tuple[float, ...]:
+        """The trial's losses, one per objective (``Metric.loss``), then how far it breaks the constraints
+        (``StudyVersion.violation``, 0 when it keeps them): what the searchers rank. ``at`` overrides values (one
+        epoch's); a missing objective raises ``ValueError`` (compute the costs first)."""
+        values = {**self.values, **(at or {})}
+        losses = []
+        for goal in version.goals:
+            value = values.get(goal.name)
+            if value is None or not math.isfinite(value):
+                raise ValueError(f"carried trial without a finite {goal.name}: compute its costs first")
+            losses.append(goal.loss(value))
+        return (*losses, version.violation(values))
+
+    def vectors_by_epoch(self, version: StudyVersion) -> dict[int, tuple[float, ...]]:
+        """``vector`` at every epoch the first objective's history holds; a name without a value at that epoch counts
+        with its final one (exact for the hardware costs, which do not change while a trial trains)."""
+        first = self.histories.get(version.metric.name, {})
+        out = {}
+        for epoch, value in first.items():
+            if not math.isfinite(value):
+                continue
+            at = {name: h[epoch] for name, h in self.histories.items() if epoch in h and math.isfinite(h[epoch])}
+            out[int(epoch)] = self.vector(version, at)
+        return out
+
+
+# What the searcher is warm-started with: (values, loss), or (values, loss, {epoch: loss}) with a known history, or
+# with several objectives or constraints (values, loss, {epoch: loss}, Outcome): every objective's and constraint's.
+CarriedTrial = (
+    tuple[dict[str, Any], float]
+    | tuple[dict[str, Any], float, Mapping[int, float]]
+    | tuple[dict[str, Any], float, Mapping[int, float], Outcome]
+)
 
 
 @dataclass
@@ -44,6 +103,8 @@ class CarryReport:
     defaulted: Counter[str] = field(default_factory=Counter)
     removed: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    # costs carried trials did not report, by name: computed from their configurations before the search
+    to_compute: Counter[str] = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
@@ -58,6 +119,8 @@ class CarryReport:
         lines += [f"  defaulted {path}: {n}" for path, n in sorted(self.defaulted.items())]
         lines += [f"  ignored removed parameter {path}: {n}" for path, n in sorted(self.removed.items())]
         lines += [f"  dropped, {reason}: {n}" for reason, n in self.dropped.most_common()]
+        computed = self.to_compute.items()
+        lines += [f"  {name} to compute from the configuration (no training): {n}" for name, n in computed]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +131,7 @@ class CarryReport:
             "dropped_by_reason": dict(self.dropped),
             "defaulted": dict(self.defaulted),
             "removed": dict(self.removed),
+            **({"to_compute": dict(self.to_compute)} if self.to_compute else {}),
         }
 
 
@@ -110,11 +174,13 @@ def _fit_value(p: Param, value: Any, path: str, report: CarryReport | None) -> A
     return value
 
 
-def carry(trials: Iterable[RecordedTrial], version: StudyVersion) -> CarryReport:
-    """Sort earlier trials into carried (fitted to ``version``) and dropped (by reason)."""
+def carry(trials: Iterable[RecordedTrial], version: StudyVersion, computable: Collection[str] = ()) -> CarryReport:
+    """Sort earlier trials into carried (fitted to ``version``) and dropped (by reason). ``computable`` names the
+    values a trial may lack that are computed from its configuration before the search (hardware costs)."""
     report = CarryReport()
     metric = version.metric
     with_history = version.schedule.scheduler == "asha"  # FIFO compares trials at the end only
+    several = version.multi_objective or bool(version.constraints)
     for trial in trials:
         if trial.status != "FINISHED":
             report.dropped[f"not finished ({trial.status})"] += 1
@@ -122,6 +188,12 @@ def carry(trials: Iterable[RecordedTrial], version: StudyVersion) -> CarryReport
         if trial.value is None or not math.isfinite(trial.value):
             report.dropped[f"no finite {metric.name} reported"] += 1
             continue
+        outcome = None
+        if several:
+            outcome, problem = _outcome(trial, version, computable)
+            if problem:
+                report.dropped[problem] += 1
+                continue
         scratch = CarryReport()
         try:
             fitted = fit(version.params, trial.config, scratch)
@@ -132,9 +204,34 @@ def carry(trials: Iterable[RecordedTrial], version: StudyVersion) -> CarryReport
         report.removed.update(scratch.removed)
         loss = metric.loss(trial.value)
         history = _losses_by_epoch(trial.history, metric) if with_history else {}
-        report.carried.append((fitted, loss, history) if history else (fitted, loss))
+        if outcome is not None:
+            report.carried.append((fitted, loss, history, outcome))
+            report.to_compute.update(outcome.missing)
+        else:
+            report.carried.append((fitted, loss, history) if history else (fitted, loss))
         report.carried_from[trial.version] += 1
     return report
+
+
+def _outcome(trial: RecordedTrial, version: StudyVersion, computable: Collection[str]) -> tuple[Outcome, str]:
+    """Every objective's and constraint's value of ``trial`` as an ``Outcome``, or why it is dropped: an objective
+    without a finite value that cannot be computed. A constrained value that is missing (and not computable) stays
+    missing: the trial then breaks that constraint (``Constraint.violation``), as one that reports a value that is
+    not finite does."""
+    objectives = {m.name for m in version.goals}
+    values: dict[str, float | None] = {}
+    for name in version.reported:
+        value = trial.value if name == version.metric.name else trial.values.get(name)
+        if value is None and name in computable:
+            values[name] = None
+        elif name in objectives and (value is None or not math.isfinite(value)):
+            return Outcome({}), f"no finite {name} reported"
+        else:
+            values[name] = math.nan if value is None else float(value)
+    histories = dict(trial.histories)
+    if trial.history:
+        histories[version.metric.name] = trial.history
+    return Outcome(values, {k: v for k, v in histories.items() if k in values}), ""
 
 
 def _losses_by_epoch(history: Mapping[int, float] | None, metric: Metric) -> dict[int, float]:

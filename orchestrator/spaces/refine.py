@@ -55,6 +55,26 @@ with probabilities counted over the model's sample functions (``Evidence.samples
   of those trials; an option taken by fewer than ``min_trials`` of them keeps its sub-space (noted).
 * **Determinism.** The same trials give the same version: the trials are ordered before the model is
   fitted, and its random draws are seeded with ``seed`` (0).
+
+**Several objectives** (``objectives:``, and ``constraints:``): refine narrows around the Pareto set instead of
+the best of one metric. ``orchestrator.evolution.refining.pareto_ranking`` ranks the usable trials (every
+objective finite) by front on their final values (``engine.pareto``: feasible trials first, front 0 the Pareto
+set; the per-epoch histories hold the first objective only, so no common budget), and the model's loss is a
+trial's front: the rules above then read the model of the fronts, and "the best seen" is the front.
+
+* **Keep the Pareto set.** The *kept* trials are those of the first fronts, as many fronts as it takes to hold
+  ``min_top`` (3) trials (``Ranking.kept``): no cut reaches a kept trial's value (the best trial's value with
+  one metric), and no option a kept trial took is pruned.
+* **Widen where Pareto points sit at a bound.** Besides the widening above (the model of the fronts falls
+  toward a bound), a bound widens when a kept trial sits at it (within ``pareto_edge`` (0.05) of the width;
+  the bound itself on a stepped range) and some objective's own model (``Evidence.objectives``: the same model
+  of that objective alone) predicts that objective lowest at the bound with a probability of at least
+  ``widen_p``, at an importance of at least ``min_importance`` for that objective: the front continues past
+  the bound. The step is the widening step of that probability. A parameter along which the front spreads
+  (each objective pulls its own way, so the fronts barely depend on it) is still widened so; it is not
+  narrowed unless the model of the fronts gives it an importance of at least ``min_importance``.
+* **Notes.** The head names the objectives, the constraints and the fronts kept; each change names the model
+  it rests on (the fronts', or an objective's own).
 """
 
 from __future__ import annotations
@@ -71,7 +91,7 @@ from .errors import ValueNotInSpace
 from .kinds import NO_DEFAULT, IntRange, LogUniform, QLogUniform, QUniform, Uniform, clean_float
 from .space import Choice, Param, SearchSpace
 from .trials import RecordedTrial
-from .version import Metric, StudyVersion
+from .version import Constraint, Metric, StudyVersion
 
 Numeric = Uniform | LogUniform | QUniform | QLogUniform | IntRange
 ChangeKind = Literal["narrowed", "widened", "pruned", "default-removed", "kept"]
@@ -103,9 +123,10 @@ class RefineOptions:
     prune_min_trials: int = 5
     prune_p: float = 0.05
     seed: int = 0
+    pareto_edge: float = 0.05  # several objectives: a kept trial within this share of the width sits at a bound
 
     def __post_init__(self) -> None:
-        for name in ("top_fraction", "widen_p", "narrow_p", "prune_p"):
+        for name in ("top_fraction", "widen_p", "narrow_p", "prune_p", "pareto_edge"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
         for name in ("min_importance", "widen_min", "widen_max", "min_narrow"):
@@ -190,6 +211,9 @@ class Evidence:
     model: str
     samples: int
     params: Mapping[str, NumberEvidence | ChoiceEvidence]
+    # Several objectives: each objective's own evidence (the same model of that objective alone), what the
+    # widening where Pareto points sit at a bound reads.
+    objectives: Mapping[str, Evidence] = field(default_factory=dict)
 
 
 def param_path(prefix: str, name: str) -> str:
@@ -215,20 +239,40 @@ class ModelRow:
     loss: float
     value: float | None
     run_id: str = ""
+    # Several objectives: its front (``loss`` and ``value`` are the front too) and every objective's value.
+    front: int | None = None
+    values: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Ranking:
-    """The usable trials, best first (those that reached the budget, then those stopped before it)."""
+    """The usable trials, best first (those that reached the budget, then those stopped before it; several
+    objectives: by front, then crowding)."""
 
     rows: tuple[ModelRow, ...]
     budget: int | None
     used: int
     ranked: int
+    # Several objectives: what the rows were ranked by, and the last front kept (``Ranking.kept``).
+    objectives: tuple[Metric, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
+    kept_front: int = 0
 
     @property
     def stopped(self) -> int:
         return len(self.rows) - self.ranked
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def kept(self, rows: Sequence[ModelRow] | None = None) -> list[ModelRow]:
+        """The rows (of ``rows``, default all) that refine keeps inside the ranges: the best one, or with several
+        objectives those of the first ``kept_front + 1`` fronts."""
+        rows = self.rows if rows is None else rows
+        if not self.multi_objective:
+            return list(rows[:1])
+        return [r for r in rows if r.front is not None and r.front <= self.kept_front]
 
 
 def rank(version: StudyVersion, trials: Sequence[RecordedTrial], min_trials: int = 5) -> Ranking:
@@ -330,6 +374,7 @@ class _Rules:
     opts: RefineOptions
     evidence: Evidence
     metric: Metric
+    ranking: Ranking | None = None
     changes: list[Change] = field(default_factory=list)
     assessed: list[Change] = field(default_factory=list)
 
@@ -351,24 +396,13 @@ def refine(
     model's ``evidence`` about it. Raises ``RefineError`` when the evidence gives no reason to change anything.
     """
     opts = options or RefineOptions()
-    rules = _Rules(opts, evidence, version.metric)
-    params = _refine_space(version.params, "", ranking.rows, "the best seen", rules)
+    several = ranking.multi_objective
+    rules = _Rules(opts, evidence, PARETO_RANK if several else version.metric, ranking)
+    params = _refine_space(version.params, "", ranking.rows, FRONT_SEEN if several else "the best seen", rules)
     if params == version.params:
         why = f"the model of {len(ranking.rows)} trials gives no reason to change the space"
         raise RefineError(f"{version.label}: {why}; " + "; ".join(c.note for c in rules.assessed))
-    on = (
-        f"epoch {ranking.budget} (the highest epoch at least {opts.min_trials} trials reached)"
-        if ranking.budget is not None
-        else "their final value"
-    )
-    stopped = (
-        f"; {ranking.stopped} stopped before epoch {ranking.budget} count as its worst value" if ranking.stopped else ""
-    )
-    head = (
-        f"Refined from v{version.version} by `orchestrator space refine`: {ranking.used} finished trials fit "
-        f"v{version.version}; {ranking.ranked} ranked on {on} by {version.metric.name} ({version.metric.mode})"
-        f"{stopped}. Evidence: {evidence.model}."
-    )
+    head = _pareto_head(version, ranking, evidence) if several else _head(version, ranking, evidence, opts)
     notes = "\n".join([head, *(c.note for c in rules.changes)])
     new = dataclasses.replace(
         version,
@@ -383,12 +417,52 @@ def refine(
     )
 
 
+PARETO_RANK = Metric("Pareto rank", "min")  # what the model of several objectives predicts: a trial's front
+FRONT_SEEN = "the front's"  # what a region is compared with, several objectives ("a Pareto rank better than ...")
+
+
+def _pareto_head(version: StudyVersion, ranking: Ranking, evidence: Evidence) -> str:
+    goals = ", ".join(f"{m.name} ({m.mode})" for m in ranking.objectives)
+    under = f" under {' and '.join(c.describe() for c in ranking.constraints)}" if ranking.constraints else ""
+    front = sum(1 for r in ranking.rows if r.front == 0)
+    kept = len(ranking.kept())
+    kept_text = (
+        f"front 0 holds {front} trials, kept inside the ranges"
+        if ranking.kept_front == 0
+        else f"front 0 holds {front} trials; the first {ranking.kept_front + 1} fronts ({kept} trials) are kept "
+        "inside the ranges"
+    )
+    return (
+        f"Refined from v{version.version} by `orchestrator space refine`: {ranking.used} finished trials with every "
+        f"objective fit v{version.version}; ranked by Pareto front over {goals}{under} on their final values: "
+        f"{kept_text}. Evidence: {evidence.model}."
+    )
+
+
+def _head(version: StudyVersion, ranking: Ranking, evidence: Evidence, opts: RefineOptions) -> str:
+    on = (
+        f"epoch {ranking.budget} (the highest epoch at least {opts.min_trials} trials reached)"
+        if ranking.budget is not None
+        else "their final value"
+    )
+    stopped = (
+        f"; {ranking.stopped} stopped before epoch {ranking.budget} count as its worst value" if ranking.stopped else ""
+    )
+    return (
+        f"Refined from v{version.version} by `orchestrator space refine`: {ranking.used} finished trials fit "
+        f"v{version.version}; {ranking.ranked} ranked on {on} by {version.metric.name} ({version.metric.mode})"
+        f"{stopped}. Evidence: {evidence.model}."
+    )
+
+
 def _refine_space(space: SearchSpace, prefix: str, rows: Sequence[ModelRow], seen: str, rules: _Rules) -> SearchSpace:
     """Each parameter of ``space`` refined from its evidence; ``rows`` are the scope's trials, best first, and
     ``seen`` names the best they are compared with in the notes."""
     params: dict[str, Param] = {}
     best = rows[0] if rows and rows[0].value is not None else None
-    best_seen = seen if best is None else f"{seen} {_fmt(best.value)}"
+    several = rules.ranking is not None and rules.ranking.multi_objective
+    best_seen = seen if best is None or several else f"{seen} {_fmt(best.value)}"
+    kept = [] if best is None else rules.ranking.kept(rows) if rules.ranking is not None else [best]
     for name, p in space.params.items():
         path = param_path(prefix, name)
         if p.is_fixed:
@@ -396,7 +470,7 @@ def _refine_space(space: SearchSpace, prefix: str, rows: Sequence[ModelRow], see
         elif isinstance(p, Choice):
             params[name] = _refine_choice(p, path, name, rows, best_seen, rules)
         else:
-            params[name] = _refine_number(p, path, None if best is None else best.config[name], best_seen, rules)
+            params[name] = _refine_number(p, path, [r.config[name] for r in kept], best_seen, rules)
     return SearchSpace(params)
 
 
@@ -408,6 +482,8 @@ def _refine_choice(p: Choice, path: str, name: str, rows: Sequence[ModelRow], be
         i = p.select(r.config[name])
         if i is not None:
             took[i].append(r)
+    kept = rules.ranking.kept(rows) if rules.ranking is not None else list(rows[:1])
+    kept_options = {p.select(r.config[name]) for r in kept}  # the best trial's option; several: the kept trials'
     best_option = p.select(rows[0].config[name]) if rows else None
     e = rules.evidence.params.get(path)
     keep: list[int] = []
@@ -421,7 +497,7 @@ def _refine_choice(p: Choice, path: str, name: str, rows: Sequence[ModelRow], be
             continue
         said.append(f"option {label} tried {o.tried} times, P={o.chance:.2f}")
         strong = o.tried >= opts.prune_min_trials and o.chance <= opts.prune_p
-        if opts.prune and strong and e.importance >= opts.min_importance and i != best_option:
+        if opts.prune and strong and e.importance >= opts.min_importance and i != best_option and i not in kept_options:
             pruned.append(label)
             rules.record(
                 Change(
@@ -466,7 +542,8 @@ def _refine_choice(p: Choice, path: str, name: str, rows: Sequence[ModelRow], be
             )
             options.append(sub_space)
             continue
-        options.append(_refine_space(sub_space, prefix, sub, f"the best seen with {p.option_label(i)}", rules))
+        seen = "the best seen" if rules.ranking is None or not rules.ranking.multi_objective else FRONT_SEEN
+        options.append(_refine_space(sub_space, prefix, sub, f"{seen} with {p.option_label(i)}", rules))
     refined = dataclasses.replace(p, options=tuple(options), default=NO_DEFAULT)
     if p.default is not NO_DEFAULT:
         if p.select(p.default) not in keep:
@@ -491,17 +568,21 @@ def _refine_choice(p: Choice, path: str, name: str, rows: Sequence[ModelRow], be
     return refined
 
 
-def _refine_number(p: Numeric, path: str, best: float | None, best_seen: str, rules: _Rules) -> Any:
-    """Widen a side the loss is predicted to fall toward, cut back a side unlikely to hold a better value,
-    within ``limits``, on ``p``'s lattice; leave a parameter that barely matters."""
+def _refine_number(p: Numeric, path: str, kept: Sequence[float], best_seen: str, rules: _Rules) -> Any:
+    """Widen a side the loss is predicted to fall toward (several objectives: or where Pareto points sit and an
+    objective improves), cut back a side unlikely to hold a better value (never past a ``kept`` value: the best
+    trial's, or the Pareto set's), within ``limits``, on ``p``'s lattice; leave a parameter that barely matters."""
     opts, metric, samples = rules.opts, rules.metric, rules.evidence.samples
     old_range = _fmt_list([p.low, p.high])
     e = rules.evidence.params.get(path)
     if not isinstance(e, NumberEvidence):
         rules.record(Change("kept", path, old_range, f"kept {old_range}", "no evidence (too few trials)"), False)
         return p
-    importance = f"importance {e.importance:.2f}"
-    if e.importance < opts.min_importance:
+    several = rules.ranking is not None and rules.ranking.multi_objective
+    importance = f"importance {e.importance:.2f}" + (" for the fronts" if several else "")
+    pareto = _pareto_widening(p, path, kept, rules)
+    matters = e.importance >= opts.min_importance
+    if not matters and not pareto:
         why = f"{importance} (below {opts.min_importance:g}): barely matters, left as is"
         rules.record(Change("kept", path, old_range, f"kept {old_range}", why), noted=True)
         return p
@@ -514,6 +595,14 @@ def _refine_number(p: Numeric, path: str, best: float | None, best_seen: str, ru
     acted: dict[str, str] = {}  # what a side's change rests on (the notes)
     quiet: dict[str, str] = {}  # what the evidence says about a side left as is (the dry-run lines)
     for side, s in (("lower", e.lower), ("upper", e.upper)):
+        if side in pareto and not (matters and s.toward >= opts.widen_p):
+            step, acted[side] = pareto[side]
+            target[side] = unscale(lo - step * width) if side == "lower" else unscale(hi + step * width)
+            widen[side] = True
+            continue
+        if not matters:  # several objectives: the fronts barely depend on it; only Pareto points widen it
+            quiet[side] = f"{side} bound: {importance} (below {opts.min_importance:g}) for the fronts, left as is"
+            continue
         if s.toward >= opts.widen_p:
             step = opts.widen_step(s.toward)
             target[side] = unscale(lo - step * width) if side == "lower" else unscale(hi + step * width)
@@ -524,7 +613,7 @@ def _refine_number(p: Numeric, path: str, best: float | None, best_seen: str, ru
             )
             continue
         quiet[side] = _quiet(p, s, side, best_seen, metric.name)
-        cut = _cut(s, side, best, scale, lo, hi, opts)
+        cut = _cut(s, side, kept, scale, lo, hi, opts)
         if cut is not None:
             target[side] = cut.bound
             region = _region(p, side, cut.bound)
@@ -585,20 +674,63 @@ def _refine_number(p: Numeric, path: str, best: float | None, best_seen: str, ru
     return new_param
 
 
-def _cut(s: Side, side: str, best: float | None, scale: Any, lo: float, hi: float, opts: RefineOptions) -> Cut | None:
-    """The largest cut from ``side`` with a chance of at most ``narrow_p``, keeping ``best``; ``None`` when
-    there is none or it is smaller than ``min_narrow`` of the width."""
+def _cut(
+    s: Side, side: str, kept: Sequence[float], scale: Any, lo: float, hi: float, opts: RefineOptions
+) -> Cut | None:
+    """The largest cut from ``side`` with a chance of at most ``narrow_p``, keeping every ``kept`` value (the
+    best trial's; several objectives: the Pareto set's); ``None`` when there is none or it is smaller than
+    ``min_narrow`` of the width."""
     chosen = None
     for cut in s.cuts:
         if cut.chance > opts.narrow_p:
             break
-        if best is not None and (cut.bound >= best if side == "lower" else cut.bound <= best):
-            break  # the best trial's value stays inside, with room on both sides
+        if kept and (cut.bound >= min(kept) if side == "lower" else cut.bound <= max(kept)):
+            break  # the kept trials' values stay inside, with room on both sides
         chosen = cut
     if chosen is None:
         return None
     size = scale(chosen.bound) - lo if side == "lower" else hi - scale(chosen.bound)
     return chosen if size >= opts.min_narrow * (hi - lo) else None
+
+
+def _pareto_widening(p: Numeric, path: str, kept: Sequence[float], rules: _Rules) -> dict[str, tuple[float, str]]:
+    """Several objectives: the sides to widen because a kept (Pareto) trial sits at the bound and an objective's
+    own model predicts it lowest there (side -> the step and the note's words); empty with one metric."""
+    opts = rules.opts
+    if rules.ranking is None or not rules.ranking.multi_objective or not kept:
+        return {}
+    scale = math.log if p.is_log else float
+    lo, hi = scale(p.low), scale(p.high)
+    edge = opts.pareto_edge * (hi - lo)
+    at = {
+        "lower": [v for v in kept if (v == p.low if p.is_stepped else scale(v) - lo <= edge)],
+        "upper": [v for v in kept if (v == p.high if p.is_stepped else hi - scale(v) <= edge)],
+    }
+    out: dict[str, tuple[float, str]] = {}
+    for side, sitting in at.items():
+        if not sitting:
+            continue
+        best: tuple[float, str, float] | None = None  # (P, objective, its importance)
+        for name, evidence in rules.evidence.objectives.items():
+            own = evidence.params.get(path)
+            if not isinstance(own, NumberEvidence) or own.importance < opts.min_importance:
+                continue
+            toward = (own.lower if side == "lower" else own.upper).toward
+            if toward >= opts.widen_p and (best is None or toward > best[0]):
+                best = (toward, name, own.importance)
+        if best is None:
+            continue
+        toward, name, share = best
+        step = opts.widen_step(toward)
+        goal = next(m for m in rules.ranking.objectives if m.name == name)
+        falls = "falls" if goal.mode == "min" else "rises"
+        out[side] = (
+            step,
+            f"{len(sitting)} Pareto trial(s) at the {side} bound and predicted {name} {falls} toward it (its own "
+            f"model: P={toward:.2f} over {rules.evidence.samples} samples, importance {share:.2f} for {name}): "
+            f"widened by {step:.0%} of the width",
+        )
+    return out
 
 
 def _quiet(p: Numeric, s: Side, side: str, best_seen: str, metric: str) -> str:

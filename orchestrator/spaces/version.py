@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
@@ -56,11 +56,25 @@ class Constraint:
         under = self.min - value if self.min is not None else 0.0
         return max(over, under, 0.0)
 
+    def scaled_violation(self, value: float | None) -> float:
+        """``violation`` in units of the bound it breaks (its absolute value, 1 for a bound of 0), so constraints on
+        metrics of different units (parameters, milliseconds) add up to a total (``StudyVersion.violation``)."""
+        broken = self.violation(value)
+        if broken == 0.0 or math.isinf(broken):
+            return broken
+        bound = self.max if self.max is not None and value is not None and value > self.max else self.min
+        return broken / (abs(bound) if bound else 1.0)
+
     def spec(self) -> dict[str, float]:
         return {k: v for k, v in (("min", self.min), ("max", self.max)) if v is not None}
 
     def describe(self) -> str:
         return " and ".join(f"{self.name} {'<=' if k == 'max' else '>='} {v:g}" for k, v in self.spec().items())
+
+
+def total_violation(constraints: Sequence[Constraint], values: Mapping[str, float | None]) -> float:
+    """``StudyVersion.violation`` for ``constraints``: the sum of each one's ``scaled_violation`` of ``values``."""
+    return sum((c.scaled_violation(values.get(c.name)) for c in constraints), 0.0)
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,13 @@ class StudyVersion:
         """The metric names a trial must report: every objective's and every constraint's."""
         names = [m.name for m in self.goals] + [c.name for c in self.constraints]
         return tuple(dict.fromkeys(names))
+
+    def violation(self, values: Mapping[str, float | None]) -> float:
+        """How far a trial's ``values`` (metric name -> value) break the constraints: the sum of each constraint's
+        ``scaled_violation`` (infinite when a constrained value is missing or not finite); 0 when all hold, and
+        always 0 without constraints. The one total the searchers, early stopping and the review rank
+        infeasible trials by (``engine.pareto.ranks``: the less broken, the earlier)."""
+        return total_violation(self.constraints, values)
 
     def canonical(self) -> dict[str, Any]:
         """Everything that decides which trials run; not version, parent, notes or the file. A file with one

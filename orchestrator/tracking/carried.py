@@ -18,12 +18,19 @@ from .mlflow_store import MlflowStore
 
 
 def carried_trials(
-    store: MlflowStore, version: StudyVersion, ledger_path: Path | None, leave_out: Collection[str] = ()
+    store: MlflowStore,
+    version: StudyVersion,
+    ledger_path: Path | None,
+    leave_out: Collection[str] = (),
+    computable: Collection[str] = (),
 ) -> tuple[CarryReport, float, str]:
     """Earlier trials of the study that fit ``version``, the seconds it took, and where they were read from
     (``ledger.trials_with_ledger``: a ledger file, the newest ledger artifact plus newer runs, or the runs).
-    The runs in ``leave_out`` are no earlier trials (a resumed run's own interrupted trials, which continue)."""
+    The runs in ``leave_out`` are no earlier trials (a resumed run's own interrupted trials, which continue).
+    ``computable`` names the hardware costs a carried trial may lack (``trainables.costs.computable``: computed from
+    its configuration before the search), so a preview counts what the run will carry."""
     start = time.perf_counter()
     rows, source = ledger.trials_with_ledger(store, version.study, ledger_path)
-    report = carry((r.prior(version.metric.name) for r in rows if r.run_id not in leave_out), version)
+    priors = (r.prior(version.metric.name, version.reported) for r in rows if r.run_id not in leave_out)
+    report = carry(priors, version, computable)
     return report, time.perf_counter() - start, source

@@ -218,10 +218,20 @@ class TrialRow:
         value = self.metrics.get(best_metric(metric), self.metrics.get(metric))
         return value if value is not None and math.isfinite(value) else None
 
-    def prior(self, metric: str) -> RecordedTrial:
-        """The trial as warm start carries it: ``metric``'s final value and its per-epoch history, if known."""
+    def prior(self, metric: str, others: Sequence[str] = ()) -> RecordedTrial:
+        """The trial as warm start carries it: ``metric``'s final value and its per-epoch history, if known; with
+        ``others`` (the other objectives and the constrained metrics of a version) their final values (None when
+        not reported) and histories too."""
+        names = [name for name in others if name != metric]
         return RecordedTrial(
-            self.config, self.metrics.get(metric), self.history.get(metric, {}), self.status, self.version, self.run_id
+            self.config,
+            self.metrics.get(metric),
+            self.history.get(metric, {}),
+            self.status,
+            self.version,
+            self.run_id,
+            values={name: self.metrics.get(name) for name in names},
+            histories={name: self.history[name] for name in names if name in self.history},
         )
 
 
@@ -571,33 +581,54 @@ def per_step(points: Iterable[Any]) -> History:
     return {int(m.step): float(m.value) for m in sorted(points, key=lambda m: (m.step, m.timestamp))}
 
 
-def history_tag(metric: str, history: Mapping[int, float]) -> str | None:
-    """The value of a trial's ``METRIC_HISTORY`` tag: ``metric``'s finite values by epoch as compact JSON.
+def history_tag(
+    metric: str, history: Mapping[int, float], more: Mapping[str, Mapping[int, float]] | None = None
+) -> str | None:
+    """The value of a trial's ``METRIC_HISTORY`` tag: ``metric``'s finite values by epoch as compact JSON; with
+    ``more`` (a search of several objectives or constraints: the other names' values by epoch) also theirs at the
+    same epochs (``"more": {name: [value or null, ...]}``), so warm start knows every objective at every rung.
 
     Full precision when it fits MLflow's tag limit, else ``HISTORY_DIGITS`` significant digits (about 500 epochs
-    fit); None when there is no finite value or it does not fit even so (warm start then counts the trial final).
+    fit for one metric); ``more`` is left out when it does not fit even so; None when there is no finite value or it
+    does not fit (warm start then counts the trial final).
     """
     points = sorted((int(epoch), float(value)) for epoch, value in history.items() if math.isfinite(value))
     if not points:
         return None
     epochs = [epoch for epoch, _ in points]
     exact = [value for _, value in points]
-    for values in (exact, [float(f"{v:.{HISTORY_DIGITS}g}") for v in exact]):
-        text = json.dumps({"metric": metric, "epochs": epochs, "values": values}, separators=(",", ":"))
+    others = {
+        name: [values.get(e) if values.get(e) is not None and math.isfinite(values[e]) else None for e in epochs]
+        for name, values in (more or {}).items()
+    }
+    rounded = {
+        name: [None if v is None else float(f"{v:.{HISTORY_DIGITS}g}") for v in vs] for name, vs in others.items()
+    }
+    shortened = [float(f"{v:.{HISTORY_DIGITS}g}") for v in exact]
+    for values, extra in ((exact, others), (shortened, rounded), (shortened, {})):
+        record: dict[str, Any] = {"metric": metric, "epochs": epochs, "values": values}
+        if extra:
+            record["more"] = extra
+        text = json.dumps(record, separators=(",", ":"))
         if len(text) <= MAX_TAG_LENGTH:
             return text
     return None
 
 
 def read_history_tag(text: str | None) -> dict[str, History]:
-    """``{metric: {epoch: value}}`` from a ``METRIC_HISTORY`` tag's value; empty for none or one that is not one."""
+    """``{metric: {epoch: value}}`` from a ``METRIC_HISTORY`` tag's value (every metric it holds); empty for none or
+    one that is not one."""
     if not text:
         return {}
     try:
         record = json.loads(text)
-        history = {int(e): float(v) for e, v in zip(record["epochs"], record["values"], strict=True)}
-        return {str(record["metric"]): history}
-    except (ValueError, TypeError, KeyError):
+        epochs = [int(e) for e in record["epochs"]]
+        history = {e: float(v) for e, v in zip(epochs, record["values"], strict=True)}
+        out = {str(record["metric"]): history}
+        for name, values in (record.get("more") or {}).items():
+            out[str(name)] = {e: float(v) for e, v in zip(epochs, values, strict=True) if v is not None}
+        return out
+    except (ValueError, TypeError, KeyError, AttributeError):
         return {}
 
 

@@ -52,6 +52,7 @@ MODEL_SKIPPED = "orchestrator.model_skipped"
 SOURCE_RUN = "orchestrator.source_run_id"
 TRAIN_RUN_ID = "orchestrator.train_run_id"
 TRAINED_RUN = "orchestrator.trained_run_id"
+PARETO_RANK = "orchestrator.pareto_rank"  # a trial's front when its search has several objectives (0: the Pareto set)
 
 # Values of KIND.
 SEARCH_RUN = "search"
@@ -69,6 +70,8 @@ SPACE_PARENT = "space.parent"
 PARAM_TRAINABLE = "trainable"
 PARAM_METRIC = "metric"
 PARAM_MODE = "mode"
+PARAM_OBJECTIVES = "objectives"  # several objectives: every one's name and mode (JSON), the first is ``metric``
+PARAM_CONSTRAINTS = "constraints"  # the space's constraints (JSON: metric -> {min, max})
 PARAM_TRIALS = "trials"
 PARAM_CONCURRENCY = "concurrency"
 PARAM_EPOCHS = "epochs"  # of a train run: the epochs each model trains for
@@ -117,7 +120,21 @@ BEST_CONFIG_ARTIFACT = "review/best_config.yaml"
 IMPORTANCE_ARTIFACT = "review/importance.png"
 IMPORTANCE_VALUES_ARTIFACT = "review/importance.json"
 BEST_SO_FAR_ARTIFACT = "review/best_so_far.png"
+# A search of several objectives: the front of each pair of objectives, and the importance for each objective.
+PARETO_ARTIFACT = "review/pareto_<objective>_<objective>.png"  # documentation form: pareto_artifact(x, y)
+OBJECTIVE_IMPORTANCE_ARTIFACT = "review/importance_<objective>.png"  # documentation form: importance_artifact()
+OBJECTIVE_IMPORTANCE_VALUES_ARTIFACT = "review/importance_<objective>.json"
 LOGGED_MODEL = "model"  # the name of the best trial's model logged on the search's run (orchestrator/review/model.py)
+
+
+def pareto_artifact(x: str, y: str) -> str:
+    """The front of the objectives ``x`` (horizontal) and ``y`` (vertical): ``review/pareto_<x>_<y>.png``."""
+    return f"{REVIEW_ARTIFACT_DIR}/pareto_{x}_{y}.png"
+
+
+def importance_artifact(objective: str, suffix: str = ".png") -> str:
+    """The importance of the parameters for one objective: ``review/importance_<objective>.png`` (or ``.json``)."""
+    return f"{REVIEW_ARTIFACT_DIR}/importance_{objective}{suffix}"
 
 
 def review_file_name(artifact: str) -> str:
@@ -152,7 +169,12 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(HASH, "search", "tag", "content hash of the space"),
     SchemaEntry(CARRY, "search", "tag", "carry-over report (JSON): carried, defaulted and dropped counts by reason"),
     SchemaEntry(EXPERIMENT_PATH, "search", "tag", "where Ray Tune keeps the search's state (`orchestrator resume` it)"),
-    SchemaEntry(BEST_CONFIG, "search", "tag", "values of the best trial (JSON), set when the search finishes"),
+    SchemaEntry(
+        BEST_CONFIG,
+        "search",
+        "tag",
+        "values of the best trial (JSON; several objectives: the knee of the front), set when the search finishes",
+    ),
     SchemaEntry(
         PENDING,
         "search",
@@ -188,6 +210,14 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(PARAM_TRAINABLE, "search", "param", "registered trainable"),
     SchemaEntry(PARAM_METRIC, "search", "param", "the metric searched"),
     SchemaEntry(PARAM_MODE, "search", "param", "`min` or `max`"),
+    SchemaEntry(
+        PARAM_OBJECTIVES,
+        "search",
+        "param",
+        'several objectives: each one\'s name and mode (JSON, `[{"name": ..., "mode": ...}, ...]`); `metric` is the '
+        "first",
+    ),
+    SchemaEntry(PARAM_CONSTRAINTS, "search", "param", 'the space\'s constraints (JSON, `{"params": {"max": ...}}`)'),
     SchemaEntry(PARAM_TRIALS, "search", "param", "planned trials"),
     SchemaEntry(PARAM_CONCURRENCY, "search", "param", "trials at a time"),
     SchemaEntry(PARAM_SEED, "search", "param", "the searcher's seed: a new one per search unless `--seed` names one"),
@@ -197,7 +227,12 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(FINISHED_TRIALS, "search", "metric", "trials that finished"),
     SchemaEntry(FAILED_TRIALS, "search", "metric", "trials that failed after their retries"),
     SchemaEntry(SEARCH_WALL_S, "search", "metric", "seconds Ray Tune ran (this driver)"),
-    SchemaEntry(BEST_METRIC, "search", "metric", "best value of the metric over all trials"),
+    SchemaEntry(
+        BEST_METRIC,
+        "search",
+        "metric",
+        "best value of the metric over all trials (several objectives: one per objective, the knee's values)",
+    ),
     SchemaEntry(
         LEDGER_ARTIFACT,
         "search",
@@ -232,7 +267,8 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         "search",
         "artifact",
         "the search's trials ranked by the metric (trial, run, value, epoch reached, status, redacted values); "
-        "a copy is on the best trial's run",
+        "several objectives: by front, then crowding, infeasible trials last, with each objective's value, the front "
+        "and the knee marked, each run a link into the UI (a tracking server); a copy is on the best trial's run",
     ),
     SchemaEntry(LEADERBOARD_TABLE_ARTIFACT, "search", "artifact", "the same leaderboard as a Parquet table"),
     SchemaEntry(
@@ -249,12 +285,38 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         "of a Gaussian process's partial dependence, the importance `space refine` quotes), a bar chart",
     ),
     SchemaEntry(IMPORTANCE_VALUES_ARTIFACT, "search", "artifact", "the importance numbers (JSON, summing to 1)"),
-    SchemaEntry(BEST_SO_FAR_ARTIFACT, "search", "artifact", "best value so far against trials in completion order"),
+    SchemaEntry(
+        BEST_SO_FAR_ARTIFACT,
+        "search",
+        "artifact",
+        "best value so far against trials in completion order (several objectives: the hypervolume of the feasible "
+        "trials so far, each objective scaled to [0, 1] over them, reference point 1.1 in each)",
+    ),
+    SchemaEntry(
+        PARETO_ARTIFACT,
+        "search",
+        "artifact",
+        "several objectives: one per pair of objectives, every trial's values with the front joined, dominated "
+        "trials in grey, infeasible ones crossed, the knee named",
+    ),
+    SchemaEntry(
+        OBJECTIVE_IMPORTANCE_ARTIFACT,
+        "search",
+        "artifact",
+        f"several objectives: `{IMPORTANCE_ARTIFACT}` for each objective",
+    ),
+    SchemaEntry(
+        OBJECTIVE_IMPORTANCE_VALUES_ARTIFACT,
+        "search",
+        "artifact",
+        f"several objectives: `{IMPORTANCE_VALUES_ARTIFACT}` for each objective",
+    ),
     SchemaEntry(
         LOGGED_MODEL,
         "search",
         "artifact",
-        "the best trial's model (`mlflow.pytorch`, with input example and signature), registered under the study",
+        "the best trial's model (`mlflow.pytorch`, with input example and signature; several objectives: the knee's, "
+        "under constraints a feasible one's), registered under the study",
     ),
     # a nested run per trial
     SchemaEntry(PARENT, "trial", "tag", "the search's run id"),
@@ -277,8 +339,9 @@ ENTRIES: tuple[SchemaEntry, ...] = (
         METRIC_HISTORY,
         "trial",
         "tag",
-        'the searched metric per epoch as JSON (`{"metric": ..., "epochs": [...], "values": [...]}`), set when '
-        "the trial ends; warm start reads it with the run, so carried trials count at the ASHA rungs they reached",
+        'the searched metric per epoch as JSON (`{"metric": ..., "epochs": [...], "values": [...]}`; with several '
+        'objectives or constraints also `"more": {name: [...]}`, the others at the same epochs), set when the trial '
+        "ends; warm start reads it with the run, so carried trials count at the ASHA rungs they reached",
     ),
     SchemaEntry(
         RESUMED_AS,
@@ -295,6 +358,14 @@ ENTRIES: tuple[SchemaEntry, ...] = (
     SchemaEntry(TRIAL_PARAMS, "trial", "param", "the trial's values under flattened paths (`optimizer.momentum`)"),
     SchemaEntry(TRIAL_METRICS, "trial", "metric", "what the trainable reports, per epoch (`step` = epoch)"),
     SchemaEntry(BEST_METRIC, "trial", "metric", "the trial's best value of the metric"),
+    SchemaEntry(
+        PARETO_RANK,
+        "trial",
+        "tag",
+        "several objectives: the trial's front among its search's trials (`0`: the Pareto set; infeasible and failed "
+        "trials after every feasible front), written when the search ends; filter "
+        f'`tags."{PARETO_RANK}" = "0"`',
+    ),
     SchemaEntry(
         REVIEW_ARTIFACT_DIR,
         "trial",

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from orchestrator.engine.pareto import hypervolume
 from orchestrator.engine.results import MetricNotReported
 from orchestrator.engine.searchers import SEARCHERS, searcher_class, searcher_names
 from orchestrator.engine.searchers.base import Prior, SpaceSearcher
 from orchestrator.spaces import StudyVersion, parse_version
+from orchestrator.spaces.carry import Outcome
 from tests.spacefiles import space_doc
 
 HEAD = space_doc("s", params=None, fixed=None)  # the analytic head; each case appends its sections
@@ -75,6 +77,12 @@ BRANIN_PARAMS = "params:\n  x1: {uniform: [-5.0, 10.0]}\n  x2: {uniform: [0.0, 1
 GRID_PARAMS = "params:\n  a: {choice: [1, 2, 3]}\n  b: {choice: [x, y]}\n  c: {int: [0, 1]}\n"
 GRID = [{"a": a, "b": b, "c": c} for a in (1, 2, 3) for b in ("x", "y") for c in (0, 1)]
 ASHA_9 = "schedule: {scheduler: asha, max_epochs: 9, grace_period: 1, reduction_factor: 3}\n"  # rungs 1 and 3
+# Two objectives (a ZDT1 front over x, y: f1 = x, f2 = g (1 - sqrt(x / g)), g = 1 + 9 y; the front at y = 0), the
+# second under the name f2; and a constraint on a third reported metric.
+TWO_OBJECTIVES = "objectives: [{name: loss, mode: min}, {name: f2, mode: min}]\n"
+HEAD_MO = HEAD.replace("metric: {name: loss, mode: min}\n", TWO_OBJECTIVES)
+ZDT_PARAMS = "fixed: {function: quadratic}\nparams:\n  x: {uniform: [0.0, 1.0]}\n  y: {uniform: [0.0, 1.0]}\n"
+ZDT_REFERENCE = (1.1, 11.0)  # beyond the worst of both objectives on [0, 1]^2
 # Suggestions of each searcher on FIFO searches, recorded before the searchers became fidelity- and pending-aware
 # (``fifo_sequences`` makes them).
 FIFO_RECORDED = Path(__file__).parent / "data" / "fifo_suggestions.json"
@@ -123,6 +131,18 @@ def fifo_sequences(algorithm: str) -> dict[str, list[dict[str, Any]]]:
         s.on_trial_complete(f"n{i}", {"loss": (values["x"] - 1) ** 2 + (values["optimizer"]["name"] == "adam")})
         nested.append(values)
     return {"quadratic": warm, "nested": nested}
+
+
+def zdt1(c: Mapping[str, Any]) -> dict[str, float]:
+    """ZDT1 in two parameters as a trial reports it: ``loss`` (f1) and ``f2``; ``cost`` = x + y (constrained)."""
+    g = 1.0 + 9.0 * c["y"]
+    return {"loss": c["x"], "f2": g * (1.0 - math.sqrt(c["x"] / g)), "cost": c["x"] + c["y"]}
+
+
+def carried(version: StudyVersion, values: Mapping[str, Any], reported: Mapping[str, float]) -> tuple:
+    """A carried trial of a version of several objectives or constraints, as ``spaces.carry`` makes it."""
+    outcome = Outcome({name: reported.get(name) for name in version.reported})
+    return (dict(values), version.metric.loss(reported[version.metric.name]), {}, outcome)
 
 
 def grid_loss(c: Mapping[str, Any]) -> float:
@@ -475,3 +495,160 @@ class SearcherContract:
         missing = sorted(set(keys(GRID)) - set(keys(GRID[:5] + seen)))
         for clone in (restored, pickle.loads(pickle.dumps(s))):
             assert keys([values_of(version, clone.suggest("next"))]) == missing
+
+    # ------------------------------------------------------------------ several objectives and constraints
+
+    def mo_version(self, algorithm: str, params: str = ZDT_PARAMS, startup: int = 10, extra: str = "", **search: Any):
+        settings = "".join(f", {k}: {v}" for k, v in search.items())
+        text = f"{HEAD_MO}{extra}search: {{algorithm: {algorithm}, startup_trials: {startup}{settings}}}\n{params}"
+        return parse_version(text)
+
+    def run_mo(self, searcher: SpaceSearcher, n: int, start: int = 0) -> list[dict[str, Any]]:
+        """``n`` suggestions, each completed with ``zdt1`` of its values; returns the values."""
+        out = []
+        for i in range(start, start + n):
+            values = values_of(searcher.version, searcher.suggest(f"t{i}"))
+            searcher.on_trial_complete(f"t{i}", zdt1(values))
+            out.append(values)
+        return out
+
+    def zdt_prior(self, version: StudyVersion, n: int = 200, seed: int = 0) -> list[tuple]:
+        rng = np.random.default_rng(seed)
+        configs = [{"x": float(rng.uniform()), "y": float(rng.uniform())} for _ in range(n)]
+        return [carried(version, c, zdt1(c)) for c in configs]
+
+    def test_mo_warm_start_from_carried_objectives(self, algorithm: str, learns: bool) -> None:
+        """Carried trials bring every objective's value: a learning searcher suggests near the front (y = 0) at once,
+        across it (x spread), where cold draws spread over the square."""
+        version = self.mo_version(algorithm)
+        warm, cold = self.searcher(version, self.zdt_prior(version), seed=1), self.searcher(version, seed=1)
+        assert warm.n_scored == 200 and cold.n_scored == 0
+        warm_values = [values_of(version, warm.suggest(f"w{i}")) for i in range(16)]
+        cold_values = [values_of(version, cold.suggest(f"c{i}")) for i in range(16)]
+        warm_y, cold_y = np.median([v["y"] for v in warm_values]), np.median([v["y"] for v in cold_values])
+        if learns:
+            assert "startup" not in warm.suggested_by.values()
+            assert warm_y < 0.2 < cold_y, (warm_y, cold_y)
+            assert np.ptp([v["x"] for v in warm_values]) > 0.3  # along the front, not at one point of it
+        else:
+            assert warm_values == cold_values
+
+    def test_mo_search_approaches_the_front(self, algorithm: str, learns: bool) -> None:
+        """Hypervolume of 60 trials (median of three seeds): a learning searcher beats random search's."""
+        if not learns:
+            pytest.skip("random search is the baseline")
+        version, baseline = self.mo_version(algorithm), self.mo_version("random")
+
+        def volume(v: StudyVersion, seed: int) -> float:
+            found = self.run_mo(self.searcher(v, seed=seed), 60)
+            return hypervolume([(p["loss"], p["f2"]) for p in map(zdt1, found)], ZDT_REFERENCE)
+
+        ours = np.median([volume(version, seed) for seed in range(3)])
+        random = np.median([volume(baseline, seed) for seed in range(3)])
+        assert ours > random, (ours, random)
+
+    def test_mo_carried_trial_needs_every_objective(self, algorithm: str) -> None:
+        version = self.mo_version(algorithm)
+        with pytest.raises(ValueError, match="needs every objective's and constraint's value"):
+            self.searcher(version, [({"x": 0.5, "y": 0.5}, 0.5)])
+        missing = ({"x": 0.5, "y": 0.5}, 0.5, {}, Outcome({"loss": 0.5, "f2": None}))
+        with pytest.raises(ValueError, match="without a finite f2: compute its costs first"):
+            self.searcher(version, [missing])
+
+    def test_mo_missing_or_not_finite_objective_fails_the_trial(self, algorithm: str) -> None:
+        version = self.mo_version(algorithm, startup=2)
+        s = self.searcher(version, self.zdt_prior(version, 5))
+        with pytest.raises(MetricNotReported, match=r"did not report the metric 'f2'.*it reported: loss$"):
+            s.on_trial_result("t0", {"loss": 0.5, "training_iteration": 1})
+        for trial_id in ("nan", "inf", "none", "error", "ok"):
+            s.suggest(trial_id)
+        s.on_trial_complete("nan", {"loss": 0.2, "f2": float("nan")})
+        s.on_trial_complete("inf", {"loss": float("inf"), "f2": 1.0})
+        s.on_trial_complete("none", {"loss": 0.2})
+        s.on_trial_complete("error", {"loss": 0.2, "f2": 1.0}, error=True)
+        assert s.n_scored == 5  # none of them is scored: no member of a front
+        s.on_trial_complete("ok", {"loss": 0.2, "f2": 1.0})
+        assert s.n_scored == 6
+        self.run_mo(s, 3, start=10)  # the failures do not disturb later suggestions
+        assert s.n_scored == 9
+
+    def test_mo_pending_trials_survive_save_restore_and_pickling(self, algorithm: str, tmp_path: Path) -> None:
+        version = self.mo_version(algorithm, startup=3)
+        prior = self.zdt_prior(version, 4)
+        s = self.searcher(version, prior, seed=3)
+        configs = [s.suggest(f"p{i}") for i in range(3)]
+        s.on_trial_complete("p0", zdt1(values_of(version, configs[0])))
+        s.save(str(tmp_path / "state.json"))
+        restored = self.searcher(version, prior, seed=3)
+        restored.restore(str(tmp_path / "state.json"))
+        for copy in (restored, pickle.loads(pickle.dumps(s))):
+            assert copy.n_scored == 5 and copy.suggested_by == s.suggested_by
+            for i in (1, 2):
+                copy.on_trial_complete(f"p{i}", zdt1(values_of(version, configs[i])))
+            assert copy.n_scored == 7
+            assert version.params.contains(values_of(version, copy.suggest("next"))) is None
+
+    def test_mo_rungs_and_carried_histories(self, algorithm: str) -> None:
+        """With ASHA every objective counts at the rungs a trial reached: its results' vectors as it runs, a carried
+        trial's from its histories (a name without one counts with its final value at every epoch)."""
+        version = self.mo_version(algorithm, startup=2, extra=ASHA_9, min_rung_trials=2)
+        history = {1: 0.9, 2: 0.7, 3: 0.6}
+        stopped = Outcome({"loss": 0.6, "f2": 2.0}, {"loss": history})
+        s = self.searcher(version, [({"x": 0.6, "y": 0.1}, 0.6, history, stopped)])
+        assert s._prior[0][1] == {1: (0.9, 2.0, 0.0), 3: (0.6, 2.0, 0.0)}
+        for i in range(3):
+            s.suggest(f"t{i}")
+        for epoch in (1, 2):
+            s.on_trial_result("t0", {"loss": 1.0 / epoch, "f2": 3.0, "training_iteration": epoch})
+        s.on_trial_complete("t0", {"loss": 0.5, "f2": 3.0, "training_iteration": 2})  # stopped at rung 1
+        for epoch in range(1, 10):
+            s.on_trial_result("t1", {"loss": 0.5 / epoch, "f2": 1.0, "training_iteration": epoch})
+        s.on_trial_complete("t1", {"loss": 0.05, "f2": 1.0, "training_iteration": 9})
+        assert [s.observed_at(b) for b in s.budgets] == [3, 2, 1] and s.model_budget() == 3
+        assert version.params.contains(values_of(version, s.suggest("t3"))) is None
+
+    def test_mo_no_configuration_twice_until_every_one_is_known(self, algorithm: str) -> None:
+        version = self.mo_version(algorithm, GRID_PARAMS, startup=3)
+        s = self.searcher(version, seed=3)
+        seen = []
+        for i in range(len(GRID)):
+            values = values_of(version, s.suggest(f"t{i}"))
+            s.on_trial_complete(f"t{i}", {"loss": grid_loss(values), "f2": float(values["a"] == 1)})
+            seen.append(values)
+        assert sorted(keys(seen)) == sorted(keys(GRID))
+
+    def test_mo_liar_spreads_concurrent_suggestions(self, algorithm: str, learns: bool) -> None:
+        if not learns:
+            pytest.skip("random search ignores pending trials")
+
+        def spread(liar: str) -> float:
+            version = self.mo_version(algorithm, liar=liar)
+            per_seed = []
+            for seed in range(4):
+                s = self.searcher(version, self.zdt_prior(version, 60), seed=seed)
+                points = np.array([[c["x"], c["y"]] for c in (s.suggest(f"p{i}") for i in range(8))])
+                per_seed.append(np.median(min_distances(points)))
+            return float(np.median(per_seed))
+
+        assert spread("worst") > 1.5 * spread("off")
+
+    def test_constraints_are_respected(self, algorithm: str, learns: bool) -> None:
+        """``cost <= 0.4`` (x + y) holds for about a fifth of the square; carried trials that break it rank after
+        every one that keeps it, so a learning searcher suggests mostly where it holds, with one objective or two."""
+        constraint = "constraints: {cost: {max: 0.4}}\n"
+        for head in (HEAD, HEAD_MO):
+            text = f"{head}{constraint}search: {{algorithm: {algorithm}, startup_trials: 10}}\n{ZDT_PARAMS}"
+            version = parse_version(text)
+            s = self.searcher(version, self.zdt_prior(version, 150), seed=2)
+            feasible = [zdt1(values)["cost"] <= 0.4 for values in self.run_mo(s, 20)]
+            share = sum(feasible) / len(feasible)
+            assert share >= 0.6 if learns else share <= 0.5, (head, share)
+
+    def test_mo_same_seed_same_suggestions(self, algorithm: str) -> None:
+        version = self.mo_version(algorithm, startup=3)
+
+        def first(seed: int) -> list[dict[str, Any]]:
+            return self.run_mo(self.searcher(version, self.zdt_prior(version, 5), seed=seed), 6)
+
+        assert first(7) == first(7)
+        assert first(7) != first(8)

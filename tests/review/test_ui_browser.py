@@ -1,8 +1,9 @@
 """The MLflow UI as a reviewer opens it, in a real headless Chromium (issue 11).
 
-A real ``mlflow server`` on loopback, a tiny real search logging to it over HTTP, then Debian's
-``chromium`` driven by the ``playwright`` package (no browser download): the experiments list, the
-study's runs, the best trial's run and its review artifacts, and the registered model. Every step
+A real ``mlflow server`` on loopback, a tiny real search of two objectives logging to it over HTTP, then
+Debian's ``chromium`` driven by the ``playwright`` package (no browser download): the experiments list, the
+study's runs, the best trial's run (the knee of the front) and its review artifacts, the search run's
+Pareto-front picture among its artifacts, and the registered model. Every step
 leaves a screenshot in ``test-artifacts/ui/`` at the repository root (the environment variable
 ``ORCHESTRATOR_UI_SCREENSHOTS`` names another folder), which CI keeps as artifacts.
 
@@ -12,6 +13,7 @@ Skipped, with the reason, only where Chromium is not installed or playwright is 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,11 +43,13 @@ UI_TIMEOUT_MS = 30_000  # a page of a fresh server on a busy 2-core machine can 
 
 STUDY = "ui_review"
 METRIC = "val_accuracy"
+SECOND = "params"  # the second objective, min: a bigger network is more accurate and larger
 TRIALS = 4
 SPACE = space_doc(
     STUDY,
     trainable="convnet_tiny",
-    metric=f"{{name: {METRIC}, mode: max}}",
+    metric=None,
+    objectives=f"[{{name: {METRIC}, mode: max}}, {{name: {SECOND}, mode: min}}]",
     fixed=None,
     schedule="{scheduler: fifo, max_epochs: 1}",
     resources="{cpu: 1, gpu: 0}",
@@ -60,7 +64,9 @@ SPACE = space_doc(
 # What the best trial's Artifacts tab lists under review/: the architecture picture, the confusion matrix
 # (convnet_tiny classifies) and the search's leaderboard.
 BEST_RUN_ARTIFACTS = (schema.ARCHITECTURE_ARTIFACT, schema.CONFUSION_MATRIX_ARTIFACT, schema.LEADERBOARD_ARTIFACT)
-SCREENSHOTS = ("study-link", "runs", "best-run", "artifacts", "models")  # one per step, in order
+# What the search run's Artifacts tab lists under review/: the Pareto front (previewed), the leaderboard.
+SEARCH_RUN_ARTIFACTS = (schema.pareto_artifact(METRIC, SECOND), schema.LEADERBOARD_ARTIFACT)
+SCREENSHOTS = ("study-link", "runs", "best-run", "artifacts", "models", "search-run")  # one per step, in order
 FAILED_SHOT = "failed"  # what the page showed when an expected element did not appear
 
 pytestmark = [
@@ -125,7 +131,7 @@ def page() -> Iterator[Page]:
 
 
 def best_trial_run(search: LoggedSearch) -> Run:
-    """The run of the trial whose model is registered, checked to be a best trial of the search by the metric."""
+    """The run of the trial whose model is registered, checked to be the search's best: the knee of its front."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(search.server.uri)
@@ -137,9 +143,10 @@ def best_trial_run(search: LoggedSearch) -> Run:
         f"tags.`{schema.PARENT}` = '{search.result.parent_run_id}' and tags.`{schema.KIND}` = '{schema.TRIAL_RUN}'",
     )
     assert len(trials) == TRIALS and best.info.run_id in {t.info.run_id for t in trials}
-    best_metric = schema.best_metric(METRIC)
-    assert best.data.metrics[best_metric] == max(t.data.metrics[best_metric] for t in trials)
-    assert best.data.metrics[best_metric] == search.result.best_value
+    assert best.data.tags[schema.PARETO_RANK] == "0"  # on the front
+    search_run = client.get_run(search.result.parent_run_id)
+    assert json.loads(best.data.tags[schema.CONFIG]) == json.loads(search_run.data.tags[schema.BEST_CONFIG])
+    assert best.data.metrics[METRIC] == search.result.best_value
     return best
 
 
@@ -198,7 +205,7 @@ class Reviewer:
         self.main_link(schema.best_metric(METRIC))  # its metrics are shown
         self.shoot("best-run")
 
-    def artifacts_listed(self, artifacts: tuple[str, ...]) -> None:
+    def artifacts_listed(self, artifacts: tuple[str, ...], shot: str = "artifacts") -> None:
         """Open the Artifacts tab, expand the review folder and wait for each artifact's file name to be listed, then
         preview the first; the shot (list and preview) waits for the list again."""
         self.visible(self.page.get_by_role("tab", name="Artifacts")).click()
@@ -210,7 +217,15 @@ class Reviewer:
         self.visible(self.page.get_by_role("img", name=artifacts[0]))
         for name in listed:
             self.visible(name)
-        self.shoot("artifacts")
+        self.shoot(shot)
+
+    def search_run_artifacts(self, study_url: str, search_run_name: str, artifacts: tuple[str, ...]) -> None:
+        """Back to the study's runs (its link, in the training view), open the search's own run and list its review
+        artifacts, the first previewed."""
+        self.page.goto(study_url)
+        self.main_link(search_run_name).click()
+        self.visible(self.page.get_by_role("heading", name=search_run_name, exact=True))
+        self.artifacts_listed(artifacts, shot="search-run")
 
     def model_registered(self, name: str) -> None:
         self.sidebar_link("Model registry").click()
@@ -219,7 +234,7 @@ class Reviewer:
         self.shoot("models")
 
 
-def test_a_reviewer_finds_the_best_trials_pictures_leaderboard_and_registered_model(
+def test_a_reviewer_finds_the_knees_pictures_the_pareto_front_and_the_registered_model(
     logged_search: LoggedSearch, page: Page
 ) -> None:
     from mlflow.tracking import MlflowClient
@@ -235,6 +250,7 @@ def test_a_reviewer_finds_the_best_trials_pictures_leaderboard_and_registered_mo
     reviewer.follow_best_run_link(links.best_run_url, best.info.run_name)
     reviewer.artifacts_listed(BEST_RUN_ARTIFACTS)
     reviewer.model_registered(STUDY)
+    reviewer.search_run_artifacts(links.experiment_url, search_run.info.run_name, SEARCH_RUN_ARTIFACTS)
 
     assert [p.name for p in reviewer.shots] == [f"{i:02d}-{name}.png" for i, name in enumerate(SCREENSHOTS, 1)]
     assert all(p.stat().st_size > 0 for p in reviewer.shots)

@@ -16,6 +16,7 @@ import trainables
 from trainables import TrainableConfigError, TrainableSpec, validate_config
 from trainables.api import SHARED_LOOP_ENTRY, load_object
 from trainables.config import resolve
+from trainables.costs import SOMETIMES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,8 +118,9 @@ def test_contract_reports_each_epoch_and_resumes(name, make_reporter):
     first = make_reporter()
     train({**_tiny(name), "max_epochs": 2, "seed": 0}, first)
     assert first.epochs == [1, 2]
+    always = set(spec.metrics) - set(SOMETIMES)  # latencies when a search names them, GPU memory on CUDA
     for report in first.reports:
-        assert set(spec.metrics) <= set(report), set(spec.metrics) - set(report)
+        assert always <= set(report), always - set(report)
         assert all(isinstance(v, int | float) for v in report.values())
     assert len(first.checkpoints) == 2
     resumed = make_reporter(restore=first.checkpoints[0])

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..api import TrainableSpec
 from ..config import RUNTIME_DEFAULTS
+from ..costs import COSTS
 from ..registry import register
 
 # data: "digits" (scikit-learn's bundled 8x8 digits) or {idx: folder of MNIST-format files};
@@ -50,7 +51,8 @@ SPEC = register(
         task="trainables.convnet.trainable:build_task",
         review="trainables.convnet.review:render",
         preflight="trainables.convnet.preflight:check",
-        metrics=("val_accuracy", "val_loss", "train_loss", "samples_per_s", "epoch"),
+        network="trainables.convnet.trainable:build_network",
+        metrics=("val_accuracy", "val_loss", "train_loss", "samples_per_s", "epoch", *COSTS),
         optional=DEFAULTS,
         description="network3-style ConvNet (conv-pool, FC, dropout, softmax) on digits or IDX.",
         failure_hint="lower the learning rate (optimizer.lr) or raise l2",

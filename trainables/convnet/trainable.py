@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import json
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import Config, optimizer_settings
 from ..loop import Runtime, Task, TensorBatches, make_optimizer
+from ..measure import Network
 from . import data as data_mod
 from .model import ConvNetShape, build
 
@@ -66,13 +70,11 @@ class ClassificationEvaluator:
         return {"val_accuracy": correct / n, "val_loss": nll / n}
 
 
-def build_task(cfg: Config, runtime: Runtime) -> Task:
-    """Data on the device, model, optimizer, loss and evaluator for one trial."""
-    opt = optimizer_settings(cfg)
-    vote = cfg.choice("vote", ("softmax", "majority"))
+def _split(cfg: Config) -> data_mod.Split:
+    """The trial's data, split (``data.load``); ``TrainableConfigError`` naming ``data`` when it cannot be read."""
     subset = cfg["subset"]
     try:
-        split = data_mod.load(
+        return data_mod.load(
             cfg["data"],
             validation_fraction=cfg.number("validation_fraction", low=0.01, high=0.9),
             seed=cfg.seed,
@@ -81,6 +83,43 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
         )
     except data_mod.DataError as error:
         raise cfg.error("data", str(error)) from None
+
+
+@functools.cache
+def _data_shape(data: str, validation_fraction: float, seed: int, subset: int | None) -> tuple[tuple[int, ...], int]:
+    """The image shape and class count of the data a trial reads (``data`` as JSON), what its network is built for;
+    read once per process, since ``build_network`` builds many configurations of one study."""
+    split = data_mod.load(json.loads(data), validation_fraction=validation_fraction, seed=seed, subset=subset)
+    return split.image_shape, split.classes
+
+
+def build_network(cfg: Config) -> Network:
+    """The trial's network without its training data (``TrainableSpec.network``): the model ``build_task`` builds
+    for the shape of the data it would read (cached per data set and split), its validation batch as the
+    prediction batch."""
+    subset = None if cfg["subset"] is None else cfg.integer("subset", low=10)
+    fraction = cfg.number("validation_fraction", low=0.01, high=0.9)
+    try:
+        (channels, height, width), classes = _data_shape(json.dumps(cfg["data"]), fraction, cfg.seed, subset)
+    except data_mod.DataError as error:
+        raise cfg.error("data", str(error)) from None
+    shape = ConvNetShape.from_config(cfg, in_channels=channels, image_size=min(height, width), classes=classes)
+    try:
+        shape.check()
+    except ValueError as error:
+        raise cfg.error("conv_layers", str(error)) from None
+    model = build(shape, cfg.integer("ensemble", low=1))
+    return Network(model, (channels, height, width), max(cfg.integer("batch_size", low=1), VALIDATION_BATCH))
+
+
+VALIDATION_BATCH = 512  # the validation batch at least (``build_task``): the prediction batch
+
+
+def build_task(cfg: Config, runtime: Runtime) -> Task:
+    """Data on the device, model, optimizer, loss and evaluator for one trial."""
+    opt = optimizer_settings(cfg)
+    vote = cfg.choice("vote", ("softmax", "majority"))
+    split = _split(cfg)
     channels, height, width = split.image_shape
     shape = ConvNetShape.from_config(cfg, in_channels=channels, image_size=min(height, width), classes=split.classes)
     try:
@@ -91,5 +130,9 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
     optimizer = make_optimizer(model.parameters(), opt, weight_decay=cfg.number("l2", low=0.0), device=runtime.device)
     batch_size = cfg.integer("batch_size", low=1)
     train = TensorBatches(runtime.tensor(split.train_x), runtime.tensor(split.train_y), batch_size, shuffle=True)
-    val = TensorBatches(runtime.tensor(split.val_x), runtime.tensor(split.val_y), max(batch_size, 512))
-    return Task(model, optimizer, ensemble_loss, train, val, ClassificationEvaluator(vote), name=cfg.trainable)
+    prediction_batch = max(batch_size, VALIDATION_BATCH)
+    val = TensorBatches(runtime.tensor(split.val_x), runtime.tensor(split.val_y), prediction_batch)
+    evaluator = ClassificationEvaluator(vote)
+    return Task(
+        model, optimizer, ensemble_loss, train, val, evaluator, name=cfg.trainable, prediction_batch=prediction_batch
+    )

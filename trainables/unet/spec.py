@@ -6,6 +6,7 @@ from typing import Any
 
 from ..api import TrainableSpec
 from ..config import RUNTIME_DEFAULTS
+from ..costs import COSTS
 from ..registry import register
 
 # data: "synthetic" (generated once in the DSTL layout, shared by trials) or a DSTL folder;
@@ -82,7 +83,8 @@ SPEC = register(
         task="trainables.unet.trainable:build_task",
         review="trainables.unet.review:render",
         preflight="trainables.unet.preflight:check",
-        metrics=("val_jaccard", "val_loss", "train_loss", "samples_per_s", "epoch"),
+        network="trainables.unet.trainable:build_network",
+        metrics=("val_jaccard", "val_loss", "train_loss", "samples_per_s", "epoch", *COSTS),
         optional=DEFAULTS,
         description="U-Net on DSTL-layout multi-band scenes (synthetic by default); "
         "also reports val_jaccard_<class> per class.",

@@ -74,5 +74,13 @@ def task_from_arrays(
     )
     classes = list(classes)
     return Task(
-        model, optimizer, loss, train, val, JaccardEvaluator(classes, loss), name=cfg.trainable, meta=dict(meta or {})
+        model,
+        optimizer,
+        loss,
+        train,
+        val,
+        JaccardEvaluator(classes, loss),
+        name=cfg.trainable,
+        meta=dict(meta or {}),
+        prediction_batch=batch_size,
     )

@@ -8,9 +8,11 @@ import numpy as np
 
 from ..config import Config, resolve
 from ..loop import Runtime, Task
+from ..measure import Network
 from .data import dataset_root, load_scenes, standardized
-from .dstl import BANDS, CLASS_TYPES, DSTLError
+from .dstl import BANDS, CLASS_TYPES, DSTLError, channel_names
 from .indices import INDICES
+from .model import UNet, UNetShape
 from .task import checked_patch, task_from_arrays
 
 
@@ -63,6 +65,16 @@ def build_task(cfg: Config, runtime: Runtime) -> Task:
         "val_images": [s.image_id for s in split.val],
     }
     return task_from_arrays(cfg, runtime, train_x, train_y, val_x, val_y, classes, meta)
+
+
+def build_network(cfg: Config) -> Network:
+    """The trial's U-Net without its scenes (``TrainableSpec.network``): its input has the channels of its bands and
+    indices (``dstl.channel_names``), a sample is one ``patch`` tile, the prediction batch its ``batch_size`` (the
+    validation tiles' batch)."""
+    patch = checked_patch(cfg)
+    channels = len(channel_names(cfg.string_list("bands", BANDS), cfg.string_list("indices", INDICES)))
+    shape = UNetShape.from_config(cfg, in_channels=channels, classes=len(chosen_classes(cfg)))
+    return Network(UNet(shape), (channels, patch, patch), cfg.integer("batch_size", low=1))
 
 
 def background_baseline(config: dict[str, Any], name: str = "unet") -> dict[str, float]:

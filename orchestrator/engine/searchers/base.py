@@ -65,9 +65,9 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from ray.tune.search import Searcher
 
-from orchestrator.engine.results import check_metric_reported, metric_value
+from orchestrator.engine.results import check_reported, metric_value, outcome_value
 from orchestrator.spaces import StudyVersion
-from orchestrator.spaces.carry import CarriedTrial
+from orchestrator.spaces.carry import CarriedTrial, Outcome
 from orchestrator.spaces.version import Schedule
 
 
@@ -82,9 +82,13 @@ class PeerSource(Protocol):
         """Publish ``pending`` (``values`` the newest); False when another live search claimed ``values`` too."""
 
 
-# Scored earlier trials as warm start carries them (``spaces.carry``): (config, loss) or (config, loss, history).
+# Scored earlier trials as warm start carries them (``spaces.carry``): (config, loss) or (config, loss, history), or
+# with several objectives or constraints (config, loss, history, Outcome).
 Prior = Sequence[CarriedTrial]
-Budgets = dict[int, float]  # budget (a rung epoch, or max_epochs for the full budget) -> the loss there
+# A trial's loss at a budget: one number, or with several objectives or constraints a vector (``Vector``).
+Loss = float | tuple[float, ...]
+Vector = tuple[float, ...]  # one loss per objective (``Metric.loss``), then the violation (``StudyVersion.violation``)
+Budgets = dict[int, Loss]  # budget (a rung epoch, or max_epochs for the full budget) -> the loss there
 EPOCH_KEY = "training_iteration"  # what Ray Tune's ASHA counts its rungs in (``plan.build_tuner``)
 REPLAYED = "resume"  # ``suggested_by`` of a replayed trial
 DRAWN = "random"  # ``suggested_by`` of values drawn at random (random search, or in place of a repeat)
@@ -141,6 +145,21 @@ def lie(losses: Sequence[float] | np.ndarray, liar: str) -> float | None:
     return float({"worst": np.max, "best": np.min, "mean": np.mean}[liar](losses))
 
 
+def lie_vector(vectors: Sequence[Sequence[float]], liar: str) -> Vector | None:
+    """With several objectives, the losses a pending trial counts with: ``lie`` of each objective on its own (the
+    worst, mean or best of each column of ``vectors``' objective losses), feasible; None when off or none."""
+    if liar == "off" or len(vectors) == 0:
+        return None
+    columns = np.asarray([v[:-1] for v in vectors], dtype=float)
+    pick = {"worst": np.max, "best": np.min, "mean": np.mean}[liar]
+    return (*(float(pick(columns[:, j])) for j in range(columns.shape[1])), 0.0)
+
+
+def as_loss(saved: float | Sequence[float]) -> Loss:
+    """A loss as JSON holds it: a number, or a vector (a list)."""
+    return float(saved) if isinstance(saved, int | float) else tuple(float(x) for x in saved)
+
+
 class SpaceSearcher(Searcher, ABC):
     """The prior, the bookkeeping of suggested trials and their losses per budget, the config a trial
     receives, the metric check, the budget a model fits on, JSON save/restore and pickling that rebuilds
@@ -160,6 +179,8 @@ class SpaceSearcher(Searcher, ABC):
         super().__init__(metric=version.metric.name, mode=version.metric.mode)
         self.version = version
         self.seed = seed
+        # Several objectives or constraints: every loss is a vector (``Vector``), which each library models its way.
+        self.several = version.multi_objective or bool(version.constraints)
         self.budgets = budgets_of(version.schedule) if self.fidelity_aware else (version.schedule.max_epochs,)
         self._prior: list[tuple[dict[str, Any], Budgets]] = [self._prior_budgets(*trial) for trial in prior]
         self._prior_counts = {b: sum(b in budgets for _, budgets in self._prior) for b in self.budgets}
@@ -271,18 +292,35 @@ class SpaceSearcher(Searcher, ABC):
         return self.version.search.min_rung_trials or searched + 2
 
     def _prior_budgets(
-        self, config: Mapping[str, Any], loss: float, history: Mapping[int, float] | None = None
+        self,
+        config: Mapping[str, Any],
+        loss: float,
+        history: Mapping[int, float] | None = None,
+        outcome: Outcome | None = None,
     ) -> tuple[dict[str, Any], Budgets]:
         """A carried trial's losses per budget: without a history it is final (full budget), as a finished
         trial; with one it counts at the budgets its history reached, each with its first loss at or past it
-        (a trial of a version with more epochs counts at this version's full budget with its loss then)."""
+        (a trial of a version with more epochs counts at this version's full budget with its loss then).
+        With several objectives or constraints the losses are vectors, from its ``outcome`` (``Outcome.vector``;
+        by epoch, ``Outcome.vectors_by_epoch``)."""
         budgets: Budgets = {}
-        per_epoch = sorted((int(epoch), float(value)) for epoch, value in (history or {}).items())
+        per_epoch: list[tuple[int, Loss]]
+        if self.several:
+            if outcome is None:
+                raise ValueError(
+                    f"a carried trial of {self.version.label} (several objectives or constraints) needs every "
+                    "objective's and constraint's value (an Outcome), not one loss"
+                )
+            per_epoch = sorted(outcome.vectors_by_epoch(self.version).items()) if history else []
+            final: Loss = outcome.vector(self.version)
+        else:
+            per_epoch = sorted((int(epoch), float(value)) for epoch, value in (history or {}).items())
+            final = float(loss)
         if self.rungs and per_epoch:
             for epoch, value in per_epoch:
                 record_rungs(budgets, self.budgets, epoch, value)
             return dict(config), budgets
-        budgets[self.full_budget] = float(loss)
+        budgets[self.full_budget] = final
         return dict(config), budgets
 
     def _scored(self) -> list[tuple[dict[str, Any], Budgets]]:
@@ -405,12 +443,16 @@ class SpaceSearcher(Searcher, ABC):
         config.update(replay.extra)
         return config
 
-    def _loss(self, result: Mapping[str, Any] | None, error: bool) -> float | None:
-        """The loss of a result, or ``None`` when it errored or its metric is missing or not finite."""
+    def _loss(self, result: Mapping[str, Any] | None, error: bool) -> Loss | None:
+        """The loss of a result, or ``None`` when it errored or its metric is missing or not finite. With several
+        objectives or constraints a vector (``results.outcome_value``), None when any objective is missing or not
+        finite: such a trial failed."""
+        if self.several:
+            return None if error else outcome_value(result, self.version)
         value = None if error else metric_value(result, self.version.metric.name)
         return None if value is None else self.version.metric.loss(value)
 
-    def _record_result(self, trial_id: str, result: Mapping[str, Any] | None) -> tuple[int, float] | None:
+    def _record_result(self, trial_id: str, result: Mapping[str, Any] | None) -> tuple[int, Loss] | None:
         """Keep a running trial's loss at the rungs its result reached; returns (epoch, loss) when it counts."""
         budgets = self._live_rungs.get(trial_id)
         loss = self._loss(result, error=False)
@@ -452,7 +494,7 @@ class SpaceSearcher(Searcher, ABC):
         return True  # metric and mode come from the space file
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        check_metric_reported(result, self.version.metric.name, self.version.trainable)
+        check_reported(result, self.version.reported, self.version.trainable)
         if self.rungs:
             self._record_result(trial_id, result)
 
@@ -487,11 +529,12 @@ class SpaceSearcher(Searcher, ABC):
         self._peer_snapshot = None  # the peers' running trials come back at the next suggestion
         self._build()
 
-    def _budgets_from_json(self, saved: Mapping[str, float] | float) -> Budgets:
-        """Budgets as JSON holds them (string keys); a bare loss (a state saved before budgets) is final."""
+    def _budgets_from_json(self, saved: Mapping[str, Any] | float) -> Budgets:
+        """Budgets as JSON holds them (string keys, vectors as lists); a bare loss (a state saved before budgets) is
+        final."""
         if isinstance(saved, int | float):
             return {self.full_budget: float(saved)}
-        return {int(b): float(loss) for b, loss in saved.items()}
+        return {int(b): as_loss(loss) for b, loss in saved.items()}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -24,6 +24,12 @@ trials towards its start-up phase too, and so does this searcher (``SpaceSearche
 
 A suggestion that repeats a known trial's values (``SpaceSearcher._avoid_repeat``) is asked again of TPE with
 the repeat one more document at the worst loss fitted on (``_tpe_without``); random draws are ``rand.suggest``'s.
+
+Several objectives, or constraints: TPE models one loss, so each suggestion scalarises the observations' vectors
+ParEGO's way (``parego``: a new random weight vector per suggestion, the augmented Chebyshev function of the losses
+scaled over the feasible observations, every trial that breaks a constraint after every one that keeps them); the
+budget it fits on, the liar, the trials stopped below it and the repeat rule then act on that loss as on one metric.
+``random`` draws as with one objective.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from hyperopt import JOB_STATE_DONE, STATUS_OK, Domain, Trials, rand, tpe
 
 from orchestrator.engine.backends.hyperopt import axes, decode, encode, to_hyperopt, trial_misc
 
-from . import joint_tpe
+from . import joint_tpe, parego
 from .base import DRAWN, Budgets, SpaceSearcher, lie, stopped_below
 
 DEFAULT_GAMMA = 0.25  # hyperopt's ``tpe.suggest`` default
@@ -111,12 +117,17 @@ class HyperoptSearcher(SpaceSearcher):
         tid = self._live_tids[trial_id]
         return trial_misc(tid, encode(self.version.params, self._live[trial_id]))
 
-    def _model_trials(self) -> tuple[Trials, float]:
-        """The finished documents TPE fits on for the next suggestion, and the ``gamma`` that keeps its good set."""
+    def _model_trials(self, seed: int | None = None) -> tuple[Trials, float]:
+        """The finished documents TPE fits on for the next suggestion, and the ``gamma`` that keeps its good set.
+        With several objectives or constraints each observation's vector is scalarised first (``parego``: a new
+        weight vector per suggestion, drawn from ``seed``, the next suggestion's by default)."""
         budget = self.model_budget()
         scored = list(zip(self._miscs, self._scored(), strict=True))
-        observed = [(misc, b[budget]) for misc, (_, b) in scored if budget in b]
+        observed: list[tuple[dict[str, Any], Any]] = [(misc, b[budget]) for misc, (_, b) in scored if budget in b]
         observed += [(self._misc_of(t), rungs[budget]) for t, rungs in self._live_rungs.items() if budget in rungs]
+        if self.several:
+            w = parego.weights(self._next_seed() if seed is None else seed, len(self.version.goals))
+            observed = list(zip([m for m, _ in observed], parego.scalarize([v for _, v in observed], w), strict=True))
         lied = lie([loss for _, loss in observed], self.version.search.liar)
         pending = [] if lied is None else [(self._misc_of(t), lied) for t in self.pending_at(budget)]
         modelled = observed + self._stopped_below(scored, budget, observed)
@@ -197,7 +208,7 @@ class HyperoptSearcher(SpaceSearcher):
         modelled = search.algorithm != "random" and not startup
         ask_again = None
         if modelled:
-            trials, gamma = self._model_trials()
+            trials, gamma = self._model_trials(seed)
             values = self._tpe(tid, trials, gamma, seed)
             if trials._dynamic_trials:
                 ask_again = functools.partial(self._tpe_without, tid, trials, gamma)

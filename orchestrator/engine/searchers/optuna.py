@@ -40,9 +40,12 @@ from orchestrator.engine.backends.optuna import encode, sample
 from orchestrator.errors import OrchestratorError
 
 from . import unsupported_liar
-from .base import DRAWN, Budgets, SpaceSearcher, lie, stopped_below
+from .base import DRAWN, Budgets, Loss, SpaceSearcher, Vector, lie, lie_vector, stopped_below
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+Lie = float | tuple[float, ...]  # a running trial's loss, or its loss per objective
+VIOLATION = "violation"  # the one constraint value an Optuna trial gets: ``StudyVersion.violation`` (<= 0 feasible)
 
 
 @contextlib.contextmanager
@@ -62,7 +65,7 @@ class _StudyWithLies:
     here; the other attributes it reads (directions, study id) are delegated.
     """
 
-    def __init__(self, study: optuna.Study, lies: Mapping[int, float]):
+    def __init__(self, study: optuna.Study, lies: Mapping[int, Lie]):
         self._study = study
         self._lies = lies
         self._lied: dict[int, FrozenTrial] = {}  # completed copies, made once per suggestion
@@ -72,9 +75,9 @@ class _StudyWithLies:
 
     def _lied_copy(self, trial: FrozenTrial) -> FrozenTrial:
         if trial.number not in self._lied:
-            lied = optuna.trial.create_trial(
-                params=trial.params, distributions=trial.distributions, value=self._lies[trial.number]
-            )
+            loss = self._lies[trial.number]
+            losses = {"values": list(loss)} if isinstance(loss, tuple) else {"value": loss}
+            lied = optuna.trial.create_trial(params=trial.params, distributions=trial.distributions, **losses)
             lied.number = trial.number  # Optuna's TPE weighs and orders trials by number
             self._lied[trial.number] = lied
         return self._lied[trial.number]
@@ -100,7 +103,7 @@ class PendingAwareTPESampler(optuna.samplers.TPESampler):
 
     def __init__(self, **settings: Any):
         super().__init__(constant_liar=False, **settings)
-        self.lies: dict[int, float] = {}
+        self.lies: dict[int, Lie] = {}
 
     def _view(self, study: optuna.Study) -> optuna.Study:
         return _StudyWithLies(study, self.lies) if self.lies else study  # type: ignore[return-value]
@@ -141,7 +144,8 @@ class OptunaSearcher(SpaceSearcher):
             startup = min(startup, self.min_rung_trials)
         with _quiet_experimental():
             self._sampler = PendingAwareTPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
-        self._study = optuna.create_study(direction="minimize", sampler=self._sampler)
+        directions = ["minimize"] * len(self.version.goals)
+        self._study = optuna.create_study(directions=directions, sampler=self._sampler)
         for config, budgets in self._scored():
             if self._budget in budgets:
                 self._add(config, TrialState.COMPLETE, budgets[self._budget])
@@ -157,44 +161,87 @@ class OptunaSearcher(SpaceSearcher):
                 self._trials[trial_id] = len(self._study.get_trials(deepcopy=False)) - 1
 
     def _add(
-        self, config: Mapping[str, Any], state: TrialState, loss: float | None = None, rungs: Budgets | None = None
+        self, config: Mapping[str, Any], state: TrialState, loss: Loss | None = None, rungs: Budgets | None = None
     ) -> None:
         params, dists = encode(self.version.params, config)
+        values, violation = self._split(loss)
         trial = optuna.trial.create_trial(
-            params=params, distributions=dists, value=loss, state=state, intermediate_values=rungs
+            params=params, distributions=dists, values=values, state=state, intermediate_values=self._reports(rungs)
         )
+        if violation is None and rungs and self.version.constraints:  # stopped early: its last rung's violation
+            violation = self._split(rungs[max(rungs)])[1]
+        if violation is not None and self.version.constraints:
+            trial.set_constraint(VIOLATION, violation)
         self._study.add_trial(trial)
+
+    def _split(self, loss: Loss | None) -> tuple[list[float] | None, float | None]:
+        """A loss as Optuna takes it: the values to minimise and, with constraints, the violation (a constraint
+        value: <= 0 is feasible, as ``StudyVersion.violation`` is 0 then)."""
+        if loss is None:
+            return None, None
+        if isinstance(loss, tuple):
+            return list(loss[:-1]), loss[-1]
+        return [loss], None
+
+    def _reports(self, rungs: Budgets | None) -> dict[int, float] | None:
+        """A stopped trial's losses at its rungs as Optuna's intermediate values (its TPE ranks pruned trials by the
+        rung reached, then the loss there). Optuna keeps none for several objectives: its pruned trials then rank
+        after every completed one, in no order among themselves."""
+        if not rungs or self.version.multi_objective:
+            return None
+        return {rung: loss[0] if isinstance(loss, tuple) else loss for rung, loss in rungs.items()}
 
     def _tell_stopped(self, trial_id: str, budgets: Budgets) -> None:
         """End a running trial that ASHA stopped below the fitted budget: pruned, its losses at its rungs reported."""
         number = self._trials.pop(trial_id, None)
         if number is None:
             return
-        frozen = self._study.get_trials(deepcopy=False)[number]
-        trial = optuna.trial.Trial(self._study, frozen._trial_id)  # Optuna reports on a live trial only
-        for rung, loss in sorted(budgets.items()):
+        trial = self._live_trial(number)  # Optuna reports on a live trial only
+        for rung, loss in sorted((self._reports(budgets) or {}).items()):
             trial.report(loss, rung)
+        violation = self._split(budgets[max(budgets)])[1] if budgets else None
+        if violation is not None and self.version.constraints:
+            trial.set_constraint(VIOLATION, violation)
         with _quiet_experimental():
             self._study.tell(number, state=TrialState.PRUNED)
 
-    def _tell(self, trial_id: str, loss: float | None) -> None:
+    def _live_trial(self, number: int) -> optuna.Trial:
+        return optuna.trial.Trial(self._study, self._study.get_trials(deepcopy=False)[number]._trial_id)
+
+    def _tell(self, trial_id: str, loss: Loss | None) -> None:
         """End a running trial of the study: completed at ``loss``, or failed (left out of the model) with None."""
         number = self._trials.pop(trial_id, None)
         if number is None:
             return
+        values, violation = self._split(loss)
+        if violation is not None and self.version.constraints:
+            self._live_trial(number).set_constraint(VIOLATION, violation)
         with _quiet_experimental():
-            self._study.tell(number, loss, state=TrialState.COMPLETE if loss is not None else TrialState.FAIL)
+            self._study.tell(number, values, state=TrialState.COMPLETE if loss is not None else TrialState.FAIL)
 
-    def _completed_losses(self) -> list[float]:
-        """The losses of the study's completed trials (at the fitted budget)."""
+    def _completed_losses(self) -> list[Any]:
+        """The losses of the study's completed trials (at the fitted budget): numbers, or with several objectives
+        or constraints vectors (the losses, then a violation of 0: what a lie is made of)."""
         trials = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return [t.value for t in trials if t.value is not None]
+        if not self.several:
+            return [t.value for t in trials if t.value is not None]
+        return [(*t.values, 0.0) for t in trials if t.values is not None]
 
-    def _lies(self, losses: list[float] | None = None) -> dict[int, float]:
+    def _lie(self, losses: list[Any], liar: str) -> Lie | None:
+        """``search.liar``'s loss for ``losses`` (``_completed_losses``): a number, or with several objectives one per
+        objective (``lie_vector``), what Optuna's trials take as ``values``."""
+        if not self.several:
+            return lie(losses, liar)
+        lied: Vector | None = lie_vector(losses, liar)
+        if lied is None:
+            return None
+        return lied[:-1] if self.version.multi_objective else lied[0]
+
+    def _lies(self, losses: list[Any] | None = None) -> dict[int, Lie]:
         """The loss each running trial of the study counts with at the next suggestion (``search.liar``): the
         worst, mean or best loss completed at the fitted budget (``losses``, when read already); none with ``off``
         or before any loss."""
-        lied = lie(self._completed_losses() if losses is None else losses, self.version.search.liar)
+        lied = self._lie(self._completed_losses() if losses is None else losses, self.version.search.liar)
         return {} if lied is None else dict.fromkeys(self._trials.values(), lied)
 
     def _ask(self, sampler: optuna.samplers.BaseSampler | None = None) -> tuple[optuna.Trial, dict[str, Any]]:
@@ -222,7 +269,7 @@ class OptunaSearcher(SpaceSearcher):
         # As the sampler counts: scored trials, and running ones that count with a lie.
         startup = self.n_scored + len(self._sampler.lies) < self.version.search.startup_trials
         repeated: list[int] = []  # trials asked whose values repeat a known trial's: they end as failed
-        worst = lie(losses, "worst")
+        worst = self._lie(losses, "worst")
 
         def ask_again(_repeat: dict[str, Any], _seed: int) -> dict[str, Any]:
             """The sampler again (its own generator moves on), the repeat counted as running at the worst loss."""

@@ -1,0 +1,123 @@
+"""Early stopping on several objectives: ASHA whose rungs promote by non-dominated sorting (MO-ASHA).
+
+Schmucker et al. 2021 ("Multi-objective Asynchronous Successive Halving") keep ASHA's rungs and asynchrony and
+replace its one-metric cut with a multi-objective ranking. Here, as in Ray Tune's ASHA, a trial is judged when it
+first reports at or past a rung: among every trial recorded at that rung (itself included, ``n`` of them) it
+continues when its place in ``engine.pareto.order`` is within the first ``ceil(n / reduction_factor)``, else it
+stops. The order is:
+
+* feasible trials first (a broken constraint puts a trial after every feasible one, the less broken the earlier:
+  ``StudyVersion.violation``), then
+* the non-dominated front (NSGA-II's fast non-dominated sort of the objectives' losses),
+* within a front the larger crowding distance first (NSGA-II's tie-break: the extremes of each objective, then the
+  trials in the emptiest parts of the front, so the promoted trials spread along it rather than gather),
+* then the order in which the trials reached the rung.
+
+With one objective and no constraint this keeps the top ``1 / reduction_factor`` as ASHA does (ASHA interpolates a
+percentile of the trials before it, so a borderline trial may go the other way; ties go to the trial that arrived
+first). A result whose objectives are not all finite stops the trial at its rung and is not recorded: it is a failed
+trial, no member of a front. Brackets are as with one objective (``engine.brackets``: Hyperband's proportions, in a
+fixed cycle); the milestones are Ray's (``grace_period * reduction_factor**(k + s)`` in bracket ``s``).
+``plan.asha_scheduler`` uses it when a space has several objectives or constraints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ray.tune.schedulers import TrialScheduler
+
+from orchestrator.spaces.version import Constraint, Metric, Schedule
+
+from .brackets import HyperbandAsha
+from .pareto import order
+from .results import outcome_of
+
+Vector = tuple[float, ...]  # one loss per objective, then the violation (``results.outcome_of``)
+
+
+def promoted(recorded: Mapping[str, Vector], trial_id: str, reduction_factor: float) -> bool:
+    """Whether ``trial_id`` continues past a rung where ``recorded`` holds every trial judged there (itself included),
+    in the order they arrived: within the first ``ceil(n / reduction_factor)`` of ``pareto.order``."""
+    ids = list(recorded)
+    points = [recorded[i][:-1] for i in ids]
+    violations = [recorded[i][-1] for i in ids]
+    ranked = order(points, violations)
+    place = ranked.index(ids.index(trial_id))
+    return place < math.ceil(len(ids) / reduction_factor)
+
+
+class ParetoBracket:
+    """One bracket of MO-ASHA: Ray Tune's ASHA bracket (its milestones and its rule for when a trial is judged) whose
+    cut is ``promoted``."""
+
+    def __init__(self, min_t: float, max_t: float, reduction_factor: float, s: int, stop_last_trials: bool = True):
+        self.rf = reduction_factor
+        rungs = int(np.log(max_t / min_t) / np.log(self.rf) - s + 1)
+        self._rungs: list[tuple[float, dict[str, Vector]]] = [
+            (min_t * self.rf ** (k + s), {}) for k in reversed(range(rungs))
+        ]
+        self._stop_last_trials = stop_last_trials
+
+    def on_result(self, trial: Any, cur_iter: float, point: Vector | None) -> str:
+        """CONTINUE or STOP for ``trial``'s result at ``cur_iter`` with losses and violation ``point`` (None: an
+        objective not finite)."""
+        for milestone, recorded in self._rungs:
+            if cur_iter >= milestone and trial.trial_id in recorded and not self._stop_last_trials:
+                break
+            if cur_iter < milestone or trial.trial_id in recorded:
+                continue
+            if point is None:
+                return TrialScheduler.STOP
+            recorded[trial.trial_id] = point
+            return TrialScheduler.CONTINUE if promoted(recorded, trial.trial_id, self.rf) else TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def debug_str(self) -> str:
+        rungs = (f"Iter {milestone:.3f}: {len(recorded)} trials" for milestone, recorded in self._rungs)
+        return "Bracket: " + " | ".join(rungs)
+
+
+class ParetoAsha(HyperbandAsha):
+    """MO-ASHA as a Ray Tune scheduler: ``HyperbandAsha`` (its brackets and their proportions) whose brackets promote
+    by ``pareto.order`` of the objectives ``goals``, infeasible trials (``constraints``) last."""
+
+    def __init__(self, schedule: Schedule, goals: Sequence[Metric], constraints: Sequence[Constraint], **kwargs: Any):
+        super().__init__(schedule, **kwargs)
+        self._goals = tuple(goals)
+        self._constraints = tuple(constraints)
+        self._brackets = [
+            ParetoBracket(schedule.grace_period, schedule.max_epochs, schedule.reduction_factor, s, True)
+            for s in range(schedule.brackets)
+        ]
+
+    def _judged(self, result: Mapping[str, Any]) -> bool:
+        return self._time_attr in result and all(goal.name in result for goal in self._goals)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if not self._judged(result):
+            return TrialScheduler.CONTINUE
+        if result[self._time_attr] >= self._max_t and self._stop_last_trials:
+            action = TrialScheduler.STOP
+        else:
+            point = outcome_of(result, self._goals, self._constraints)
+            action = self._trial_info[trial.trial_id].on_result(trial, result[self._time_attr], point)
+        if action == TrialScheduler.STOP:
+            self._num_stopped += 1
+        return action
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        if not self._judged(result):
+            return
+        bracket = self._trial_info[trial.trial_id]
+        bracket.on_result(trial, result[self._time_attr], outcome_of(result, self._goals, self._constraints))
+        del self._trial_info[trial.trial_id]
+
+    def debug_string(self) -> str:
+        return f"Using MO-ASHA: num_stopped={self._num_stopped}\n" + "\n".join(b.debug_str() for b in self._brackets)
+
+
+__all__ = ["ParetoAsha", "ParetoBracket", "promoted"]
