@@ -51,8 +51,8 @@ from .parent_run import (
     run_tags,
 )
 from .peers import StudyPeers
-from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner
-from .ray_session import ray_session, trial_slots
+from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner, import_ahead, tune_json_log_only
+from .ray_session import shut_down_ray_soon, starting_ray, trial_slots
 from .results import MetricNotReported, error_reason
 from .resume import SearchSoFar
 from .searchers.base import Replay
@@ -156,20 +156,23 @@ def start_run(
     check_store_location(uri, create=True)  # before the storage check makes its folder: a refusal creates nothing
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()
-    store = open_store(uri, create=True)
-    if lineage:
-        echo(
-            f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
-            f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage)
-        )
-    experiment_id = store.experiment_id(version.study)
-    assert experiment_id is not None
-    report, carry_s = CarryReport(), 0.0
-    if request.warm_start:
-        report, carry_s, source = carried_trials(store, version, options.ledger)
-        echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
-
-    with ray_session(options.address):
+    # Ray starts in a thread from here: the tracking store, the warm start and the search's imports meanwhile.
+    kind_hooks = hooks.get(request.kind, NO_HOOKS)
+    with kind_hooks.entered(version, uri, options.review_artifacts), starting_ray(options.address) as ray_start:
+        store = open_store(uri, create=True)
+        if lineage:
+            echo(
+                f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
+                f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage)
+            )
+        experiment_id = store.experiment_id(version.study)
+        assert experiment_id is not None
+        report, carry_s = CarryReport(), 0.0
+        if request.warm_start:
+            report, carry_s, source = carried_trials(store, version, options.ledger)
+            echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
+        import_ahead(version)
+        ray_start.wait()
         slots = trial_slots(version)
         planned = len(request.fixed_trials) or options.trials or version.search.trials
         concurrency = max(1, min(options.concurrency or version.search.concurrency or slots, planned))
@@ -209,7 +212,6 @@ def start_run(
                 f"{request.kind} {experiment.uri}\n  MLflow experiment {version.study!r}, parent run {parent} "
                 f"at {plan.shown_tracking_uri}\n  {planned} trials, {concurrency} at a time (cluster fits {slots})"
             )
-            kind_hooks = hooks.get(request.kind, NO_HOOKS)
             searcher = build_searcher(plan, report.carried)
             searcher.replay_first(Replay(values, fixed_seed) for values, fixed_seed in plan.fixed_trials)
             tuner = build_tuner(plan, searcher, live=options.live, trial_callbacks=kind_hooks.trial_callbacks)
@@ -235,7 +237,11 @@ def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, ech
     store.reopen_run(plan.parent_run_id)
     store.delete_tag(plan.parent_run_id, schema.END_REASON)  # why it stopped last time: no longer true
     kind_hooks = hooks.get(plan.kind, NO_HOOKS)
-    with closes_parent_on_failure(store, plan.parent_run_id, echo), ray_session(options.address):
+    with (
+        closes_parent_on_failure(store, plan.parent_run_id, echo),
+        kind_hooks.entered(plan.version, plan.tracking_uri, plan.review_artifacts),
+        starting_ray(options.address) as ray_start,
+    ):
         so_far = SearchSoFar.read(store, plan)
         echo(f"resuming {folder.uri}: {so_far.summary(plan.planned)}")
         carried: list[CarriedTrial] = []
@@ -244,6 +250,8 @@ def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, ech
             echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
             carried = report.carried
         left = plan.planned - len(so_far.ended)
+        import_ahead(plan.version)
+        ray_start.wait()
         searcher = build_searcher(plan, carried)
         searcher.replay_first(so_far.continued)
         searcher.replay_first(so_far.not_started(plan))
@@ -308,7 +316,9 @@ def _fit(
     grid: Any = ()  # no trial ran: an empty result grid
     try:
         if tuner is not None:
-            grid = tuner.fit()
+            with tune_json_log_only():
+                grid = tuner.fit()
+            shut_down_ray_soon()  # the trials are over: a Ray started here goes while the run's end is recorded
     except Exception as e:
         raise OrchestratorError(tune_error_message(e)) from None
     finally:
