@@ -180,6 +180,11 @@ class AsyncTrialLogger:
     def close(self, key: str, status: str, tags: Mapping[str, str] | None = None) -> None:
         self._put(_Op("close", key, status=status, tags=dict(tags or {})))
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called: what is queued from then on is never sent."""
+        return self._stop.is_set()
+
     def run_id(self, key: str, timeout: float = 30.0) -> str | None:
         """The run created for ``key`` (waits for the worker to create it)."""
         deadline = time.monotonic() + timeout
