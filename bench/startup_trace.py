@@ -41,6 +41,13 @@ WRAPPED: dict[str, list[tuple[str, str, bool]]] = {
         ("CallbackList.on_trial_complete", "trial.complete", True),
         ("CallbackList.on_experiment_end", "experiment.end", False),
     ],
+    # the searcher as Ray Tune calls it (every searcher sits under a ConcurrencyLimiter there)
+    "ray.tune.search.concurrency_limiter": [
+        ("ConcurrencyLimiter.suggest", "searcher.suggest", True),
+        ("ConcurrencyLimiter.on_trial_result", "searcher.result", True),
+        ("ConcurrencyLimiter.on_trial_complete", "searcher.complete", True),
+    ],
+    "orchestrator.engine.peers": [("StudyPeers.read", "peers.read", True), ("StudyPeers.snapshot", "peers.wait", True)],
     "orchestrator.tracking.mlflow_store": [("open_store", "store.open", False)],
     "orchestrator.tracking.carried": [("carried_trials", "warm_start", False)],
     "orchestrator.engine.runner": [
@@ -195,6 +202,31 @@ def timeline(events: Sequence[Sequence[Any]], started: float, ended: float) -> d
     marks["trials_started"] = sum(1 for e in events if e[0] == "trial.start")
     marks["results"] = sum(1 for e in events if e[0] == "trial.result")
     return marks
+
+
+# The driver's work per trial that the trace times: (what, the events that are part of it)
+DRIVER_WORK = {
+    "callbacks": ("trial.start", "trial.result", "trial.complete"),
+    "searcher": ("searcher.suggest", "searcher.result", "searcher.complete"),
+    "peers_read": ("peers.read",),  # in the peers' own thread, every PEERS_POLL_S: off the trials' path
+    "peers_wait": ("peers.wait",),  # at each suggestion: what it waited for a fresh read (none without other searches)
+}
+
+
+def driver_work(events: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """Seconds the driver spent in each part of ``DRIVER_WORK`` (every callback of the run's list, Ray Tune's own
+    loggers included; the searcher as Ray Tune calls it; other live searches' reads), their count, and per trial
+    in milliseconds."""
+    trials = max(1, sum(1 for e in events if e[0] == "trial.complete"))
+    out: dict[str, Any] = {"trials": trials}
+    for part, names in DRIVER_WORK.items():
+        spans = [e[2] - e[1] for e in events if e[0] in names]
+        out[f"{part}_s"] = sum(spans)
+        out[f"{part}_calls"] = len(spans)
+        out[f"{part}_ms_per_trial"] = 1000 * sum(spans) / trials
+    waits = [e[2] - e[1] for e in events if e[0] == "peers.wait"]
+    out["peers_wait_max_ms"] = 1000 * max(waits, default=0.0)
+    return out
 
 
 def _span(span: tuple[float, float] | None) -> float | None:
