@@ -296,13 +296,17 @@ def _serve(trainable: str, tracking_uri: str, jobs: Any, outcomes: Any, may_work
     os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported
     os.environ.setdefault("MPLBACKEND", "Agg")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches the whole process group
-    outcomes.put(warm_up(trainable, tracking_uri, may_work.wait))
-    raised = False
-    while (job := jobs.get()) is not None:
+    raised: list[bool] = []
+
+    def gate() -> None:  # before each warm-up step and each job
         may_work.wait()
         if at_end is not None and at_end.is_set() and not raised:
             end_priority()
-            raised = True
+            raised.append(True)
+
+    outcomes.put(warm_up(trainable, tracking_uri, gate))
+    while (job := jobs.get()) is not None:
+        gate()
         outcomes.put(log_model(job) if isinstance(job, ModelJob) else review_trial(job))
     outcomes.close()
     outcomes.join_thread()  # every outcome is in the pipe
@@ -509,8 +513,14 @@ class TrialReviews:
         return True
 
     def model(self, timeout: float) -> ModelOutcome:
-        """The outcome of the model asked for (:meth:`ask_model`), waiting up to ``timeout`` seconds."""
+        """The outcome of the model asked for (:meth:`ask_model`), waiting up to ``timeout`` seconds (with a line that
+        says so when it is not there at once)."""
         deadline = time.monotonic() + timeout
+        self.collect()
+        if not self._models and self.working:
+            queued = f" after {self.pending} trials' review artifacts" if self.pending else ""
+            warming = ", once it has warmed up" if self.warm_up is None else ""
+            print(f"review: the best model is being logged by the review process{queued}{warming}", file=sys.stderr)
         while not self._models and self.working and time.monotonic() < deadline:
             self.collect(timeout=min(0.5, max(deadline - time.monotonic(), 0.01)))
         if self._models:
