@@ -62,6 +62,7 @@ WRAPPED: dict[str, list[tuple[str, str, bool]]] = {
     ],
     "orchestrator.review.search": [
         ("review_search", "search.review", False),
+        ("log_search_review", "search.review", False),  # what older versions call at the end
         ("plot_best_so_far", "search.review.best_so_far", False),
     ],
     "orchestrator.analysis.importance": [("parameter_importance", "search.review.importance", False)],
