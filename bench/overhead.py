@@ -13,12 +13,24 @@ orchestrator's ``run_search`` call (space loading, store checks, parent run, lea
 and finally the whole ``orchestrator run`` command in a fresh process (Python imports, Ray start-up) on
 another study of the same size.
 
-    python -m bench.overhead --quick      # N=20 one-second trials
-    python -m bench.overhead              # N=200
+The fresh-process runs go through ``bench/startup_trace.py`` (a timeline of the process: imports, Ray's start, the
+store, the warm start, the first trial's first result, the end), and ``--before-python`` runs the same command of
+another checkout beside it, taking turns (``/work/main/.venv/bin/python``: today's main), so "time to first result"
+compares before and after in one run.
+
+Many short trials: N_short trials of 0.2 s (1,000 in full, 100 with --quick) at the same concurrency, the whole
+``orchestrator run`` (traced, and the before side) beside plain Ray Tune with actor reuse (its default would start an
+actor per trial: seconds each), and the driver's work per trial that the trace times: every callback of the run
+(Ray Tune's own loggers included), the searcher as Ray Tune calls it, the study's other live searches' reads.
+
+    python -m bench.overhead --quick      # N=20 one-second trials, 100 short ones
+    python -m bench.overhead              # N=200, 1,000 short ones
+    python -m bench.overhead --quick --before-python /work/main/.venv/bin/python   # before and after
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -32,7 +44,9 @@ from typing import Any
 from bench import common
 from bench.spacetools import version_text
 
-GOAL_RATIO = 1.10  # orchestrator with logging on, fit time / ideal
+# orchestrator with logging on, fit time / ideal (and the whole fresh `orchestrator run` process / ideal)
+QUICK_GOALS = {"fit": 1.2, "cli": 1.5}  # N=20
+FULL_GOALS = {"fit": 1.05}  # N=200
 RAY_PUBLISHED = 1.14  # Ray's figure for 10k one-second trials on 16 CPUs, no logging
 PARAMS = {"x": {"uniform": [-5.0, 10.0]}, "y": {"uniform": [0.0, 15.0]}}
 
@@ -158,31 +172,50 @@ def run_plain_tune(
     }
 
 
-def run_cli(space: Path, uri: str, storage: Path, concurrency: int) -> dict[str, Any]:
-    """The whole ``orchestrator run`` command in a fresh process: imports, Ray start, search, shutdown."""
-    cmd = [
-        str(Path(sys.executable).parent / "orchestrator"),
-        "run",
-        str(space),
-        "--tracking-uri",
-        uri,
-        "--storage",
-        str(storage),
-        "--concurrency",
-        str(concurrency),
-        "--no-live",
-    ]
-    # RAY_ADDRESS=local: without it, `orchestrator run` attaches to any Ray already running on the machine
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": "local"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-        raise RuntimeError(f"orchestrator run failed ({proc.returncode}):\n{tail}")
-    m = re.search(r"(\d+) finished, (\d+) failed in ([\d.]+)s", proc.stdout)
-    fit = float(m.group(3)) if m else None
-    return {"wall_s": wall, "fit_s": fit, "finished": int(m.group(1)) if m else None}
+TRACE_SCRIPT = Path(__file__).with_name("startup_trace.py")
+SHORT_SLEEP_S = 0.2  # the many-short-trials case: one epoch of this many seconds per trial
+
+
+def run_cli(
+    space: Path, uri: str, storage: Path, concurrency: int, python: str = sys.executable, label: str = "after"
+) -> dict[str, Any]:
+    """The whole ``orchestrator run`` command in a fresh process of ``python`` (this checkout's, or another's: the
+    before side), traced by ``bench/startup_trace.py``: imports, Ray start, search, shutdown; its timeline and the
+    driver's work per trial."""
+    from bench import startup_trace
+
+    events_file = storage.parent / f"{space.parent.name}-{label}-events.json"
+    output = storage.parent / f"{space.parent.name}-{label}-output.txt"
+    cmd = [python, str(TRACE_SCRIPT), str(events_file), "--", "run", str(space), "--tracking-uri", uri]
+    cmd += ["--storage", str(storage), "--concurrency", str(concurrency), "--no-live"]
+    # RAY_ADDRESS=local: without it, `orchestrator run` attaches to any Ray already running on the machine. The
+    # process imports its own checkout's orchestrator (the script runs without this folder on its path).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONUNBUFFERED": "1", "RAY_ADDRESS": "local"}
+    with output.open("w") as out:
+        started = time.time()
+        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=storage.parent, check=False)
+        wall = time.time() - started
+    text = output.read_text()
+    if code.returncode != 0:
+        raise RuntimeError(f"orchestrator run ({label}) failed ({code.returncode}):\n{text[-3000:]}")
+    events = json.loads(events_file.read_text())
+    timeline = startup_trace.timeline(events, started, started + wall)
+    m = re.search(r"(\d+) finished, (\d+) failed in ([\d.]+)s", text)
+    fit = (timeline["fit_end_s"] or 0) - (timeline["fit_start_s"] or 0)
+    return {
+        "python": python,
+        "wall_s": wall,
+        "fit_s": fit,
+        "finished": int(m.group(1)) if m else None,
+        "timeline": timeline,
+        "driver": startup_trace.driver_work(events),
+    }
+
+
+def cli_sides(before_python: str | None, first: str = "after") -> list[tuple[str, str]]:
+    """The (label, python) of each fresh-process run: this checkout, and the before side when asked, ``first`` first."""
+    sides = [("after", sys.executable)] + ([("before", before_python)] if before_python else [])
+    return sorted(sides, key=lambda side: side[0] != first)
 
 
 def count_logged(uri: str, study: str) -> dict[str, int]:
@@ -203,7 +236,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--epochs", type=int, default=1, help="results per trial (default 1)")
     p.add_argument("--sleep", type=float, default=1.0, help="seconds per epoch (default 1.0)")
     p.add_argument("--no-cli", action="store_true", help="skip timing the whole `orchestrator run` command")
-    args = common.parse_args(p, argv, sizes={"trials": (20, 200)})
+    p.add_argument(
+        "--short-trials", type=int, help="the many-short-trials case's N (default 100 with --quick, else 1000)"
+    )
+    p.add_argument("--no-short", action="store_true", help="skip the many-short-trials case")
+    p.add_argument(
+        "--before-python",
+        help="the Python of another checkout (e.g. /work/main/.venv/bin/python): its `orchestrator run` is timed "
+        "beside this one's, taking turns",
+    )
+    args = common.parse_args(p, argv, sizes={"trials": (20, 200), "short_trials": (100, 1000)})
     n, concurrency = args.trials, common.cpu_count()
     ideal = n * args.epochs * args.sleep / concurrency
     out: dict[str, Any] = {
@@ -216,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import ray
 
     slot_s = args.epochs * args.sleep
+    short_n = 0 if args.no_short else args.short_trials
     with common.ray_and_mlflow("overhead", out, concurrency) as (root, server):
         space = write_space(root, "bench_overhead", n, args.epochs, args.sleep)
         print(f"orchestrator: {n} trials, logging to {server.uri} ...", flush=True)
@@ -225,18 +268,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["ray_tune"] = run_plain_tune(n, args.epochs, args.sleep, root / "ray", concurrency)
         print("plain Ray Tune + HyperOptSearch, reuse_actors=True ...", flush=True)
         out["ray_tune_reuse"] = run_plain_tune(n, args.epochs, args.sleep, root / "ray", concurrency, True)
-        ray.shutdown()  # the CLI starts a Ray of its own
+        if short_n:
+            print(f"many short trials: plain Ray Tune + HyperOptSearch, reuse_actors=True, {short_n} x 0.2 s ...")
+            out["short"] = {
+                "trials": short_n,
+                "sleep_s": SHORT_SLEEP_S,
+                "ideal_s": short_n * SHORT_SLEEP_S / concurrency,
+                "ray_tune_reuse": run_plain_tune(short_n, 1, SHORT_SLEEP_S, root / "ray", concurrency, True),
+            }
+        ray.shutdown()  # each command starts a Ray of its own
         if not args.no_cli:
-            print("the whole `orchestrator run` command ...", flush=True)
-            space = write_space(root, "bench_overhead_cli", n, args.epochs, args.sleep)
-            out["orchestrator_cli"] = run_cli(space, server.uri, root / "ray", concurrency)
-            out["orchestrator_cli"]["logged"] = count_logged(server.uri, "bench_overhead_cli")
-    add_ratios(out)
+            out["orchestrator_cli_sides"] = {}
+            for label, python in cli_sides(args.before_python):
+                print(f"the whole `orchestrator run` command ({label}: {python}) ...", flush=True)
+                study = f"bench_overhead_cli_{label}"
+                side_space = write_space(root, study, n, args.epochs, args.sleep)
+                run = run_cli(side_space, server.uri, root / "ray", concurrency, python, label)
+                run["logged"] = count_logged(server.uri, study)
+                out["orchestrator_cli_sides"][label] = run
+            out["orchestrator_cli"] = out["orchestrator_cli_sides"]["after"]
+        if short_n:
+            out["short"]["orchestrator_cli"] = {}
+            for label, python in cli_sides(args.before_python, first="before"):
+                print(f"many short trials: `orchestrator run` ({label}) ...", flush=True)
+                study = f"bench_short_{label}"
+                short_space = write_space(root, study, short_n, 1, SHORT_SLEEP_S)
+                run = run_cli(short_space, server.uri, root / "ray", concurrency, python, label)
+                run["logged"] = count_logged(server.uri, study)
+                out["short"]["orchestrator_cli"][label] = run
+    add_ratios(out, args.quick)
     report(out)
     return common.finish("overhead", args.quick, out, args.out)
 
 
-def add_ratios(out: dict[str, Any]) -> None:
+def add_ratios(out: dict[str, Any], quick: bool) -> None:
     n, ideal, c = out["trials"], out["ideal_s"], out["concurrency"]
     for key in ("orchestrator", "ray_tune", "ray_tune_reuse"):
         fit = out[key]["fit_s"]
@@ -245,16 +310,28 @@ def add_ratios(out: dict[str, Any]) -> None:
     out["orchestrator"]["call_ratio_to_ideal"] = out["orchestrator"]["call_s"] / ideal
     out["orchestrator_vs_ray_tune"] = out["orchestrator"]["fit_s"] / out["ray_tune"]["fit_s"]
     out["orchestrator_vs_ray_tune_reuse"] = out["orchestrator"]["fit_s"] / out["ray_tune_reuse"]["fit_s"]
-    if "orchestrator_cli" in out:
-        out["orchestrator_cli"]["ratio_to_ideal"] = out["orchestrator_cli"]["wall_s"] / ideal
+    for run in out.get("orchestrator_cli_sides", {}).values():
+        run["ratio_to_ideal"] = run["wall_s"] / ideal
+        run["fit_ratio_to_ideal"] = run["fit_s"] / ideal
+    short = out.get("short")
+    if short:
+        short["ray_tune_reuse"]["ratio_to_ideal"] = short["ray_tune_reuse"]["fit_s"] / short["ideal_s"]
+        for run in short["orchestrator_cli"].values():
+            run["ratio_to_ideal"] = run["wall_s"] / short["ideal_s"]
+            run["fit_ratio_to_ideal"] = run["fit_s"] / short["ideal_s"]
+            run["fit_vs_ray_tune_reuse"] = run["fit_s"] / short["ray_tune_reuse"]["fit_s"]
     ratio = out["orchestrator"]["ratio_to_ideal"]
+    goals = QUICK_GOALS if quick else FULL_GOALS
     out["goal"] = {
-        "target_ratio": GOAL_RATIO,
+        "target_ratio": goals["fit"],
         "orchestrator_ratio": ratio,
-        "met": ratio <= GOAL_RATIO,
+        "met": ratio <= goals["fit"],
         "orchestrator_steady_ratio": out["orchestrator"]["steady_ratio_to_ideal"],
         "ray_published_ratio": RAY_PUBLISHED,
     }
+    if "cli" in goals and "orchestrator_cli" in out:
+        cli_ratio = out["orchestrator_cli"]["ratio_to_ideal"]
+        out["goal"] |= {"cli_target_ratio": goals["cli"], "cli_ratio": cli_ratio, "cli_met": cli_ratio <= goals["cli"]}
 
 
 def report(out: dict[str, Any]) -> None:
@@ -277,8 +354,8 @@ def report(out: dict[str, Any]) -> None:
         row("orchestrator, tuner.fit", o["fit_s"], "MLflow server", o),
         row("orchestrator, whole run_search call", o["call_s"], "MLflow server"),
     ]
-    if "orchestrator_cli" in out:
-        rows.append(row("`orchestrator run`, fresh process", out["orchestrator_cli"]["wall_s"], "MLflow server"))
+    for label, run in sorted(out.get("orchestrator_cli_sides", {}).items()):
+        rows.append(row(f"`orchestrator run` ({label}), fresh process", run["wall_s"], "MLflow server"))
     title = (
         f"{n} trials x {out['epochs']} epoch(s) x {out['sleep_s']} s, concurrency {c} "
         f"(Ray start-up {out['ray_startup_s']:.1f} s not counted in fit times)"
@@ -293,12 +370,97 @@ def report(out: dict[str, Any]) -> None:
         f"orchestrator fit / plain Tune fit = {out['orchestrator_vs_ray_tune']:.3f} (defaults), "
         f"{out['orchestrator_vs_ray_tune_reuse']:.3f} (reuse_actors)"
     )
+    report_cli(out)
+    report_short(out)
     g = out["goal"]
     print(
         f"goal: orchestrator fit <= {g['target_ratio']:.2f} x ideal with logging on: {g['orchestrator_ratio']:.3f} "
         f"({'met' if g['met'] else 'NOT met'}; steady state {g['orchestrator_steady_ratio']:.3f}); "
         f"Ray publishes {g['ray_published_ratio']:.2f} x for 10k trials without logging"
     )
+    if "cli_target_ratio" in g:
+        print(
+            f"goal: a fresh `orchestrator run` <= {g['cli_target_ratio']:.2f} x ideal: {g['cli_ratio']:.3f} "
+            f"({'met' if g['cli_met'] else 'NOT met'})"
+        )
+
+
+# The landmarks of a fresh process's timeline, in order: (label, ``startup_trace.timeline`` key)
+LANDMARKS = (
+    ("imports done (engine)", "imports_done_s"),
+    ("ray.init begins", "ray_init_start_s"),
+    ("tracking store open", "store_open_end_s"),
+    ("warm start read", "warm_start_end_s"),
+    ("ray.init done", "ray_init_end_s"),
+    ("tuner.fit begins", "fit_start_s"),
+    ("first trial's actor started", "first_trial_start_s"),
+    ("first trial's first result", "first_result_s"),
+    ("last trial complete", "last_complete_s"),
+    ("tuner.fit done", "fit_end_s"),
+    ("ray.shutdown begins", "shutdown_start_s"),
+    ("ray.shutdown done", "shutdown_end_s"),
+    ("process ended", "process_end_s"),
+)
+
+
+def report_cli(out: dict[str, Any]) -> None:
+    """The fresh processes side by side: seconds from the process's start to each landmark."""
+    sides = out.get("orchestrator_cli_sides")
+    if not sides:
+        return
+    labels = sorted(sides, key=lambda label: label != "before")
+    rows = [[what, *(sides[label]["timeline"].get(key) for label in labels)] for what, key in LANDMARKS]
+    rows.append(["x ideal (process)", *(sides[label]["ratio_to_ideal"] for label in labels)])
+    rows.append(["x ideal (tuner.fit)", *(sides[label]["fit_ratio_to_ideal"] for label in labels)])
+    title = (
+        f"\n`orchestrator run`, fresh process: seconds from its start ({out['trials']} trials, ideal {out['ideal_s']}s)"
+    )
+    common.print_table(["landmark", *(f"{label} s" for label in labels)], rows, title)
+
+
+def report_short(out: dict[str, Any]) -> None:
+    short = out.get("short")
+    if not short:
+        return
+    plain = short["ray_tune_reuse"]
+    rows: list[list[Any]] = [
+        ["plain Ray Tune + HyperOptSearch, reuse_actors, fit", plain["fit_s"], plain["ratio_to_ideal"]]
+    ]
+    rows[0] += [None, None, None, None, None, None]
+    sides = short["orchestrator_cli"]
+    for label in sorted(sides, key=lambda label: label != "before"):
+        run, work = sides[label], sides[label]["driver"]
+        rows.append(
+            [
+                f"`orchestrator run` ({label}), tuner.fit",
+                run["fit_s"],
+                run["fit_ratio_to_ideal"],
+                run["wall_s"],
+                work["callbacks_ms_per_trial"],
+                work["searcher_ms_per_trial"],
+                work["peers_wait_ms_per_trial"],
+                work["peers_read_calls"],
+                work["peers_read_ms_per_trial"],
+            ]
+        )
+    title = (
+        f"\nmany short trials: {short['trials']} x {short['sleep_s']} s at concurrency {out['concurrency']}, "
+        f"ideal {short['ideal_s']:.1f} s; the driver's work per trial (ms): every callback of the run (Ray Tune's "
+        "loggers too), the searcher as Ray Tune calls it, the suggestions' wait for the study's other live searches; "
+        "and the peers thread's reads of the store (every 2 s, off the trials' path)"
+    )
+    headers = [
+        "what",
+        "fit s",
+        "x ideal",
+        "process s",
+        "callbacks ms",
+        "searcher ms",
+        "peers wait ms",
+        "peer reads",
+        "reads ms (thread)",
+    ]
+    common.print_table(headers, rows, title)
 
 
 if __name__ == "__main__":

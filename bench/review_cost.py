@@ -200,6 +200,7 @@ def run_once(space: Path, folder: Path, review: bool, seed: int, trials: int | N
     from orchestrator.spaces import load_with_lineage
 
     version, _ = load_with_lineage(space)
+    folder.mkdir(parents=True, exist_ok=True)  # a search creates a store, not the folder it goes in
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     options = SearchOptions(
         tracking_uri=uri, storage=str(folder / "ray"), seed=seed, trials=trials, live=False, review_artifacts=review

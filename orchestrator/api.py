@@ -17,12 +17,18 @@ from orchestrator.engine.hooks import HookTable, RunHooks
 from orchestrator.engine.runner import SearchOptions, SearchResult
 from orchestrator.production import train
 from orchestrator.review.search import review_search
-from orchestrator.review.trial_callback import review_callbacks
+from orchestrator.review.trial_callback import early_reviews, review_callbacks, with_trial_reviews
 from orchestrator.tracking import schema
 
+# Each kind's review process starts before Ray (early_reviews) and its end waits for the per-trial reviews after the
+# kind's own end (with_trial_reviews).
 HOOKS: HookTable = {
-    schema.SEARCH_RUN: RunHooks(trial_callbacks=review_callbacks, finish=review_search),
-    schema.TRAIN_RUN: RunHooks(trial_callbacks=review_callbacks, finish=train.register_models),
+    schema.SEARCH_RUN: RunHooks(
+        trial_callbacks=review_callbacks, finish=with_trial_reviews(review_search), around=early_reviews
+    ),
+    schema.TRAIN_RUN: RunHooks(
+        trial_callbacks=review_callbacks, finish=with_trial_reviews(train.register_models), around=early_reviews
+    ),
 }
 
 

@@ -13,6 +13,8 @@ finished), 2 for bad usage, 130 when interrupted.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import sys
 from typing import Any
@@ -67,10 +69,22 @@ def cli(debug: bool) -> None:
     """Versioned search spaces, Ray Tune + HyperOpt TPE searches, every trial in MLflow."""
 
 
+_FREEZING: list[bool] = []
+
+
+def _freeze_at_exit() -> None:
+    """Once, before anything else registers: at exit (last), freeze the objects the command made, so that Python's
+    finalisation does not collect through what it imported (torch, mlflow, ray): a second of a search's exit here."""
+    if not _FREEZING:
+        _FREEZING.append(True)
+        atexit.register(gc.freeze)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors with help, domain errors as one-liners."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or debug_from_environment()
+    _freeze_at_exit()
     try:
         code = cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
     except click.UsageError as e:  # one line, naming where the command's usage is

@@ -10,10 +10,12 @@ hooks runs its trials and ends FINISHED.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.console import Echo
+from orchestrator.spaces import StudyVersion
 
 from .plan import TrialCallbacks
 
@@ -38,13 +40,25 @@ class Ended:
     echo: Echo
 
 
+# Around a whole run, from before Ray starts to after its end (whatever way it ends): (the version it runs, its
+# tracking URI, whether review artifacts were asked for) -> a context manager. What a kind starts there (the review
+# process) warms up while Ray and the first trials start.
+Around = Callable[[StudyVersion, str, bool], AbstractContextManager[Any]]
+
+
 @dataclass(frozen=True)
 class RunHooks:
     """``trial_callbacks(plan, tracking_callback)``: Ray Tune callbacks beside the trials. ``finish(ended)``: the
-    kind's work at the end; an error it raises fails the run (a hook that must never fail a run catches its own)."""
+    kind's work at the end; an error it raises fails the run (a hook that must never fail a run catches its own).
+    ``around``: entered before Ray starts, left once the run has ended (``Around``)."""
 
     trial_callbacks: TrialCallbacks | None = None
     finish: Callable[[Ended], None] | None = None
+    around: Around | None = None
+
+    def entered(self, version: StudyVersion, tracking_uri: str, review_artifacts: bool) -> AbstractContextManager[Any]:
+        """The ``around`` context of a run (nothing when the kind has none)."""
+        return self.around(version, tracking_uri, review_artifacts) if self.around else nullcontext()
 
 
 HookTable = Mapping[str, RunHooks]  # a parent run's kind (``schema.SEARCH_RUN``, ``schema.TRAIN_RUN``) -> its hooks

@@ -15,7 +15,9 @@ pickled state back (``Tuner.restore``): see ``runner.resume_search``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from orchestrator.tracking.mlflow_store import describe_uri
 from .storage import FINISHED, Experiment
 
 CHECKPOINTS_TO_KEEP = 2
+TUNE_NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"  # read by Ray Tune when a fit starts
 SPACE_REDACTED = "space_redacted"  # orchestrator.json: the recorded space text has its secret values masked
 
 FixedTrial = tuple[dict[str, Any], int]  # the values and seed of a trial the plan runs as it is
@@ -161,6 +164,18 @@ def space_file_text(meta: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- Ray Tune objects
 
 
+def import_ahead(version: StudyVersion) -> None:
+    """Import what ``build_searcher`` and ``build_tuner`` need (the searcher's library, Ray Tune's schedulers and the
+    callbacks), ahead of them: called while Ray starts in its thread, so that the imports take none of the search's
+    time."""
+    from ray.tune.schedulers import ASHAScheduler  # noqa: F401
+
+    from . import progress, tracking_callback  # noqa: F401
+    from .searchers import searcher_class
+
+    searcher_class(version.search.algorithm)
+
+
 def build_searcher(plan: SearchPlan, carried: list[CarriedTrial]) -> Any:
     """The space's search algorithm, warm-started from the carried ``(values, loss)`` or, with a known per-epoch
     history, ``(values, loss, {epoch: loss})`` trials.
@@ -210,6 +225,7 @@ def build_tuner(
     ``live`` picks the progress view (None: a terminal gets the panel); ``trial_callbacks`` adds the callbacks of
     the run's kind (``hooks.RunHooks``), which see the tracking callback (its logger, the runs it opens)."""
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.schedulers import FIFOScheduler
 
     from .progress import ProgressCallback, quiet_ray_tune
@@ -227,7 +243,7 @@ def build_tuner(
     # The added callbacks come first: at the experiment's end they finish while the tracking callback's logger
     # still runs (each calls ``tracking.setup`` first, which is idempotent, so the logger exists for them).
     progress = ProgressCallback(v.metric, trials, list(v.params.params), live=live, experiment_uri=plan.experiment.uri)
-    callbacks = [*added, tracking, progress]
+    callbacks = [*added, tracking, progress, JsonLoggerCallback()]  # Tune's only logger (``tune_json_log_only``)
     return tune.Tuner(
         _trainable(v),
         tune_config=tune.TuneConfig(
@@ -251,6 +267,24 @@ def build_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
         ),
     )
+
+
+@contextmanager
+def tune_json_log_only() -> Iterator[None]:
+    """Within the block (a ``Tuner.fit`` of ``build_tuner``'s), Ray Tune adds none of its default loggers: they are
+    CSV, JSON and TensorBoard per trial, and the first import of tensorboardX (which loads torch) delayed a search's
+    first trial by seconds while each result was written three times. ``build_tuner`` gives the trials Tune's JSON log
+    (the result grid and resume's tests read it); their metrics are in MLflow. Other tuners of the process keep
+    Ray's defaults."""
+    before = os.environ.get(TUNE_NO_DEFAULT_LOGGERS)
+    os.environ[TUNE_NO_DEFAULT_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TUNE_NO_DEFAULT_LOGGERS, None)
+        else:
+            os.environ[TUNE_NO_DEFAULT_LOGGERS] = before
 
 
 def trial_name(trial: Any) -> str:

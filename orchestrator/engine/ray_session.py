@@ -1,4 +1,9 @@
-"""The Ray a search runs on: join a cluster or start a local Ray, size the concurrency, shut down what we started."""
+"""The Ray a search runs on: join a cluster or start a local Ray, size the concurrency, shut down what we started.
+
+Ray starts in a thread of its own (:func:`starting_ray`): a local Ray takes seconds to start (its processes boot
+and register), during which the driver opens its tracking store, reads the warm start and imports what the search
+needs; :meth:`RayStart.wait` joins it where Ray is first needed.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ import logging
 import math
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from orchestrator.errors import OrchestratorError, first_line
@@ -34,6 +41,90 @@ def ray_session(address: str | None) -> Iterator[None]:
     A Ray already initialised in this process (a test's, a notebook's) is used as it is. A cluster's address
     is probed, then its token checked (``ray_auth``), before ``ray.init``; SIGTERM stops the search as Ctrl-C does.
     """
+    with starting_ray(address) as start:
+        start.wait()
+        yield
+
+
+class RayStart:
+    """Ray being started (or joined) in a thread; :meth:`wait` returns once it is up or raises why it is not."""
+
+    def __init__(self, address: str | None):
+        self.address = address
+        self.started = False  # whether this process started (or joined) Ray here, so shuts it down at the end
+        self.seconds = 0.0  # how long ``ray.init`` took
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._up = threading.Event()
+        self._stopped = threading.Event()
+        self._shutdown: threading.Thread | None = None
+
+    def start(self) -> RayStart:
+        """Begin ``ray.init`` in a thread, unless Ray is initialised in this process already."""
+        import ray  # imported here, whole, before the thread imports Ray's own modules beside the driver's
+
+        if not ray.is_initialized():
+            self.started = True
+            self._thread = threading.Thread(target=self._run, name="orchestrator-ray-start", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        began = time.perf_counter()
+        try:
+            _init(self.address)
+        except BaseException as e:  # raised in the driver's thread by wait()
+            self._error = e
+        finally:
+            self.seconds = time.perf_counter() - began
+            self._up.set()
+        # The processes ray.init started die with the thread that started them (Ray's fate sharing is Linux's
+        # PR_SET_PDEATHSIG, which follows the parent thread): so the thread lives until Ray is shut down.
+        self._stopped.wait()
+
+    def wait(self) -> None:
+        """Block until Ray is up; its start's error (an ``OrchestratorError``) is raised here."""
+        if self._thread is not None:
+            self._up.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            self.started = False  # nothing to shut down
+            raise error
+
+    def shut_down_soon(self) -> None:
+        """Begin shutting down the Ray started here, in a thread (about a second: its processes are stopped and
+        waited for) while the driver goes on; :meth:`stop` waits for it."""
+        if self._shutdown is None and self.started and self._error is None and self._up.is_set():
+            self._shutdown = threading.Thread(target=self._shut_down, name="orchestrator-ray-shutdown", daemon=True)
+            self._shutdown.start()
+
+    def _shut_down(self) -> None:
+        import ray
+
+        with suppress(Exception):  # what stopping Ray's processes reports is no news to a run that has ended
+            ray.shutdown()
+
+    def stop(self) -> None:
+        """Shut down the Ray started here (once its start has finished, whatever happened meanwhile)."""
+        try:
+            if self._thread is not None:
+                self._up.wait()
+            if self._shutdown is None and self.started and self._error is None:
+                self._shut_down()
+        finally:
+            if self._shutdown is not None:
+                self._shutdown.join()
+            self.started = False
+            self._stopped.set()
+            if self._thread is not None:
+                self._thread.join()
+
+
+@contextmanager
+def starting_ray(address: str | None) -> Iterator[RayStart]:
+    """Start Ray as :func:`ray_session` does, in a thread: the block runs meanwhile and calls ``wait()`` where it needs
+    Ray. The checks that fail fast (a cluster's address probed, its token) run first, in the caller's thread. On exit,
+    a Ray started here is shut down; SIGTERM stops the search as Ctrl-C does within the block."""
     import ray
 
     if address:
@@ -41,17 +132,33 @@ def ray_session(address: str | None) -> Iterator[None]:
     joined = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
     if joined and "://" not in joined and ":" in joined and not ray.is_initialized():
         check_gcs_token(joined)
-    started = False
-    if not ray.is_initialized():
-        _init(address)
-        started = True
+    start = RayStart(address).start()
+    _STARTS.append(start)
     keep_credentials_on_their_machine()
     try:
         with stops_gracefully():
-            yield
+            yield start
     finally:
-        if started:
-            ray.shutdown()
+        _STARTS.remove(start)
+        start.stop()
+
+
+_STARTS: list[RayStart] = []  # the Rays being used by runs of this process, innermost last
+
+
+def shut_down_ray_soon() -> None:
+    """The innermost run's trials are over: a Ray it started is shut down in a thread from now (nothing for a Ray it
+    found running); the run's ``starting_ray`` block waits for that at its end."""
+    if _STARTS:
+        _STARTS[-1].shut_down_soon()
+
+
+class _DropThreadWarning(logging.Filter):
+    """Ray's "SIGTERM handler is not set because current thread is not the main thread": ``stops_gracefully`` sets
+    the driver's own while a search runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SIGTERM handler is not set")
 
 
 # Ray Tune copies these from the driver's environment into every trial's runtime environment, and Ray's runtime-env
@@ -74,7 +181,13 @@ def keep_credentials_on_their_machine() -> None:
 def _init(address: str | None) -> None:
     import ray
 
+    worker_logger = logging.getLogger("ray._private.worker")
+    if not any(isinstance(f, _DropThreadWarning) for f in worker_logger.filters):
+        worker_logger.addFilter(_DropThreadWarning())
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Ray's first driver makes its raylet start a Python worker per CPU for tasks; a search's trials are actors, which
+    # never run on those, so on a small machine they only took CPU from the search's start (read by the raylet).
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     quiet_default_auth_warning()  # a local Ray is token-authenticated by default: intended (ray_auth)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     logging.getLogger("ray.train").setLevel(logging.WARNING)

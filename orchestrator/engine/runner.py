@@ -33,7 +33,7 @@ from orchestrator.spaces import StudyVersion, load_with_lineage
 from orchestrator.spaces.carry import CarriedTrial, CarryReport
 from orchestrator.tracking import ledger as ledger_mod
 from orchestrator.tracking import schema
-from orchestrator.tracking.access import require_edit
+from orchestrator.tracking.access import is_server, require_edit
 from orchestrator.tracking.async_logger import replay_spill
 from orchestrator.tracking.carried import carried_trials
 from orchestrator.tracking.mlflow_store import MlflowStore, TrialRow, check_store_location, open_store
@@ -56,8 +56,8 @@ from .parent_run import (
     run_tags,
 )
 from .peers import StudyPeers
-from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner
-from .ray_session import ray_session, trial_slots
+from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner, import_ahead, tune_json_log_only
+from .ray_session import shut_down_ray_soon, starting_ray, trial_slots
 from .results import MetricNotReported, error_reason
 from .resume import SearchSoFar
 from .searchers.base import Replay
@@ -162,23 +162,29 @@ def start_run(
     check_store_location(uri, create=True)  # before the storage check makes its folder: a refusal creates nothing
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()
-    store = open_store(uri, create=True)
-    require_edit(
-        store, version.study, f"orchestrator {request.kind}"
-    )  # a teammate with READ: one line, before anything runs
-    if lineage:
-        echo(
-            f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
-            f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage)
-        )
-    experiment_id = store.experiment_id(version.study)
-    assert experiment_id is not None
-    report, carry_s = CarryReport(), 0.0
-    if request.warm_start:
-        report, carry_s, source = carried_trials(store, version, options.ledger, computable=computable(spec.name))
-        echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
-
-    with ray_session(options.address):
+    what = f"orchestrator {request.kind}"
+    store: MlflowStore | None = None
+    if is_server(uri):  # a teammate without EDIT: one line before Ray or the review process start
+        store = open_store(uri, create=True)
+        require_edit(store, version.study, what)
+    # Ray starts in a thread from here: the tracking store, the warm start and the search's imports meanwhile.
+    kind_hooks = hooks.get(request.kind, NO_HOOKS)
+    with kind_hooks.entered(version, uri, options.review_artifacts), starting_ray(options.address) as ray_start:
+        if store is None:
+            store = open_store(uri, create=True)
+        if lineage:
+            echo(
+                f"{version.label}  hash {version.short_hash}  trainable {spec.name}  metric {version.metric.name} "
+                f"({version.metric.mode})  lineage " + " -> ".join(f"v{v.version}" for v in lineage)
+            )
+        experiment_id = store.experiment_id(version.study)
+        assert experiment_id is not None
+        report, carry_s = CarryReport(), 0.0
+        if request.warm_start:
+            report, carry_s, source = carried_trials(store, version, options.ledger, computable=computable(spec.name))
+            echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
+        import_ahead(version)
+        ray_start.wait()
         if request.warm_start:  # costs carried trials never reported, computed from their configurations (issue 26)
             carry_s += fill_costs(report, version, echo)
         slots = trial_slots(version)
@@ -220,7 +226,6 @@ def start_run(
                 f"{request.kind} {experiment.uri}\n  MLflow experiment {version.study!r}, parent run {parent} "
                 f"at {plan.shown_tracking_uri}\n  {planned} trials, {concurrency} at a time (cluster fits {slots})"
             )
-            kind_hooks = hooks.get(request.kind, NO_HOOKS)
             searcher = build_searcher(plan, report.carried)
             searcher.replay_first(Replay(values, fixed_seed) for values, fixed_seed in plan.fixed_trials)
             tuner = build_tuner(plan, searcher, live=options.live, trial_callbacks=kind_hooks.trial_callbacks)
@@ -246,7 +251,11 @@ def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, ech
     store.reopen_run(plan.parent_run_id)
     store.delete_tag(plan.parent_run_id, schema.END_REASON)  # why it stopped last time: no longer true
     kind_hooks = hooks.get(plan.kind, NO_HOOKS)
-    with closes_parent_on_failure(store, plan.parent_run_id, echo), ray_session(options.address):
+    with (
+        closes_parent_on_failure(store, plan.parent_run_id, echo),
+        kind_hooks.entered(plan.version, plan.tracking_uri, plan.review_artifacts),
+        starting_ray(options.address) as ray_start,
+    ):
         so_far = SearchSoFar.read(store, plan)
         echo(f"resuming {folder.uri}: {so_far.summary(plan.planned)}")
         carried: list[CarriedTrial] = []
@@ -256,9 +265,12 @@ def resume_search(experiment: str, options: SearchOptions, hooks: HookTable, ech
                 store, plan.version, options.ledger, so_far.interrupted_runs, computable(trainable)
             )
             echo(f"warm start from {source} in {carry_s:.2f}s: {report.summary()}")
-            fill_costs(report, plan.version, echo)
             carried = report.carried
         left = plan.planned - len(so_far.ended)
+        import_ahead(plan.version)
+        ray_start.wait()
+        if plan.warm_start:  # after Ray is up: the costs are measured in Ray tasks with the trials' resources
+            fill_costs(report, plan.version, echo)
         searcher = build_searcher(plan, carried)
         searcher.replay_first(so_far.continued)
         searcher.replay_first(so_far.not_started(plan))
@@ -323,7 +335,9 @@ def _fit(
     grid: Any = ()  # no trial ran: an empty result grid
     try:
         if tuner is not None:
-            grid = tuner.fit()
+            with tune_json_log_only():
+                grid = tuner.fit()
+            shut_down_ray_soon()  # the trials are over: a Ray started here goes while the run's end is recorded
     except Exception as e:
         raise OrchestratorError(tune_error_message(e)) from None
     finally:

@@ -109,6 +109,33 @@ def log_pytorch_model(
         )
 
 
+def rehearse_logging(trainable: str, folder: str) -> None:
+    """Save the family's untrained tiny model (``TrainableSpec.tiny``) into ``folder`` the way
+    :func:`log_pytorch_model` logs one, without a tracking store: the first model a process logs costs about five
+    times the next (``mlflow.pytorch`` and ``torch.export`` warm up, MLflow reads the table of installed packages
+    once), so a review process that will log a search's best model does this while it warms up. Nothing for a
+    trainable without a PyTorch model on the shared loop."""
+    import trainables
+
+    if not trainables.get(trainable).task:
+        return
+    import mlflow.pytorch
+    import torch
+
+    from trainables.loop import prepare
+
+    task, _, _ = prepare(trainable, {**trainables.get(trainable).tiny, **REVIEW_RUNTIME})
+    task.model.eval()
+    inputs, _ = next(iter(task.val.epoch(torch.Generator().manual_seed(0))))
+    mlflow.pytorch.save_model(
+        task.model.cpu(),
+        f"{folder}/{schema.LOGGED_MODEL}",
+        input_example=inputs[:INPUT_EXAMPLE_SAMPLES].detach().cpu().numpy(),
+        serialization_format=SERIALIZATION_FORMAT,
+        pip_requirements=[f"torch=={torch.__version__}"],
+    )
+
+
 def log_best_model(
     store: MlflowStore,
     version: StudyVersion,

@@ -33,13 +33,16 @@ from orchestrator.engine.leaderboard import Leaderboard, TrialOutcome
 from orchestrator.errors import failure_line
 from orchestrator.models.register import ModelSkipped, RegisteredModel, log_best_model
 from orchestrator.redaction import redact_config
+from orchestrator.settings import review_wait_s
 from orchestrator.spaces import StudyVersion
 from orchestrator.spaces.kinds import Fixed
 from orchestrator.spaces.space import SearchSpace
 from orchestrator.spaces.writer import to_document
 from orchestrator.tracking import schema
 from orchestrator.tracking.links import run_url
-from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri
+from orchestrator.tracking.mlflow_store import MlflowStore, describe_uri, with_login
+
+from .trial import ModelJob, TrialReviews
 
 FRAGMENT_SECTIONS = ("fixed", "params")  # the sections of a space file the best-config fragment pins
 FIGURE_SIZE = (7.0, 4.2)  # inches
@@ -68,6 +71,7 @@ def log_search_review(
     """
     board = board.with_runs(store.trials(version.study, parent_run_id=parent_run_id)).linked(_run_links(store, version))
     best, tags, logged = board.best, {}, []
+    reviews = _ask_model(store, version, parent_run_id, best, grid)  # logged by the review process meanwhile
     with tempfile.TemporaryDirectory(prefix="orchestrator-review-") as tmp:
         folder = Path(tmp)
         files = {
@@ -99,7 +103,7 @@ def log_search_review(
             logged.append(artifact)
         if best is not None and best.run_id:
             store.log_artifact(best.run_id, files[schema.LEADERBOARD_ARTIFACT], schema.REVIEW_ARTIFACT_DIR)
-    model = _logged_model(store, version, parent_run_id, board, grid, tags)
+    model = _logged_model(store, version, parent_run_id, board, grid, tags, reviews)
     if tags:
         store.log_batch(parent_run_id, tags=tags)
     echo(f"review: {', '.join(schema.review_file_name(a) for a in logged)} on run {parent_run_id}")
@@ -140,6 +144,22 @@ def _importance(
         files[schema.IMPORTANCE_ARTIFACT] = plot_importance(importance, folder, version.label)
 
 
+def _ask_model(
+    store: MlflowStore, version: StudyVersion, parent_run_id: str, best: TrialOutcome | None, grid: Iterable[Any]
+) -> TrialReviews | None:
+    """Have the search's review process (``trial_callback.trial_reviews_of``), whose torch and mlflow are warm, log
+    the best model while the driver makes the other artifacts; the reviews that took the job, or None (the driver
+    logs it: no review process, or nothing to log)."""
+    from .trial_callback import trial_reviews_of  # Ray Tune's callback: imported only where a search ran
+
+    reviews = trial_reviews_of(parent_run_id)
+    result = None if best is None else _result_of(grid, best)
+    if reviews is None or best is None or result is None or getattr(result, "checkpoint", None) is None:
+        return None
+    job = ModelJob(with_login(store.uri), version, parent_run_id, best, dict(result.config), result.checkpoint)
+    return reviews if reviews.ask_model(job) else None
+
+
 def _logged_model(
     store: MlflowStore,
     version: StudyVersion,
@@ -147,10 +167,18 @@ def _logged_model(
     board: Leaderboard,
     grid: Iterable[Any],
     tags: dict[str, str],
+    reviews: TrialReviews | None = None,
 ) -> RegisteredModel | None:
-    """Log the best model (the knee, by front); a reason in ``tags[MODEL_SKIPPED]`` instead when there is none."""
+    """Log the best model (the knee, by front), or take it from the review process that ``reviews`` asked; a reason
+    in ``tags[MODEL_SKIPPED]`` instead when there is none."""
+    if reviews is not None:
+        outcome = reviews.model(review_wait_s())
+        if outcome.model is not None:
+            return outcome.model
+        tags[schema.MODEL_SKIPPED] = outcome.skipped or f"failed: {outcome.error}"
+        return None
     best = board.best
-    result = None if best is None else next((r for r in grid if _trial_id(r) == best.trial_id), None)
+    result = None if best is None else _result_of(grid, best)
     try:
         if best is None or result is None:
             none = (
@@ -169,6 +197,11 @@ def _logged_model(
 
 def _trial_id(result: Any) -> str:
     return str((result.metrics or {}).get("trial_id", ""))
+
+
+def _result_of(grid: Iterable[Any], best: TrialOutcome) -> Any:
+    """Ray Tune's result of the trial ``best`` in ``grid``, or None."""
+    return next((r for r in grid if _trial_id(r) == best.trial_id), None)
 
 
 def best_config_fragment(version: StudyVersion, best: TrialOutcome) -> str:

@@ -180,6 +180,11 @@ class AsyncTrialLogger:
     def close(self, key: str, status: str, tags: Mapping[str, str] | None = None) -> None:
         self._put(_Op("close", key, status=status, tags=dict(tags or {})))
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called: what is queued from then on is never sent."""
+        return self._stop.is_set()
+
     def run_id(self, key: str, timeout: float = 30.0) -> str | None:
         """The run created for ``key`` (waits for the worker to create it)."""
         deadline = time.monotonic() + timeout
@@ -291,7 +296,9 @@ class AsyncTrialLogger:
                 self._pending.append(op)
 
     def _send(self) -> None:
-        """Send pending ops in order, merging consecutive logs of a run; drop each op once sent."""
+        """Send pending ops, each run's in order: a run's pending updates (its params, metrics and tags, up to its end)
+        go in one ``log_batch``, so a short trial whose open, results and close are queued together costs three calls
+        (create, batch, end) instead of five; each op is dropped once sent."""
         if self._store is None:
             self._store = self._store_factory()
         store = self._store
@@ -301,31 +308,55 @@ class AsyncTrialLogger:
             if op.kind != "open" and op.key not in self._runs:
                 self._pending.pop(0)  # its run could never be created; nothing to attach it to
                 continue
-            if op.kind == "log":
-                self._send_logs(store)
-            else:
-                _apply(store, op, self._runs)
+            if op.kind == "open":
+                self._in_flight = {id(op)}
+                self._pending[0] = self._opened(store, op)
                 self.calls += 1
-                self._pending.pop(0)
-                if op.kind == "open":
-                    self._run_created(op.key)
+                self._run_created(op.key)
+                continue
+            self._send_run(store, op.key)
+        self._in_flight = set()
 
-    def _send_logs(self, store: MlflowStore) -> None:
-        group: list[_Op] = []
+    def _opened(self, store: MlflowStore, op: _Op) -> _Op:
+        """Create (or reopen) the run of ``op``; what it still has to log (its params, a reopened run's tags) comes
+        back as a log op that takes its place, so a retry never creates a second run."""
+        if op.run_id:
+            store.reopen_run(op.run_id)
+            self._runs[op.key] = op.run_id
+            return _Op("log", op.key, params=op.params, tags=op.tags)
+        self._runs[op.key] = op.run_id = store.create_run(op.experiment_id, op.name, op.tags, {})
+        return _Op("log", op.key, params=op.params)
+
+    def _send_run(self, store: MlflowStore, key: str) -> None:
+        """Send the pending log ops of the run ``key`` up to its close, and the close's tags, in one batch; then end
+        the run if it closed."""
+        mine: list[_Op] = []
+        close: _Op | None = None
         for op in self._pending:
-            if op.kind != "log":
+            if op.key != key:
+                continue
+            if op.kind == "open":
+                break  # a later reopen of the same key: after what comes before it
+            mine.append(op)
+            if op.kind == "close":
+                close = op
                 break
-            group.append(op)
-        for key in dict.fromkeys(op.key for op in group):
-            mine = [op for op in group if op.key == key]
-            metrics = [m for op in mine for m in op.metrics]
-            params = {k: v for op in mine for k, v in op.params.items()}
-            tags = {k: v for op in mine for k, v in op.tags.items()}
-            self._in_flight = {id(op) for op in mine}
+        metrics = [m for op in mine for m in op.metrics]
+        params = {k: v for op in mine for k, v in op.params.items()}
+        tags = {k: v for op in mine for k, v in op.tags.items()}
+        # refused for good: the log ops go, the close stays (tried alone next, so the run still ends)
+        self._in_flight = {id(op) for op in mine if op is not close} or {id(mine[0])}
+        if metrics or params or tags:
             store.log_batch(self._runs[key], metrics=metrics, params=params, tags=tags)
             self.calls += 1
-            self._pending = [op for op in self._pending if id(op) not in self._in_flight]
-        self._in_flight = set()
+        sent = {id(op) for op in mine if op is not close}
+        if close is not None:
+            close.metrics, close.params, close.tags = [], {}, {}  # sent: a retry only ends the run
+            self._in_flight = {id(close)}
+            store.end_run(self._runs[key], close.status)
+            self.calls += 1
+            sent.add(id(close))
+        self._pending = [op for op in self._pending if id(op) not in sent]
 
 
 def _apply(store: MlflowStore, op: _Op, runs: dict[str, str]) -> None:

@@ -152,11 +152,11 @@ def test_the_worker_starts_held_warms_up_when_let_go_then_reports_each_jobs_cpu_
 
 def test_each_warm_up_step_waits_for_the_gate_and_a_failing_step_is_left_to_the_jobs(store_uri: str) -> None:
     steps = review_module.warm_up_steps("convnet_tiny", store_uri)
-    assert len(steps) == 3
+    assert len(steps) == 4
     waits: list[int] = []
     ready = review_module.warm_up("convnet_tiny", store_uri, wait=lambda: waits.append(len(waits)))
-    assert waits == [0, 1, 2] and ready.cpu_s > 0
-    assert len(ready.steps) == 3 and all(start <= end and cpu >= 0 for start, end, cpu in ready.steps)
+    assert waits == [0, 1, 2, 3] and ready.cpu_s > 0
+    assert len(ready.steps) == 4 and all(start <= end and cpu >= 0 for start, end, cpu in ready.steps)
     assert sum(cpu for _, _, cpu in ready.steps) == pytest.approx(ready.cpu_s, abs=0.05)
     unknown = review_module.warm_up("no_such_trainable", store_uri)  # every step fails: no error here
     assert isinstance(unknown, WorkerReady)
