@@ -162,6 +162,8 @@ def start_run(
     check_store_location(uri, create=True)  # before the storage check makes its folder: a refusal creates nothing
     storage = open_storage(options.storage or default_storage())
     storage.check_writable()
+    if request.warm_start and options.ledger is not None:
+        ledger_mod.check(options.ledger)  # read when Ray is starting; a bad file is named before that
     what = f"orchestrator {request.kind}"
     store: MlflowStore | None = None
     if is_server(uri):  # a teammate without EDIT: one line before Ray or the review process start

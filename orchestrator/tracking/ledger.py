@@ -97,8 +97,9 @@ def write(rows: Iterable[TrialRow], out: Path, metric: str | None = None, as_of_
     return t.num_rows
 
 
-def read(path: Path) -> tuple[list[TrialRow], int]:
-    """Rows and the time (ms) the store was read for them; ``OrchestratorError`` for a file that is not a ledger."""
+def check(path: Path) -> None:
+    """``OrchestratorError`` unless ``path`` is a trials export (its schema read, not its rows): a run checks its
+    ``--ledger`` before it starts anything."""
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise OrchestratorError(
@@ -106,12 +107,21 @@ def read(path: Path) -> tuple[list[TrialRow], int]:
             f"{path}` or leave out --ledger"
         )
     try:
-        t = pq.read_table(path)
-        missing = [name for name in SCHEMA.names if name not in t.schema.names and name not in OPTIONAL_COLUMNS]
+        names = pq.read_schema(path).names
     except (OSError, pa.ArrowException) as e:
         raise OrchestratorError(f"ledger {path} is not a Parquet trials export: {first_line(e)}") from None
+    missing = [name for name in SCHEMA.names if name not in names and name not in OPTIONAL_COLUMNS]
     if missing:
         raise OrchestratorError(f"ledger {path} is not a trials export: no column {', '.join(missing)}")
+
+
+def read(path: Path) -> tuple[list[TrialRow], int]:
+    """Rows and the time (ms) the store was read for them; ``OrchestratorError`` for a file that is not a ledger."""
+    check(path)
+    try:
+        t = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise OrchestratorError(f"ledger {path} is not a Parquet trials export: {first_line(e)}") from None
     meta = t.schema.metadata or {}
     as_of = int(meta.get(AS_OF, b"0"))
     rows = []

@@ -25,7 +25,6 @@ from orchestrator.engine import pareto
 from orchestrator.spaces import Metric
 from orchestrator.tracking import schema
 from orchestrator.tracking.mlflow_store import fluent_tracking_uri, open_store
-from tests.engine.conftest import _ray_session, local_ray  # noqa: F401 (fixtures)
 
 STUDY = "pareto_cli"
 TRIALS = 6

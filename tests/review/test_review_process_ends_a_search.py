@@ -12,7 +12,7 @@ from orchestrator.api import run_search
 from orchestrator.engine.runner import SearchOptions
 from orchestrator.review import search as search_review
 from orchestrator.tracking import schema
-from tests.engine.conftest import convnet_tiny_space
+from tests.spacefiles import convnet_tiny_search, write_space
 
 TRIAL_FILES = {"review/model_summary.txt", "review/architecture.png", "review/confusion_matrix.png"}
 
@@ -28,9 +28,7 @@ def test_the_review_process_logs_the_best_model_and_every_trials_artifacts(
 
     monkeypatch.setattr(search_review, "log_best_model", not_in_the_driver)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    space = tmp_path / "ended" / "v1.yaml"
-    space.parent.mkdir(parents=True)
-    space.write_text(convnet_tiny_space("ended", "  filters: {int: [2, 6]}\n", trials=3))
+    space = write_space(tmp_path, study="ended", params="  filters: {int: [2, 6]}\n", **convnet_tiny_search(trials=3))
     lines: list[str] = []
     result = run_search(space, SearchOptions(tracking_uri=uri, storage=str(tmp_path / "ray"), live=False), lines.append)
     assert result.finished == 3

@@ -55,6 +55,7 @@ def test_configurations_that_cannot_be_built_say_why() -> None:
     assert isinstance(results[1], str) and "conv_layers" in results[1]
 
 
+@pytest.mark.slow
 def test_measuring_leaves_the_training_as_it_was() -> None:
     """Eval mode and no random draw while measuring: with dropout, an epoch after measuring (latencies too) is the
     epoch without it, weight for weight, and the model is back in training mode."""
@@ -70,6 +71,7 @@ def test_measuring_leaves_the_training_as_it_was() -> None:
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_every_report_carries_the_costs_and_the_latencies_when_asked(make_reporter) -> None:
     plain = make_reporter()
     trainables.create("convnet_tiny")(dict(TINY), plain)
