@@ -134,6 +134,7 @@ def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_tria
     """
     from orchestrator.evolution.refining import find_target, propose
     from orchestrator.spaces.refine import RefineError
+    from orchestrator.tracking.access import require_edit
     from orchestrator.tracking.mlflow_store import open_store
 
     refine_options = dataclasses.replace(REFINE_DEFAULTS, top=top, min_trials=min_trials)
@@ -144,8 +145,11 @@ def space_refine(path: Path, tracking_uri: str | None, top: int | None, min_tria
             f"note: {target.version.label} is not the newest version ({newer} exist); a proposal from it is "
             f"v{target.next_number} with parent v{target.version.version}"
         )
+    store = open_store(tracking_uri or default_tracking_uri())
+    if not dry_run:  # a teammate with READ may look, not write: refused in one line before the model is fitted
+        require_edit(store, target.version.study, f"space refine (writing {target.next_path})")
     try:
-        proposal = propose(path, open_store(tracking_uri or default_tracking_uri()), refine_options)
+        proposal = propose(path, store, refine_options)
     except RefineError as e:
         raise click.ClickException(str(e)) from None
     if dry_run:

@@ -36,6 +36,7 @@ from .storage import FINISHED, Experiment
 
 CHECKPOINTS_TO_KEEP = 2
 TUNE_NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"  # read by Ray Tune when a fit starts
+TUNE_NO_STRICT_METRICS = "TUNE_DISABLE_STRICT_METRIC_CHECKING"  # read by Ray Tune at each result
 SPACE_REDACTED = "space_redacted"  # orchestrator.json: the recorded space text has its secret values masked
 
 FixedTrial = tuple[dict[str, Any], int]  # the values and seed of a trial the plan runs as it is
@@ -243,7 +244,7 @@ def build_tuner(
     # The added callbacks come first: at the experiment's end they finish while the tracking callback's logger
     # still runs (each calls ``tracking.setup`` first, which is idempotent, so the logger exists for them).
     progress = ProgressCallback(v.metric, trials, list(v.params.params), live=live, experiment_uri=plan.experiment.uri)
-    callbacks = [*added, tracking, progress, JsonLoggerCallback()]  # Tune's only logger (``tune_json_log_only``)
+    callbacks = [*added, tracking, progress, JsonLoggerCallback()]  # Tune's only logger (``tune_fit_settings``)
     return tune.Tuner(
         _trainable(v),
         tune_config=tune.TuneConfig(
@@ -270,21 +271,28 @@ def build_tuner(
 
 
 @contextmanager
-def tune_json_log_only() -> Iterator[None]:
-    """Within the block (a ``Tuner.fit`` of ``build_tuner``'s), Ray Tune adds none of its default loggers: they are
-    CSV, JSON and TensorBoard per trial, and the first import of tensorboardX (which loads torch) delayed a search's
-    first trial by seconds while each result was written three times. ``build_tuner`` gives the trials Tune's JSON log
-    (the result grid and resume's tests read it); their metrics are in MLflow. Other tuners of the process keep
-    Ray's defaults."""
-    before = os.environ.get(TUNE_NO_DEFAULT_LOGGERS)
-    os.environ[TUNE_NO_DEFAULT_LOGGERS] = "1"
+def tune_fit_settings() -> Iterator[None]:
+    """Within the block (a ``Tuner.fit`` of ``build_tuner``'s), Ray Tune's settings for our searches; other tuners of
+    the process keep Ray's defaults.
+
+    * None of Tune's default loggers: they are CSV, JSON and TensorBoard per trial, and the first import of
+      tensorboardX (which loads torch) delayed a search's first trial by seconds while each result was written three
+      times. ``build_tuner`` gives the trials Tune's JSON log (the result grid and resume's tests read it); their
+      metrics are in MLflow.
+    * Our check of the metrics a result must hold, not Tune's: the searcher's (``results.check_reported``) names
+      the missing objective and what the trainable reported, where Tune's ``ValueError`` dumps the whole result.
+    """
+    settings = {TUNE_NO_DEFAULT_LOGGERS: "1", TUNE_NO_STRICT_METRICS: "1"}
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(TUNE_NO_DEFAULT_LOGGERS, None)
-        else:
-            os.environ[TUNE_NO_DEFAULT_LOGGERS] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def trial_name(trial: Any) -> str:

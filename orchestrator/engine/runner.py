@@ -56,7 +56,7 @@ from .parent_run import (
     run_tags,
 )
 from .peers import StudyPeers
-from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner, import_ahead, tune_json_log_only
+from .plan import FixedTrial, SearchPlan, build_searcher, build_tuner, import_ahead, tune_fit_settings
 from .ray_session import shut_down_ray_soon, starting_ray, trial_slots
 from .results import MetricNotReported, error_reason
 from .resume import SearchSoFar
@@ -101,7 +101,8 @@ class RunRequest:
     """What a run is: ``version`` runs (its ``search.trials``, or exactly its ``fixed_trials``), recorded on the
     parent run as the space version ``recorded`` (the version itself for a search; the trained trial's for a
     train), named ``run_name``, in an experiment folder named from ``folder``; ``tags`` and ``params`` are the
-    kind's own on top of every run's; ``note`` replaces the search's description (version, carry report, notes).
+    kind's own on top of every run's; ``note`` replaces the search's description (version, carry report, notes);
+    ``command`` is what the user ran.
     """
 
     kind: str
@@ -115,6 +116,7 @@ class RunRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     note: str | None = None
+    command: str = "orchestrator run"  # what the user ran, named when the tracking server refuses it
 
     @property
     def space(self) -> StudyVersion:
@@ -164,11 +166,10 @@ def start_run(
     storage.check_writable()
     if request.warm_start and options.ledger is not None:
         ledger_mod.check(options.ledger)  # read when Ray is starting; a bad file is named before that
-    what = f"orchestrator {request.kind}"
     store: MlflowStore | None = None
     if is_server(uri):  # a teammate without EDIT: one line before Ray or the review process start
         store = open_store(uri, create=True)
-        require_edit(store, version.study, what)
+        require_edit(store, version.study, request.command)
     # Ray starts in a thread from here: the tracking store, the warm start and the search's imports meanwhile.
     kind_hooks = hooks.get(request.kind, NO_HOOKS)
     with kind_hooks.entered(version, uri, options.review_artifacts), starting_ray(options.address) as ray_start:
@@ -337,7 +338,7 @@ def _fit(
     grid: Any = ()  # no trial ran: an empty result grid
     try:
         if tuner is not None:
-            with tune_json_log_only():
+            with tune_fit_settings():
                 grid = tuner.fit()
             shut_down_ray_soon()  # the trials are over: a Ray started here goes while the run's end is recorded
     except Exception as e:

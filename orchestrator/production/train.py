@@ -267,6 +267,7 @@ def train_models(
         tags={schema.TRIAL_ID: row.trial_id, schema.SOURCE_RUN: row.run_id},
         params={schema.PARAM_EPOCHS: version.schedule.max_epochs},
         note=f"{version.notes}\n\nvalues {_shown(source.values)}",
+        command="orchestrator train",
     )
     options = dataclasses.replace(options, trials=None, concurrency=None, seed=source.seed)
     ran = start_run(request, options, hooks, echo)

@@ -28,6 +28,7 @@ from click.testing import CliRunner, Result
 from orchestrator.cli import cli
 from orchestrator.errors import describe
 from orchestrator.tracking import schema
+from orchestrator.tracking.links import experiment_url
 from tests.spacefiles import write_space
 from tests.team.stack import Team
 
@@ -152,9 +153,9 @@ def test_bob_with_read_is_refused_run_in_one_line_before_anything_runs(study: St
 
 def test_bob_is_refused_writing_a_refined_version_and_may_look_at_one(study: Study) -> None:
     args = ("space", "refine", str(study.v1), "--min-trials", "2", "--top", "1")
-    looked = invoke(study.team, "bob", *args, "--dry-run")
-    assert looked.exit_code == 0, looked.output + repr(looked.exception)
-    assert "dry run" in looked.output
+    looked = invoke(study.team, "bob", *args, "--dry-run")  # read the trials and fit the model: allowed to READ
+    assert "holds READ" not in looked.output, looked.output
+    assert "dry run" in looked.output or "gives no reason to change the space" in looked.output, looked.output
     line = refused(invoke(study.team, "bob", *args))
     assert line.startswith(f"error: user 'bob' holds READ on study '{STUDY}' (experiment '{STUDY}') at ")
     assert f"; space refine (writing {study.folder / 'v3.yaml'}) needs EDIT: " in line
@@ -194,8 +195,9 @@ def test_bob_can_report_diff_and_open_the_ui_links(study: Study) -> None:
     ui = invoke(study.team, "bob", "ui", STUDY, "--tracking-uri", study.team.uri)
     assert ui.exit_code == 0, ui.output + repr(ui.exception)
     links = [word for word in ui.output.split() if word.startswith("http://")]
-    experiment_link = f"{study.team.uri}/#/experiments/{study.experiment_id}"
-    assert experiment_link in links and any(link.startswith(f"{experiment_link}/runs/") for link in links), links
+    experiment_link = experiment_url(study.team.uri, study.experiment_id)
+    runs_prefix = f"{study.team.uri}/#/experiments/{study.experiment_id}/runs/"
+    assert experiment_link in links and any(link.startswith(runs_prefix) for link in links), links
     login = b64encode(f"bob:{study.team.passwords['bob']}".encode()).decode()
     for link in links:
         request = urllib.request.Request(link, headers={"Authorization": f"Basic {login}"})
@@ -203,7 +205,7 @@ def test_bob_can_report_diff_and_open_the_ui_links(study: Study) -> None:
             assert page.status == 200 and b"<html" in page.read().lower()
     # what the pages show, through the REST calls the UI makes, is readable by bob
     bob = study.team.client("bob")
-    run_id = next(link for link in links if "/runs/" in link).rsplit("/", 1)[1]
+    run_id = next(link for link in links if "/runs/" in link).removeprefix(runs_prefix).split("?")[0]
     assert bob.get_run(run_id).info.experiment_id == study.experiment_id
     assert bob.get_experiment(study.experiment_id).name == STUDY
 

@@ -16,7 +16,6 @@ import trainables
 from trainables import TrainableConfigError, TrainableSpec, validate_config
 from trainables.api import SHARED_LOOP_ENTRY, load_object
 from trainables.config import resolve
-from trainables.analytic import MULTI_OBJECTIVE
 from trainables.costs import SOMETIMES
 
 ROOT = Path(__file__).resolve().parents[2]
