@@ -291,7 +291,9 @@ def test_two_searches_of_one_study_started_together_run_no_configuration_twice(t
 
 
 @pytest.mark.slow
-def test_each_search_gets_a_seed_of_its_own_recorded_on_its_run(workdir: Path, fresh_store: str) -> None:
+def test_each_search_gets_a_seed_of_its_own_recorded_on_its_run(
+    workdir: Path, fresh_store: str, local_ray: None
+) -> None:
     from mlflow.tracking import MlflowClient
 
     from orchestrator import api

@@ -21,6 +21,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .api import Reporter, TrialFailed, load_object
+from .api import Reporter, TrialFailed, first_line, load_object
 from .config import RUNTIME_DEFAULTS, Config, resolve
 from .costs import ALWAYS, to_measure
 from .measure import measure, peak_gpu_memory_mb
@@ -332,6 +333,17 @@ def measure_task(task: Task, runtime: Runtime, names: tuple[str, ...] = ALWAYS) 
     return measure(task.model, sample, batch, names, runtime.autocast)
 
 
+def _costs(task: Task, runtime: Runtime, names: tuple[str, ...]) -> dict[str, float]:
+    """``measure_task``, or nothing when measuring fails: a model that cannot run fails in its own first training
+    step, as it would have without the measurement (its error, its out-of-memory message), and one that can trains
+    on without the costs (a search that names one as an objective then says the trial did not report it)."""
+    try:
+        return measure_task(task, runtime, names)
+    except Exception as error:
+        print(f"{task.name}: hardware costs not measured: {first_line(error)}", file=sys.stderr)
+        return {}
+
+
 def fit(
     task: Task,
     runtime: Runtime,
@@ -357,7 +369,7 @@ def fit(
         start = load_checkpoint(restore, task, scaler)
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)  # this trial's peak, not an earlier one's in this process
-    costs = measure_task(task, runtime, (*ALWAYS, *to_measure(tuple(getattr(reporter, "measure", ())))))
+    costs = _costs(task, runtime, (*ALWAYS, *to_measure(tuple(getattr(reporter, "measure", ())))))
     metrics: dict[str, float] = {}
     scratch = Path(tempfile.mkdtemp(prefix=f"{task.name}-ckpt-"))
     try:

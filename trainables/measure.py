@@ -58,10 +58,13 @@ def _measuring(model: nn.Module, device: torch.device) -> Iterator[None]:
         model.train(training)
 
 
-def multiply_adds(model: nn.Module, sample: Tensor) -> int:
-    """Multiply-adds of one forward pass of ``sample`` (a batch of 1): torchinfo's count."""
-    import torchinfo
-
+def multiply_adds(model: nn.Module, sample: Tensor) -> int | None:
+    """Multiply-adds of one forward pass of ``sample`` (a batch of 1): torchinfo's count; None where torchinfo is not
+    installed (a machine that runs the training loop with torch alone, as the GPU benchmarks do)."""
+    try:
+        import torchinfo
+    except ImportError:
+        return None
     return int(torchinfo.summary(model, input_data=sample, verbose=0, mode="eval").total_mult_adds)
 
 
@@ -100,8 +103,9 @@ def measure(
     if PARAMS in names:
         out[PARAMS] = float(count_params(model))
     with _measuring(model, device):
-        if MACS in names:
-            out[MACS] = float(multiply_adds(model, sample))
+        macs = multiply_adds(model, sample) if MACS in names else None
+        if macs is not None:
+            out[MACS] = float(macs)
         if LATENCY in names:
             with autocast():
                 out[LATENCY] = latency_ms(lambda: model(sample), device)

@@ -47,6 +47,9 @@ def check_port_free(port: int) -> None:
     """Raise ``PortInUse`` when something listens on 127.0.0.1:``port`` (a server started there would fail, and a
     health check would reach the other one)."""
     with socket.socket() as s:
+        # As the server binds (uvicorn sets SO_REUSEADDR): a listener refuses the bind, the TIME_WAIT connections a
+        # server stopped a moment ago on this port leaves behind do not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOOPBACK, port))
         except OSError as e:

@@ -141,6 +141,7 @@ def test_two_searches_at_once_on_a_fresh_sqlite_store_then_one_after(tmp_path: P
     space = write_space(
         tmp_path / "search_spaces", study="team", params=PARAMS, **small_search(TRIALS, 2, startup=TRIALS)
     )
+    (tmp_path / "store").mkdir()  # a store's folder is the user's to make (orchestrator makes only its own)
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # does not exist yet: both drivers create it
     storage = tmp_path / "ray"
     assert_each_finished(start_drivers([space, space], uri, storage))

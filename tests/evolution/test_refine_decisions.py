@@ -8,9 +8,6 @@ excludes the optimum, a parameter without effect is left alone and the notes say
 
 from __future__ import annotations
 
-import contextlib
-import time
-
 import numpy as np
 import pytest
 
@@ -97,13 +94,14 @@ def test_the_same_trials_give_the_same_evidence_and_proposal() -> None:
     assert len(messages) == 1  # ... and say so with the same evidence, number for number
 
 
-@pytest.mark.slow
-def test_refine_on_1000_trials_answers_in_seconds() -> None:
-    """The model's cost at 1,000 trials (bench/README.md states it as measured by ``bench.search_quality``):
-    generous here, for a busy machine."""
+def test_refine_on_1000_trials_answers() -> None:
+    """A study of 1,000 trials gets an answer (a proposal or the reason for none). Its cost is a benchmark's figure,
+    not a timed test: ``bench.search_quality`` measures it (bench/README.md, refine decision quality)."""
     case = CASES["one branch of a conditional space"]
     trials = scored(fixed_trials(case, n=1000))
-    t0 = time.perf_counter()
-    with contextlib.suppress(RefineError):  # no change is an answer too
-        refine_trials(case.version, trials)
-    assert time.perf_counter() - t0 < 60
+    try:
+        refinement = refine_trials(case.version, trials)
+    except RefineError as no_change:
+        assert "gives no reason to change the space" in str(no_change)
+    else:
+        assert refinement.version.params != case.version.params

@@ -142,6 +142,10 @@ class _PatchingLoader(importlib.abc.Loader):
     def __init__(self, loader: Any, patch: Callable[[ModuleType], None]) -> None:
         self.loader, self.patch = loader, patch
 
+    def __getattr__(self, name: str) -> Any:
+        """What else a loader offers (``get_code`` for ``python -m``, ``get_source``): the real one's."""
+        return getattr(self.loader, name)
+
     def create_module(self, spec: Any) -> ModuleType | None:
         return self.loader.create_module(spec)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.tracking.server import LOOPBACK, LoopbackMlflowServer, MlflowServerError
+from orchestrator.tracking.server import LOOPBACK, LoopbackMlflowServer, MlflowServerError, PortInUse
 
 
 def _option(command: list[str], name: str) -> str:
@@ -32,13 +32,28 @@ def test_wait_before_launch_is_refused(tmp_path: Path) -> None:
         LoopbackMlflowServer(tmp_path).wait(1)
 
 
+class ExitingServer(LoopbackMlflowServer):
+    """A server whose command line mlflow refuses: it exits at once, its reason in its log."""
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--no-such-option"]
+
+
 @pytest.mark.slow
 def test_a_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
-    with socket.socket() as taken:  # someone else listens on the port already
+    server = ExitingServer(tmp_path)
+    with pytest.raises(MlflowServerError, match="exited with code") as info:
+        server.start(timeout=90)
+    assert "no such option" in str(info.value).lower()
+    assert not server.running
+
+
+@pytest.mark.slow  # refused before the process starts, but start() is called (the suite's watcher counts it)
+def test_a_port_someone_listens_on_is_refused_before_a_server_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
         taken.bind((LOOPBACK, 0))
         taken.listen()
         server = LoopbackMlflowServer(tmp_path, port=taken.getsockname()[1])
-        with pytest.raises(MlflowServerError, match="exited with code") as info:
+        with pytest.raises(PortInUse, match="is in use"):
             server.start(timeout=90)
-    assert "already in use" in str(info.value).lower()
     assert not server.running
