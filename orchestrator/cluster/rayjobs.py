@@ -369,9 +369,9 @@ def _translate(where: str, fn: Callable[[], T], job: str | None = None) -> T:
         error = refused_token(where) if refused else missing_token(where)
         raise ClusterError(str(error)) from None
     except (ConnectionError, requests.exceptions.ConnectionError) as e:
-        raise ClusterError(f"no Ray job server answers at the {where} ({_reason(e)}); {HEAD_HINT}") from None
+        raise ClusterError(f"no Ray job server answers at the {where} ({first_line(e)}); {HEAD_HINT}") from None
     except requests.exceptions.RequestException as e:
-        raise ClusterError(f"the {where} did not answer: {_reason(e)}") from None
+        raise ClusterError(f"the {where} did not answer: {first_line(e)}") from None
     except RuntimeError as e:
         text = redact_text(str(e).strip())
         if job and "status code 404" in text:
@@ -379,13 +379,8 @@ def _translate(where: str, fn: Callable[[], T], job: str | None = None) -> T:
                 f"Ray job {job!r} not found on the {where}; see: orchestrator jobs list --ray-address "
                 f"{where.removeprefix('Ray cluster at ')}"
             ) from None
-        raise ClusterError(f"the {where} refused the request: {text.splitlines()[0] if text else e!r}") from None
+        raise ClusterError(f"the {where} refused the request: {first_line(e)}") from None
     except Exception as e:  # aiohttp while following logs, and the like
         if type(e).__module__.startswith("aiohttp"):
-            raise ClusterError(f"the log stream from the {where} broke off: {_reason(e)}") from None
+            raise ClusterError(f"the log stream from the {where} broke off: {first_line(e)}") from None
         raise
-
-
-def _reason(e: BaseException) -> str:
-    text = redact_text(str(e).strip())
-    return text.splitlines()[0][:200] if text else type(e).__name__

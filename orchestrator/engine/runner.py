@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.console import Echo
-from orchestrator.errors import OrchestratorError, first_line
-from orchestrator.redaction import redact_config, redact_text
+from orchestrator.errors import OrchestratorError, failure_line, first_line
+from orchestrator.redaction import redact_config
 from orchestrator.settings import default_storage, default_tracking_uri, tracking_wait_s
 from orchestrator.spaces import StudyVersion, load_with_lineage
 from orchestrator.spaces.carry import CarriedTrial, CarryReport
@@ -453,9 +453,7 @@ def tune_error_message(error: BaseException) -> str:
     reported = next((e for e in chain if isinstance(e, MetricNotReported)), None)
     if reported is not None:
         return str(reported)
-    root = chain[-1]
-    text = redact_text(str(root).strip())
-    return f"the search failed: {type(root).__name__}" + (f": {text.splitlines()[0]}" if text else "")
+    return f"the search failed: {failure_line(chain[-1])}"
 
 
 def exception_chain(error: BaseException) -> list[BaseException]:

@@ -70,8 +70,12 @@ def test_importance_is_skipped_with_a_reason() -> None:
     with pytest.raises(ImportanceSkipped, match="every trial has the same accuracy"):
         parameter_importance(V1, flat)
     one = parse_version(
-        "study: one\nversion: 1\ntrainable: analytic\nmetric: {name: accuracy, mode: max}\n"
-        "params:\n  lr: {loguniform: [1.0e-4, 1.0]}\n  act: relu\n"
+        space_doc(
+            "one",
+            metric="{name: accuracy, mode: max}",
+            params="  lr: {loguniform: [1.0e-4, 1.0]}\n  act: relu\n",
+            fixed=None,
+        )
     )
     with pytest.raises(ImportanceSkipped, match="at least 2 searched parameters, found 1"):
         parameter_importance(
