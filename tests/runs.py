@@ -42,3 +42,31 @@ def stop_when_running(server: LoopbackMlflowServer, study: str, trials: int, tim
             break
         time.sleep(0.2)
     server.stop()
+
+
+def log_scored_trials(store_uri: str, version_file: Path, n: int = 8) -> None:
+    """``n`` finished trials of the version in ``version_file`` (analytic, searching ``x`` and ``y``, metric
+    ``loss``), logged as the orchestrator logs them, under one finished search run."""
+    from orchestrator.spaces import load_version
+    from orchestrator.tracking.mlflow_store import MlflowStore
+
+    version = load_version(version_file)
+    store = MlflowStore(store_uri)
+    experiment = store.experiment_id(version.study)
+    assert experiment is not None
+    parent = store.create_run(experiment, "search", {schema.KIND: schema.SEARCH_RUN}, {})
+    for i in range(n):
+        config = {"x": -5.0 + 15.0 * i / (n - 1), "y": 15.0 * (i % 3) / 2}
+        tags = {
+            schema.KIND: schema.TRIAL_RUN,
+            schema.PARENT: parent,
+            schema.STUDY: version.study,
+            schema.VERSION: str(version.version),
+            schema.HASH: version.content_hash,
+            schema.TRIAL_ID: f"t{i}",
+            schema.CONFIG: json.dumps(config),
+        }
+        run = store.create_run(experiment, f"t{i}", tags, config)
+        store.log_batch(run, metrics=[("loss", float((config["x"] - 3) ** 2 + i * 0.01), 0, 1)])
+        store.end_run(run, "FINISHED")
+    store.end_run(parent, "FINISHED")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.probes import HEAVY
+from tests.runs import log_scored_trials
 from tests.spacefiles import MINIMAL, ROOT, write_space
 
 
@@ -97,6 +99,48 @@ def test_light_commands_import_no_heavy_frameworks() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr
+
+
+# What a reviewer runs against a study: none of them starts a search, so none loads Ray or torch (``ui`` is the same
+# module path and starts a server: tests/review/test_ui.py).
+READ_ONLY_COMMANDS = {
+    "report": ("report", "light"),
+    "trials-export": ("trials", "export", "light", "--out", "{tmp}/trials.parquet"),
+    "refine-dry-run": ("space", "refine", "{space}", "--dry-run", "--min-trials", "2"),
+    "diff": ("space", "diff", "{v2}", "--tracking-uri", "{uri}"),
+    "lint": ("space", "lint", "{folder}", "--tracking-uri", "{uri}"),
+}
+
+
+@pytest.mark.parametrize("args", READ_ONLY_COMMANDS.values(), ids=READ_ONLY_COMMANDS.keys())
+def test_read_only_commands_on_a_study_import_neither_ray_nor_torch(
+    tmp_path: Path, store_uri: str, args: tuple[str, ...]
+) -> None:
+    space, v2 = (
+        write_space(
+            tmp_path,
+            study="light",
+            version=version,
+            params=f"  x: {{uniform: [-5.0, {high}]}}\n  y: {{uniform: [0.0, 15.0]}}\n",
+            fixed="{function: branin}",
+        )
+        for version, high in ((1, 10.0), (2, 8.0))
+    )
+    log_scored_trials(store_uri, space)
+    argv = [a.format(tmp=tmp_path, space=space, v2=v2, folder=space.parent, uri=store_uri) for a in args]
+    probe = (
+        "import sys\nfrom orchestrator.cli import main\ncode = 0\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, sorted(m for m in ('ray', 'torch') if m in sys.modules))"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    code, loaded = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert loaded == "[]", out.stdout + out.stderr
+    assert code in ("0", "1"), out.stdout + out.stderr  # refine may find no reason to change: an answer too
+    assert "error: tracking store" not in out.stderr, out.stderr  # it read the study
 
 
 def test_validate_checks_the_trainable(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
+from tests.runs import log_scored_trials
 from tests.spacefiles import space_doc, write_space
 
 SPACE = space_doc(
@@ -312,39 +313,11 @@ def test_each_search_gets_a_seed_of_its_own_recorded_on_its_run(
 # --------------------------------------------------------------------------- refine and lint
 
 
-def scored_trials(store_uri: str, version_file: Path, n: int = 8) -> None:
-    """``n`` finished trials of the version in ``version_file``, logged as the orchestrator logs them."""
-    from orchestrator.spaces import load_version
-    from orchestrator.tracking import schema
-    from orchestrator.tracking.mlflow_store import MlflowStore
-
-    version = load_version(version_file)
-    store = MlflowStore(store_uri)
-    experiment = store.experiment_id(version.study)
-    assert experiment is not None
-    parent = store.create_run(experiment, "search", {schema.KIND: schema.SEARCH_RUN}, {})
-    for i in range(n):
-        config = {"x": -5.0 + 15.0 * i / (n - 1), "y": 15.0 * (i % 3) / 2}
-        tags = {
-            schema.KIND: schema.TRIAL_RUN,
-            schema.PARENT: parent,
-            schema.STUDY: version.study,
-            schema.VERSION: str(version.version),
-            schema.HASH: version.content_hash,
-            schema.TRIAL_ID: f"t{i}",
-            schema.CONFIG: json.dumps(config),
-        }
-        run = store.create_run(experiment, f"t{i}", tags, config)
-        store.log_batch(run, metrics=[("loss", float((config["x"] - 3) ** 2 + i * 0.01), 0, 1)])
-        store.end_run(run, "FINISHED")
-    store.end_run(parent, "FINISHED")
-
-
 def test_refine_never_writes_a_version_that_already_exists(workdir: Path, fresh_store: str) -> None:
     from orchestrator.tracking.mlflow_store import MlflowStore
 
     MlflowStore(fresh_store)  # the store exists: a search made it
-    scored_trials(fresh_store, workdir / "honest" / "v1.yaml")
+    log_scored_trials(fresh_store, workdir / "honest" / "v1.yaml")
     code, out, err = cli("space", "refine", "honest/v1.yaml", "--tracking-uri", fresh_store)
     assert code == 0 and (workdir / "honest" / "v2.yaml").exists(), out + err
     before = tree(workdir)
