@@ -101,7 +101,8 @@ def test_failed_trials_are_retried_then_failed_with_reason(
     params = "  x: {uniform: [-1.0, 1.0]}\n  fail_at_epoch: {choice: [null, 2]}\n"
     space = space_file(tmp_path, "failing", params)
     space.write_text(space.read_text().replace("startup_trials: 4}", "startup_trials: 4, max_failures: 1}"))
-    result = run_search(space, SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray")), print)
+    options = SearchOptions(tracking_uri=mlflow_server.uri, storage=str(tmp_path / "ray"), seed=0)
+    result = run_search(space, options, print)
     client = MlflowClient(mlflow_server.uri)
     exp = client.get_experiment_by_name("failing")
     runs = client.search_runs([exp.experiment_id], "tags.`orchestrator.kind` = 'trial'")
