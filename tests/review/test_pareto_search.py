@@ -115,8 +115,12 @@ def test_a_two_objective_search_through_the_command_line(
         spread.update(zip(members, pareto.crowding([points[i] for i in members]), strict=True))
     keys = [(fronts[by_run[row["run_id"]]], -spread[by_run[row["run_id"]]]) for row in rows]
     assert keys == sorted(keys) and [row["front"] for row in rows] == sorted(fronts)
-    front_points = [points[by_run[row["run_id"]]] for row in rows if row["front"] == 0]
-    knee = [row for row in rows if row["front"] == 0][pareto.knee(front_points)]
+    # the knee's rule for equally balanced members (the better first objective, then the trial id): the front in
+    # that order, not the leaderboard's (crowding), so a tie goes where the search sent it
+    front_rows = sorted(
+        (row for row in rows if row["front"] == 0), key=lambda row: (points[by_run[row["run_id"]]], row["trial_id"])
+    )
+    knee = front_rows[pareto.knee([points[by_run[row["run_id"]]] for row in front_rows])]
     assert knee["feasible"] and all(row["feasible"] == (row["front"] in feasible_fronts) for row in rows)
     assert json.loads(search.data.tags[schema.BEST_CONFIG]) == json.loads(knee["config"])
     assert search.data.metrics[schema.best_metric(OBJECTIVES[1].name)] == knee[f"objective.{OBJECTIVES[1].name}"]
