@@ -8,7 +8,7 @@ reuse; log every trial as a nested run from a background thread; end the parent 
 
 A search and a train take one path, ``start_run``: a ``RunRequest`` says what runs (a version, fixed trials
 first, warm start or not) and how the parent run records it. The pieces: ``plan`` (what runs, decided once),
-``storage`` (where its state lives, by URI scheme), ``ray_session`` (the Ray it runs on), ``parent_run``
+``storage`` (where its state lives, by URI scheme), ``ray_session.starting_ray`` (the Ray it runs on), ``parent_run``
 (the parent run's tags and end), ``resume`` (what a stopped driver left), ``tracking.schema`` (the names).
 """
 
