@@ -3,7 +3,8 @@
 The measure is the hypervolume ratio: the hypervolume of the found set (every trial that finished, as losses)
 divided by that of the true front, both after normalising each objective to [0, 1] over the true front (its best
 value 0, its worst 1) and with the reference point (1.1, 1.1) in that scale (points beyond it add nothing). 1 means
-the found set dominates all that the front does; medians over seeds (10 quick, 20 full), trials one at a time,
+the found set dominates all that the front does; medians over seeds (10 quick, 50 full: the ConvNet table's
+ratios take few values, and at 20 seeds a median moved by up to 0.06 between seed sets), trials one at a time,
 searchers driven through the Ray Tune ``Searcher`` API in-process (no cluster), the hypervolume the product's
 (``orchestrator.engine.pareto.hypervolume``).
 
@@ -26,10 +27,12 @@ Problems:
   several objectives). Each method spends the same epochs (N x 9); the found set at an epoch budget is every trial
   that reached the last epoch within it. Ratios at a quarter, half and all of the epochs.
 
-Methods: ``tpe`` (the default: ParEGO's random Chebyshev scalarisation feeding the joint TPE), ``optuna_tpe``
-(Optuna's multivariate TPE on several objectives, through the product's searcher), ``random``, Optuna's own
-multi-objective TPE (``TPESampler`` defaults, seeded: independent sampling, as Optuna documents it for several
-objectives) and NSGA-II (``NSGAIISampler`` defaults, seeded), both over the product's Optuna view of the space.
+Methods: ``tpe`` (the default: each trial's front, then ParEGO's random Chebyshev weights, feeding the joint TPE),
+``tpe before`` (the same searcher with the rule it replaced: ParEGO on losses scaled by their minimum and maximum,
+``bench.parego_minmax``), ``optuna_tpe`` (Optuna's multivariate TPE on several objectives, through the product's
+searcher), ``random``, Optuna's own multi-objective TPE (``TPESampler`` defaults, seeded: independent sampling, as
+Optuna documents it for several objectives) and NSGA-II (``NSGAIISampler`` defaults, seeded), both over the product's
+Optuna view of the space.
 
 Goals: ``tpe``'s median ratio at least Optuna's multi-objective TPE's on every problem (ASHA: ``tpe`` + MO-ASHA against
 Optuna's TPE at the same epochs); ``tpe`` + MO-ASHA with half the epochs at least ``tpe`` FIFO's ratio with all of
@@ -41,7 +44,7 @@ then one that names ``latency_ms``, measured in local processes (a search measur
 cache.
 
     python -m bench.multi_objective --quick    # 10 seeds, 50 analytic trials: about 10 minutes on 2 busy cores
-    python -m bench.multi_objective            # 20 seeds, 100 analytic trials
+    python -m bench.multi_objective            # 50 seeds, 100 analytic trials: about 15 minutes
 """
 
 from __future__ import annotations
@@ -60,14 +63,15 @@ from typing import Any
 import numpy as np
 
 from bench import common
-from bench.search_quality import with_search
+from bench.search_quality import variant, with_search
 from bench.spacetools import make_version, sample_config
 from orchestrator.engine.pareto import fronts, hypervolume
 from orchestrator.engine.searchers import searcher_class
 from orchestrator.spaces import StudyVersion
 
 REFERENCE = (1.1, 1.1)  # in the normalised objectives (the true front's best 0, worst 1)
-OURS = ("tpe", "optuna_tpe", "random")
+TPE_BEFORE = "tpe before"  # tpe with the rule it used before 2026-12-07 (``bench.parego_minmax``)
+OURS = ("tpe", TPE_BEFORE, "optuna_tpe", "random")
 OPTUNA_TPE = "Optuna multi-objective TPE"
 NSGA2 = "Optuna NSGA-II"
 METHODS = (*OURS, OPTUNA_TPE, NSGA2)
@@ -184,10 +188,20 @@ def convnet_problem(quick: bool) -> MoProblem:
 # --------------------------------------------------------------------------- one search (FIFO)
 
 
+def our_searcher(method: str, version: StudyVersion, seed: int) -> Any:
+    """The product's searcher of ``method`` over ``version`` (``tpe before``: ``tpe`` with the old scalarisation)."""
+    if method == TPE_BEFORE:
+        from bench.parego_minmax import scalarize
+
+        cls = variant("tpe", scalarize=staticmethod(scalarize))
+        return cls(with_search(version, algorithm="tpe"), [], seed=seed)
+    return searcher_class(method)(with_search(version, algorithm=method), [], seed=seed)
+
+
 def run_ours(problem: MoProblem, algorithm: str, n: int, seed: int) -> list[tuple[float, ...]]:
     """``n`` trials of the product's searcher ``algorithm``; each trial's losses in order."""
-    version = with_search(problem.version, algorithm=algorithm)
-    searcher = searcher_class(algorithm)(version, [], seed=seed)
+    version = problem.version
+    searcher = our_searcher(algorithm, version, seed)
     out = []
     for i in range(n):
         config = searcher.suggest(f"t{i}")
@@ -273,8 +287,7 @@ def run_with_epochs(problem: MoProblem, method: str, kind: str, epochs: int, see
     if method not in OURS:
         finals = run_optuna(problem, method, epochs // max_epochs, seed)
         return [((i + 1) * max_epochs, losses) for i, losses in enumerate(finals)]
-    searched = with_search(version, algorithm=method)
-    searcher = searcher_class(method)(searched, [], seed=seed)
+    searcher = our_searcher(method, version, seed)
     scheduler = Scheduler(version, kind)
     spent, out, i = 0, [], 0
     while spent < epochs:
@@ -345,7 +358,10 @@ def plan_jobs(args: Any) -> list[tuple[str, str, str, int, int, bool]]:
     jobs += [("convnet", m, "", args.convnet_trials, s, args.quick) for m in METHODS for s in range(args.seeds)]
     epochs = args.convnet_trials * 9
     asha_methods = [
-        (m, k) for m in OURS for k in (MO_ASHA, FIRST_ASHA, FIFO) if not (m == "random" and k == FIRST_ASHA)
+        (m, k)
+        for m in OURS
+        for k in (MO_ASHA, FIRST_ASHA, FIFO)
+        if not (m in ("random", TPE_BEFORE) and k == FIRST_ASHA)
     ]
     asha_methods += [(OPTUNA_TPE, FIFO), (NSGA2, FIFO)]
     jobs += [("convnet_asha", m, k, epochs, s, args.quick) for m, k in asha_methods for s in range(args.seeds)]
@@ -396,7 +412,7 @@ def goals(summary: dict[str, Any], epochs: int) -> dict[str, Any]:
         OPTUNA_TPE: theirs,
         "met": ours >= theirs,
     }
-    for method in ("tpe", "optuna_tpe", "random"):
+    for method in ("tpe", TPE_BEFORE, "optuna_tpe", "random"):
         at_half = asha[f"{method} + {MO_ASHA}"]["median_at_epochs"][half]
         fifo = asha[f"{method} + {FIFO}"]["median_at_epochs"][full]
         out["mo_asha_half_epochs"][method] = {
@@ -447,12 +463,12 @@ def carried_costs(n: int = 1000) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__)
-    p.add_argument("--seeds", type=int, help="seeds per method (quick 10, full 20)")
+    p.add_argument("--seeds", type=int, help="seeds per method (quick 10, full 50)")
     p.add_argument("--trials", type=int, help="trials per analytic search (quick 50, full 100)")
     p.add_argument("--convnet-trials", type=int, help="FIFO trials on the ConvNet table; ASHA gets their epochs (30)")
     p.add_argument("--jobs", type=int, default=min(2, common.cpu_count()), help="worker processes")
     p.add_argument("--carried", type=int, default=1000, help="carried trials whose costs are timed (0: skip)")
-    args = common.parse_args(p, argv, {"seeds": (10, 20), "trials": (50, 100), "convnet_trials": (30, 30)})
+    args = common.parse_args(p, argv, {"seeds": (10, 50), "trials": (50, 100), "convnet_trials": (30, 30)})
     problems(args.quick)  # trains or reads the ConvNet curves once, before the workers fork
     jobs = plan_jobs(args)
     print(f"{len(jobs)} searches on {args.jobs} processes ...", flush=True)

@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import common, per_class, predict_memory, review_cost, search_at_scale, search_quality, warmstart
+from bench import (
+    common,
+    multi_objective,
+    parego_minmax,
+    per_class,
+    predict_memory,
+    review_cost,
+    search_at_scale,
+    search_quality,
+    warmstart,
+)
 from bench.spacetools import sample_config
 from orchestrator.spaces import load_version, parse_version
 from orchestrator.spaces.carry import carry
@@ -84,6 +94,25 @@ def test_search_quality_prints_a_result_line(tmp_path: Path, capsys: pytest.Capt
     restart = result["goal"]["conditional"]["refine_restart"]
     assert restart["median"] == result["problems"]["conditional"]["methods"]["refine + restart"]["median"]
     assert restart["met"] == (restart["median"] <= restart["cold"])
+
+
+def test_multi_objective_runs_tpe_beside_its_old_rule_and_prints_a_result_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    problem = multi_objective.zdt1_problem()
+    before = multi_objective.our_searcher(multi_objective.TPE_BEFORE, problem.version, 0)
+    now = multi_objective.our_searcher("tpe", problem.version, 0)
+    assert before.scalarize is parego_minmax.scalarize and now.scalarize is not parego_minmax.scalarize
+    out_file = tmp_path / "mo.json"
+    argv = ["--seeds", "1", "--trials", "12", "--convnet-trials", "3", "--carried", "0", "--jobs", "1"]
+    multi_objective.main([*argv, "--out", str(out_file)])
+    result = common.parse_result_line(capsys.readouterr().out)
+    assert result == json.loads(out_file.read_text())
+    for part in ("zdt1", "branches", "convnet"):
+        assert set(result["problems"][part]) == set(multi_objective.METHODS)
+        assert all(0 <= row["median"] <= 1 for row in result["problems"][part].values())
+    assert "tpe before + MO-ASHA" in result["problems"]["convnet_asha"]
+    assert set(result["goal"]["mo_asha_half_epochs"]) == {"tpe", "tpe before", "optuna_tpe", "random"}
 
 
 def test_search_quality_refine_part_on_a_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

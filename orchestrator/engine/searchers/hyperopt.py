@@ -25,10 +25,11 @@ trials towards its start-up phase too, and so does this searcher (``SpaceSearche
 A suggestion that repeats a known trial's values (``SpaceSearcher._avoid_repeat``) is asked again of TPE with
 the repeat one more document at the worst loss fitted on (``_tpe_without``); random draws are ``rand.suggest``'s.
 
-Several objectives, or constraints: TPE models one loss, so each suggestion scalarises the observations' vectors
-ParEGO's way (``parego``: a new random weight vector per suggestion, the augmented Chebyshev function of the losses
-scaled over the feasible observations, every trial that breaks a constraint after every one that keeps them); the
-budget it fits on, the liar, the trials stopped below it and the repeat rule then act on that loss as on one metric.
+Several objectives, or constraints: TPE models one loss, so each suggestion turns the observations' vectors into
+one (``parego``: the trial's non-dominated front, then ParEGO's augmented Chebyshev function of its objectives'
+ranks with a new random weight vector per suggestion inside the front; every trial that breaks a constraint after
+every one that keeps them); the budget it fits on, the liar, the trials stopped below it and the repeat rule then act
+on that loss as on one metric.
 ``random`` draws as with one objective.
 """
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,6 +96,9 @@ class HyperoptSearcher(SpaceSearcher):
     # hyperopt's cost is linear in the trials it fits on (Python loops included): 1,000 keeps a suggestion near
     # 30 ms on 2 cores with 10,000 carried trials, at no cost in quality (``bench.search_at_scale``).
     model_trials: ClassVar[int | None] = 1000
+    # One loss per observation's vector with several objectives or constraints, given the suggestion's weights
+    # (``parego.scalarize``); a subclass may swap it (``bench.multi_objective`` runs the rule it replaced beside it).
+    scalarize: ClassVar[Callable[[Sequence[Sequence[float]], np.ndarray], list[float]]] = staticmethod(parego.scalarize)
 
     # ------------------------------------------------------------------ hyperopt state
 
@@ -127,7 +131,7 @@ class HyperoptSearcher(SpaceSearcher):
         observed += [(self._misc_of(t), rungs[budget]) for t, rungs in self._live_rungs.items() if budget in rungs]
         if self.several:
             w = parego.weights(self._next_seed() if seed is None else seed, len(self.version.goals))
-            observed = list(zip([m for m, _ in observed], parego.scalarize([v for _, v in observed], w), strict=True))
+            observed = list(zip([m for m, _ in observed], self.scalarize([v for _, v in observed], w), strict=True))
         lied = lie([loss for _, loss in observed], self.version.search.liar)
         pending = [] if lied is None else [(self._misc_of(t), lied) for t in self.pending_at(budget)]
         modelled = observed + self._stopped_below(scored, budget, observed)
