@@ -123,8 +123,8 @@ class HyperoptSearcher(SpaceSearcher):
 
     def _model_trials(self, seed: int | None = None) -> tuple[Trials, float]:
         """The finished documents TPE fits on for the next suggestion, and the ``gamma`` that keeps its good set.
-        With several objectives or constraints each observation's vector is scalarised first (``parego``: a new
-        weight vector per suggestion, drawn from ``seed``, the next suggestion's by default)."""
+        With several objectives or constraints each observation's vector is turned into one loss first
+        (``scalarize``: its front, then Chebyshev weights drawn from ``seed``, the next suggestion's by default)."""
         budget = self.model_budget()
         scored = list(zip(self._miscs, self._scored(), strict=True))
         observed: list[tuple[dict[str, Any], Any]] = [(misc, b[budget]) for misc, (_, b) in scored if budget in b]
