@@ -15,6 +15,10 @@ the run's pending list, then the other searches' lists are read, and a configura
 is given up and suggested again (both may give it up; neither runs it twice). Running configurations are told
 apart by value (a run and a pending entry of one are one).
 
+The first suggestion waits for the thread's first read (at most ``PEERS_WAIT_S``): a search that started a moment
+after another must know of it before it suggests, or it neither claims nor publishes what it suggests, and the other
+sees that trial only once its run exists (seconds later on a busy machine, time enough to suggest it too).
+
 What it costs per suggestion: with no other live search, nothing (the snapshot is read from memory). With one,
 a suggestion waits for a read of the store at most ``PEERS_FRESH_S`` old (at most ``PEERS_WAIT_S``: a store that
 answers slower than that is read in the background only), makes its claim (one write and one read of the
@@ -80,8 +84,12 @@ class StudyPeers:
         self._thread = threading.Thread(target=self._run, name="orchestrator-peers", daemon=True)
 
     def snapshot(self) -> PeerTrials | None:
-        """The latest snapshot; while other searches run, first a read at most ``PEERS_FRESH_S`` old (waiting up to
-        ``PEERS_WAIT_S`` for it). A new object whenever the peers' trials changed (the searcher compares identity)."""
+        """The latest snapshot; before the first read has finished, that read, and while other searches run, a read
+        at most ``PEERS_FRESH_S`` old (waiting up to ``PEERS_WAIT_S`` for either). A new object whenever the peers'
+        trials changed (the searcher compares identity)."""
+        if not self._read_at:  # the first suggestion: whether others run decides whether it claims
+            with self._changed:
+                self._changed.wait_for(lambda: self._read_at > 0 or self._stopped, timeout=PEERS_WAIT_S)
         if self.active and time.monotonic() - self._read_at > PEERS_FRESH_S:
             with self._changed:
                 asked = time.monotonic()
