@@ -193,9 +193,10 @@ def our_searcher(method: str, version: StudyVersion, seed: int) -> Any:
     if method == TPE_BEFORE:
         from bench.parego_minmax import scalarize
 
-        cls = variant("tpe", scalarize=staticmethod(scalarize))
-        return cls(with_search(version, algorithm="tpe"), [], seed=seed)
-    return searcher_class(method)(with_search(version, algorithm=method), [], seed=seed)
+        cls, method = variant("tpe", scalarize=staticmethod(scalarize)), "tpe"
+    else:
+        cls = searcher_class(method)
+    return cls(with_search(version, algorithm=method), [], seed=seed)
 
 
 def run_ours(problem: MoProblem, algorithm: str, n: int, seed: int) -> list[tuple[float, ...]]:

@@ -96,21 +96,20 @@ def scalarize(vectors: Sequence[Sequence[float]], w: np.ndarray, rho: float = RH
     violations = np.asarray([v[-1] for v in vectors], dtype=float)
     feasible = np.flatnonzero(violations <= 0)
     out = np.zeros(len(vectors))
-    fronts = 0
+    fronts = 0  # the feasible observations' fronts: the infeasible ones come after them
     if feasible.size:
         value = chebyshev(points[feasible], w, rho)
-        level = np.empty(feasible.size)
+        level = np.full(feasible.size, -1.0)
         sorted_ = np.argsort(value, kind="stable")[:FRONT_LIMIT]
         level[sorted_] = front_levels(points[feasible[sorted_]])
-        fronts = int(level[sorted_].max()) + 1
-        level[np.setdiff1d(np.arange(feasible.size), sorted_)] = fronts  # past FRONT_LIMIT: after the sorted ones
+        level[level < 0] = level.max() + 1  # past FRONT_LIMIT: one front after the sorted ones
         out[feasible] = level + 0.5 * value / (1 + rho)
-        fronts += feasible.size > FRONT_LIMIT
-    broken = np.flatnonzero(violations > 0)
+        fronts = int(level.max()) + 1
+    broken = violations[violations > 0]
     share = np.ones(broken.size)  # how far each breaks the constraints, in [0, 1]: v / (1 + v), 1 for infinity
-    finite = np.isfinite(violations[broken])
-    share[finite] = violations[broken][finite] / (1 + violations[broken][finite])
-    out[broken] = fronts + 1 + share
+    finite = np.isfinite(broken)
+    share[finite] = broken[finite] / (1 + broken[finite])
+    out[violations > 0] = fronts + 1 + share
     return out.tolist()
 
 
