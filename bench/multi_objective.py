@@ -25,7 +25,12 @@ Problems:
   non-dominated sorting), under ASHA on the first objective alone (Ray's ASHA on val_accuracy; the searcher still
   models both) and FIFO, against Optuna's multi-objective TPE and NSGA-II (FIFO: Optuna cannot prune a study of
   several objectives). Each method spends the same epochs (N x 9); the found set at an epoch budget is every trial
-  that reached the last epoch within it. Ratios at a quarter, half and all of the epochs.
+  that reached the last epoch within it. Ratios at a quarter, half and all of the epochs. Why a ratio is what it
+  is: the table's front has 4 distinct points, each with its share of the front's hypervolume that no other point
+  covers (``MoProblem.volume_shares``) and the places its configurations take among those of their size after
+  each rung's epoch (``rung_places``); per method, the share of seeds whose found set holds each point
+  (``MoProblem.reached``), and within half the epochs how many trials of a front point's configurations started
+  and how many of them the scheduler stopped early (``front_trials``).
 
 Methods: ``tpe`` (the default: each trial's front, then ParEGO's random Chebyshev weights, feeding the joint TPE),
 ``tpe before`` (the same searcher with the rule it replaced: ParEGO on losses scaled by their minimum and maximum,
@@ -90,6 +95,8 @@ class MoProblem:
     evaluate: Callable[[Mapping[str, Any]], Metrics]
     front: tuple[tuple[float, ...], ...]  # the true front, as losses
     curve: Callable[[Mapping[str, Any], int], Metrics] | None = None  # metrics after an epoch (tabular only)
+    # tabular only: per distinct front point, each configuration at it and its place at each rung (``rung_places``)
+    front_configs: tuple[dict[str, Any], ...] = ()
 
     def losses(self, metrics: Mapping[str, float]) -> tuple[float, ...]:
         return tuple(goal.loss(metrics[goal.name]) for goal in self.version.goals)
@@ -111,6 +118,21 @@ class MoProblem:
     def ratio(self, points: Sequence[Sequence[float]]) -> float:
         """Hypervolume of ``points`` (losses) over the true front's, normalised, reference (1.1, 1.1)."""
         return hypervolume(self.normalised(points), REFERENCE) / self.true_volume
+
+    @cached_property
+    def front_points(self) -> tuple[tuple[float, ...], ...]:
+        """The true front's distinct points (several configurations of a table may share one), in order."""
+        return tuple(sorted(set(self.front)))
+
+    def volume_shares(self) -> list[float]:
+        """Per distinct front point, the share of the true front's hypervolume that no other front point covers:
+        what a found set loses of the ratio when it lacks that point and has the others."""
+        points = self.front_points
+        return [1.0 - self.ratio([q for q in points if q != p]) for p in points]
+
+    def reached(self, points: Sequence[Sequence[float]]) -> list[bool]:
+        """Per distinct front point, whether a point of ``points`` (losses) is at least as good in every objective."""
+        return [any(all(a <= b for a, b in zip(q, p, strict=True)) for q in points) for p in self.front_points]
 
 
 def zdt1(values: Mapping[str, Any]) -> Metrics:
@@ -182,7 +204,29 @@ def convnet_problem(quick: bool) -> MoProblem:
     )
     everything = [(-float(accuracy[i, -1]), params[i]) for i in range(len(table.configs))]
     front = tuple(everything[i] for i in fronts(everything)[0])
-    return MoProblem("ConvNet digits (accuracy, parameters)", version, evaluate, front, curve)
+    places = rung_places(accuracy, params, version.schedule.asha_milestones())
+    front_configs = tuple(
+        {"point": list(point), "configs": [places[i] for i, p in enumerate(everything) if p == point]}
+        for point in sorted(set(front))
+    )
+    return MoProblem("ConvNet digits (accuracy, parameters)", version, evaluate, front, curve, front_configs)
+
+
+def rung_places(accuracy: np.ndarray, params: Sequence[float], milestones: Sequence[float]) -> list[dict[str, Any]]:
+    """Per configuration of the table: its place by accuracy among the configurations of its size (1 = the most
+    accurate; ties share the better place) after each rung's epoch and at the last: how well early rungs see it."""
+    sizes = np.asarray(params)
+    out = []
+    for i in range(len(sizes)):
+        peers = accuracy[sizes == sizes[i]]
+        epochs = [math.ceil(m) for m in milestones] + [accuracy.shape[1]]
+        out.append(
+            {
+                "of": len(peers),
+                "place_at_epoch": {e: 1 + int((peers[:, e - 1] > accuracy[i, e - 1]).sum()) for e in epochs},
+            }
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- one search (FIFO)
@@ -279,15 +323,26 @@ class Scheduler:
             self._scheduler.on_trial_remove(None, trial)
 
 
-def run_with_epochs(problem: MoProblem, method: str, kind: str, epochs: int, seed: int) -> list[tuple[int, tuple]]:
+def run_with_epochs(
+    problem: MoProblem,
+    method: str,
+    kind: str,
+    epochs: int,
+    seed: int,
+    started: list[tuple[int, int, tuple]] | None = None,
+) -> list[tuple[int, tuple]]:
     """Trials one at a time until ``epochs`` epochs are spent: each trial that reached the last epoch as (epochs
-    spent when it ended, its losses). Optuna's methods run FIFO (``kind`` ignored)."""
+    spent when it ended, its losses). Optuna's methods run FIFO (``kind`` ignored). ``started``, when given,
+    receives every trial as (epochs spent when it ended, the epochs it ran, its losses after the last epoch)."""
     assert problem.curve is not None
     version = problem.version
     max_epochs = version.schedule.max_epochs
     if method not in OURS:
         finals = run_optuna(problem, method, epochs // max_epochs, seed)
-        return [((i + 1) * max_epochs, losses) for i, losses in enumerate(finals)]
+        out = [((i + 1) * max_epochs, losses) for i, losses in enumerate(finals)]
+        if started is not None:
+            started.extend((spent, max_epochs, losses) for spent, losses in out)
+        return out
     searcher = our_searcher(method, version, seed)
     scheduler = Scheduler(version, kind)
     spent, out, i = 0, [], 0
@@ -307,6 +362,21 @@ def run_with_epochs(problem: MoProblem, method: str, kind: str, epochs: int, see
         searcher.on_trial_complete(trial_id, result)
         if epoch == max_epochs:
             out.append((spent, problem.losses(result)))
+        if started is not None:
+            started.append((spent, epoch, problem.losses(problem.evaluate(values))))
+    return out
+
+
+def front_trials(problem: MoProblem, ran: Sequence[tuple[int, tuple]]) -> list[list[int]]:
+    """Per distinct front point: how many trials of ``ran`` ((the epochs it ran, its losses after the last epoch))
+    are a configuration at that point, and how many of those were stopped before the last epoch."""
+    points, last = problem.front_points, problem.version.schedule.max_epochs
+    out = [[0, 0] for _ in points]
+    for epochs_run, final in ran:
+        if final in points:
+            row = out[points.index(final)]
+            row[0] += 1
+            row[1] += epochs_run < last
     return out
 
 
@@ -327,10 +397,22 @@ def _job(args: tuple[str, str, str, int, int, bool]) -> tuple[str, str, int, Any
             seed,
             {"ratio": problem.ratio(found), "half": problem.ratio(found[: n // 2]), "cpu_s": time.process_time() - t0},
         )
-    finals = run_with_epochs(problem, method, kind, n, seed)
-    at = {str(budget): problem.ratio([p for spent, p in finals if spent <= budget]) for budget in budgets(n)}
+    started: list[tuple[int, int, tuple]] = []
+    finals = run_with_epochs(problem, method, kind, n, seed, started)
+    within = {str(budget): [p for spent, p in finals if spent <= budget] for budget in budgets(n)}
+    ran = {str(budget): [(e, final) for spent, e, final in started if spent <= budget] for budget in budgets(n)}
     label = method if method not in OURS else f"{method} + {kind}"
-    return part, label, seed, {"at_epochs": at, "cpu_s": time.process_time() - t0}
+    return (
+        part,
+        label,
+        seed,
+        {
+            "at_epochs": {k: problem.ratio(found) for k, found in within.items()},
+            "reached_at_epochs": {k: problem.reached(found) for k, found in within.items()},
+            "front_trials_at_epochs": {k: front_trials(problem, trials) for k, trials in ran.items()},
+            "cpu_s": time.process_time() - t0,
+        },
+    )
 
 
 def budgets(epochs: int) -> tuple[int, int, int]:
@@ -393,6 +475,14 @@ def summarise(results: list[tuple[str, str, int, Any]]) -> dict[str, Any]:
                 rows[label] = {
                     "median_at_epochs": {k: statistics.median(v["at_epochs"][k] for v in values) for k in keys},
                     "ratios_at_epochs": {k: [v["at_epochs"][k] for v in values] for k in keys},
+                    # per distinct front point (``MoProblem.front_points``): the share of seeds whose found set has it
+                    "reached_share_at_epochs": {
+                        k: np.mean([v["reached_at_epochs"][k] for v in values], axis=0).tolist() for k in keys
+                    },
+                    # per distinct front point, over all seeds: [trials at it started, of them stopped early]
+                    "front_trials_at_epochs": {
+                        k: np.sum([v["front_trials_at_epochs"][k] for v in values], axis=0).tolist() for k in keys
+                    },
                     "cpu_s_per_search": statistics.median(v["cpu_s"] for v in values),
                 }
         summary[part] = rows
@@ -425,6 +515,15 @@ def goals(summary: dict[str, Any], epochs: int) -> dict[str, Any]:
         all(v["met"] for v in out["tpe_at_least_optuna_motpe"].values()) and out["mo_asha_half_epochs"]["tpe"]["met"]
     )
     return out
+
+
+def convnet_front(problem: MoProblem) -> list[dict[str, Any]]:
+    """The ConvNet table's distinct front points (in ``MoProblem.front_points`` order, the order of every
+    ``reached_share_at_epochs`` list): accuracy, parameters, share of the hypervolume, its configurations' places."""
+    return [
+        {"accuracy": -row["point"][0], "params": row["point"][1], "volume_share": share, "configs": row["configs"]}
+        for row, share in zip(problem.front_configs, problem.volume_shares(), strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------- costs of carried trials
@@ -484,6 +583,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seeds": args.seeds,
         "trials": {"analytic": args.trials, "convnet": args.convnet_trials, "convnet_asha_epochs": epochs},
         "true_front_points": {name: len(problem.front) for name, problem in problems(args.quick).items()},
+        "convnet_front": convnet_front(problems(args.quick)["convnet_asha"]),
         "problems": summary,
         "goal": goals(summary, epochs),
         "searches_s": time.perf_counter() - started,
@@ -497,7 +597,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def report(figures: dict[str, Any]) -> None:
     problems_ = figures["problems"]
     for part, title in (
-        ("zdt1", "ZDT1, 6 variables"),
+        ("zdt1", "ZDT1, 3 variables"),
         ("branches", "branches (conditional)"),
         ("convnet", "ConvNet digits: accuracy against parameters, FIFO"),
     ):
@@ -521,6 +621,7 @@ def report(figures: dict[str, Any]) -> None:
         rows,
         "ConvNet digits with early stopping: median ratio within the epochs",
     )
+    report_front(figures)
     goal = figures["goal"]
     rows = [
         [part, *(v for k, v in g.items() if k != "met"), g["met"]]
@@ -542,6 +643,48 @@ def report(figures: dict[str, Any]) -> None:
             rows,
             f"costs of {c['trials']} carried trials computed without training ({c['workers']} CPUs)",
         )
+
+
+def report_front(figures: dict[str, Any]) -> None:
+    """Which of the ConvNet table's front points each method's found set holds, and how early rungs place them."""
+    front = figures["convnet_front"]
+    rows = [
+        [
+            f"{point['params']:.0f}",
+            point["accuracy"],
+            point["volume_share"],
+            "; ".join(
+                ", ".join(f"{place} at epoch {e}" for e, place in c["place_at_epoch"].items()) + f" (of {c['of']})"
+                for c in point["configs"]
+            ),
+        ]
+        for point in front
+    ]
+    common.print_table(
+        ["parameters", "accuracy", "share of the volume", "each configuration's place among its size's"],
+        rows,
+        "ConvNet digits: the true front's points",
+    )
+    epochs = figures["trials"]["convnet_asha_epochs"]
+    rows = []
+    for label, r in figures["problems"]["convnet_asha"].items():
+        for k in (str(epochs // 2), str(epochs)):
+            rows.append([label, k, *r["reached_share_at_epochs"][k]])
+    common.print_table(
+        ["method", "epochs", *(f"{p['params']:.0f} params" for p in front)],
+        rows,
+        "ConvNet digits with early stopping: share of seeds whose found set holds each front point",
+    )
+    half = str(epochs // 2)
+    rows = [
+        [label, *(f"{started} / {stopped}" for started, stopped in r["front_trials_at_epochs"][half])]
+        for label, r in figures["problems"]["convnet_asha"].items()
+    ]
+    common.print_table(
+        ["method", *(f"{p['params']:.0f} params" for p in front)],
+        rows,
+        f"within {half} epochs, all seeds: trials of a front point's configurations started / stopped early",
+    )
 
 
 if __name__ == "__main__":

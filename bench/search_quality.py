@@ -29,7 +29,11 @@ The ``refine`` part (issue 25; ``--parts refine``) measures refine's decisions, 
   excluded in <= 5 % at both sizes in every case.
 * **restart**: refine + restart with each rule, the restart with v1 unchanged (a second warm-started search
   of v1: what refine + restart is when refine changes nothing) and the cold search, on the three problems,
-  median best over the first 10 and the first 30 seeds (``--restart-seeds``).
+  median best over the first 10 and the first 30 seeds (``--restart-seeds``). How decisive such a median is
+  (``restart_chance``): where the seeds run hold at least two disjoint blocks of a seed count (``--restart-seeds
+  10,30,100``), the share of blocks in which each restart's median is at most the cold search's; the restart with
+  v1 unchanged is the cold search in distribution (a warm-started restart suggests what continuing would, given
+  its seed), so its share is what chance alone gives the goal; and a two-sided Mann-Whitney p over all the seeds.
 * **cost**: seconds ``refine_trials`` takes on 100 and 1,000 random trials of Hartmann-6 and of the
   conditional space.
 
@@ -492,7 +496,38 @@ def restart_quality(seeds: Sequence[int], n: int) -> dict[str, Any]:
             for s in seeds
         }
         out[problem.name]["bests"] = bests
+        out[problem.name]["chance"] = restart_chance(bests, seeds)
     return out
+
+
+def restart_chance(bests: Mapping[str, Sequence[float]], seeds: Sequence[int]) -> dict[str, Any]:
+    """How decisive the goal's comparison is: for each ``s`` in ``seeds`` that fits at least twice in the seeds run,
+    the share of disjoint blocks of ``s`` seeds in which each restart's median best is at most the cold search's
+    (``UNCHANGED`` is the same search as the cold one in distribution, so its share is what chance gives the goal),
+    and over all the seeds the two-sided Mann-Whitney p of each restart against the cold search."""
+    from scipy.stats import mannwhitneyu
+
+    most = len(bests[COLD])
+    restarts = [*RULES, UNCHANGED]
+    blocks: dict[str, Any] = {}
+    for s in seeds:
+        starts = range(0, most - s + 1, s)
+        if len(starts) < 2:
+            continue
+        blocks[str(s)] = {
+            "blocks": len(starts),
+            **{
+                name: sum(
+                    float(np.median(bests[name][i : i + s])) <= float(np.median(bests[COLD][i : i + s])) for i in starts
+                )
+                / len(starts)
+                for name in restarts
+            },
+        }
+    p_values = {
+        name: float(mannwhitneyu(bests[name], bests[COLD], alternative="two-sided").pvalue) for name in restarts
+    }
+    return {"share_of_blocks_met": blocks, "mann_whitney_p": p_values, "seeds": most}
 
 
 def refine_cost(sizes: Sequence[int]) -> dict[str, Any]:
@@ -572,7 +607,7 @@ def report_restarts(out: Mapping[str, Any]) -> None:
     rows = []
     for name, res in out["restart"].items():
         for s, at in res.items():
-            if s == "bests":
+            if s in ("bests", "chance"):
                 continue
             rows.append(
                 [
@@ -592,6 +627,17 @@ def report_restarts(out: Mapping[str, Any]) -> None:
         [*headers, "goal, model", "goal, top-K"],
         rows,
         f"refine + restart ({n // 2} + {n - n // 2}) vs one cold search of {n}: median best",
+    )
+    rows = []
+    for name, res in out["restart"].items():
+        chance = res["chance"]
+        for s, shares in chance["share_of_blocks_met"].items():
+            rows.append([name, f"{shares['blocks']} x {s}", *(shares[r] for r in (*RULES, UNCHANGED))])
+        rows.append([name, f"p, {chance['seeds']} seeds", *(chance["mann_whitney_p"][r] for r in (*RULES, UNCHANGED))])
+    common.print_table(
+        ["problem", "blocks x seeds", "model", "top-K", "v1 unchanged (chance)"],
+        rows,
+        "how often a median over disjoint blocks of seeds meets the goal (restart <= cold); Mann-Whitney p, all seeds",
     )
 
 

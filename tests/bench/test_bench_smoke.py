@@ -113,6 +113,23 @@ def test_multi_objective_runs_tpe_beside_its_old_rule_and_prints_a_result_line(
         assert all(0 <= row["median"] <= 1 for row in result["problems"][part].values())
     assert "tpe before + MO-ASHA" in result["problems"]["convnet_asha"]
     assert set(result["goal"]["mo_asha_half_epochs"]) == {"tpe", "tpe before", "optuna_tpe", "random"}
+    front = result["convnet_front"]  # one entry per distinct front point, in the order of every reached share
+    reached = result["problems"]["convnet_asha"]["tpe + MO-ASHA"]["reached_share_at_epochs"]
+    assert set(reached) == {"6", "13", "27"} and all(len(shares) == len(front) for shares in reached.values())
+    assert 0 < sum(point["volume_share"] for point in front) <= 1
+    assert all(c["place_at_epoch"]["9"] == 1 for point in front for c in point["configs"])  # best of its size
+    trials = result["problems"]["convnet_asha"]["tpe + FIFO"]["front_trials_at_epochs"]["27"]
+    assert len(trials) == len(front) and all(stopped == 0 for _, stopped in trials)  # FIFO stops nothing
+
+
+def test_multi_objective_front_points_reached_and_their_volume_shares() -> None:
+    version = multi_objective.zdt1_problem().version
+    problem = multi_objective.MoProblem("two points", version, lambda _: {}, ((1.0, 0.0), (0.0, 1.0), (0.0, 1.0)))
+    assert problem.front_points == ((0.0, 1.0), (1.0, 0.0))
+    assert problem.reached([(0.0, 1.0), (0.5, 0.5)]) == [True, False]
+    assert problem.reached([(-1.0, 0.0)]) == [True, True] and problem.reached([]) == [False, False]
+    # normalised, reference (1.1, 1.1): the front covers 1.1^2 - 1 = 0.21, each point alone 0.1 x 1.1 = 0.11
+    assert problem.volume_shares() == pytest.approx([1 - 0.11 / 0.21] * 2)
 
 
 def test_search_quality_refine_part_on_a_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,7 +149,28 @@ def test_search_quality_refine_part_on_a_tiny_budget(tmp_path: Path, capsys: pyt
         at[search_quality.COLD]["seeds"] == 2
         and result["restart"]["conditional"]["1"][search_quality.COLD]["seeds"] == 1
     )
+    chance = result["restart"]["conditional"]["chance"]  # 2 seeds hold two blocks of 1 seed, not two of 2
+    assert set(chance["share_of_blocks_met"]) == {"1"} and chance["share_of_blocks_met"]["1"]["blocks"] == 2
+    assert set(chance["mann_whitney_p"]) == {search_quality.UNCHANGED, *search_quality.RULES}
     assert all(v["best_s"] > 0 for v in result["cost"].values())
+
+
+def test_restart_chance_counts_disjoint_seed_blocks() -> None:
+    cold = [1.0, 2.0, 3.0, 4.0, 9.0]
+    bests = {search_quality.COLD: cold, search_quality.UNCHANGED: cold}
+    bests |= {search_quality.MODEL_RULE: [0.0, 5.0, 0.0, 5.0, 0.0], search_quality.TOPK_RULE: [9.0] * 5}
+    chance = search_quality.restart_chance(bests, [2, 3, 5])
+    assert set(chance["share_of_blocks_met"]) == {"2"}  # 5 seeds: two blocks of 2 (the fifth left out), one of 3
+    shares = chance["share_of_blocks_met"]["2"]
+    # medians per block: cold 1.5, 3.5; the model rule 2.5, 2.5 (met in the second); top-K 9, 9; unchanged ties
+    assert shares == {
+        "blocks": 2,
+        search_quality.MODEL_RULE: 0.5,
+        search_quality.TOPK_RULE: 0.0,
+        search_quality.UNCHANGED: 1.0,
+    }
+    assert chance["mann_whitney_p"][search_quality.UNCHANGED] == pytest.approx(1.0)
+    assert chance["seeds"] == 5
 
 
 def test_hyperopt_replay_and_latency_helpers() -> None:
