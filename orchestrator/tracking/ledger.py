@@ -17,10 +17,10 @@ import itertools
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,6 +30,8 @@ from orchestrator.paths import check_output_file
 
 from .mlflow_store import History, MlflowStore, TrialRow
 from .schema import LEDGER_ARTIFACT, LEDGER_AS_OF, LEDGER_ERROR, best_metric
+
+T = TypeVar("T")
 
 SCHEMA = pa.schema(
     [
@@ -100,6 +102,11 @@ def write(rows: Iterable[TrialRow], out: Path, metric: str | None = None, as_of_
 def check(path: Path) -> None:
     """``OrchestratorError`` unless ``path`` is a trials export (its schema read, not its rows): a run checks its
     ``--ledger`` before it starts anything."""
+    _require_columns(path, _parquet(path, pq.read_schema).names)
+
+
+def _parquet(path: Path, reader: Callable[[Path], T]) -> T:
+    """``reader(path)``, or ``OrchestratorError`` naming the file when it is missing, a folder or not Parquet."""
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise OrchestratorError(
@@ -107,21 +114,22 @@ def check(path: Path) -> None:
             f"{path}` or leave out --ledger"
         )
     try:
-        names = pq.read_schema(path).names
+        return reader(path)
     except (OSError, pa.ArrowException) as e:
         raise OrchestratorError(f"ledger {path} is not a Parquet trials export: {first_line(e)}") from None
+
+
+def _require_columns(path: Path, names: Sequence[str]) -> None:
     missing = [name for name in SCHEMA.names if name not in names and name not in OPTIONAL_COLUMNS]
     if missing:
         raise OrchestratorError(f"ledger {path} is not a trials export: no column {', '.join(missing)}")
 
 
 def read(path: Path) -> tuple[list[TrialRow], int]:
-    """Rows and the time (ms) the store was read for them; ``OrchestratorError`` for a file that is not a ledger."""
-    check(path)
-    try:
-        t = pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise OrchestratorError(f"ledger {path} is not a Parquet trials export: {first_line(e)}") from None
+    """Rows and the time (ms) the store was read for them; ``OrchestratorError`` for a file that is not a ledger
+    (the checks of ``check`` on the table read once)."""
+    t = _parquet(path, pq.read_table)
+    _require_columns(path, t.schema.names)
     meta = t.schema.metadata or {}
     as_of = int(meta.get(AS_OF, b"0"))
     rows = []

@@ -81,10 +81,12 @@ def test_export_under_a_file_is_refused(tmp_path: Path) -> None:
         check_output_file(blocker / "t.parquet")
 
 
-@pytest.mark.parametrize("kind", ["missing", "folder", "not-parquet", "other-parquet"])
-def test_bad_ledger_is_named_before_the_search_starts(tmp_path: Path, store_uri: str, kind: str) -> None:
-    space = write_space(tmp_path / "search_spaces", study="ledgered", **small_search())
-    path = tmp_path / "trials.parquet"
+BAD_LEDGERS = ["missing", "folder", "not-parquet", "other-parquet"]
+
+
+def bad_ledger(folder: Path, kind: str) -> Path:
+    """A ``--ledger`` path under ``folder`` that is not a trials export, of the ``kind`` named (``BAD_LEDGERS``)."""
+    path = folder / "trials.parquet"
     if kind == "folder":
         path.mkdir()
     elif kind == "not-parquet":
@@ -94,6 +96,30 @@ def test_bad_ledger_is_named_before_the_search_starts(tmp_path: Path, store_uri:
         import pyarrow.parquet as pq
 
         pq.write_table(pa.table({"run_id": ["r1"]}), path)
+    return path
+
+
+@pytest.mark.parametrize("kind", BAD_LEDGERS)
+def test_reading_a_bad_ledger_names_it_as_the_check_does(tmp_path: Path, kind: str) -> None:
+    """``ledger.read`` opens the file once, with ``check``'s refusals: the same words for each kind of bad file."""
+    from orchestrator.tracking import ledger
+
+    path = bad_ledger(tmp_path, kind)
+    with pytest.raises(OrchestratorError) as checked:
+        ledger.check(path)
+    with pytest.raises(OrchestratorError) as read:
+        ledger.read(path)
+    # pyarrow words its own reason differently for a schema and a table: the message up to it is the same
+    assert str(read.value).split(": ")[0] == str(checked.value).split(": ")[0]
+    assert str(read.value).startswith(f"ledger {path} ")
+    expected = {"missing": "does not exist", "folder": "is a folder", "not-parquet": "is not a Parquet trials export"}
+    assert expected.get(kind, "no column study, version") in str(read.value)
+
+
+@pytest.mark.parametrize("kind", BAD_LEDGERS)
+def test_bad_ledger_is_named_before_the_search_starts(tmp_path: Path, store_uri: str, kind: str) -> None:
+    space = write_space(tmp_path / "search_spaces", study="ledgered", **small_search())
+    path = bad_ledger(tmp_path, kind)
     result = invoke(
         "run",
         str(space),
