@@ -216,10 +216,10 @@ def rung_places(accuracy: np.ndarray, params: Sequence[float], milestones: Seque
     """Per configuration of the table: its place by accuracy among the configurations of its size (1 = the most
     accurate; ties share the better place) after each rung's epoch and at the last: how well early rungs see it."""
     sizes = np.asarray(params)
+    epochs = [math.ceil(m) for m in milestones] + [accuracy.shape[1]]
     out = []
     for i in range(len(sizes)):
         peers = accuracy[sizes == sizes[i]]
-        epochs = [math.ceil(m) for m in milestones] + [accuracy.shape[1]]
         out.append(
             {
                 "of": len(peers),
