@@ -204,12 +204,13 @@ def convnet_problem(quick: bool) -> MoProblem:
     )
     everything = [(-float(accuracy[i, -1]), params[i]) for i in range(len(table.configs))]
     front = tuple(everything[i] for i in fronts(everything)[0])
+    problem = MoProblem("ConvNet digits (accuracy, parameters)", version, evaluate, front, curve)
     places = rung_places(accuracy, params, version.schedule.asha_milestones())
     front_configs = tuple(
         {"point": list(point), "configs": [places[i] for i, p in enumerate(everything) if p == point]}
-        for point in sorted(set(front))
+        for point in problem.front_points
     )
-    return MoProblem("ConvNet digits (accuracy, parameters)", version, evaluate, front, curve, front_configs)
+    return dataclasses.replace(problem, front_configs=front_configs)
 
 
 def rung_places(accuracy: np.ndarray, params: Sequence[float], milestones: Sequence[float]) -> list[dict[str, Any]]:

@@ -105,11 +105,12 @@ def scalarize(vectors: Sequence[Sequence[float]], w: np.ndarray, rho: float = RH
         level[level < 0] = level.max() + 1  # past FRONT_LIMIT: one front after the sorted ones
         out[feasible] = level + 0.5 * value / (1 + rho)
         fronts = int(level.max()) + 1
-    broken = violations[violations > 0]
+    breaks = violations > 0
+    broken = violations[breaks]
     share = np.ones(broken.size)  # how far each breaks the constraints, in [0, 1]: v / (1 + v), 1 for infinity
     finite = np.isfinite(broken)
     share[finite] = broken[finite] / (1 + broken[finite])
-    out[violations > 0] = fronts + 1 + share
+    out[breaks] = fronts + 1 + share
     return out.tolist()
 
 
