@@ -22,15 +22,16 @@ Problems:
   the non-dominated set of the whole table. FIFO, every trial to 9 epochs.
 * **ConvNet digits + ASHA**: the same table with early stopping (grace 1, reduction 3: rungs 1 and 3): ``tpe``,
   ``optuna_tpe`` and random under MO-ASHA (``plan.asha_scheduler`` with both objectives: rungs promote by
-  non-dominated sorting), under ASHA on the first objective alone (Ray's ASHA on val_accuracy; the searcher still
-  models both) and FIFO, against Optuna's multi-objective TPE and NSGA-II (FIFO: Optuna cannot prune a study of
-  several objectives). Each method spends the same epochs (N x 9); the found set at an epoch budget is every trial
-  that reached the last epoch within it. Ratios at a quarter, half and all of the epochs. Why a ratio is what it
-  is: the table's front has 4 distinct points, each with its share of the front's hypervolume that no other point
-  covers (``MoProblem.volume_shares``) and the places its configurations take among those of their size after
+  non-dominated sorting, then hypervolume contribution), ``tpe`` under the MO-ASHA it replaced (crowding within a
+  front: ``bench.mo_asha_crowding``), under ASHA on the first objective alone (Ray's ASHA on val_accuracy; the
+  searcher still models both) and FIFO, against Optuna's multi-objective TPE and NSGA-II (FIFO: Optuna cannot prune
+  a study of several objectives). Each method spends the same epochs (N x 9); the found set at an epoch budget is
+  every trial that reached the last epoch within it. Ratios at a quarter, half and all of the epochs. Why a ratio is
+  what it is: the table's front has 4 distinct points, each with its share of the front's hypervolume that no other
+  point covers (``MoProblem.volume_shares``) and the places its configurations take among those of their size after
   each rung's epoch (``rung_places``); per method, the share of seeds whose found set holds each point
-  (``MoProblem.reached``), and within half the epochs how many trials of a front point's configurations started
-  and how many of them the scheduler stopped early (``front_trials``).
+  (``MoProblem.reached``), and within half the epochs how many trials of a front point's configurations started and
+  how many of them the scheduler stopped early (``front_trials``).
 
 Methods: ``tpe`` (the default: each trial's front, then ParEGO's random Chebyshev weights, feeding the joint TPE),
 ``tpe before`` (the same searcher with the rule it replaced: ParEGO on losses scaled by their minimum and maximum,
@@ -41,7 +42,8 @@ Optuna view of the space.
 
 Goals: ``tpe``'s median ratio at least Optuna's multi-objective TPE's on every problem (ASHA: ``tpe`` + MO-ASHA against
 Optuna's TPE at the same epochs); ``tpe`` + MO-ASHA with half the epochs at least ``tpe`` FIFO's ratio with all of
-them.
+them. The ConvNet table's ratios take few values, so a median moves in steps: ``--seeds 200`` for a finer
+comparison (28 minutes on 2 busy cores).
 
 A last part times what a warm start pays for costs it must compute (``engine.costs.fill_costs``): 1,000 carried trials
 of the shipped ``convnet_digits/v1`` space (1,000 random configurations) carried into a version that names ``params``,
@@ -287,18 +289,24 @@ def run_method(problem: MoProblem, method: str, n: int, seed: int) -> list[tuple
 
 
 FIFO, MO_ASHA, FIRST_ASHA = "FIFO", "MO-ASHA", "ASHA on the first objective"
+MO_ASHA_BEFORE = "MO-ASHA by crowding"  # the cut before 2026-12-07 (``bench.mo_asha_crowding``), tpe only
 
 
 class Scheduler:
-    """The product's scheduler fed by hand: MO-ASHA (``plan.asha_scheduler`` with the objectives), Ray's ASHA on the
-    first objective (``plan.asha_scheduler`` of the schedule alone) or none (FIFO)."""
+    """The product's scheduler fed by hand: MO-ASHA (``plan.asha_scheduler`` with the objectives), MO-ASHA with the
+    cut it made before (``bench.mo_asha_crowding``), Ray's ASHA on the first objective (``plan.asha_scheduler`` of
+    the schedule alone) or none (FIFO)."""
 
     def __init__(self, version: StudyVersion, kind: str):
-        from orchestrator.engine.plan import asha_scheduler
+        from bench.mo_asha_crowding import CrowdingAsha
+        from orchestrator.engine.plan import asha_scheduler, asha_settings
 
         self.kind = kind
         if kind == MO_ASHA:
             self._scheduler = asha_scheduler(version.schedule, version.goals, version.constraints)
+        elif kind == MO_ASHA_BEFORE:
+            settings = asha_settings(version.schedule)
+            self._scheduler = CrowdingAsha(version.schedule, version.goals, version.constraints, **settings)
         elif kind == FIRST_ASHA:
             self._scheduler = asha_scheduler(version.schedule)
         else:
@@ -447,6 +455,7 @@ def plan_jobs(args: Any) -> list[tuple[str, str, str, int, int, bool]]:
         for k in (MO_ASHA, FIRST_ASHA, FIFO)
         if not (m in ("random", TPE_BEFORE) and k == FIRST_ASHA)
     ]
+    asha_methods.insert(1, ("tpe", MO_ASHA_BEFORE))
     asha_methods += [(OPTUNA_TPE, FIFO), (NSGA2, FIFO)]
     jobs += [("convnet_asha", m, k, epochs, s, args.quick) for m, k in asha_methods for s in range(args.seeds)]
     return jobs
@@ -504,10 +513,16 @@ def goals(summary: dict[str, Any], epochs: int) -> dict[str, Any]:
         OPTUNA_TPE: theirs,
         "met": ours >= theirs,
     }
-    for method in ("tpe", TPE_BEFORE, "optuna_tpe", "random"):
-        at_half = asha[f"{method} + {MO_ASHA}"]["median_at_epochs"][half]
+    for method, kind in (
+        ("tpe", MO_ASHA),
+        ("tpe", MO_ASHA_BEFORE),
+        (TPE_BEFORE, MO_ASHA),
+        ("optuna_tpe", MO_ASHA),
+        ("random", MO_ASHA),
+    ):
+        at_half = asha[f"{method} + {kind}"]["median_at_epochs"][half]
         fifo = asha[f"{method} + {FIFO}"]["median_at_epochs"][full]
-        out["mo_asha_half_epochs"][method] = {
+        out["mo_asha_half_epochs"][method if kind == MO_ASHA else f"{method}, {kind}"] = {
             f"MO-ASHA at {half} epochs": at_half,
             f"FIFO at {full} epochs": fifo,
             "met": at_half >= fifo,

@@ -12,11 +12,15 @@ refine and the benchmarks share it, and fronts of a search are hundreds of point
 * :func:`knee`: the front's point closest to the ideal point once each objective is scaled to [0, 1] over the front
   (the balanced trade-off), the one a search registers when nothing else says which.
 * :func:`hypervolume`: the volume the points dominate up to a reference point (exact; 2 or 3 objectives).
+* :func:`contributions`: the volume each point of a front alone dominates (SMS-EMOA's tie-break; MO-ASHA's).
+* :func:`unit_scaled`: each objective scaled to [0, 1] over the points, so that objectives in different units weigh
+  alike in a volume.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 
 Point = Sequence[float]
@@ -107,16 +111,8 @@ def knee(points: Sequence[Point]) -> int | None:
     if not points:
         return None
     members = fronts(points)[0]
-    dims = len(points[0])
-    low = [min(points[i][m] for i in members) for m in range(dims)]
-    high = [max(points[i][m] for i in members) for m in range(dims)]
-
-    def scaled_distance(i: int) -> float:
-        return math.sqrt(
-            sum(((points[i][m] - low[m]) / (high[m] - low[m]) if high[m] > low[m] else 0.0) ** 2 for m in range(dims))
-        )
-
-    return min(members, key=lambda i: (scaled_distance(i), i))
+    scaled = dict(zip(members, unit_scaled([points[i] for i in members]), strict=True))
+    return min(members, key=lambda i: (math.sqrt(sum(x * x for x in scaled[i])), i))
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:
@@ -140,6 +136,48 @@ def hypervolume(points: Sequence[Point], reference: Point) -> float:
             volume += _hypervolume_2d([p[:2] for p in inside if p[2] <= z], reference[:2]) * (top - z)
         return volume
     raise ValueError(f"hypervolume of {dims} objectives: 1, 2 or 3 are supported")
+
+
+def contributions(front: Sequence[Point], reference: Point) -> list[float]:
+    """Each point's exclusive hypervolume contribution within ``front`` (points none of which dominates another): the
+    volume that it dominates and no other point does (the hypervolume of all of them less that of the others; 0 for
+    a repeated point). The tie-break of SMS-EMOA (Beume, Naujoks and Emmerich 2007) within a front: unlike crowding,
+    which keeps the two ends of each objective first, it keeps the point whose loss would shrink the dominated volume
+    most, often the knee."""
+    if len(reference) == 2:
+        return _contributions_2d(front, reference)
+    total = hypervolume(front, reference)
+    return [total - hypervolume([q for j, q in enumerate(front) if j != i], reference) for i in range(len(front))]
+
+
+def _contributions_2d(points: Sequence[Point], reference: Point) -> list[float]:
+    """``contributions`` in two objectives, from the front's staircase: point k's own rectangle reaches its right
+    neighbour's first loss and its left neighbour's second (the reference at the ends)."""
+    out = [0.0] * len(points)
+    seen = Counter((p[0], p[1]) for p in points)
+    stairs: list[int] = []
+    best = reference[1]
+    for i in sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1])):
+        if points[i][0] < reference[0] and points[i][1] < best:
+            stairs.append(i)
+            best = points[i][1]
+    for k, i in enumerate(stairs):
+        if seen[(points[i][0], points[i][1])] > 1:  # a repeated point: the other copy covers its volume
+            continue
+        right = points[stairs[k + 1]][0] if k + 1 < len(stairs) else reference[0]
+        up = points[stairs[k - 1]][1] if k else reference[1]
+        out[i] = (right - points[i][0]) * (up - points[i][1])
+    return out
+
+
+def unit_scaled(points: Sequence[Point]) -> list[tuple[float, ...]]:
+    """``points`` with each objective scaled to [0, 1] over them (its lowest 0, its highest 1; a constant one 0)."""
+    if not points:
+        return []
+    dims = range(len(points[0]))
+    low = [min(p[m] for p in points) for m in dims]
+    high = [max(p[m] for p in points) for m in dims]
+    return [tuple((p[m] - low[m]) / (high[m] - low[m]) if high[m] > low[m] else 0.0 for m in dims) for p in points]
 
 
 def _hypervolume_2d(points: Sequence[Point], reference: Point) -> float:

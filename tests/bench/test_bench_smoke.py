@@ -15,6 +15,7 @@ import pytest
 
 from bench import (
     common,
+    mo_asha_crowding,
     multi_objective,
     parego_minmax,
     per_class,
@@ -25,6 +26,7 @@ from bench import (
     warmstart,
 )
 from bench.spacetools import sample_config
+from orchestrator.engine import pareto_asha
 from orchestrator.spaces import load_version, parse_version
 from orchestrator.spaces.carry import carry
 from orchestrator.spaces.trials import RecordedTrial
@@ -103,6 +105,10 @@ def test_multi_objective_runs_tpe_beside_its_old_rule_and_prints_a_result_line(
     before = multi_objective.our_searcher(multi_objective.TPE_BEFORE, problem.version, 0)
     now = multi_objective.our_searcher("tpe", problem.version, 0)
     assert before.scalarize is parego_minmax.scalarize and now.scalarize is not parego_minmax.scalarize
+    convnet = multi_objective.problems(True)["convnet_asha"].version  # MO-ASHA now and with its old cut
+    old_cut = multi_objective.Scheduler(convnet, multi_objective.MO_ASHA_BEFORE)._scheduler._brackets[0]
+    new_cut = multi_objective.Scheduler(convnet, multi_objective.MO_ASHA)._scheduler._brackets[0]
+    assert old_cut.promote is mo_asha_crowding.promoted and new_cut.promote is pareto_asha.promoted
     out_file = tmp_path / "mo.json"
     argv = ["--seeds", "1", "--trials", "12", "--convnet-trials", "3", "--carried", "0", "--jobs", "1"]
     multi_objective.main([*argv, "--out", str(out_file)])
@@ -111,8 +117,9 @@ def test_multi_objective_runs_tpe_beside_its_old_rule_and_prints_a_result_line(
     for part in ("zdt1", "branches", "convnet"):
         assert set(result["problems"][part]) == set(multi_objective.METHODS)
         assert all(0 <= row["median"] <= 1 for row in result["problems"][part].values())
-    assert "tpe before + MO-ASHA" in result["problems"]["convnet_asha"]
-    assert set(result["goal"]["mo_asha_half_epochs"]) == {"tpe", "tpe before", "optuna_tpe", "random"}
+    assert {"tpe before + MO-ASHA", "tpe + MO-ASHA by crowding"} <= set(result["problems"]["convnet_asha"])
+    before = f"tpe, {multi_objective.MO_ASHA_BEFORE}"
+    assert set(result["goal"]["mo_asha_half_epochs"]) == {"tpe", before, "tpe before", "optuna_tpe", "random"}
     front = result["convnet_front"]  # one entry per distinct front point, in the order of every reached share
     reached = result["problems"]["convnet_asha"]["tpe + MO-ASHA"]["reached_share_at_epochs"]
     assert set(reached) == {"6", "13", "27"} and all(len(shares) == len(front) for shares in reached.values())

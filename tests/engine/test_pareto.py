@@ -8,7 +8,17 @@ import random
 
 import pytest
 
-from orchestrator.engine.pareto import crowding, dominates, fronts, hypervolume, knee, order, ranks
+from orchestrator.engine.pareto import (
+    contributions,
+    crowding,
+    dominates,
+    fronts,
+    hypervolume,
+    knee,
+    order,
+    ranks,
+    unit_scaled,
+)
 
 POINTS = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (5.0, 5.0), (2.0, 3.0)]
 
@@ -30,6 +40,27 @@ def test_crowding_and_order_within_a_front() -> None:
     assert math.isinf(distance[0]) and math.isinf(distance[3]) and distance[1] > distance[2]
     assert order(front) == [0, 3, 1, 2]
     assert order(POINTS)[-2:] == [2, 4]  # dominated points last, by front
+
+
+def test_contributions_are_the_volume_each_front_member_alone_dominates() -> None:
+    assert contributions([(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)], (2.0, 2.0)) == [0.5, 0.25, 0.5]
+    assert contributions([(0.5, 0.5), (0.5, 0.5)], (2.0, 2.0)) == [0.0, 0.0]  # each copy covers the other
+    assert contributions([(3.0, 0.0)], (2.0, 2.0)) == [0.0]  # beyond the reference
+    # three objectives: a alone 2 x 2 x 1, b alone 1 x 1 x 2, both [1, 2]^3
+    assert contributions([(0.0, 0.0, 1.0), (1.0, 1.0, 0.0)], (2.0, 2.0, 2.0)) == pytest.approx([3.0, 1.0])
+    rng = random.Random(0)
+    for _ in range(300):  # the two-objective staircase agrees with the hypervolume without each point
+        points = [(rng.choice([0.1, 0.2, 0.5, 0.7, 1.0, 1.2]), rng.choice([0.1, 0.3, 0.8, 1.0, 1.3])) for _ in range(9)]
+        front = [points[i] for i in fronts(points)[0]]
+        front += front[:1] * rng.randint(0, 1)
+        total = hypervolume(front, (1.1, 1.1))
+        alone = [total - hypervolume(front[:i] + front[i + 1 :], (1.1, 1.1)) for i in range(len(front))]
+        assert contributions(front, (1.1, 1.1)) == pytest.approx(alone, abs=1e-12)
+
+
+def test_unit_scaling() -> None:
+    assert unit_scaled([(1.0, 5.0, 2.0), (3.0, 1.0, 2.0), (2.0, 3.0, 2.0)]) == [(0, 1, 0), (1, 0, 0), (0.5, 0.5, 0)]
+    assert unit_scaled([]) == []
 
 
 def test_knee_is_the_balanced_member() -> None:

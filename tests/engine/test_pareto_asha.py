@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from orchestrator.engine.pareto_asha import ParetoAsha, ParetoBracket, promoted
+from orchestrator.engine.pareto import crowding
+from orchestrator.engine.pareto_asha import ParetoAsha, ParetoBracket, promoted, rung_order
 from orchestrator.engine.plan import asha_scheduler, asha_settings
 from orchestrator.spaces import parse_version
 from orchestrator.spaces.version import Metric, Schedule
@@ -20,14 +21,15 @@ from tests.engine.searcher_contract import HEAD, HEAD_MO, ZDT_PARAMS
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 # A rung with reduction factor 3, trials in the order they reach it: (name, f1 loss, f2 loss, violation), and what
-# each is told. ceil(n / 3) of the n trials recorded so far continue, by pareto.order: feasible first, then the
-# front, within a front the most crowded last (the extremes of each objective first), then arrival.
+# each is told. ceil(n / 3) of the n trials recorded so far continue, by rung_order: feasible first, then the front,
+# within a front the larger hypervolume contribution (each loss scaled to [0, 1] over the rung, reference 1.1), then
+# arrival.
 RUNG_TABLE = [
     ("a", 0.5, 0.5, 0.0, CONTINUE),  # the first: alone at the rung
     ("b", 0.6, 0.6, 0.0, STOP),  # dominated by a; 1 of 2 continues
-    ("c", 0.2, 0.9, 0.0, STOP),  # on the front with a, both extremes (crowding inf): a arrived first; 1 of 3
-    ("d", 0.9, 0.1, 0.0, CONTINUE),  # front a, c, d: c and d are the extremes, d second of the 2 of 4 kept
-    ("e", 0.4, 0.4, 0.0, STOP),  # dominates a and b, but in the middle of c, d, e: third of 2 kept of 5
+    ("c", 0.2, 0.9, 0.0, STOP),  # on the front with a; scaled a (0.75, 0) owns 0.35, c (0, 1) 0.075; 1 of 3
+    ("d", 0.9, 0.1, 0.0, CONTINUE),  # front a, c, d: a owns 0.286, d 0.05, c 0.043: d second of the 2 of 4 kept
+    ("e", 0.4, 0.4, 0.0, CONTINUE),  # dominates a and b; in the middle of c, d, e it owns the most (0.446): first of 2
     ("f", 0.0, 0.0, 0.5, STOP),  # dominates everything but breaks a constraint: last of 6
     ("g", 0.1, 0.05, 0.0, CONTINUE),  # dominates every feasible trial: first of 7, 3 kept
 ]
@@ -45,6 +47,24 @@ def test_promotion_on_a_hand_made_rung_table() -> None:
     rung_one = dict(bracket._rungs)[1]
     rung_three = dict(bracket._rungs)[3]
     assert list(rung_one) == [row[0] for row in RUNG_TABLE] and rung_three == {}
+
+
+def test_the_knee_outranks_the_ends_of_a_front() -> None:
+    """Crowding (NSGA-II) would keep the two ends first; a rung keeps the trial that owns the most of the volume."""
+    front = [(0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.2, 0.2, 0.0)]  # cheapest, most accurate, the knee
+    assert crowding([p[:2] for p in front])[2] < math.inf
+    assert rung_order(front) == [2, 0, 1]  # the ends own 0.2 x 0.1 each (arrival breaks the tie), the knee 0.8 x 0.8
+    recorded = {name: point for name, point in zip("abc", front, strict=True)}
+    assert [promoted(recorded, name, 3) for name in "abc"] == [False, False, True]
+
+
+def test_the_first_places_are_the_same_when_only_the_cut_front_is_ordered() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        points = [(*map(float, rng.integers(0, 6, 3)), float(rng.choice([0.0, 0.0, 0.0, 0.5]))) for _ in range(n)]
+        for cut in range(1, n + 1):
+            assert set(rung_order(points, cut)[:cut]) == set(rung_order(points)[:cut])
 
 
 def test_a_trial_is_judged_once_per_rung_at_its_first_result_past_it() -> None:
