@@ -45,6 +45,8 @@ Optuna's TPE at the same epochs); ``tpe`` + MO-ASHA with half the epochs at leas
 them. The ConvNet table's ratios take few values, so a median moves in steps: ``--seeds 200`` for a finer
 comparison (28 minutes on 2 busy cores).
 
+Then the cost of MO-ASHA's cut itself: one judgement at a rung whose 50, 100 or 200 trials are all one front (the
+worst case: every member's hypervolume contribution is measured), in two and three objectives (``rung_cost``).
 A last part times what a warm start pays for costs it must compute (``engine.costs.fill_costs``): 1,000 carried trials
 of the shipped ``convnet_digits/v1`` space (1,000 random configurations) carried into a version that names ``params``,
 then one that names ``latency_ms``, measured in local processes (a search measures in Ray tasks); and again from the
@@ -542,6 +544,33 @@ def convnet_front(problem: MoProblem) -> list[dict[str, Any]]:
     ]
 
 
+# --------------------------------------------------------------------------- what a rung's cut costs
+
+
+RUNG_FRONTS = (50, 100, 200)  # trials at a rung, all on one front: the worst case of the contribution order
+
+
+def rung_cost(sizes: Sequence[int] = RUNG_FRONTS) -> dict[str, dict[str, float]]:
+    """Seconds one MO-ASHA judgement (``pareto_asha.promoted``, reduction factor 3) takes at a rung of ``n`` trials
+    that are all one front, in two and three objectives (points on a circle's and a sphere's quarter, seeded): the
+    cut falls inside the front, so every member's hypervolume contribution is measured."""
+    from orchestrator.engine.pareto_asha import promoted
+
+    rng = np.random.default_rng(0)
+    out: dict[str, dict[str, float]] = {}
+    for dims in (2, 3):
+        row = {}
+        for n in sizes:
+            directions = np.abs(rng.normal(size=(n, dims)))
+            points = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+            recorded = {f"t{i}": (*map(float, p), 0.0) for i, p in enumerate(points)}
+            t0 = time.perf_counter()
+            promoted(recorded, f"t{n - 1}", 3)
+            row[str(n)] = time.perf_counter() - t0
+        out[f"{dims} objectives"] = row
+    return out
+
+
 # --------------------------------------------------------------------------- costs of carried trials
 
 
@@ -603,6 +632,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "problems": summary,
         "goal": goals(summary, epochs),
         "searches_s": time.perf_counter() - started,
+        "rung_cost_s": rung_cost(),
     }
     if args.carried:
         figures["carried_costs"] = carried_costs(args.carried)
@@ -647,6 +677,11 @@ def report(figures: dict[str, Any]) -> None:
     rows = [[m, *(v for k, v in g.items() if k != "met"), g["met"]] for m, g in goal["mo_asha_half_epochs"].items()]
     common.print_table(
         ["searcher", "MO-ASHA, half the epochs", "FIFO, all", "met"], rows, "goal: MO-ASHA with half the epochs >= FIFO"
+    )
+    common.print_table(
+        ["objectives", *(f"front of {n}" for n in RUNG_FRONTS)],
+        [[k, *row.values()] for k, row in figures["rung_cost_s"].items()],
+        "seconds of one MO-ASHA judgement at a rung whose trials are all one front",
     )
     if "carried_costs" in figures:
         c = figures["carried_costs"]

@@ -125,6 +125,8 @@ def test_multi_objective_runs_tpe_beside_its_old_rule_and_prints_a_result_line(
     assert set(reached) == {"6", "13", "27"} and all(len(shares) == len(front) for shares in reached.values())
     assert 0 < sum(point["volume_share"] for point in front) <= 1
     assert all(c["place_at_epoch"]["9"] == 1 for point in front for c in point["configs"])  # best of its size
+    assert set(result["rung_cost_s"]) == {"2 objectives", "3 objectives"}
+    assert all(list(row) == ["50", "100", "200"] and min(row.values()) > 0 for row in result["rung_cost_s"].values())
     trials = result["problems"]["convnet_asha"]["tpe + FIFO"]["front_trials_at_epochs"]["27"]
     assert len(trials) == len(front) and all(stopped == 0 for _, stopped in trials)  # FIFO stops nothing
 
