@@ -66,17 +66,16 @@ def rung_order(points: Sequence[Vector], cut: int | None = None) -> list[int]:
     groups: dict[int, list[int]] = {}
     for i, r in enumerate(rank):
         groups.setdefault(r, []).append(i)
+    scaled = unit_scaled(losses)
     share = [0.0] * len(points)
     before = 0
-    scaled: list[tuple[float, ...]] = []
     for r in sorted(groups):
         members = groups[r]
         straddles = cut is None or before < cut < before + len(members)
         before += len(members)
         if not straddles or len(members) < 2 or points[members[0]][-1] > 0:  # infeasible: broken alike, by arrival
             continue
-        scaled = scaled or unit_scaled(losses)
-        reference = (CONTRIBUTION_REFERENCE,) * len(losses[0])
+        reference = (CONTRIBUTION_REFERENCE,) * len(scaled[0])
         for i, c in zip(members, contributions([scaled[i] for i in members], reference), strict=True):
             share[i] = c
     return sorted(range(len(points)), key=lambda i: (rank[i], -share[i], i))
