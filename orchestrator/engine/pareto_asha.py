@@ -24,7 +24,7 @@ ConvNet-digits table (``python -m bench.multi_objective --seeds 200``: half the 
 0.689 and 0.650; 50 seeds: 0.803 and 0.637); it did not reach FIFO's with all the epochs (0.830, mean 0.814). The
 volumes cost little in two objectives (a staircase); in three each member's is a hypervolume of the others, so only
 the front the cut falls in is measured (``bench.multi_objective`` times one judgement at a rung of one front: in
-three objectives about 0.02 s for 50 trials, 0.15 s for 100, 1.1 s for 200; in two 0.03 s for 200).
+three objectives about 0.02 s for 50 trials, 0.16 s for 100, 1.1-1.4 s for 200; in two 0.03 s for 200).
 
 With one objective and no constraint this keeps the top ``1 / reduction_factor`` as ASHA does (ASHA interpolates a
 percentile of the trials before it, so a borderline trial may go the other way; ties go to the trial that arrived

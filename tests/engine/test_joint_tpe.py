@@ -45,6 +45,38 @@ def test_the_kernel_widths_are_hyperopts_mapped_back_to_each_observation() -> No
     assert joint_tpe._continuous_kernels(np.array([]), 0.0, 1.0, 1.0).tolist() == [1.0]
 
 
+def test_a_grid_takes_one_width_by_scotts_rule_and_only_ranges_over_positions_are_grids() -> None:
+    n, dims, low, high = 10, 5, -0.5, 9.5
+    widths = joint_tpe._grid_kernels(n, dims, low, high)
+    assert widths[:-1].tolist() == pytest.approx([0.2 * n ** (-1 / 9) * 10.0] * n) and widths[-1] == 10.0
+    assert joint_tpe._grid_kernels(0, 1, 0.0, 1.0).tolist() == [1.0]  # the prior alone
+    version = parse_version(
+        f"{HEAD}params:\n"
+        "  depth: {int: [1, 8]}\n"
+        "  width: {quniform: [16, 128, 16]}\n"
+        "  lr: {loguniform: [1.0e-5, 1.0]}\n"
+        "  dropout: {uniform: [0.0, 0.5]}\n"
+        "  act: {choice: [relu, gelu]}\n"
+    )
+    grids = {a.label: a.grid for a in axes(version.params)}
+    assert grids == {"depth": True, "width": True, "lr": False, "dropout": False, "act": False}
+
+
+def test_on_a_grid_a_candidate_is_judged_by_its_position_not_the_gap_it_was_drawn_in() -> None:
+    """Bad trials at every position alike, the good ones at position 8: the grid's one width suggests 8. With
+    hyperopt's neighbour widths the bad density is spikes at the positions (many observations share each), a draw
+    between two of them scores high whatever position it rounds to, and the suggestions drift to the edge."""
+    good = [Observation({"k": [8.0]}, 0.0)] * 3 + [Observation({"k": [2.0]}, 0.1)]
+    bad = [Observation({"k": [float(k)]}, 1.0) for _ in range(6) for k in range(11)]
+
+    def picks(grid: bool) -> int:
+        axis = [Axis("k", "", -0.5, 10.5, grid=grid)]
+        return sum(round(joint_tpe.suggest(axis, good + bad, 4, seed)["k"][0]) == 8 for seed in range(60))
+
+    assert picks(grid=True) >= 55
+    assert picks(grid=False) <= 30  # the rule before: position 8 in 15 of 60
+
+
 def test_candidates_follow_the_good_pairs_where_a_univariate_model_cannot() -> None:
     """Nearly every joint suggestion lies near the diagonal (a candidate drawn from the prior component may win);
     hyperopt's ``tpe.suggest`` (each label on its own) picks x and y apart and lands off it far more often."""

@@ -129,7 +129,8 @@ def _codec(p: Param) -> _Codec:
 class Axis:
     """One label as TPE models it: the range of its hyperopt draw (``low``, ``high``, on a log scale when ``log``)
     or, for a choice, its number of ``options`` (its val is the option index). ``group`` names the labels drawn
-    together: ``""`` for the top level, ``"optimizer[1]."`` for the sub-space of option 1 of ``optimizer``."""
+    together: ``""`` for the top level, ``"optimizer[1]."`` for the sub-space of option 1 of ``optimizer``.
+    ``grid``: a linear stepped range, drawn over its positions (``-0.5`` to ``steps + 0.5``, rounded)."""
 
     label: str
     group: str
@@ -137,6 +138,7 @@ class Axis:
     high: float = 0.0
     log: bool = False
     options: int = 0
+    grid: bool = False
 
 
 def axes(space: SearchSpace) -> list[Axis]:
@@ -150,7 +152,7 @@ def axes(space: SearchSpace) -> list[Axis]:
         if codec is _OPTIONS:
             out.append(Axis(label, group, options=len(p.options)))
         elif codec is _STEPS:
-            out.append(Axis(label, group, -0.5, p.steps + 0.5))
+            out.append(Axis(label, group, -0.5, p.steps + 0.5, grid=True))
         elif p.is_log:
             out.append(Axis(label, group, math.log(p.low), math.log(p.high), log=True))
         else:

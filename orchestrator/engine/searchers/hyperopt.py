@@ -12,10 +12,11 @@ second, TPE is past its start-up phase from the first suggestion, and a suggesti
 however long the history.
 
 The model (``model``): TPE's good and bad densities are hyperopt's Parzen estimators combined jointly
-(``joint_tpe``: one mixture of product kernels per group of labels, candidates drawn around one good trial at a
-time and ranked by the joint ratio), with 10 % of the observations (at most 25) as the good set
-(``good_fraction``). ``model = "univariate"`` with ``good_fraction = None`` is hyperopt's own ``tpe.suggest``
-(each label on its own, ``ceil(0.25 sqrt(n))`` good trials), the model before, kept for the benchmarks.
+(``joint_tpe``: one mixture of product kernels per group of labels, one kernel width on a grid, candidates drawn
+around one good trial at a time and ranked by the joint ratio), with 10 % of the observations (at most 25) as the
+good set (``good_fraction``). ``model = "univariate"`` with ``good_fraction = None`` is hyperopt's own
+``tpe.suggest`` (each label on its own, ``ceil(0.25 sqrt(n))`` good trials), the model before, kept for the
+benchmarks.
 
 Pending trials: hyperopt's ``tpe.suggest`` gives a document without a loss (a running trial) an
 infinite one, so before ``search.liar`` this searcher already lied "worst" about running trials;

@@ -13,6 +13,16 @@ This keeps hyperopt's estimator and changes only how the labels combine, as the 
   (``hyperopt.tpe.adaptive_parzen_normal``: the larger distance to its neighbours, clipped); a choice's kernel
   puts most weight on the option observed (Optuna's rule: ``prior_weight / components`` on every option, 1 more
   on the observed one);
+* except on a grid (an ``int`` range or a linear ``q``/``step`` one, drawn over its positions and rounded): there
+  every kernel has one width, Scott's rule as Optuna's multivariate TPE scales it (``_grid_kernels``: 0.2 of the
+  range at one observation, shrinking as ``n ** (-1 / (labels + 4))``). On a grid many observations share a
+  position, hyperopt's neighbour distance between them is 0 and the width falls to its floor (the range over
+  ``min(100, n + 2)``): the bad density becomes spikes at the positions seen, a candidate drawn between them (3.4,
+  which is position 3) scores by the gap it fell in rather than by its position, and the ratio stops telling
+  positions apart. On HPOLib's four tables (6 grids and 3 choices each; ``python -m bench.tabular --held-out --seeds
+  30``) the median incumbent after 50 and after 100 trials is at least Optuna's multivariate TPE's at all 8
+  checkpoints with one width, at 2 of 8 with hyperopt's widths; on HPOBench's MLP tables (5 grids) the two are
+  within the seeds' noise of each other;
 * an observation is **one component in all of its labels at once** (the product of its kernels), weighted as
   hyperopt weighs it (``linear_forgetting_weights``: the newest 25 at full weight) beside a prior component of
   weight ``prior_weight`` (the whole range, or every option alike);
@@ -37,6 +47,7 @@ from orchestrator.engine.backends.hyperopt import Axis
 
 DEFAULT_CANDIDATES = 24  # hyperopt's ``n_EI_candidates``
 DEFAULT_PRIOR_WEIGHT = 1.0  # hyperopt's ``prior_weight``
+GRID_BANDWIDTH = 0.2  # a grid axis's kernel width at one observation, as a share of its range (Optuna's multivariate)
 FORGETTING = tpe.DEFAULT_LF  # observations past which hyperopt's linear forgetting weighs the older ones down
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 _MAX_REDRAWS = 100  # a truncated draw outside its range is redrawn; each keeps at least a third of its mass inside
@@ -115,6 +126,14 @@ def _continuous_kernels(values: np.ndarray, low: float, high: float, prior_weigh
     return np.append(sigmas[position], prior_sigma)
 
 
+def _grid_kernels(n: int, dims: int, low: float, high: float) -> np.ndarray:
+    """The kernel widths on a grid axis of ``n`` observations in a group of ``dims`` labels, then the prior's: one
+    width for all, Scott's rule as Optuna's multivariate TPE scales it (``GRID_BANDWIDTH * n ** (-1 / (dims +
+    4))`` of the range)."""
+    width = high - low
+    return np.append(np.full(n, GRID_BANDWIDTH * max(n, 1) ** (-1.0 / (dims + 4)) * width), width)
+
+
 def _mixture(rows: np.ndarray, cats: np.ndarray, axes: Sequence[Axis], prior_weight: float) -> _Mixture:
     """The mixture of the observations ``rows`` (continuous axes) and ``cats`` (choices), in the order observed."""
     n = len(rows)
@@ -126,7 +145,10 @@ def _mixture(rows: np.ndarray, cats: np.ndarray, axes: Sequence[Axis], prior_wei
     mus = np.vstack([rows, 0.5 * (low + high)[None]]) if n else 0.5 * (low + high)[None]
     sigmas = np.empty((n + 1, len(continuous)))
     for j, a in enumerate(continuous):
-        sigmas[:, j] = _continuous_kernels(rows[:, j], a.low, a.high, prior_weight)
+        if a.grid:
+            sigmas[:, j] = _grid_kernels(n, len(axes), a.low, a.high)
+        else:
+            sigmas[:, j] = _continuous_kernels(rows[:, j], a.low, a.high, prior_weight)
     probs = []
     for j, a in enumerate(choices):
         table = np.full((n + 1, a.options), prior_weight / (n + 1))
