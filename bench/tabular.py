@@ -13,7 +13,10 @@ on this machine (nothing is downloaded):
   NAS-Bench-201's three (6 categorical operations of 5 choices; 15,625 architectures; 2-3 seeds;
   validation accuracy in %);
 * the ConvNet-digits grid of ``bench.convnet_curves`` (144 configurations of the ``convnet`` trainable, real
-  training cached under ``bench/results/convnet_curves/``; the loss is ``-val_accuracy`` after 9 epochs).
+  training cached under ``bench/results/convnet_curves/``; the loss is ``-val_accuracy`` after 9 epochs);
+* and a synthetic check beside them (``--synthetic``, judged by no goal): Hartmann-6 on a grid of 11 positions
+  per axis, without noise (``hartmann_grid_problem``), where ``tpe``'s one width per grid costs what it gains on
+  the tables.
 
 Each table's parameters become a space of the product's syntax: an ordered grid (numbers) an ``int`` over its
 positions, strings a ``choice``; the ConvNet grid is the space of ``bench.convnet_curves`` (choices, the
@@ -34,6 +37,7 @@ Optuna's multivariate TPE on every case at 50 and at 100 trials.
     python -m bench.tabular --quick        # 10 seeds: the tuned cases and ConvNet-digits
     python -m bench.tabular                # 20 seeds
     python -m bench.tabular --held-out     # the held-out tables only
+    python -m bench.tabular --synthetic    # the synthetic grid only
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from orchestrator.spaces import Metric, StudyVersion
 
 TUNED = ("australian", "blood_transfusion", "car", "kc1", "phoneme", "segment", "vehicle")
 CONVNET = "convnet_digits"
+HARTMANN_GRID = "grid/hartmann6"  # a synthetic check (``--synthetic``): no table, no noise, judged by no goal
 HELD_OUT = (
     ("hpobench", "credit_g"),
     ("hpolib", "naval_propulsion"),
@@ -152,9 +157,39 @@ def convnet_problem() -> TabularProblem:
     return TabularProblem(CONVNET, version, seeds_of, grid.optimum)
 
 
+GRID_POSITIONS = 11  # per axis of the synthetic grid: 0.0, 0.1, ..., 1.0
+
+
+def _hartmann6(x: np.ndarray) -> np.ndarray:
+    """Hartmann-6 at points ``x`` (..., 6) in [0, 1]^6 (``bench.search_quality.hartmann6``, vectorised)."""
+    from bench.search_quality import HARTMANN_A, HARTMANN_ALPHA, HARTMANN_P
+
+    d = (HARTMANN_A * (x[..., None, :] - HARTMANN_P) ** 2).sum(axis=-1)
+    return -(HARTMANN_ALPHA * np.exp(-d)).sum(axis=-1)
+
+
+@functools.cache
+def hartmann_grid_problem() -> TabularProblem:
+    """Hartmann-6 on a grid of ``GRID_POSITIONS`` per axis (every parameter an ``int`` over its positions; 1.8
+    million configurations), without noise: smooth, so a model that keeps to the exact positions of its good
+    trials does well, where the tables reward smoothing across positions."""
+    last = GRID_POSITIONS - 1
+    axis = np.linspace(0.0, 1.0, GRID_POSITIONS)
+    rest = np.stack(np.meshgrid(*[axis] * 5, indexing="ij"), axis=-1).reshape(-1, 5)
+    optimum = min(float(_hartmann6(np.column_stack([np.full(len(rest), v), rest])).min()) for v in axis)
+
+    def seeds_of(values: Mapping[str, Any]) -> np.ndarray:
+        return np.array([float(_hartmann6(np.array([values[f"x{i}"] / last for i in range(1, 7)])))])
+
+    version = make_version("tab_hartmann_grid", {f"x{i}": {"int": [0, last]} for i in range(1, 7)})
+    return TabularProblem(HARTMANN_GRID, version, seeds_of, optimum)
+
+
 def problem_named(name: str) -> TabularProblem:
     if name == CONVNET:
         return convnet_problem()
+    if name == HARTMANN_GRID:
+        return hartmann_grid_problem()
     family, dataset = name.split("/")
     return package_problem(family, dataset)
 
@@ -312,6 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "the largest",
     )
     p.add_argument("--held-out", action="store_true", help="the held-out tables only (see the module's doc)")
+    p.add_argument("--synthetic", action="store_true", help="the synthetic grid only (see the module's doc)")
     p.add_argument("--cases", type=lambda text: tuple(text.split(",")), help="only these cases (names as printed)")
     p.add_argument(
         "--methods",
@@ -326,7 +362,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p.error(f"--methods: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(METHODS)}")
     if MULTIVARIATE not in args.methods:
         p.error(f"--methods: the goal's reference {MULTIVARIATE!r} must be one of the rows")
-    cases = args.cases or (held_out_cases() if args.held_out else tuned_cases())
+    if args.held_out and args.synthetic:
+        p.error("--held-out and --synthetic: pick one")
+    cases = args.cases or (held_out_cases() if args.held_out else [HARTMANN_GRID] if args.synthetic else tuned_cases())
     print(f"{len(cases)} cases x {len(args.methods)} methods x {args.seeds} seeds x {max(args.checkpoints)} trials")
     t0 = time.perf_counter()
     results = run_cases(cases, args.methods, args.seeds, args.checkpoints, max(1, args.jobs))
@@ -334,6 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seeds": args.seeds,
         "checkpoints": list(args.checkpoints),
         "held_out": bool(args.held_out),
+        "synthetic": bool(args.synthetic),
         "cases": results,
         "goal": overall_goal(results, args.checkpoints),
         "seconds": time.perf_counter() - t0,
@@ -341,7 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "pid": os.getpid(),
     }
     report(out)
-    name = "tabular_held_out" if args.held_out else "tabular"
+    name = "tabular_held_out" if args.held_out else "tabular_synthetic" if args.synthetic else "tabular"
     return common.finish(name, args.quick, out, args.out)
 
 

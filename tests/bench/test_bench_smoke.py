@@ -509,6 +509,20 @@ def test_tabular_tables_read_as_the_package_reads_them() -> None:
     assert nas.version.params.params["Op0"].is_choice
 
 
+def test_the_synthetic_grid_is_hartmann6_at_its_positions_and_its_optimum_the_grids_best() -> None:
+    from bench import tabular
+
+    problem = tabular.hartmann_grid_problem()
+    values = {f"x{i}": k for i, k in zip(range(1, 7), [2, 1, 5, 3, 3, 7], strict=True)}  # near Hartmann's optimum
+    assert problem.version.params.contains(values) is None
+    assert problem.mean(values) == pytest.approx(search_quality.hartmann6({k: v / 10 for k, v in values.items()}))
+    assert problem.optimum <= problem.mean(values) < -3.2  # the grid's best is near the continuous -3.32237
+    assert problem.objective(0)(values) == problem.mean(values)  # no noise
+    rng = np.random.default_rng(0)
+    samples = [{f"x{i}": int(rng.integers(11)) for i in range(1, 7)} for _ in range(200)]
+    assert min(problem.mean(c) for c in samples) >= problem.optimum
+
+
 def test_tabular_on_a_tiny_budget_scores_the_incumbent_by_its_table_mean(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
