@@ -101,9 +101,13 @@ HARTMANN_P = 1e-4 * np.array(
 )
 
 
+def hartmann6_at(x: np.ndarray) -> np.ndarray:
+    """Hartmann-6 at points ``x`` (..., 6) in [0, 1]^6, one value per point."""
+    return -(HARTMANN_ALPHA * np.exp(-(HARTMANN_A * (x[..., None, :] - HARTMANN_P) ** 2).sum(axis=-1))).sum(axis=-1)
+
+
 def hartmann6(c: Mapping[str, Any]) -> float:
-    x = np.array([c[f"x{i}"] for i in range(1, 7)])
-    return float(-(HARTMANN_ALPHA * np.exp(-(HARTMANN_A * (x - HARTMANN_P) ** 2).sum(axis=1))).sum())
+    return float(hartmann6_at(np.array([c[f"x{i}"] for i in range(1, 7)])))
 
 
 def conditional(c: Mapping[str, Any]) -> float:

@@ -55,8 +55,9 @@ from typing import Any
 import numpy as np
 
 from bench import common
-from bench.search_quality import Trace, run_optuna, run_searcher, variant, with_search
+from bench.search_quality import Trace, hartmann6, hartmann6_at, run_optuna, run_searcher, variant, with_search
 from bench.spacetools import make_version
+from orchestrator.engine.searchers.base import SpaceSearcher
 from orchestrator.engine.searchers.hyperopt import HyperoptSearcher
 from orchestrator.spaces import Metric, StudyVersion
 
@@ -160,14 +161,6 @@ def convnet_problem() -> TabularProblem:
 GRID_POSITIONS = 11  # per axis of the synthetic grid: 0.0, 0.1, ..., 1.0
 
 
-def _hartmann6(x: np.ndarray) -> np.ndarray:
-    """Hartmann-6 at points ``x`` (..., 6) in [0, 1]^6 (``bench.search_quality.hartmann6``, vectorised)."""
-    from bench.search_quality import HARTMANN_A, HARTMANN_ALPHA, HARTMANN_P
-
-    d = (HARTMANN_A * (x[..., None, :] - HARTMANN_P) ** 2).sum(axis=-1)
-    return -(HARTMANN_ALPHA * np.exp(-d)).sum(axis=-1)
-
-
 @functools.cache
 def hartmann_grid_problem() -> TabularProblem:
     """Hartmann-6 on a grid of ``GRID_POSITIONS`` per axis (every parameter an ``int`` over its positions; 1.8
@@ -176,10 +169,10 @@ def hartmann_grid_problem() -> TabularProblem:
     last = GRID_POSITIONS - 1
     axis = np.linspace(0.0, 1.0, GRID_POSITIONS)
     rest = np.stack(np.meshgrid(*[axis] * 5, indexing="ij"), axis=-1).reshape(-1, 5)
-    optimum = min(float(_hartmann6(np.column_stack([np.full(len(rest), v), rest])).min()) for v in axis)
+    optimum = min(float(hartmann6_at(np.column_stack([np.full(len(rest), v), rest])).min()) for v in axis)
 
     def seeds_of(values: Mapping[str, Any]) -> np.ndarray:
-        return np.array([float(_hartmann6(np.array([values[f"x{i}"] / last for i in range(1, 7)])))])
+        return np.array([hartmann6({k: v / last for k, v in values.items()})])
 
     version = make_version("tab_hartmann_grid", {f"x{i}": {"int": [0, last]} for i in range(1, 7)})
     return TabularProblem(HARTMANN_GRID, version, seeds_of, optimum)
@@ -207,9 +200,10 @@ def held_out_cases() -> list[str]:
 Runner = Callable[[TabularProblem, int, int], Trace]
 
 
-def searcher_run(algorithm: str, **attributes: Any) -> Runner:
-    """The product's searcher of ``algorithm`` (with class settings ``attributes``), driven in-process."""
-    cls = variant(algorithm, **attributes) if attributes else None
+def searcher_run(algorithm: str, searcher_cls: type[SpaceSearcher] | None = None, **attributes: Any) -> Runner:
+    """The product's searcher of ``algorithm`` (or ``searcher_cls``; with class settings ``attributes``), driven
+    in-process."""
+    cls = variant(algorithm, **attributes) if attributes else searcher_cls
 
     def run(problem: TabularProblem, n: int, seed: int) -> Trace:
         version = with_search(problem.version, algorithm=algorithm)
@@ -234,18 +228,13 @@ class AdaptiveGridSearcher(HyperoptSearcher):
         self._axes = [dataclasses.replace(a, grid=False) for a in self._axes]
 
 
-def adaptive_grid_run(problem: TabularProblem, n: int, seed: int) -> Trace:
-    version = with_search(problem.version, algorithm="tpe")
-    return run_searcher(version, problem.objective(seed), n, seed, searcher_cls=AdaptiveGridSearcher)
-
-
 OURS = "tpe"
 ADAPTIVE_GRID = "tpe, adaptive grid widths"
 BEFORE = "tpe before"
 MULTIVARIATE = "Optuna TPE multivariate"
 METHODS: dict[str, Runner] = {
     OURS: searcher_run("tpe"),
-    ADAPTIVE_GRID: adaptive_grid_run,
+    ADAPTIVE_GRID: searcher_run("tpe", AdaptiveGridSearcher),
     BEFORE: searcher_run("tpe", **TPE_BEFORE),
     "optuna_tpe": searcher_run("optuna_tpe"),
     MULTIVARIATE: optuna_run(multivariate=True),
